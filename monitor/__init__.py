@@ -1,0 +1,3 @@
+"""Streaming time-series anomaly monitor for sensor fleets."""
+
+__version__ = "0.1.0"

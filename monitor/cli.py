@@ -1,0 +1,221 @@
+"""The `monitor` command line: the one place (with the pipelines) where settings are read and wired."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from monitor.errors import MonitorError
+from monitor.settings import Settings
+
+app = typer.Typer(help="Streaming anomaly monitor for sensor fleets.", no_args_is_help=True, add_completion=False)
+topics_app = typer.Typer(help="Kafka topics of the monitor.", no_args_is_help=True)
+db_app = typer.Typer(help="The monitor's database.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(db_app, name="db")
+
+log = logging.getLogger("monitor")
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    return settings
+
+
+def _fail(exc: MonitorError) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _parse_when(text: str | None, name: str) -> datetime | None:
+    from monitor.contract import parse_time
+
+    if text is None:
+        return None
+    value = parse_time(text)
+    if value is None:
+        raise typer.BadParameter(f"{text!r} is not ISO-8601 with a UTC offset, e.g. 2026-01-01T00:00:00Z", param_hint=name)
+    return value
+
+
+@app.command()
+def train(
+    csv_path: Annotated[Path, typer.Argument(help="Wide CSV of normal data: a time column + numeric channels.")],
+    out: Annotated[Path, typer.Option(help="Where to write the model artifact.")] = Path("model.pt"),
+    sep: Annotated[str, typer.Option(help="CSV separator.")] = ",",
+    time_column: Annotated[str, typer.Option(help="Name of the time column ('' for none).")] = "timestamp",
+    ignore: Annotated[Optional[list[str]], typer.Option(help="Columns to drop (repeatable).")] = None,
+    window_len: Annotated[Optional[int], typer.Option(help="Rows per window.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs at most.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+) -> None:
+    """Fit an LSTM autoencoder on normal data and write a model artifact."""
+    from monitor.scoring import artifact
+    from monitor.scoring.train import train as fit
+    from monitor.windows import read_wide_csv
+
+    settings = _settings()
+    updates = {k: v for k, v in {"window_len": window_len, "epochs": epochs, "seed": seed}.items() if v is not None}
+    cfg = settings.model.model_copy(update=updates)
+    try:
+        frame = read_wide_csv(csv_path, sep=sep, time_column=time_column or None, ignore=ignore or [])
+        typer.echo(f"training on {len(frame)} rows x {frame.shape[1]} channels from {csv_path}", err=True)
+        bundle = fit(frame, cfg, source=str(csv_path))
+        artifact.save(bundle, out)
+    except MonitorError as exc:
+        _fail(exc)
+    cal = bundle.meta.calibration
+    typer.echo(
+        f"model {bundle.meta.version} written to {out}: val_loss={bundle.meta.metrics['val_loss']:.4f} "
+        f"epochs={bundle.meta.training['epochs']} log_score mean={cal.log_score_mean:.3f} std={cal.log_score_std:.3f}"
+    )
+
+
+@app.command()
+def run(
+    model: Annotated[Optional[Path], typer.Option(help="Model artifact (default: settings model.path).")] = None,
+    idle_exit_s: Annotated[Optional[float], typer.Option(help="Exit after this many seconds without records.")] = None,
+    metrics_port: Annotated[Optional[int], typer.Option(help="Serve Prometheus metrics on this port.")] = None,
+) -> None:
+    """Consume sensor windows, score them, and write alerts (Ctrl-C or SIGTERM stops cleanly)."""
+    from monitor.runner import build_runner
+    from monitor.scoring import artifact
+    from monitor.store.database import init_schema, make_engine
+
+    settings = _settings()
+    try:
+        bundle = artifact.load(model or settings.model.path)
+        if settings.model.threads:
+            import torch
+
+            torch.set_num_threads(settings.model.threads)
+        db = make_engine(settings.db.url.get_secret_value(), echo=settings.db.echo)
+        init_schema(db)
+        runner = build_runner(
+            settings.kafka, settings.run, settings.threshold, settings.alert, bundle, db, idle_exit_s=idle_exit_s
+        )
+    except MonitorError as exc:
+        _fail(exc)
+    port = metrics_port if metrics_port is not None else settings.run.metrics_port
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port)
+        log.info("metrics on http://127.0.0.1:%d/metrics", port)
+    runner.install_signal_handlers()
+    log.info("model %s; consuming %s as group %s", bundle.meta.version, settings.kafka.topic, settings.kafka.group_id)
+    stats = runner.run()
+    typer.echo(
+        f"consumed={stats.consumed} scored={stats.scored} dead_letters={stats.dead_letters} "
+        f"alert_updates={stats.alerts_written} batches={stats.batches}",
+        err=True,
+    )
+
+
+@app.command()
+def alerts(
+    sensor: Annotated[Optional[str], typer.Option(help="Only this sensor.")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Alerts active at or after this time (ISO-8601).")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Alerts opened before this time (ISO-8601).")] = None,
+    status: Annotated[Optional[str], typer.Option(help="open, acknowledged or resolved.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Rows at most.")] = 100,
+    format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
+) -> None:
+    """List alerts from the database, newest first."""
+    from monitor.contract import format_time
+    from monitor.store.database import init_schema, make_engine
+    from monitor.store.repository import query_alerts
+
+    settings = _settings()
+    try:
+        db = make_engine(settings.db.url.get_secret_value())
+        init_schema(db)
+        rows = query_alerts(
+            db, sensor_id=sensor, since=_parse_when(since, "--since"), until=_parse_when(until, "--until"),
+            status=status, limit=limit,
+        )
+    except MonitorError as exc:
+        _fail(exc)
+    columns = ["id", "sensor_id", "opened_at", "closed_at", "status", "severity", "peak_score",
+               "threshold_at_peak", "window_count", "top_channels", "model_version"]
+    plain = [{c: _plain(r[c], format_time) for c in columns} for r in rows]
+    if format is OutputFormat.json:
+        typer.echo(json.dumps(plain, indent=2))
+    elif format is OutputFormat.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns)
+        writer.writeheader()
+        for row in plain:
+            writer.writerow({k: (";".join(v) if isinstance(v, list) else v) for k, v in row.items()})
+    else:
+        _print_table(plain, columns)
+
+
+def _plain(value: Any, format_time: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, float):
+        return round(value, 4)
+    return value
+
+
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        typer.echo("no alerts")
+        return
+    cells = [[("," .join(v) if isinstance(v, list) else ("" if v is None else str(v))) for v in (r[c] for c in columns)]
+             for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    typer.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+@topics_app.command("create")
+def topics_create(
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of the window topic.")] = 3,
+    replication: Annotated[int, typer.Option(min=1, help="Replication factor.")] = 1,
+) -> None:
+    """Create the window topic and the dead-letter topic if missing."""
+    from monitor.ingest.kafka import ensure_topics
+
+    settings = _settings()
+    try:
+        created = ensure_topics(settings.kafka, [settings.kafka.topic, settings.kafka.dlq_topic], partitions, replication)
+    except MonitorError as exc:
+        _fail(exc)
+    typer.echo(f"created: {', '.join(created) or 'nothing (all exist)'}")
+
+
+@db_app.command("init")
+def db_init() -> None:
+    """Create the database tables if missing."""
+    from monitor.store.database import init_schema, make_engine
+
+    settings = _settings()
+    try:
+        init_schema(make_engine(settings.db.url.get_secret_value()))
+    except MonitorError as exc:
+        _fail(exc)
+    typer.echo("schema ready")
+
+
+if __name__ == "__main__":
+    app()

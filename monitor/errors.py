@@ -1,0 +1,58 @@
+"""The monitor's one error hierarchy.
+
+    MonitorError
+    ├── ConfigError             settings or arguments that cannot work (not retriable)
+    ├── DataError               input data unusable for the requested work (too little data, no channels)
+    ├── ArtifactError           a model artifact that is corrupt, of another format, or mismatched
+    ├── ServiceError            an external service failed (retriable unless told otherwise)
+    │   ├── BrokerError         Kafka unreachable or refusing
+    │   └── StoreError          the SQL database unreachable or refusing
+    └── ContractError           a record that breaks the message contract (carries a short `reason` code)
+
+Bad input records are data, not crashes: the decoder returns a `DecodeFailure` (see `monitor.contract`)
+that the consumer routes to the dead-letter topic; `ContractError` is raised only by strict helpers.
+Library errors are wrapped at the seam with ``raise OwnError(...) from exc``.
+"""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    """Base of every error the monitor raises on purpose."""
+
+    retriable: bool = False
+
+
+class ConfigError(MonitorError):
+    """Settings or arguments that cannot work."""
+
+
+class DataError(MonitorError):
+    """Input data that cannot serve the requested work."""
+
+
+class ArtifactError(MonitorError):
+    """A model artifact that is corrupt, of an unknown format, or does not match the data."""
+
+
+class ServiceError(MonitorError):
+    """An external service failed; usually worth retrying."""
+
+    retriable = True
+
+
+class BrokerError(ServiceError):
+    """Kafka is unreachable or refused the request."""
+
+
+class StoreError(ServiceError):
+    """The SQL database is unreachable or refused the request."""
+
+
+class ContractError(MonitorError):
+    """A record that breaks the message contract."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail

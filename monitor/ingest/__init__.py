@@ -1,0 +1,1 @@
+"""Kafka adapters: clients, topics and the dead-letter sink."""

@@ -1,0 +1,108 @@
+"""Thin Kafka adapters (kafka-python 3.x). Clients are built here from ``KafkaSettings``; nothing else in the
+package imports kafka directly except the runner and the pipelines that receive these clients."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from monitor.contract import DecodeFailure
+from monitor.errors import BrokerError
+from monitor.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+def make_consumer(cfg: KafkaSettings, **overrides: Any) -> KafkaConsumer:
+    """A group consumer that never auto-commits and parses no bytes (the runner decodes raw values)."""
+    options: dict[str, Any] = {
+        **cfg.client_options(),
+        "group_id": cfg.group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": cfg.auto_offset_reset,
+        "max_poll_records": cfg.max_poll_records,
+        "session_timeout_ms": cfg.session_timeout_ms,
+        "heartbeat_interval_ms": max(300, cfg.session_timeout_ms // 4),
+        "allow_auto_create_topics": False,
+        "max_partition_fetch_bytes": 8 * 1024 * 1024,
+    }
+    options.update(overrides)
+    try:
+        return KafkaConsumer(**options)
+    except KafkaError as exc:
+        raise BrokerError(f"cannot connect to Kafka at {cfg.bootstrap_servers}: {exc}") from exc
+
+
+def make_producer(cfg: KafkaSettings, **overrides: Any) -> KafkaProducer:
+    """An idempotent producer (acks=all) with batching for throughput."""
+    options: dict[str, Any] = {
+        **cfg.client_options(),
+        "acks": "all",
+        "linger_ms": 5,
+        "batch_size": 256 * 1024,
+        "max_request_size": 8 * 1024 * 1024,
+    }
+    options.update(overrides)
+    try:
+        return KafkaProducer(**options)
+    except KafkaError as exc:
+        raise BrokerError(f"cannot connect to Kafka at {cfg.bootstrap_servers}: {exc}") from exc
+
+
+def ensure_topics(cfg: KafkaSettings, names: Sequence[str], partitions: int = 3, replication: int = 1) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    try:
+        admin = KafkaAdminClient(**cfg.client_options())
+    except KafkaError as exc:
+        raise BrokerError(f"cannot connect to Kafka at {cfg.bootstrap_servers}: {exc}") from exc
+    try:
+        existing = set(admin.list_topics())
+        wanted = [n for n in names if n not in existing]
+        if wanted:
+            try:
+                admin.create_topics([NewTopic(n, partitions, replication) for n in wanted])
+            except TopicAlreadyExistsError:
+                pass
+        return wanted
+    except KafkaError as exc:
+        raise BrokerError(f"cannot create topics {list(names)}: {exc}") from exc
+    finally:
+        admin.close()
+
+
+class DeadLetters:
+    """Sends undecodable records to the dead-letter topic with the reason and the original coordinates."""
+
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+        self._pending: list[Any] = []
+
+    def send(self, record: Any, failure: DecodeFailure) -> None:
+        headers = [
+            ("dlq.reason", failure.reason.encode()),
+            ("dlq.detail", failure.detail.encode("utf-8", "replace")[:1000]),
+            ("dlq.topic", record.topic.encode()),
+            ("dlq.partition", str(record.partition).encode()),
+            ("dlq.offset", str(record.offset).encode()),
+            ("dlq.timestamp", str(record.timestamp).encode()),
+        ]
+        self._pending.append(self.producer.send(self.topic, key=record.key, value=record.value, headers=headers))
+
+    def flush(self, timeout_s: float = 30.0) -> int:
+        """Block until every dead letter is acknowledged; raises BrokerError if any failed."""
+        if not self._pending:
+            return 0
+        pending, self._pending = self._pending, []
+        try:
+            self.producer.flush(timeout=timeout_s)
+            for future in pending:
+                future.get(timeout=timeout_s)
+        except KafkaError as exc:
+            raise BrokerError(f"dead-letter write failed: {exc}") from exc
+        return len(pending)

@@ -1,0 +1,22 @@
+"""Prometheus metrics of the monitor (one registry per process; names are part of the public surface)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+WINDOWS_CONSUMED = Counter("monitor_windows_consumed_total", "Records read from the window topic.")
+WINDOWS_SCORED = Counter("monitor_windows_scored_total", "Windows scored and judged.")
+DECODE_FAILURES = Counter(
+    "monitor_decode_failures_total", "Records sent to the dead-letter topic, by reason.", ["reason"]
+)
+BATCH_SECONDS = Histogram(
+    "monitor_batch_seconds", "Time from poll return to durable commit of one batch.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+ALERTS_OPENED = Counter("monitor_alerts_opened_total", "Alerts opened.")
+ALERTS_CLOSED = Counter("monitor_alerts_closed_total", "Alerts closed.")
+DB_RETRIES = Counter("monitor_db_retries_total", "Batch commits retried after a database error.")
+STALE_BATCHES = Counter("monitor_stale_batches_total", "Batches dropped because a partition moved elsewhere.")
+CONSUMER_LAG = Gauge("monitor_consumer_lag", "Records behind the end of the partition.", ["partition"])
+MODEL_INFO = Gauge("monitor_model_info", "Active model version (value 1).", ["version"])
+ASSIGNED_PARTITIONS = Gauge("monitor_assigned_partitions", "Partitions owned by this consumer.")

@@ -1,0 +1,315 @@
+"""`monitor run`: the consumer loop. Wires Kafka, the pure engine and the SQL store.
+
+Order of I/O per batch (the delivery guarantee):
+  1. poll raw records; decode each (bad ones -> dead-letter producer);
+  2. score and judge the good ones (pure engine);
+  3. flush the dead letters and wait for their acks;
+  4. ONE database transaction: alert upserts + sensor state + next offset per partition (fenced);
+  5. commit the same offsets to Kafka (for lag monitoring only; the database is the source of truth).
+A crash anywhere before 4 replays the batch from the stored offsets; a crash after 4 replays nothing,
+because on assignment the consumer seeks to the offsets stored in the database.
+
+Rebalance callbacks run on kafka-python's network thread, where blocking consumer calls raise: the listener
+only queues the change; the loop applies it (read offsets, seek, load state) on its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy import Engine as DbEngine
+
+from monitor import metrics
+from monitor.contract import DecodeFailure, decode
+from monitor.engine import Engine, Record
+from monitor.errors import BrokerError, StoreError
+from monitor.ingest.kafka import DeadLetters, make_consumer, make_producer
+from monitor.scoring.artifact import ModelBundle
+from monitor.scoring.scorer import Scorer
+from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
+from monitor.store import repository
+from monitor.store.database import ping
+from monitor.store.repository import SensorRow, StaleOffsetError
+
+log = logging.getLogger(__name__)
+
+
+class _Listener(ConsumerRebalanceListener):
+    """Records assignment changes for the loop; does no blocking work (runs on the network thread)."""
+
+    def __init__(self) -> None:
+        self.changes: queue.SimpleQueue[tuple[str, set[TopicPartition]]] = queue.SimpleQueue()
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.changes.put(("revoked", set(revoked)))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.changes.put(("assigned", set(assigned)))
+
+
+@dataclass
+class RunStats:
+    consumed: int = 0
+    scored: int = 0
+    dead_letters: int = 0
+    alerts_written: int = 0
+    batches: int = 0
+    stale_batches: int = 0
+    db_retries: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Runner:
+    """One consumer-group member. ``stop()`` (or SIGTERM/SIGINT) ends it after the current batch."""
+
+    def __init__(
+        self,
+        *,
+        consumer: KafkaConsumer,
+        dead_letters: DeadLetters,
+        db: DbEngine,
+        engine: Engine,
+        topic: str,
+        group_id: str,
+        poll_timeout_ms: int = 500,
+        max_poll_records: int = 2000,
+        max_record_bytes: int = 1_000_000,
+        idle_exit_s: float | None = None,
+        on_batch: Callable[[RunStats], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.consumer = consumer
+        self.dead_letters = dead_letters
+        self.db = db
+        self.engine = engine
+        self.topic = topic
+        self.group_id = group_id
+        self.poll_timeout_ms = poll_timeout_ms
+        self.max_poll_records = max_poll_records
+        self.max_record_bytes = max_record_bytes
+        self.idle_exit_s = idle_exit_s
+        self.on_batch = on_batch
+        self.sleep = sleep
+        self.stats = RunStats()
+        self._stop = threading.Event()
+        self._listener = _Listener()
+        self._durable: dict[int, int | None] = {}  # partition -> next offset stored in the database
+        self._assigned: set[int] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def run(self) -> RunStats:
+        self.consumer.subscribe([self.topic], listener=self._listener)
+        metrics.MODEL_INFO.labels(self.engine.scorer.version).set(1)
+        last_data = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
+                self._apply_rebalances()
+                records = [r for tp, rs in batch.items() for r in rs if self._is_new(tp.partition, r.offset)]
+                if records:
+                    last_data = time.monotonic()
+                    self._process(records)
+                elif self.idle_exit_s is not None and self._assigned and (
+                    time.monotonic() - last_data > self.idle_exit_s
+                ):
+                    log.info("no records for %.1f s: exiting (idle_exit_s)", self.idle_exit_s)
+                    break
+        finally:
+            self.consumer.close(autocommit=False)
+            self.dead_letters.producer.close(timeout=10)
+        return self.stats
+
+    # -- rebalance ---------------------------------------------------------------------------------------
+    def _apply_rebalances(self) -> None:
+        while True:
+            try:
+                kind, tps = self._listener.changes.get_nowait()
+            except queue.Empty:
+                return
+            partitions = {tp.partition for tp in tps if tp.topic == self.topic}
+            if kind == "revoked":
+                self.engine.forget(partitions)
+                for p in partitions:
+                    self._durable.pop(p, None)
+                self._assigned -= partitions
+                log.info("partitions revoked: %s", sorted(partitions))
+            else:
+                self._assigned |= partitions
+                self._seek_to_durable(partitions)
+                log.info("partitions assigned: %s", sorted(partitions))
+            metrics.ASSIGNED_PARTITIONS.set(len(self._assigned))
+
+    def _seek_to_durable(self, partitions: set[int]) -> None:
+        """Seek to the offsets stored with the output and drop cached state of those partitions."""
+        stored = self._with_db_retry(lambda: repository.load_offsets(self.db, self.group_id, self.topic))
+        self.engine.forget(partitions)
+        for p in partitions:
+            offset = stored.get(p)
+            self._durable[p] = offset
+            if offset is not None:
+                self.consumer.seek(TopicPartition(self.topic, p), offset)
+
+    def _is_new(self, partition: int, offset: int) -> bool:
+        if partition not in self._assigned:
+            return False
+        durable = self._durable.get(partition)
+        return durable is None or offset >= durable
+
+    # -- one batch ---------------------------------------------------------------------------------------
+    def _process(self, raw_records: list[Any]) -> None:
+        started = time.perf_counter()
+        self.stats.consumed += len(raw_records)
+        metrics.WINDOWS_CONSUMED.inc(len(raw_records))
+        scorer = self.engine.scorer
+        good: list[Record] = []
+        next_offsets: dict[int, int] = {}
+        for raw in raw_records:
+            next_offsets[raw.partition] = max(next_offsets.get(raw.partition, 0), raw.offset + 1)
+            result = decode(
+                raw.value, window_len=scorer.window_len, channels=scorer.channels, max_bytes=self.max_record_bytes
+            )
+            if isinstance(result, DecodeFailure):
+                self.dead_letters.send(raw, result)
+                metrics.DECODE_FAILURES.labels(result.reason).inc()
+                self.stats.dead_letters += 1
+            else:
+                good.append(Record(raw.partition, raw.offset, result))
+        self._load_states(good)
+        outcome = self.engine.process(good)
+        try:
+            self.dead_letters.flush()
+            sensors = [
+                SensorRow(c.sensor_id, c.partition, c.snapshot(), c.last_score, c.last_threshold, c.last_window_end,
+                          c.model_version)
+                for c in outcome.touched.values()
+            ]
+            expected = {p: self._durable.get(p) for p in next_offsets}
+            repository.commit_batch(
+                self.db, group_id=self.group_id, topic=self.topic, alerts=list(outcome.alerts.values()),
+                sensors=sensors, offsets=next_offsets, expected=expected,
+            )
+        except StaleOffsetError as exc:
+            log.warning("batch dropped: %s; re-reading state", exc)
+            self.stats.stale_batches += 1
+            metrics.STALE_BATCHES.inc()
+            self._rewind(set(next_offsets))
+            return
+        except (StoreError, BrokerError) as exc:
+            log.warning("batch not durable (%s); pausing and retrying from the stored offsets", exc)
+            self._wait_for_services(exc)
+            self._rewind(set(next_offsets))
+            return
+        self._durable.update(next_offsets)
+        opened = sum(1 for _, d in outcome.decisions if d.opened)
+        closed = sum(1 for _, d in outcome.decisions if d.closed)
+        metrics.ALERTS_OPENED.inc(opened)
+        metrics.ALERTS_CLOSED.inc(closed)
+        self._commit_kafka(next_offsets)
+        self.stats.scored += len(good)
+        self.stats.alerts_written += len(outcome.alerts)
+        self.stats.batches += 1
+        metrics.WINDOWS_SCORED.inc(len(good))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        if self.on_batch:
+            self.on_batch(self.stats)
+
+    def _load_states(self, records: list[Record]) -> None:
+        missing = self.engine.missing(records)
+        if not missing:
+            return
+        rows = self._with_db_retry(lambda: repository.load_sensor_states(self.db, missing))
+        for sensor_id, row in rows.items():
+            self.engine.sensors[sensor_id] = self.engine.restore_context(
+                sensor_id, row.partition, row.state, row.model_version
+            )
+
+    def _commit_kafka(self, offsets: dict[int, int]) -> None:
+        try:
+            self.consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()})
+        except (KafkaError, RuntimeError) as exc:  # informational only: the database holds the truth
+            log.info("Kafka offset commit skipped: %s", exc)
+
+    def _rewind(self, partitions: set[int]) -> None:
+        partitions &= self._assigned
+        self._seek_to_durable(partitions)
+
+    # -- outages -------------------------------------------------------------------------------------------
+    def _wait_for_services(self, first_error: Exception) -> None:
+        """Pause fetching, keep the group membership alive, and retry with backoff until the DB answers."""
+        paused = list(self.consumer.assignment())
+        if paused:
+            self.consumer.pause(*paused)
+        delay = 0.5
+        try:
+            while not self._stop.is_set():
+                self.stats.db_retries += 1
+                metrics.DB_RETRIES.inc()
+                self.sleep(delay)
+                self.consumer.poll(timeout_ms=0)
+                self._apply_rebalances()
+                try:
+                    ping(self.db)
+                    return
+                except StoreError:
+                    delay = min(delay * 2, 10.0)
+                    log.warning("database still unreachable; next try in %.1f s", delay)
+        finally:
+            still = [tp for tp in paused if tp in self.consumer.assignment()]
+            if still:
+                self.consumer.resume(*still)
+
+    def _with_db_retry(self, action: Callable[[], Any]) -> Any:
+        delay = 0.5
+        while True:
+            try:
+                return action()
+            except StoreError:
+                if self._stop.is_set():
+                    raise
+                self.stats.db_retries += 1
+                metrics.DB_RETRIES.inc()
+                log.warning("database unreachable; retrying in %.1f s", delay)
+                self.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+
+def build_runner(
+    kafka: KafkaSettings,
+    run: RunSettings,
+    threshold: ThresholdSettings,
+    alert: AlertSettings,
+    bundle: ModelBundle,
+    db: DbEngine,
+    *,
+    idle_exit_s: float | None = None,
+) -> Runner:
+    """Wire a Runner from settings sections, a loaded model and a database engine."""
+    return Runner(
+        consumer=make_consumer(kafka),
+        dead_letters=DeadLetters(make_producer(kafka), kafka.dlq_topic),
+        db=db,
+        engine=Engine(Scorer(bundle), threshold, alert),
+        topic=kafka.topic,
+        group_id=kafka.group_id,
+        poll_timeout_ms=kafka.poll_timeout_ms,
+        max_poll_records=kafka.max_poll_records,
+        max_record_bytes=run.max_record_bytes,
+        idle_exit_s=idle_exit_s if idle_exit_s is not None else run.idle_exit_s,
+    )

@@ -1,0 +1,1 @@
+"""Scoring: the LSTM autoencoder, robust scaling, training, artifacts and the batch scorer."""

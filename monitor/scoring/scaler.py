@@ -1,0 +1,35 @@
+"""Robust per-channel scaling: (x - median) / (IQR / 1.349), fitted on training data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RobustScaler:
+    center: np.ndarray  # (n_channels,)
+    scale: np.ndarray  # (n_channels,), > 0
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> RobustScaler:
+        """``values``: (n_rows, n_channels). Constant channels get scale 1 (their deviations still count)."""
+        center = np.median(values, axis=0)
+        q75, q25 = np.percentile(values, [75, 25], axis=0)
+        scale = (q75 - q25) / 1.349
+        std = values.std(axis=0)
+        # An IQR of 0 on a mostly-constant channel: fall back to the std, then to 1.
+        scale = np.where(scale > 1e-9, scale, np.where(std > 1e-9, std, 1.0))
+        return cls(center.astype(np.float32), scale.astype(np.float32))
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """Any array whose last axis is the channels."""
+        return ((values - self.center) / self.scale).astype(np.float32)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"center": self.center.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list[float]]) -> RobustScaler:
+        return cls(np.asarray(data["center"], dtype=np.float32), np.asarray(data["scale"], dtype=np.float32))

@@ -1,0 +1,68 @@
+"""Batch scoring: windows -> reconstruction-error score and per-channel contributions.
+
+Per window and channel, the error is the mean squared reconstruction error over time of the scaled values,
+divided by that channel's median validation error (so channels with different predictability weigh alike).
+The window score is the mean of these normalised channel errors; contributions are their shares (sum to 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from monitor.scoring.artifact import ModelBundle
+
+
+@dataclass(frozen=True)
+class Scores:
+    score: np.ndarray  # (batch,), > 0
+    contributions: np.ndarray  # (batch, n_channels), rows sum to 1
+
+
+def channel_errors(bundle: ModelBundle, windows: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Raw values (batch, window_len, n_channels) -> mean squared error per channel (batch, n_channels)."""
+    scaled = bundle.scaler.transform(np.asarray(windows, dtype=np.float32))
+    out = np.empty((scaled.shape[0], scaled.shape[2]), dtype=np.float64)
+    with torch.inference_mode():
+        for start in range(0, scaled.shape[0], batch_size):
+            chunk = torch.from_numpy(scaled[start : start + batch_size])
+            recon = bundle.module(chunk)
+            out[start : start + batch_size] = ((recon - chunk) ** 2).mean(dim=1).double().numpy()
+    return out
+
+
+def normalise(errors: np.ndarray, channel_error: np.ndarray | list[float]) -> Scores:
+    """Per-channel errors (batch, n_channels) -> Scores, using the calibration's channel error scale."""
+    ref = np.maximum(np.asarray(channel_error, dtype=np.float64), 1e-9)
+    normed = errors / ref
+    total = normed.sum(axis=1)
+    score = total / errors.shape[1]
+    contributions = normed / np.maximum(total, 1e-12)[:, None]
+    return Scores(np.maximum(score, 1e-12), contributions)
+
+
+class Scorer:
+    """Scores batches of raw windows with one loaded model."""
+
+    def __init__(self, bundle: ModelBundle, batch_size: int = 512) -> None:
+        self.bundle = bundle
+        self.batch_size = batch_size
+
+    @property
+    def version(self) -> str:
+        return self.bundle.meta.version
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(self.bundle.meta.channels)
+
+    @property
+    def window_len(self) -> int:
+        return self.bundle.meta.window_len
+
+    def score(self, windows: np.ndarray) -> Scores:
+        """``windows``: (batch, window_len, n_channels) raw values."""
+        errors = channel_errors(self.bundle, windows, self.batch_size)
+        return normalise(errors, self.bundle.meta.calibration.channel_error)

@@ -1,0 +1,153 @@
+"""Training an LSTM autoencoder on normal data: time-ordered validation split, early stopping, seeds."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from monitor.errors import DataError
+from monitor.scoring.artifact import Calibration, ModelBundle, ModelMeta, build_module
+from monitor.scoring.scaler import RobustScaler
+from monitor.scoring.scorer import channel_errors, normalise
+from monitor.settings import ModelSettings
+from monitor.windows import sliding_windows
+
+log = logging.getLogger(__name__)
+
+MIN_TRAIN_WINDOWS = 8
+MIN_VAL_WINDOWS = 4
+
+
+def _seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def train(
+    frame: pd.DataFrame,
+    cfg: ModelSettings,
+    *,
+    source: str = "",
+    version: str | None = None,
+    progress: bool = True,
+    warm_start: ModelBundle | None = None,
+) -> ModelBundle:
+    """Fit a model on ``frame`` (time-indexed, numeric channels only) and calibrate its scores.
+
+    The last ``val_fraction`` of the rows (in time) is the validation part; windows never straddle the split.
+    Raises ``DataError`` when either part is too short for the window length.
+    """
+    values = frame.to_numpy(dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise DataError("training data contains NaN or Infinity; clean or drop those rows first")
+    n_val_rows = int(len(values) * cfg.val_fraction)
+    train_rows, val_rows = values[: len(values) - n_val_rows], values[len(values) - n_val_rows :]
+    train_windows = sliding_windows(train_rows, cfg.window_len, cfg.stride)
+    val_windows = sliding_windows(val_rows, cfg.window_len, max(1, min(cfg.stride, cfg.window_len // 4)))
+    if len(train_windows) < MIN_TRAIN_WINDOWS or len(val_windows) < MIN_VAL_WINDOWS:
+        need = cfg.window_len + MIN_TRAIN_WINDOWS * cfg.stride
+        raise DataError(
+            f"too little data: {len(values)} rows give {len(train_windows)} training and {len(val_windows)} "
+            f"validation windows of {cfg.window_len} rows (need >= {MIN_TRAIN_WINDOWS} and >= {MIN_VAL_WINDOWS}); "
+            f"provide at least ~{int(need / (1 - cfg.val_fraction)) + cfg.window_len} rows or shorten the window"
+        )
+
+    generator = _seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    scaler = warm_start.scaler if warm_start else RobustScaler.fit(train_rows)
+    channels = [str(c) for c in frame.columns]
+    if warm_start is not None:
+        if warm_start.meta.channels != channels or warm_start.meta.window_len != cfg.window_len:
+            raise DataError("warm start model has other channels or window length than the training data")
+        module = copy.deepcopy(warm_start.module)
+    else:
+        module = build_module(
+            ModelMeta(channels, cfg.window_len, cfg.hidden_size, cfg.latent_size, cfg.num_layers, cfg.dropout,
+                      scaler.to_dict(), Calibration([], 0.0, 1.0))
+        )
+    x_train = torch.from_numpy(scaler.transform(train_windows))
+    x_val = torch.from_numpy(scaler.transform(val_windows))
+    optimiser = torch.optim.Adam(module.parameters(), lr=cfg.learning_rate)
+    loss_fn = nn.MSELoss()
+
+    best_state, best_val, stale, epochs_run = copy.deepcopy(module.state_dict()), float("inf"), 0, 0
+    train_loss = float("nan")
+    bar = tqdm(range(cfg.epochs), desc="train", unit="epoch", file=sys.stderr, disable=not progress)
+    for _epoch in bar:
+        module.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        total = 0.0
+        for start in range(0, len(order), cfg.batch_size):
+            batch = x_train[order[start : start + cfg.batch_size]]
+            optimiser.zero_grad()
+            loss = loss_fn(module(batch), batch)
+            loss.backward()
+            nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+            optimiser.step()
+            total += float(loss.detach()) * len(batch)
+        train_loss = total / len(x_train)
+        module.eval()
+        with torch.inference_mode():
+            val_loss = float(loss_fn(module(x_val), x_val))
+        epochs_run += 1
+        bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
+        if val_loss < best_val - 1e-6:
+            best_val, best_state, stale = val_loss, copy.deepcopy(module.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    bar.close()
+    module.load_state_dict(best_state)
+    module.eval()
+
+    created = datetime.now(timezone.utc)
+    meta = ModelMeta(
+        channels=channels,
+        window_len=cfg.window_len,
+        hidden_size=cfg.hidden_size,
+        latent_size=cfg.latent_size,
+        num_layers=cfg.num_layers,
+        dropout=cfg.dropout,
+        scaler=scaler.to_dict(),
+        calibration=Calibration([], 0.0, 1.0),
+        version=version or created.strftime("%Y%m%dT%H%M%SZ"),
+        created_at=created.isoformat(),
+        training={
+            "source": source,
+            "rows": int(len(values)),
+            "start": frame.index[0].isoformat() if len(frame) else None,
+            "end": frame.index[-1].isoformat() if len(frame) else None,
+            "epochs": epochs_run,
+            "seed": cfg.seed,
+            "stride": cfg.stride,
+        },
+        metrics={"train_loss": train_loss, "val_loss": best_val},
+    )
+    bundle = ModelBundle(module, scaler, meta)
+    meta.calibration = calibrate(bundle, val_windows)
+    return bundle
+
+
+def calibrate(bundle: ModelBundle, windows: np.ndarray) -> Calibration:
+    """Measure the score scale on (normal) validation windows."""
+    errors = channel_errors(bundle, windows)
+    channel_error = np.median(errors, axis=0)
+    log_scores = np.log(normalise(errors, channel_error).score)
+    quantiles = {f"q{int(q * 1000)}": float(np.quantile(log_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)}
+    return Calibration(
+        channel_error=[float(v) for v in channel_error],
+        log_score_mean=float(log_scores.mean()),
+        log_score_std=float(max(log_scores.std(), 1e-3)),
+        log_score_quantiles=quantiles,
+    )

@@ -1,0 +1,1 @@
+"""SQL storage adapter (SQLAlchemy 2): schema, engine creation, batch commits and queries."""

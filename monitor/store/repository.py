@@ -1,0 +1,195 @@
+"""Reads and writes of the stream engine: one transaction per batch (alerts + sensor state + offsets).
+
+The caller owns the engine; each function opens its own short transaction. ``commit_batch`` fences the
+offsets: it advances a partition only from the offset this consumer last saw, so a consumer that lost a
+partition in a rebalance cannot overwrite the new owner's progress (``StaleOffsetError``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, case, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor.errors import StoreError
+from monitor.incidents import RESOLVED, AlertRecord
+from monitor.store.schema import Alert, ConsumerOffset, SensorState, utcnow
+
+
+class StaleOffsetError(StoreError):
+    """Another consumer advanced a partition this batch read from: the batch is dropped, not written."""
+
+    retriable = False
+
+
+@dataclass(frozen=True)
+class SensorRow:
+    sensor_id: str
+    partition: int
+    state: dict[str, Any]
+    last_score: float | None
+    last_threshold: float | None
+    last_window_end: datetime | None
+    model_version: str
+
+
+def _insert(engine: Engine, table: Any) -> Any:
+    return (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def load_offsets(engine: Engine, group_id: str, topic: str) -> dict[int, int]:
+    """Partition -> next offset stored with the output."""
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(ConsumerOffset.partition, ConsumerOffset.next_offset).where(
+                    ConsumerOffset.group_id == group_id, ConsumerOffset.topic == topic
+                )
+            )
+            return {int(p): int(o) for p, o in rows}
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read stored offsets: {exc.__class__.__name__}") from exc
+
+
+def load_sensor_states(engine: Engine, sensor_ids: Iterable[str]) -> dict[str, SensorRow]:
+    ids = list(sensor_ids)
+    if not ids:
+        return {}
+    try:
+        table = SensorState.__table__
+        fields = [table.c[name] for name in SensorRow.__dataclass_fields__]
+        with engine.connect() as conn:
+            rows = conn.execute(select(*fields).where(table.c.sensor_id.in_(ids))).mappings()
+            return {row["sensor_id"]: SensorRow(**row) for row in rows}
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read sensor state: {exc.__class__.__name__}") from exc
+
+
+def commit_batch(
+    engine: Engine,
+    *,
+    group_id: str,
+    topic: str,
+    alerts: Sequence[AlertRecord],
+    sensors: Sequence[SensorRow],
+    offsets: Mapping[int, int],
+    expected: Mapping[int, int | None],
+) -> None:
+    """Write alert upserts, sensor state and next offsets in ONE transaction.
+
+    ``offsets``: partition -> next offset after this batch; ``expected``: partition -> the stored offset this
+    batch started from (None when the partition had none). Alert upserts are idempotent on
+    (sensor_id, opened_at); an operator's acknowledgement survives later updates until the alert resolves.
+    """
+    now = utcnow()
+    try:
+        with engine.begin() as conn:
+            for partition, next_offset in offsets.items():
+                before = expected.get(partition)
+                if before is None:
+                    stmt = _insert(engine, ConsumerOffset).values(
+                        group_id=group_id, topic=topic, partition=partition, next_offset=next_offset, updated_at=now
+                    ).on_conflict_do_nothing().returning(ConsumerOffset.partition)
+                    if conn.execute(stmt).first() is None:
+                        raise StaleOffsetError(f"partition {partition} was started elsewhere meanwhile")
+                    continue
+                moved = conn.execute(
+                    update(ConsumerOffset)
+                    .where(
+                        ConsumerOffset.group_id == group_id,
+                        ConsumerOffset.topic == topic,
+                        ConsumerOffset.partition == partition,
+                        ConsumerOffset.next_offset == before,
+                    )
+                    .values(next_offset=next_offset, updated_at=now)
+                )
+                if moved.rowcount != 1:
+                    raise StaleOffsetError(f"partition {partition} moved on elsewhere (expected offset {before})")
+            if alerts:
+                rows = [_alert_row(a, now) for a in alerts]
+                stmt = _insert(engine, Alert).values(rows)
+                excluded = stmt.excluded
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[Alert.sensor_id, Alert.opened_at],
+                    set_={
+                        "closed_at": excluded.closed_at,
+                        "last_window_end": excluded.last_window_end,
+                        "status": case((excluded.status == RESOLVED, RESOLVED), else_=Alert.status),
+                        "severity": excluded.severity,
+                        "peak_score": excluded.peak_score,
+                        "threshold_at_peak": excluded.threshold_at_peak,
+                        "window_count": excluded.window_count,
+                        "top_channels": excluded.top_channels,
+                        "last_offset": excluded.last_offset,
+                        "updated_at": excluded.updated_at,
+                    },
+                )
+                conn.execute(stmt)
+            if sensors:
+                stmt = _insert(engine, SensorState).values(
+                    [
+                        {
+                            "sensor_id": s.sensor_id, "partition": s.partition, "state": s.state,
+                            "last_score": s.last_score, "last_threshold": s.last_threshold,
+                            "last_window_end": s.last_window_end, "model_version": s.model_version,
+                            "updated_at": now,
+                        }
+                        for s in sensors
+                    ]
+                )
+                excluded = stmt.excluded
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[SensorState.sensor_id],
+                    set_={name: getattr(excluded, name) for name in (
+                        "partition", "state", "last_score", "last_threshold", "last_window_end", "model_version",
+                        "updated_at")},
+                )
+                conn.execute(stmt)
+    except StaleOffsetError:
+        raise
+    except SQLAlchemyError as exc:
+        raise StoreError(f"batch commit failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}") from exc
+
+
+def _alert_row(alert: AlertRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "sensor_id": alert.sensor_id, "opened_at": alert.opened_at, "closed_at": alert.closed_at,
+        "last_window_end": alert.last_window_end, "status": alert.status, "severity": alert.severity,
+        "peak_score": alert.peak_score, "threshold_at_peak": alert.threshold_at_peak,
+        "window_count": alert.window_count, "top_channels": alert.top_channels,
+        "model_version": alert.model_version, "partition": alert.partition,
+        "first_offset": alert.first_offset, "last_offset": alert.last_offset,
+        "created_at": now, "updated_at": now,
+    }
+
+
+def query_alerts(
+    engine: Engine,
+    *,
+    sensor_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    status: str | None = None,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """Alerts overlapping [since, until), newest first, as plain dicts of the table's columns."""
+    table = Alert.__table__
+    stmt = select(table).order_by(table.c.opened_at.desc(), table.c.id.desc()).limit(limit)
+    if sensor_id:
+        stmt = stmt.where(table.c.sensor_id == sensor_id)
+    if status:
+        stmt = stmt.where(table.c.status == status)
+    if since:
+        stmt = stmt.where(table.c.last_window_end >= since)
+    if until:
+        stmt = stmt.where(table.c.opened_at < until)
+    try:
+        with engine.connect() as conn:
+            return [dict(row) for row in conn.execute(stmt).mappings()]
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot query alerts: {exc.__class__.__name__}") from exc

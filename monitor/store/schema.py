@@ -1,0 +1,94 @@
+"""Tables of the monitor's database. SQLite and PostgreSQL; every time is stored as UTC."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String, TypeDecorator, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: all times are timezone-aware UTC")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+
+
+class Alert(Base):
+    """One incident: consecutive anomalous windows of a sensor. Identity: (sensor_id, opened_at)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        UniqueConstraint("sensor_id", "opened_at", name="uq_alerts_sensor_opened"),
+        Index("ix_alerts_opened_at", "opened_at"),
+        Index("ix_alerts_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    sensor_id: Mapped[str] = mapped_column(String(200))
+    opened_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    last_window_end: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20))
+    severity: Mapped[str] = mapped_column(String(20))
+    peak_score: Mapped[float] = mapped_column(Float)
+    threshold_at_peak: Mapped[float] = mapped_column(Float)
+    window_count: Mapped[int]
+    top_channels: Mapped[list[str]]
+    model_version: Mapped[str] = mapped_column(String(64))
+    partition: Mapped[int]
+    first_offset: Mapped[int] = mapped_column(BigInteger)
+    last_offset: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SensorState(Base):
+    """Threshold and incident state of one sensor, written in the same transaction as its alerts."""
+
+    __tablename__ = "sensor_state"
+
+    sensor_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    partition: Mapped[int]
+    state: Mapped[dict[str, Any]]
+    last_score: Mapped[float | None] = mapped_column(Float)
+    last_threshold: Mapped[float | None] = mapped_column(Float)
+    last_window_end: Mapped[datetime | None]
+    model_version: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConsumerOffset(Base):
+    """Next offset to read per partition, stored with the output (Kafka's advice for external sinks)."""
+
+    __tablename__ = "consumer_offsets"
+
+    group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(249), primary_key=True)
+    partition: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

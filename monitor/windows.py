@@ -1,0 +1,62 @@
+"""Windowing and wide-CSV reading: pure helpers shared by training, replay and backtests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from monitor.errors import DataError
+
+
+def read_wide_csv(
+    path: Path | str,
+    *,
+    sep: str = ",",
+    time_column: str | None = "timestamp",
+    ignore: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Read a wide CSV (a timestamp column + numeric channels) into a frame indexed by aware UTC time.
+
+    Non-numeric columns other than the timestamp are an error that names them; ``ignore`` drops columns
+    (labels, for example). Without a time column, a 1 s clock from the Unix epoch is used.
+    """
+    try:
+        frame = pd.read_csv(path, sep=sep)
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: no such file") from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from exc
+    frame = frame.drop(columns=[c for c in ignore if c in frame.columns])
+    if time_column:
+        if time_column not in frame.columns:
+            raise DataError(f"{path}: no time column {time_column!r}; columns are {list(frame.columns)}")
+        index = pd.to_datetime(frame.pop(time_column), utc=True, errors="coerce")
+        if index.isna().any():
+            raise DataError(f"{path}: {int(index.isna().sum())} unparseable timestamps in {time_column!r}")
+    else:
+        index = pd.to_datetime(np.arange(len(frame)), unit="s", utc=True)
+    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if bad:
+        raise DataError(f"{path}: non-numeric columns {bad}; drop them with --ignore")
+    if frame.shape[1] == 0:
+        raise DataError(f"{path}: no numeric channels")
+    frame.index = pd.DatetimeIndex(index, name="timestamp")
+    return frame.astype(np.float32)
+
+
+def sliding_windows(values: np.ndarray, window_len: int, stride: int) -> np.ndarray:
+    """(n_rows, n_channels) -> (n_windows, window_len, n_channels), windows starting every ``stride`` rows."""
+    if values.shape[0] < window_len:
+        return np.empty((0, window_len, values.shape[1]), dtype=values.dtype)
+    view = np.lib.stride_tricks.sliding_window_view(values, window_len, axis=0)  # (n, C, T)
+    return np.ascontiguousarray(view[::stride].transpose(0, 2, 1))
+
+
+def window_starts(n_rows: int, window_len: int, stride: int) -> np.ndarray:
+    """Row index of the first row of each window that ``sliding_windows`` cuts."""
+    if n_rows < window_len:
+        return np.empty(0, dtype=np.int64)
+    return np.arange(0, n_rows - window_len + 1, stride)

@@ -1,0 +1,1 @@
+"""Producer pipelines: synthetic sensor fleets, CSV replay, the demo and benchmarks."""

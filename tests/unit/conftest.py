@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from monitor.scoring.artifact import ModelBundle
+from monitor.scoring.train import train
+from monitor.settings import ModelSettings
+from pipelines.synthetic import history_frame
+
+TINY = ModelSettings(window_len=8, stride=4, hidden_size=4, latent_size=2, epochs=15, batch_size=16, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_history() -> pd.DataFrame:
+    return history_frame(600, n_channels=3, sensors=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_history: pd.DataFrame) -> ModelBundle:
+    return train(tiny_history, TINY, progress=False, version="tiny-1")

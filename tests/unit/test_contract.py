@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from monitor import contract
+from monitor.contract import DecodeFailure, SensorWindow, decode, encode_values
+
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+END = datetime(2026, 1, 1, 0, 0, 3, tzinfo=timezone.utc)
+
+
+def good(**changes: object) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "sensor_id": "s1", "window_start": "2026-01-01T00:00:00Z", "window_end": "2026-01-01T00:00:03Z",
+        "channels": ["a", "b"], "values": [[1, 2], [3, 4], [5, 6], [7, 8]],
+    }
+    doc.update(changes)
+    return doc
+
+
+def test_round_trip_keeps_values_and_times() -> None:
+    values = np.arange(8, dtype=np.float32).reshape(4, 2)
+    out = decode(encode_values("s1", START, END, ["a", "b"], values), window_len=4, channels=("a", "b"))
+    assert isinstance(out, SensorWindow)
+    assert out.sensor_id == "s1" and out.window_start == START and out.window_end == END
+    assert out.window_start.tzinfo is not None
+    np.testing.assert_array_equal(out.values, values)
+    assert out.values.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (None, contract.NULL_VALUE),
+        (b"\xff\xfe", contract.NOT_UTF8),
+        (b"{nope", contract.BAD_JSON),
+        (b"[1, 2]", contract.SCHEMA),
+        (json.dumps({"sensor_id": "s1"}).encode(), contract.SCHEMA),
+        (json.dumps(good(values=[[1, 2], [3]])).encode(), contract.SHAPE),
+        (json.dumps(good(values=[[1, 2, 3]] * 4)).encode(), contract.SHAPE),
+        (json.dumps(good(values=[[1, None]] * 4)).encode(), contract.NULL_VALUE),
+        (json.dumps(good(values=[[1, float("nan")]] * 4)).encode(), contract.NON_FINITE),
+        (json.dumps(good(values=[[1, 1e999]] * 4)).encode(), contract.NON_FINITE),
+        (json.dumps(good(channels=["a", "c"])).encode(), contract.CHANNELS),
+        (json.dumps(good(channels=["a", "a"])).encode(), contract.CHANNELS),
+        (json.dumps(good(window_start="2026-01-01T00:00:00")).encode(), contract.BAD_TIME),
+        (json.dumps(good(window_end="2025-01-01T00:00:00Z")).encode(), contract.BAD_TIME),
+        (json.dumps(good(values=[[1, 2]] * 3)).encode(), contract.SHAPE),
+        (json.dumps(good(sensor_id="")).encode(), contract.SCHEMA),
+    ],
+)
+def test_bad_records_are_failures_with_reason(raw: bytes | None, reason: str) -> None:
+    out = decode(raw, window_len=4, channels=("a", "b"))
+    assert isinstance(out, DecodeFailure), out
+    assert out.reason == reason
+    assert out.reason in contract.REASONS
+
+
+def test_oversized_record_is_refused_before_parsing() -> None:
+    raw = json.dumps(good()).encode()
+    out = decode(raw, max_bytes=len(raw) - 1)
+    assert isinstance(out, DecodeFailure) and out.reason == contract.OVERSIZED
+
+
+def test_naive_datetimes_are_refused_when_encoding() -> None:
+    with pytest.raises(ValueError):
+        encode_values("s1", datetime(2026, 1, 1), END, ["a"], np.zeros((1, 1)))
+
+
+def test_schema_file_names_the_required_fields() -> None:
+    from importlib import resources
+
+    schema = json.loads(resources.files("monitor").joinpath("schema/sensor-window.schema.json").read_text())
+    assert set(schema["required"]) == {"sensor_id", "window_start", "window_end", "channels", "values"}
