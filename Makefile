@@ -11,12 +11,13 @@ help:
 	@echo "make test-unit  fast unit tests only (no services)"
 	@echo "make services   start the local Kafka broker and PostgreSQL; 'make down' stops them"
 
-# Installs the package and its dependencies unless they are importable already (torch is large: pip caches it).
+# Installs the dependencies unless they are importable already (torch is large: pip caches it), then
+# (re)installs this checkout in editable mode so `monitor` runs the code of this very clone.
 install:
-	@$(PYTHON) -c "import monitor, torch, kafka, river, sqlalchemy, psycopg, typer, pytest, crc32c" 2>/dev/null \
-	  && $(PYTHON) -c "import importlib.metadata as m; m.version('sensor-monitor')" >/dev/null 2>&1 \
-	  && echo "[install] package and dependencies present" \
+	@$(PYTHON) -c "import torch, kafka, crc32c, river, sqlalchemy, psycopg, typer, orjson, pytest, pytest_timeout, testcontainers" 2>/dev/null \
+	  && echo "[install] dependencies present" \
 	  || $(PYTHON) -m pip install --progress-bar off -e '.[dev]'
+	@$(PYTHON) -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || $(PYTHON) -m pip install -q --no-deps -e .
 
 services:
 	deploy/local/services.sh up

@@ -22,7 +22,7 @@ from monitor.ingest.kafka import ensure_topics, make_producer
 from monitor.settings import Settings
 from monitor.store.database import make_engine
 from monitor.store.repository import query_alerts
-from pipelines.produce import send_windows
+from pipelines.produce import send_windows, topic_end_offsets
 from pipelines.synthetic import evaluate, fleet_windows, history_frame, make_fleet
 
 app = typer.Typer(add_completion=False)
@@ -30,6 +30,19 @@ app = typer.Typer(add_completion=False)
 
 def _step(text: str) -> None:
     typer.secho(f"\n==> {text}", fg=typer.colors.CYAN, bold=True)
+
+
+def _drop_old_demo_topics(bootstrap_servers: str) -> None:
+    """Earlier demo runs leave their topics behind: remove them so the local broker does not grow."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","))
+    try:
+        old = [t for t in admin.list_topics() if t.startswith("demo-")]
+        if old:
+            admin.delete_topics(old)
+    finally:
+        admin.close()
 
 
 @app.command()
@@ -59,12 +72,13 @@ def main(
         update={"topic": env["MONITOR_KAFKA__TOPIC"], "dlq_topic": env["MONITOR_KAFKA__DLQ_TOPIC"]}
     )
 
+    _drop_old_demo_topics(kafka_cfg.bootstrap_servers)
     _step(f"1/5 synthetic normal history: {history_rows} rows x 8 channels -> {workdir}/history.csv")
     history_frame(history_rows, sensors=16).to_csv(workdir / "history.csv")
 
     _step("2/5 monitor train")
     subprocess.run(
-        ["monitor", "train", str(workdir / "history.csv"), "--out", str(workdir / "model.pt"),
+        [sys.executable, "-m", "monitor", "train", str(workdir / "history.csv"), "--out", str(workdir / "model.pt"),
          "--epochs", str(epochs)],
         check=True, env=env,
     )
@@ -86,16 +100,17 @@ def main(
                f"{fleet.sensor_ids[-1]} is clean)")
 
     _step("4/5 monitor run (exits after 5 s without new records)")
-    subprocess.run(["monitor", "run", "--idle-exit-s", "5"], check=True, env=env)
+    subprocess.run([sys.executable, "-m", "monitor", "run", "--idle-exit-s", "5"], check=True, env=env)
 
     _step("5/5 monitor alerts")
-    subprocess.run(["monitor", "alerts", "--limit", "50"], check=True, env=env)
+    subprocess.run([sys.executable, "-m", "monitor", "alerts", "--limit", "50"], check=True, env=env)
     alerts = query_alerts(make_engine(db_url), limit=100_000)
     result = evaluate(alerts, fleet.injected, tolerance_s=window_len)
     clean = fleet.sensor_ids[-1]
     (workdir / "injected.json").write_text(json.dumps([i.to_json() for i in fleet.injected], indent=2))
     typer.echo(f"\nalerts on the clean sensor {clean}: {sum(1 for a in alerts if a['sensor_id'] == clean)}")
-    typer.echo(f"dead letters: {len(poison)} malformed records sent to {kafka_cfg.dlq_topic}")
+    dead = sum(topic_end_offsets(kafka_cfg.bootstrap_servers, kafka_cfg.dlq_topic).values())
+    typer.echo(f"dead letters: {dead} records in {kafka_cfg.dlq_topic} ({len(poison)} malformed records were sent)")
     typer.echo(f"alerts={int(result['alerts'])} true_alerts={int(result['true_alerts'])} "
                f"injected={int(result['injected'])} found={int(result['found'])}")
     typer.echo(f"precision={result['precision']:.3f} recall={result['recall']:.3f}")

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import numpy as np
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from tqdm import tqdm
 
 from monitor.contract import encode_values
@@ -53,3 +53,13 @@ def _settle(producer: KafkaProducer, futures: list) -> None:  # type: ignore[typ
     for future in futures:
         future.get(timeout=60)  # raises the broker's error for a record that was not acknowledged
     futures.clear()
+
+
+def topic_end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
+    """Partition -> end offset of a topic, read by a group-less consumer (touches no group's offsets)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers.split(","), group_id=None)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        return {tp.partition: int(off) for tp, off in consumer.end_offsets(parts).items()}
+    finally:
+        consumer.close()
