@@ -1,0 +1,87 @@
+"""The user's path through the real CLI: train from a CSV, replay a CSV onto Kafka, run, query alerts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitor.settings import KafkaSettings
+from pipelines.synthetic import EPOCH, channel_names, history_frame, inject, normal_series
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def test_train_replay_run_and_query_through_the_cli(tmp_path: Path, kafka_cfg: KafkaSettings) -> None:
+    env = {
+        **os.environ,
+        "MONITOR_DB__URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "MONITOR_KAFKA__BOOTSTRAP_SERVERS": kafka_cfg.bootstrap_servers,
+        "MONITOR_KAFKA__TOPIC": kafka_cfg.topic,
+        "MONITOR_KAFKA__DLQ_TOPIC": kafka_cfg.dlq_topic,
+        "MONITOR_KAFKA__GROUP_ID": kafka_cfg.group_id,
+        "MONITOR_MODEL__PATH": str(tmp_path / "model.pt"),
+        "MONITOR_MODEL__WINDOW_LEN": "16",
+        "MONITOR_MODEL__HIDDEN_SIZE": "16",
+        "MONITOR_MODEL__LATENT_SIZE": "8",
+    }
+    # A semicolon-separated CSV with a label column to ignore, like SKAB's files.
+    history = history_frame(6000, n_channels=4, sensors=6)
+    history["label"] = 0
+    history.to_csv(tmp_path / "history.csv", sep=";", index_label="datetime")
+    trained = cli("-m", "monitor", "train", str(tmp_path / "history.csv"), "--out", str(tmp_path / "model.pt"),
+                  "--sep", ";", "--time-column", "datetime", "--ignore", "label", "--epochs", "25", env=env)
+    assert trained.returncode == 0, trained.stderr
+    assert "written to" in trained.stdout and (tmp_path / "model.pt").is_file()
+
+    values = normal_series(16 * 120, 4, seed=4242)
+    inject(values, "level_shift", 16 * 60, 16 * 6, np.random.default_rng(0))
+    index = pd.date_range(EPOCH, periods=len(values), freq="s", tz="UTC")
+    frame = pd.DataFrame(values, columns=channel_names(4), index=pd.Index(index, name="datetime"))
+    frame["label"] = 0
+    frame.to_csv(tmp_path / "live.csv", sep=";")
+    replayed = cli("-m", "pipelines.replay_csv", str(tmp_path / "live.csv"), "--sensor-id", "pump-1", "--sep", ";",
+                   "--time-column", "datetime", "--ignore", "label", "--window-len", "16", env=env)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "sent 120 windows" in replayed.stdout
+
+    ran = cli("-m", "monitor", "run", "--idle-exit-s", "4", env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert "consumed=120 scored=120 dead_letters=0" in ran.stderr
+
+    as_json = cli("-m", "monitor", "alerts", "--sensor", "pump-1", "--format", "json", env=env)
+    alerts = json.loads(as_json.stdout)
+    assert len(alerts) >= 1
+    shift_start, shift_end = index[16 * 60], index[16 * 66 - 1]
+    assert any(pd.Timestamp(a["opened_at"]) <= shift_end and pd.Timestamp(a["closed_at"] or a["opened_at"])
+               >= shift_start for a in alerts), alerts
+    as_csv = cli("-m", "monitor", "alerts", "--format", "csv", env=env)
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [r["id"] for r in rows] == [str(a["id"]) for a in alerts]
+    none = cli("-m", "monitor", "alerts", "--sensor", "nobody", env=env)
+    assert none.stdout.strip() == "no alerts"
+    bad = cli("-m", "monitor", "alerts", "--since", "yesterday", env=env)
+    assert bad.returncode != 0 and "ISO-8601" in bad.stderr
+
+
+def test_training_on_too_little_data_fails_clearly(tmp_path: Path) -> None:
+    history_frame(40, n_channels=2, sensors=1).to_csv(tmp_path / "tiny.csv")
+    out = cli("-m", "monitor", "train", str(tmp_path / "tiny.csv"), "--out", str(tmp_path / "m.pt"),
+              env=dict(os.environ))
+    assert out.returncode == 2
+    assert "too little data" in out.stderr
+    assert not (tmp_path / "m.pt").exists()
