@@ -3,12 +3,13 @@ SHELL := /bin/bash
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help install services kafka postgres down status demo test test-unit lint
+.PHONY: help install services kafka postgres down status demo test test-unit lint bench
 
 help:
 	@echo "make demo       train, stream a synthetic fleet through Kafka and 'monitor run', print the alerts"
 	@echo "make test       start Kafka + PostgreSQL and run the whole test suite"
 	@echo "make test-unit  fast unit tests only (no services)"
+	@echo "make bench      end-to-end throughput/latency benchmark through the real broker (prints figures)"
 	@echo "make services   start the local Kafka broker and PostgreSQL; 'make down' stops them"
 
 # Installs the dependencies unless they are importable already (torch is large: pip caches it), then
@@ -42,6 +43,9 @@ test: install services
 
 test-unit: install
 	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: install services
+	$(PYTHON) -m pipelines.bench $(BENCH_ARGS)
 
 lint:
 	$(PYTHON) -m mypy monitor
