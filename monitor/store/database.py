@@ -23,6 +23,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError as AlembicError
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -96,7 +97,10 @@ class SchemaStatus:
         """The stored revision is one of this code's (False: a newer monitor migrated the database)."""
         if self.current is None:
             return True
-        return ScriptDirectory.from_config(alembic_config()).get_revision(self.current) is not None
+        try:
+            return ScriptDirectory.from_config(alembic_config()).get_revision(self.current) is not None
+        except AlembicError:
+            return False
 
 
 def schema_status(engine: Engine) -> SchemaStatus:
@@ -126,6 +130,8 @@ def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
                 log.info("database predates migrations: stamping revision %s", BASELINE_REVISION)
                 command.stamp(config, BASELINE_REVISION)
             command.upgrade(config, revision)
+    except AlembicError as exc:
+        raise ConfigError(f"cannot migrate the database: {exc}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot migrate the database: {exc.__class__.__name__}: {exc}") from exc
     return schema_status(engine)
@@ -138,6 +144,8 @@ def downgrade(engine: Engine, revision: str) -> SchemaStatus:
         with engine.begin() as conn:
             config.attributes["connection"] = conn
             command.downgrade(config, revision)
+    except AlembicError as exc:
+        raise ConfigError(f"cannot migrate the database: {exc}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot migrate the database: {exc.__class__.__name__}: {exc}") from exc
     return schema_status(engine)
