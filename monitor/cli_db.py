@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from monitor.errors import MonitorError
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
 db_app = typer.Typer(help="The monitor's database: schema migrations.", no_args_is_help=True)
 
 
-def _engine():  # type: ignore[no-untyped-def]
+def _engine() -> Engine:
     from monitor.cli import _settings
     from monitor.store.database import make_engine
 

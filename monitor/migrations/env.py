@@ -7,9 +7,10 @@ serialises concurrent upgrades (several replicas starting at once with auto-migr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
@@ -18,7 +19,7 @@ from monitor.store.schema import Base, UTCDateTime
 PG_LOCK_KEY = 0x6D6F6E69746F72  # "monitor": one advisory-lock id for schema upgrades
 
 
-def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Migrations must not import model code (models change later): render our column types as plain types."""
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
