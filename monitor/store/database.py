@@ -16,6 +16,7 @@ first revision by `upgrade`, which then applies the rest.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,9 @@ SCRIPT_LOCATION = "monitor:migrations"
 BASELINE_REVISION = "0001"  # the schema of the walking skeleton (alerts, sensor_state, consumer_offsets)
 BASELINE_TABLES = frozenset({"alerts", "sensor_state", "consumer_offsets"})
 VERSION_TABLE = "alembic_version"
+# alembic's `context` is a process-global proxy: one migration command at a time per process
+# (across processes, PostgreSQL's advisory lock in env.py serialises them).
+_ALEMBIC_LOCK = threading.Lock()
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -124,7 +128,7 @@ def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
         )
     config = alembic_config()
     try:
-        with engine.begin() as conn:
+        with _ALEMBIC_LOCK, engine.begin() as conn:
             config.attributes["connection"] = conn
             if status.legacy:
                 log.info("database predates migrations: stamping revision %s", BASELINE_REVISION)
@@ -141,7 +145,7 @@ def downgrade(engine: Engine, revision: str) -> SchemaStatus:
     """Revert migrations down to ``revision`` ("base" removes every table of the monitor)."""
     config = alembic_config()
     try:
-        with engine.begin() as conn:
+        with _ALEMBIC_LOCK, engine.begin() as conn:
             config.attributes["connection"] = conn
             command.downgrade(config, revision)
     except AlembicError as exc:

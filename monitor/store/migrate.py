@@ -13,7 +13,7 @@ from pathlib import Path
 from alembic import command
 from alembic.script import ScriptDirectory
 
-from monitor.store.database import alembic_config, make_engine, upgrade
+from monitor.store.database import _ALEMBIC_LOCK, alembic_config, make_engine, upgrade
 
 
 def next_revision_id() -> str:
@@ -31,7 +31,7 @@ def new_revision(message: str, *, autogenerate: bool = True) -> Path:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'head.db'}")
         try:
             upgrade(engine)
-            with engine.begin() as conn:
+            with _ALEMBIC_LOCK, engine.begin() as conn:
                 config.attributes["connection"] = conn
                 script = command.revision(config, message=message, autogenerate=autogenerate, rev_id=rev_id)
         finally:

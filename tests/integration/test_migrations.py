@@ -178,3 +178,16 @@ def test_db_commands(empty_db: tuple[Engine, str]) -> None:
     assert out.returncode == 0 and "already at" in out.stdout, out.stdout + out.stderr
     out = _monitor(url, "alerts")
     assert out.returncode == 0 and "no alerts" in out.stdout, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("empty_db", ["postgresql"], indirect=True)  # SQLite: one host, one writer
+def test_concurrent_upgrades_are_serialised(empty_db: tuple[Engine, str]) -> None:
+    """Several replicas running `monitor db upgrade` at once (init containers): all succeed, one schema."""
+    engine, url = empty_db
+    env = {**os.environ, "MONITOR_DB__URL": url}
+    procs = [subprocess.Popen([sys.executable, "-m", "monitor", "db", "upgrade"], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err[-1000:] for _, err in outputs]
+    assert schema_status(engine).current == head_revision()
+    assert _model_diff(engine) == []
