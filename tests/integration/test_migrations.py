@@ -163,13 +163,27 @@ def _monitor(url: str, *args: str, env: dict[str, str] | None = None) -> subproc
                           text=True, timeout=120)
 
 
-def test_db_commands(empty_db: tuple[Engine, str]) -> None:
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from monitor.scoring import artifact
+    from monitor.scoring.train import train
+    from monitor.settings import ModelSettings
+    from pipelines.synthetic import history_frame
+
+    cfg = ModelSettings(window_len=8, hidden_size=4, latent_size=2, epochs=1, batch_size=32, seed=1)
+    return artifact.save(train(history_frame(600, sensors=2), cfg, progress=False, version="tiny"),
+                         tmp_path_factory.mktemp("tiny") / "model.pt")
+
+
+def test_db_commands(empty_db: tuple[Engine, str], tiny_model: Path) -> None:
     engine, url = empty_db
     out = _monitor(url, "db", "current")
     assert out.returncode == 1 and "OUT OF DATE" in out.stdout, out.stdout + out.stderr
     if engine.dialect.name == "postgresql":  # services refuse to start before the upgrade step
-        refused = _monitor(url, "alerts")
-        assert refused.returncode == 2 and "run `monitor db upgrade`" in refused.stderr, refused.stderr
+        for service in (["alerts"], ["run", "--model", str(tiny_model), "--idle-exit-s", "1"]):
+            refused = _monitor(url, *service, env={"MONITOR_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:9"})
+            assert refused.returncode == 2 and "run `monitor db upgrade`" in refused.stderr, refused.stderr
+        assert schema_status(engine).empty
     out = _monitor(url, "db", "upgrade")
     assert out.returncode == 0 and f"-> {head_revision()}" in out.stdout, out.stdout + out.stderr
     out = _monitor(url, "db", "current")
