@@ -13,14 +13,17 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from monitor.cli_config import config_app
+from monitor.cli_db import db_app
 from monitor.errors import MonitorError
 from monitor.settings import Settings
 
 app = typer.Typer(help="Streaming anomaly monitor for sensor fleets.", no_args_is_help=True, add_completion=False)
 topics_app = typer.Typer(help="Kafka topics of the monitor.", no_args_is_help=True)
-db_app = typer.Typer(help="The monitor's database.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
+
 app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
 
 log = logging.getLogger("monitor")
 
@@ -37,6 +40,7 @@ def _settings() -> Settings:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # monitor.store.database logs what it migrates
     return settings
 
 
@@ -98,7 +102,7 @@ def run(
     """Consume sensor windows, score them, and write alerts (Ctrl-C or SIGTERM stops cleanly)."""
     from monitor.runner import build_runner
     from monitor.scoring import artifact
-    from monitor.store.database import init_schema, make_engine
+    from monitor.store.database import make_engine, require_current_schema
 
     settings = _settings()
     try:
@@ -108,7 +112,7 @@ def run(
 
             torch.set_num_threads(settings.model.threads)
         db = make_engine(settings.db.url.get_secret_value(), echo=settings.db.echo)
-        init_schema(db)
+        require_current_schema(db, auto_migrate=settings.db.auto_migrate)
         runner = build_runner(
             settings.kafka, settings.run, settings.threshold, settings.alert, bundle, db, idle_exit_s=idle_exit_s
         )
@@ -141,13 +145,13 @@ def alerts(
 ) -> None:
     """List alerts from the database, newest first."""
     from monitor.contract import format_time
-    from monitor.store.database import init_schema, make_engine
+    from monitor.store.database import make_engine, require_current_schema
     from monitor.store.repository import query_alerts
 
     settings = _settings()
     try:
         db = make_engine(settings.db.url.get_secret_value())
-        init_schema(db)
+        require_current_schema(db, auto_migrate=settings.db.auto_migrate)
         rows = query_alerts(
             db, sensor_id=sensor, since=_parse_when(since, "--since"), until=_parse_when(until, "--until"),
             status=status, limit=limit,
@@ -202,19 +206,6 @@ def topics_create(
     except MonitorError as exc:
         _fail(exc)
     typer.echo(f"created: {', '.join(created) or 'nothing (all exist)'}")
-
-
-@db_app.command("init")
-def db_init() -> None:
-    """Create the database tables if missing."""
-    from monitor.store.database import init_schema, make_engine
-
-    settings = _settings()
-    try:
-        init_schema(make_engine(settings.db.url.get_secret_value()))
-    except MonitorError as exc:
-        _fail(exc)
-    typer.echo("schema ready")
 
 
 if __name__ == "__main__":

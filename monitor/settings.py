@@ -26,13 +26,14 @@ class KafkaSettings(BaseModel):
     max_poll_records: int = Field(2000, ge=1, description="Records fetched per poll at most.")
     poll_timeout_ms: int = Field(500, ge=1, description="How long one poll waits for records.")
     session_timeout_ms: int = Field(10000, ge=1000, description="Group session timeout.")
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Transport of every Kafka client.")
     sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, ...")
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
+    sasl_username: str | None = Field(None, description="SASL user (with sasl_mechanism).")
+    sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    ssl_cafile: str | None = Field(None, description="CA bundle (PEM) that verifies the brokers.")
+    ssl_certfile: str | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    ssl_keyfile: str | None = Field(None, description="Client private key (PEM) for mutual TLS.")
 
     def client_options(self) -> dict[str, object]:
         """Connection options shared by consumers, producers and admin clients (secrets included)."""
@@ -58,23 +59,28 @@ class DbSettings(BaseModel):
         description="SQLAlchemy URL. SQLite file by default; PostgreSQL: postgresql+psycopg://user:pw@host:5432/db",
     )
     echo: bool = Field(False, description="Log every SQL statement (debugging).")
+    auto_migrate: bool = Field(
+        False,
+        description="Services apply pending schema migrations on start instead of refusing to run "
+        "(an empty SQLite database is always initialised). Production: run `monitor db upgrade` as a step.",
+    )
 
 
 class ModelSettings(BaseModel):
     path: Path = Field(Path("model.pt"), description="Model artifact used by `monitor run`.")
     window_len: int = Field(32, ge=4, description="Time steps per window.")
     stride: int = Field(4, ge=1, description="Step between training windows cut from a CSV.")
-    hidden_size: int = Field(64, ge=2)
-    latent_size: int = Field(16, ge=1)
-    num_layers: int = Field(1, ge=1)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    epochs: int = Field(40, ge=1)
-    batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(3e-3, gt=0)
+    hidden_size: int = Field(64, ge=2, description="LSTM hidden units per layer.")
+    latent_size: int = Field(16, ge=1, description="Size of the latent code between encoder and decoder.")
+    num_layers: int = Field(1, ge=1, description="Stacked LSTM layers in encoder and decoder.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout between LSTM layers (training only).")
+    epochs: int = Field(40, ge=1, description="Training epochs at most (early stopping may end sooner).")
+    batch_size: int = Field(64, ge=1, description="Training mini-batch size in windows.")
+    learning_rate: float = Field(3e-3, gt=0, description="Adam learning rate.")
     val_fraction: float = Field(0.2, gt=0.0, lt=0.9, description="Time-ordered tail of the data kept for validation.")
     patience: int = Field(5, ge=1, description="Early-stopping patience in epochs.")
-    seed: int = 0
-    device: str = "cpu"
+    seed: int = Field(0, description="Random seed of training (same seed, same weights).")
+    device: str = Field("cpu", description="torch device for training and scoring.")
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
 
 
@@ -111,4 +117,4 @@ class Settings(BaseSettings):
     threshold: ThresholdSettings = ThresholdSettings()
     alert: AlertSettings = AlertSettings()
     run: RunSettings = RunSettings()
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="Log level of the monitor's processes (DEBUG, INFO, WARNING, ...).")

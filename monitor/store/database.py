@@ -1,14 +1,44 @@
-"""Engine creation and schema setup. No engine is created at import time."""
+"""Engine creation and schema management (Alembic migrations). No engine is created at import time.
+
+The schema is owned by the migrations in ``monitor/migrations/versions``: `upgrade` applies them,
+`require_current_schema` is what services call before they touch the database. Policy:
+
+- up to date: go on;
+- empty SQLite database (the embedded default, zero-setup demo): upgraded on the spot;
+- anything else behind head: refused with "run `monitor db upgrade`", unless ``auto_migrate`` is set
+  (``MONITOR_DB__AUTO_MIGRATE=true``);
+- ahead of this code (a newer monitor migrated it): always refused.
+
+A database made by the pre-migration ``create_all`` (tables present, no ``alembic_version``) is stamped at the
+first revision by `upgrade`, which then applies the rest.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError as AlembicError
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import ConfigError, StoreError
-from monitor.store.schema import Base
+
+log = logging.getLogger(__name__)
+
+SCRIPT_LOCATION = "monitor:migrations"
+BASELINE_REVISION = "0001"  # the schema of the walking skeleton (alerts, sensor_state, consumer_offsets)
+BASELINE_TABLES = frozenset({"alerts", "sensor_state", "consumer_offsets"})
+VERSION_TABLE = "alembic_version"
+# alembic's `context` is a process-global proxy: one migration command at a time per process
+# (across processes, PostgreSQL's advisory lock in env.py serialises them).
+_ALEMBIC_LOCK = threading.Lock()
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -31,12 +61,124 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         raise ConfigError(f"cannot use database URL ({type(exc).__name__}: {exc})") from exc
 
 
-def init_schema(engine: Engine) -> None:
-    """Create missing tables."""
+def alembic_config() -> Config:
+    """Alembic configuration pointing at the packaged migrations (works from an installed wheel)."""
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision this code knows."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships revisions
+        raise ConfigError("no migrations found in monitor/migrations/versions")
+    return head
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    current: str | None  # revision stored in the database; None when it has no version table
+    head: str  # newest revision of this code
+    tables: frozenset[str]  # tables present (any, including foreign ones)
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+    @property
+    def empty(self) -> bool:
+        """No version table and none of the monitor's tables (other tables may share the database)."""
+        return self.current is None and not (self.tables & BASELINE_TABLES)
+
+    @property
+    def legacy(self) -> bool:
+        """Made by the pre-migration create_all: the baseline tables without a version table."""
+        return self.current is None and BASELINE_TABLES <= self.tables
+
+    @property
+    def known(self) -> bool:
+        """The stored revision is one of this code's (False: a newer monitor migrated the database)."""
+        if self.current is None:
+            return True
+        try:
+            return ScriptDirectory.from_config(alembic_config()).get_revision(self.current) is not None
+        except AlembicError:
+            return False
+
+
+def schema_status(engine: Engine) -> SchemaStatus:
+    """Where the database's schema stands relative to this code's migrations."""
     try:
-        Base.metadata.create_all(engine)
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+            tables = frozenset(inspect(conn).get_table_names())
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot create the schema: {exc.__class__.__name__}: {exc}") from exc
+        raise StoreError(f"cannot read the database schema: {exc.__class__.__name__}: {exc}") from exc
+    return SchemaStatus(current=current, head=head_revision(), tables=tables)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
+    """Apply migrations up to ``revision`` (stamping a pre-migration database at the baseline first)."""
+    status = schema_status(engine)
+    if not status.known:
+        raise ConfigError(
+            f"database schema is at revision {status.current}, which this monitor does not know "
+            f"(newest here: {status.head}); upgrade the monitor instead"
+        )
+    config = alembic_config()
+    try:
+        with _ALEMBIC_LOCK, engine.begin() as conn:
+            config.attributes["connection"] = conn
+            if status.legacy:
+                log.info("database predates migrations: stamping revision %s", BASELINE_REVISION)
+                command.stamp(config, BASELINE_REVISION)
+            command.upgrade(config, revision)
+    except AlembicError as exc:
+        raise ConfigError(f"cannot migrate the database: {exc}") from exc
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot migrate the database: {exc.__class__.__name__}: {exc}") from exc
+    return schema_status(engine)
+
+
+def downgrade(engine: Engine, revision: str) -> SchemaStatus:
+    """Revert migrations down to ``revision`` ("base" removes every table of the monitor)."""
+    config = alembic_config()
+    try:
+        with _ALEMBIC_LOCK, engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, revision)
+    except AlembicError as exc:
+        raise ConfigError(f"cannot migrate the database: {exc}") from exc
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot migrate the database: {exc.__class__.__name__}: {exc}") from exc
+    return schema_status(engine)
+
+
+def init_schema(engine: Engine) -> None:
+    """Bring the schema to head (kept for tests and scripts; services use `require_current_schema`)."""
+    upgrade(engine)
+
+
+def require_current_schema(engine: Engine, *, auto_migrate: bool = False) -> SchemaStatus:
+    """Refuse to run on a schema other than head; see the module docstring for the policy."""
+    status = schema_status(engine)
+    if status.up_to_date:
+        return status
+    if not status.known:
+        raise ConfigError(
+            f"database schema is at revision {status.current}, newer than this monitor (head {status.head}): "
+            "run a monitor version that matches the database"
+        )
+    sqlite_empty = status.empty and engine.dialect.name == "sqlite"
+    if auto_migrate or sqlite_empty:
+        log.info("migrating the database schema from %s to %s", status.current or "empty", status.head)
+        return upgrade(engine)
+    where = "empty" if status.empty else f"at revision {status.current or 'none (pre-migration tables)'}"
+    raise ConfigError(
+        f"database schema is {where}, this monitor needs revision {status.head}: run `monitor db upgrade` "
+        "(or set MONITOR_DB__AUTO_MIGRATE=true to migrate on start)"
+    )
 
 
 def ping(engine: Engine) -> None:
