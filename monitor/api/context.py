@@ -60,8 +60,8 @@ class ModelCache:
                 stat = self.path.stat()
             except OSError:
                 if self._bundle is not None:
-                    return self._bundle
-                raise
+                    return self._bundle  # keep serving while the file is being replaced
+                return artifact.load(self.path)  # raises ArtifactError naming the missing file
             stamp = (stat.st_mtime, stat.st_size)
             if self._bundle is None or stamp != self._stamp:
                 self._bundle, self._stamp = artifact.load(self.path), stamp
