@@ -6,13 +6,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from monitor.api.app import create_app
-from monitor.settings import KafkaSettings, Settings
+from monitor.scoring.artifact import ModelBundle
+from monitor.scoring.train import train
+from monitor.settings import KafkaSettings, ModelSettings, Settings
 from monitor.store.apikeys import create_key
 from monitor.store.schema import Alert
+from pipelines.synthetic import history_frame
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -47,3 +51,19 @@ def keys(db: Engine) -> tuple[dict[str, str], dict[str, str]]:
     _, read = create_key(db, "reader", ["read"])
     _, write = create_key(db, "operator", ["write"])
     return {"Authorization": f"Bearer {read}"}, {"X-API-Key": write}
+
+
+API_MODEL = ModelSettings(window_len=16, stride=4, hidden_size=16, latent_size=8, epochs=8, batch_size=64, seed=1)
+
+
+@pytest.fixture(scope="session")
+def api_bundle() -> ModelBundle:
+    """A small model (about half a minute to train on 2 busy cores) for the API's context tests."""
+    return train(history_frame(4000, sensors=4), API_MODEL, progress=False, version="api-1")
+
+
+@pytest.fixture(scope="session")
+def api_model_path(tmp_path_factory: pytest.TempPathFactory, api_bundle: ModelBundle) -> Path:
+    from monitor.scoring import artifact
+
+    return artifact.save(api_bundle, tmp_path_factory.mktemp("api-model") / "model.pt")
