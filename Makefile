@@ -13,7 +13,7 @@ help:
 
 # Installs the package and its dependencies unless they are importable already (torch is large: pip caches it).
 install:
-	@$(PYTHON) -c "import monitor, torch, kafka, river, sqlalchemy, psycopg, typer, pytest, crc32c" 2>/dev/null \
+	@$(PYTHON) -c "import monitor, torch, kafka, river, sqlalchemy, psycopg, typer, pytest, crc32c, fastapi, uvicorn, httpx, websocket" 2>/dev/null \
 	  && $(PYTHON) -c "import importlib.metadata as m; m.version('sensor-monitor')" >/dev/null 2>&1 \
 	  && echo "[install] package and dependencies present" \
 	  || $(PYTHON) -m pip install --progress-bar off -e '.[dev]'
@@ -37,6 +37,7 @@ demo: install kafka
 	$(PYTHON) -m pipelines.demo
 
 test: install services
+	deploy/local/browser.sh install
 	$(PYTHON) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test-unit: install

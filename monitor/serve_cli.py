@@ -11,7 +11,7 @@ from monitor.cli import _fail, _settings
 from monitor.errors import MonitorError
 from monitor.settings import Settings
 
-apikey_app = typer.Typer(help="API keys of `monitor serve` (stored hashed; the secret is shown once).",
+apikey_app: typer.Typer = typer.Typer(help="API keys of `monitor serve` (stored hashed; the secret is shown once).",
                          no_args_is_help=True)
 
 

@@ -120,5 +120,5 @@ class Settings(BaseSettings):
     threshold: ThresholdSettings = ThresholdSettings()
     alert: AlertSettings = AlertSettings()
     run: RunSettings = RunSettings()
-    api: ApiSettings = ApiSettings()
+    api: ApiSettings = Field(default_factory=ApiSettings)
     log_level: str = "INFO"

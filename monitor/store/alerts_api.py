@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
@@ -142,7 +142,7 @@ def change_status(engine: Engine, alert_id: int, to_status: str, actor: str, not
             done = conn.execute(update(Alert).where(Alert.id == alert_id, Alert.status == current).values(values))
             if done.rowcount != 1:
                 raise ConflictError(f"alert {alert_id} changed meanwhile; reload and retry")
-            conn.execute(AlertEvent.__table__.insert().values(
+            conn.execute(insert(AlertEvent).values(
                 alert_id=alert_id, action=action, actor=actor, at=now, from_status=current, to_status=to_status,
                 note=note,
             ))
@@ -169,10 +169,10 @@ def record_feedback(engine: Engine, alert_id: int, verdict: str, actor: str, not
                    "threshold_applied": False, "threshold_note": None, "updated_at": now}
             exists = conn.execute(select(table.c.alert_id).where(table.c.alert_id == alert_id)).first()
             if exists:
-                conn.execute(table.update().where(table.c.alert_id == alert_id).values(row))
+                conn.execute(update(AlertFeedback).where(AlertFeedback.alert_id == alert_id).values(row))
             else:
-                conn.execute(table.insert().values(alert_id=alert_id, **row))
-            conn.execute(AlertEvent.__table__.insert().values(
+                conn.execute(insert(AlertFeedback).values(alert_id=alert_id, **row))
+            conn.execute(insert(AlertEvent).values(
                 alert_id=alert_id, action=f"feedback:{verdict}", actor=actor, at=now, from_status=alert["status"],
                 to_status=alert["status"], note=note,
             ))
@@ -213,8 +213,10 @@ def alert_model_versions(engine: Engine) -> list[dict[str, Any]]:
     a, s = Alert.__table__.c, SensorState.__table__.c
     try:
         with engine.connect() as conn:
-            alerts = dict(conn.execute(select(a.model_version, func.count()).group_by(a.model_version)).all())
-            sensors = dict(conn.execute(select(s.model_version, func.count()).group_by(s.model_version)).all())
+            alerts = {str(v): int(n) for v, n in conn.execute(
+                select(a.model_version, func.count()).group_by(a.model_version))}
+            sensors = {str(v): int(n) for v, n in conn.execute(
+                select(s.model_version, func.count()).group_by(s.model_version))}
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read model versions: {exc.__class__.__name__}") from exc
     return [{"version": v, "alerts": int(alerts.get(v, 0)), "sensors": int(sensors.get(v, 0))}

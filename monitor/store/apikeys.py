@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import ConfigError, StoreError
@@ -58,7 +58,7 @@ def create_key(engine: Engine, name: str, scopes: list[str]) -> tuple[KeyInfo, s
            "scopes": sorted(set(scopes)), "created_at": utcnow(), "revoked_at": None}
     try:
         with engine.begin() as conn:
-            key_id = conn.execute(ApiKey.__table__.insert().values(row).returning(ApiKey.id)).scalar_one()
+            key_id = conn.execute(insert(ApiKey).values(row).returning(ApiKey.id)).scalar_one()
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot store the API key: {exc.__class__.__name__}") from exc
     return _info({**row, "id": key_id}), secret

@@ -100,14 +100,15 @@ function render(a) {
   charts.replaceChildren();
   if (ctx.windows.length) {
     const band = alertBand(ctx.windows);
+    const span = [t(ctx.windows[0].window_start), t(ctx.windows[ctx.windows.length - 1].window_end)];
     const scored = ctx.windows.filter((w) => w.score !== null);
     if (scored.length) {
       charts.appendChild(chart("score (log scale) and threshold", "score", [
         { cls: "score", points: scored.map((w) => [t(w.window_end), Math.log10(w.score)]), dots: true },
         { cls: "threshold", points: scored.map((w) => [t(w.window_end), Math.log10(w.threshold)]) },
-      ], band));
+      ], band, span));
     }
-    ctx.channels.forEach((name, c) => charts.appendChild(chart(name, "channel", [{ cls: "signal", points: signal(ctx.windows, c) }], band)));
+    ctx.channels.forEach((name, c) => charts.appendChild(chart(name, "channel", [{ cls: "signal", points: signal(ctx.windows, c) }], band, span)));
   }
   const contrib = $("#contrib");
   contrib.replaceChildren();
@@ -138,13 +139,14 @@ function signal(windows, c) {
   return [...byTime.entries()].sort((x, y) => x[0] - y[0]);
 }
 
-function chart(title, kind, series, band) {
+function chart(title, kind, series, band, span) {
   const W = 800, H = 150, L = 50, R = 10, T = 16, B = 18;
   const svg = el("svg:svg", { class: "chart", "data-kind": kind, viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" });
   const all = series.flatMap((s) => s.points);
   let [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
   let [y0, y1] = [Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1]))];
   if (band) { x0 = Math.min(x0, band[0]); x1 = Math.max(x1, band[1]); }
+  if (span) { x0 = Math.min(x0, span[0]); x1 = Math.max(x1, span[1]); }  // every chart shares one time axis
   if (x1 === x0) x1 = x0 + 1;
   if (y1 === y0) { y0 -= 1; y1 += 1; }
   const pad = (y1 - y0) * 0.08; y0 -= pad; y1 += pad;
