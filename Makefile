@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help install services kafka postgres down status demo test test-unit lint bench
+.PHONY: help tools install services kafka postgres down status demo test test-unit lint bench
 
 help:
 	@echo "make demo       train, stream a synthetic fleet through Kafka and 'monitor run', print the alerts"
@@ -15,7 +15,7 @@ help:
 # Installs the dependencies unless they are importable already (torch is large: pip caches it), then
 # (re)installs this checkout in editable mode so `monitor` runs the code of this very clone.
 install:
-	@$(PYTHON) -c "import torch, kafka, crc32c, river, sqlalchemy, psycopg, typer, orjson, pytest, pytest_timeout, testcontainers" 2>/dev/null \
+	@$(PYTHON) -c "import torch, kafka, crc32c, river, sqlalchemy, psycopg, typer, orjson, alembic, yaml, fastapi, uvicorn, httpx, websocket, pytest, pytest_timeout, testcontainers" 2>/dev/null \
 	  && echo "[install] dependencies present" \
 	  || $(PYTHON) -m pip install --progress-bar off -e '.[dev]'
 	@$(PYTHON) -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || $(PYTHON) -m pip install -q --no-deps -e .
@@ -38,7 +38,12 @@ status:
 demo: install kafka
 	$(PYTHON) -m pipelines.demo
 
-test: install services
+# System tools some tests drive: Debian's chromium (browser test) and docker-compose (compose file check).
+tools:
+	deploy/local/browser.sh install
+	@command -v docker-compose >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; }
+
+test: install services tools
 	$(PYTHON) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test-unit: install

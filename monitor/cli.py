@@ -140,6 +140,8 @@ def alerts(
     since: Annotated[Optional[str], typer.Option(help="Alerts active at or after this time (ISO-8601).")] = None,
     until: Annotated[Optional[str], typer.Option(help="Alerts opened before this time (ISO-8601).")] = None,
     status: Annotated[Optional[str], typer.Option(help="open, acknowledged or resolved.")] = None,
+    severity: Annotated[Optional[str], typer.Option(help="minor, major or critical.")] = None,
+    model_version: Annotated[Optional[str], typer.Option(help="Only alerts of this model version.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Rows at most.")] = 100,
     format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
 ) -> None:
@@ -148,13 +150,17 @@ def alerts(
     from monitor.store.database import make_engine, require_current_schema
     from monitor.store.repository import query_alerts
 
+    for value, allowed, name in ((status, ("open", "acknowledged", "resolved"), "--status"),
+                                 (severity, ("minor", "major", "critical"), "--severity")):
+        if value is not None and value not in allowed:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=name)
     settings = _settings()
     try:
         db = make_engine(settings.db.url.get_secret_value())
         require_current_schema(db, auto_migrate=settings.db.auto_migrate)
         rows = query_alerts(
             db, sensor_id=sensor, since=_parse_when(since, "--since"), until=_parse_when(until, "--until"),
-            status=status, limit=limit,
+            status=status, severity=severity, model_version=model_version, limit=limit,
         )
     except MonitorError as exc:
         _fail(exc)
@@ -207,6 +213,11 @@ def topics_create(
         _fail(exc)
     typer.echo(f"created: {', '.join(created) or 'nothing (all exist)'}")
 
+
+from monitor.serve_cli import apikey_app, serve  # noqa: E402 - registers `monitor serve` and `monitor apikey`
+
+app.add_typer(apikey_app, name="apikey")
+app.command()(serve)
 
 if __name__ == "__main__":
     app()

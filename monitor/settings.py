@@ -106,6 +106,15 @@ class RunSettings(BaseModel):
     metrics_port: int | None = Field(None, description="Serve Prometheus metrics on this port.")
 
 
+class ApiSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Address `monitor serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of `monitor serve`.")
+    public_url: str | None = Field(None, description="Base URL users reach the API at (printed links); default http://host:port.")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; empty = CORS off.")
+    context_windows: int = Field(8, ge=0, le=64, description="Windows shown before and after an alert.")
+    kafka_timeout_s: float = Field(10.0, gt=0, description="How long reading an alert's context from Kafka may take.")
+
+
 class Settings(BaseSettings):
     """All settings of the monitor. Environment: MONITOR_<SECTION>__<FIELD>."""
 
@@ -117,4 +126,5 @@ class Settings(BaseSettings):
     threshold: ThresholdSettings = ThresholdSettings()
     alert: AlertSettings = AlertSettings()
     run: RunSettings = RunSettings()
+    api: ApiSettings = Field(default_factory=ApiSettings)
     log_level: str = Field("INFO", description="Log level of the monitor's processes (DEBUG, INFO, WARNING, ...).")

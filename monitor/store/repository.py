@@ -175,15 +175,24 @@ def query_alerts(
     since: datetime | None = None,
     until: datetime | None = None,
     status: str | None = None,
+    severity: str | None = None,
+    model_version: str | None = None,
     limit: int = 1000,
 ) -> list[dict[str, Any]]:
-    """Alerts overlapping [since, until), newest first, as plain dicts of the table's columns."""
+    """Alerts overlapping [since, until), newest first, as plain dicts of the table's columns.
+
+    Same filters as the HTTP API's ``GET /alerts`` (``monitor.store.alerts_api.AlertFilter``).
+    """
     table = Alert.__table__
     stmt = select(table).order_by(table.c.opened_at.desc(), table.c.id.desc()).limit(limit)
     if sensor_id:
         stmt = stmt.where(table.c.sensor_id == sensor_id)
     if status:
         stmt = stmt.where(table.c.status == status)
+    if severity:
+        stmt = stmt.where(table.c.severity == severity)
+    if model_version:
+        stmt = stmt.where(table.c.model_version == model_version)
     if since:
         stmt = stmt.where(table.c.last_window_end >= since)
     if until:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -91,4 +93,60 @@ class ConsumerOffset(Base):
     topic: Mapped[str] = mapped_column(String(249), primary_key=True)
     partition: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     next_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- Query surface (API keys, operator actions, feedback). Appended; owned by the API. ---
+
+
+class ApiKey(Base):
+    """An API key of `monitor serve`. Only the SHA-256 of the secret is stored; the secret is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16))  # first characters of the secret, to recognise a key
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the whole secret
+    scopes: Mapped[list[str]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class AlertEvent(Base):
+    """Audit trail of operator actions on alerts: who (API key), when, what, and a note."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (Index("ix_alert_events_alert", "alert_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("alerts.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(40))  # acknowledge, resolve, feedback:true_positive, ...
+    actor: Mapped[str] = mapped_column(String(250))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str | None] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertFeedback(Base):
+    """The operator's verdict on an alert (latest wins; the history is in alert_events).
+
+    A false positive keeps the alert's window range here, so retraining can admit those windows again, and
+    records whether the sensor's threshold statistics took the windows in (``threshold_applied``).
+    """
+
+    __tablename__ = "alert_feedback"
+
+    alert_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    verdict: Mapped[str] = mapped_column(String(20))  # true_positive | false_positive
+    note: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(250))
+    sensor_id: Mapped[str] = mapped_column(String(200))
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    threshold_applied: Mapped[bool] = mapped_column(default=False)
+    threshold_note: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,224 @@
+"""`monitor serve`: the FastAPI application over the alert store (OpenAPI docs at /docs).
+
+Every endpoint but /healthz and /readyz needs an API key (read scope; write scope for the POSTs). The web
+page under /ui/ is static files holding no data: it asks for a key and calls the API like any client.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from pydantic import AwareDatetime
+from sqlalchemy import Engine
+
+from monitor import metrics as _runner_metrics  # noqa: F401 - the monitor's metric names live in one registry
+from monitor.api import context as ctx
+from monitor.api.auth import ApiError, require
+from monitor.api.schemas import ActionIn, AlertDetail, AlertPage, FeedbackIn, FeedbackResult, SensorOut
+from monitor.contract import parse_time
+from monitor.errors import StoreError
+from monitor.feedback import levels_from_scores
+from monitor.incidents import ACKNOWLEDGED, RESOLVED
+from monitor.settings import Settings
+from monitor.store import alerts_api as store
+from monitor.store.apikeys import READ, WRITE, KeyInfo
+from monitor.store.database import ping
+from monitor.store.feedback import apply_false_positive
+
+STATIC = Path(__file__).parent / "static"
+API_REQUESTS = Counter("monitor_api_requests_total", "HTTP API requests, by route and status.", ["route", "status"])
+
+Reader = Annotated[KeyInfo, Depends(require(READ))]
+Writer = Annotated[KeyInfo, Depends(require(WRITE))]
+Status = Literal["open", "acknowledged", "resolved"]
+Severity = Literal["minor", "major", "critical"]
+Sort = Literal["-opened_at", "opened_at", "-id", "id"]
+
+
+def encode_cursor(sort: str, key: tuple[Any, ...]) -> str:
+    plain = [v.isoformat() if isinstance(v, datetime) else v for v in key]
+    return base64.urlsafe_b64encode(json.dumps({"s": sort, "k": plain}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str, sort: str) -> tuple[Any, ...]:
+    """Inverse of encode_cursor; ApiError 422 when the cursor is malformed or made for another sort."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        key = data["k"]
+        if data["s"] != sort:
+            raise ApiError(422, "invalid_request", f"cursor was made for sort={data['s']}, not sort={sort}")
+        if sort.lstrip("-") == "opened_at":
+            at = parse_time(key[0])
+            if at is None or not isinstance(key[1], int) or len(key) != 2:
+                raise ValueError
+            return (at, key[1])
+        if len(key) != 1 or not isinstance(key[0], int):
+            raise ValueError
+        return (key[0],)
+    except ApiError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ApiError(422, "invalid_request", "cursor is malformed: pass back next_cursor unchanged") from exc
+
+
+def create_app(settings: Settings, engine: Engine) -> FastAPI:
+    """The application; ``engine`` is owned by the caller (the `serve` command or a test)."""
+    app = FastAPI(title="monitor", version="1", description="Alerts of the streaming sensor anomaly monitor.")
+    app.state.engine = engine
+    app.state.settings = settings
+    app.state.models = ctx.ModelCache(settings.model.path)
+    if settings.api.cors_origins:  # off unless origins are configured
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=settings.api.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        API_REQUESTS.labels(getattr(route, "path", "other"), str(response.status_code)).inc()
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.code, "detail": exc.detail}, exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        reasons = [{"where": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()]
+        return JSONResponse({"error": "invalid_request", "detail": reasons}, 422)
+
+    @app.exception_handler(store.NotFoundError)
+    async def not_found(_: Request, exc: store.NotFoundError) -> JSONResponse:
+        return JSONResponse({"error": "not_found", "detail": str(exc)}, 404)
+
+    @app.exception_handler(store.ConflictError)
+    async def conflict(_: Request, exc: store.ConflictError) -> JSONResponse:
+        return JSONResponse({"error": "conflict", "detail": str(exc)}, 409)
+
+    @app.exception_handler(StoreError)
+    async def unavailable(_: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse({"error": "database_unavailable", "detail": str(exc)}, 503)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> JSONResponse:
+        try:
+            ping(engine)
+        except StoreError as exc:
+            return JSONResponse({"status": "unavailable", "detail": str(exc)}, 503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["health"])
+    def prometheus(_: Reader) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/alerts", response_model=AlertPage, tags=["alerts"])
+    def list_alerts(
+        _: Reader,
+        sensor: Annotated[list[str], Query(description="Sensor id (repeatable).", max_length=200)] = [],
+        status: Annotated[list[Status], Query(description="Status (repeatable).")] = [],
+        severity: Annotated[list[Severity], Query(description="Severity (repeatable).")] = [],
+        model_version: Annotated[list[str], Query(description="Model version (repeatable).")] = [],
+        since: Annotated[AwareDatetime | None, Query(description="Alerts active at or after (ISO-8601 with zone).")] = None,
+        until: Annotated[AwareDatetime | None, Query(description="Alerts opened before (ISO-8601 with zone).")] = None,
+        sort: Annotated[Sort, Query(description="Immutable keys only, so cursors never skip or repeat.")] = "-opened_at",
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, Query(max_length=500)] = None,
+    ) -> dict[str, Any]:
+        if since is not None and until is not None and since >= until:
+            raise ApiError(422, "invalid_request", "since must be before until")
+        flt = store.AlertFilter(sensor, status, severity, model_version, since, until)
+        after = decode_cursor(cursor, sort) if cursor else None
+        rows, last = store.page_alerts(engine, flt, sort=sort, limit=limit, after=after)
+        return {"items": rows, "next_cursor": encode_cursor(sort, last) if last else None}
+
+    @app.get("/alerts/{alert_id}", response_model=AlertDetail, tags=["alerts"])
+    def alert_detail(
+        alert_id: int,
+        _: Reader,
+        context: Annotated[bool, Query(description="Read the windows around the alert from Kafka.")] = True,
+        around: Annotated[int | None, Query(ge=0, le=64, description="Windows before and after.")] = None,
+    ) -> dict[str, Any]:
+        alert = store.get_alert(engine, alert_id)
+        if context:
+            alert["context"] = _context(app, alert, settings.api.context_windows if around is None else around)
+        return alert
+
+    @app.post("/alerts/{alert_id}/acknowledge", response_model=AlertDetail, tags=["actions"])
+    def acknowledge(alert_id: int, key: Writer, body: ActionIn | None = None) -> dict[str, Any]:
+        return store.change_status(engine, alert_id, ACKNOWLEDGED, key.actor, body.note if body else None)
+
+    @app.post("/alerts/{alert_id}/resolve", response_model=AlertDetail, tags=["actions"])
+    def resolve(alert_id: int, key: Writer, body: ActionIn | None = None) -> dict[str, Any]:
+        return store.change_status(engine, alert_id, RESOLVED, key.actor, body.note if body else None)
+
+    @app.post("/alerts/{alert_id}/feedback", response_model=FeedbackResult, tags=["actions"])
+    def feedback(alert_id: int, key: Writer, body: FeedbackIn) -> dict[str, Any]:
+        alert = store.record_feedback(engine, alert_id, body.verdict, key.actor, body.note)
+        applied, note = False, "true positive: nothing to change"
+        if body.verdict == "false_positive":
+            found = _context(app, alert, 0)
+            scores = [w["score"] for w in found["windows"] if w["in_alert"] and w["score"] is not None]
+            levels = levels_from_scores(scores, settings.threshold.smoothing) if found["available"] else []
+            if found["scored_with"] not in (None, alert["model_version"]):
+                levels = []  # another model's score scale: never teach the threshold with it
+            applied, note = apply_false_positive(engine, alert_id, levels, settings.threshold, settings.alert)
+            if not levels and not applied:
+                note = f"{note} ({found['note']})"
+        return {"alert": store.get_alert(engine, alert_id), "threshold_applied": applied, "threshold_note": note}
+
+    @app.get("/sensors", response_model=list[SensorOut], tags=["sensors"])
+    def sensors(_: Reader) -> list[dict[str, Any]]:
+        out = []
+        for row in store.list_sensors(engine):
+            open_alert = None
+            if row["open_alert_id"] is not None:
+                open_alert = {"id": row["open_alert_id"], "opened_at": row["open_alert_opened_at"],
+                              "status": row["open_alert_status"], "severity": row["open_alert_severity"]}
+            out.append({**{k: v for k, v in row.items() if not k.startswith("open_alert")}, "open_alert": open_alert})
+        return out
+
+    @app.get("/models", tags=["models"])
+    def models(_: Reader) -> dict[str, Any]:
+        bundle, note = ctx.load_model(app.state.models)
+        serving = None
+        if bundle is not None:
+            m = bundle.meta
+            serving = {"version": m.version, "created_at": m.created_at, "channels": m.channels,
+                       "window_len": m.window_len, "metrics": m.metrics, "training": m.training,
+                       "path": str(settings.model.path)}
+        return {"serving": serving, "note": note or None, "seen": store.alert_model_versions(engine)}
+
+    @app.get("/", include_in_schema=False)
+    def index() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    app.mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui")
+    return app
+
+
+def _context(app: FastAPI, alert: dict[str, Any], around: int) -> dict[str, Any]:
+    settings: Settings = app.state.settings
+    spread = max(1, sum(1 for s in store.list_sensors(app.state.engine) if s["partition"] == alert["partition"]))
+    found = ctx.read_windows(
+        settings.kafka, sensor_id=alert["sensor_id"], partition=alert["partition"],
+        first_offset=alert["first_offset"], last_offset=alert["last_offset"], around=around, spread=spread,
+        timeout_s=settings.api.kafka_timeout_s,
+    )
+    bundle, note = ctx.load_model(app.state.models)
+    return ctx.build_context(alert, found, bundle, note)

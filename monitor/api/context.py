@@ -1,0 +1,184 @@
+"""An alert's context for plotting: the sensor's windows around the alert, read back from Kafka by the
+alert's source offsets and re-scored with the serving model.
+
+Window values are not kept in SQL; the topic is the record of them. A consumer WITHOUT a group
+(``group_id=None``, ``assign`` + ``seek``) reads the alert's partition from a little before ``first_offset``
+to a little after ``last_offset``; it never joins or commits for the live consumer group. When the topic's
+retention has removed the records, the alert comes back without context and says so.
+
+Thresholds: while an alert is pending or active the sensor's statistics are frozen (protected), so the open
+level in force across the alert is exactly ``threshold_at_peak``; around it the level moves by about
+``fading`` per normal window, so the same value is drawn across the context (an approximation outside the
+alert, said in the response).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+
+from monitor.contract import SensorWindow, decode, format_time
+from monitor.errors import BrokerError, MonitorError
+from monitor.ingest.kafka import make_consumer
+from monitor.scoring import artifact
+from monitor.scoring.artifact import ModelBundle
+from monitor.scoring.scorer import Scorer
+from monitor.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ContextWindows:
+    """The sensor's windows read from one partition, in offset order."""
+
+    available: bool
+    note: str
+    windows: list[tuple[int, SensorWindow]] = field(default_factory=list)  # (offset, window)
+
+
+class ModelCache:
+    """The serving model, reloaded when the artifact file changes (a promoted model is picked up)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp: tuple[float, int] | None = None
+        self._bundle: ModelBundle | None = None
+
+    def get(self) -> ModelBundle:
+        with self._lock:
+            try:
+                stat = self.path.stat()
+            except OSError:
+                if self._bundle is not None:
+                    return self._bundle  # keep serving while the file is being replaced
+                return artifact.load(self.path)  # raises ArtifactError naming the missing file
+            stamp = (stat.st_mtime, stat.st_size)
+            if self._bundle is None or stamp != self._stamp:
+                self._bundle, self._stamp = artifact.load(self.path), stamp
+            return self._bundle
+
+
+def read_windows(
+    cfg: KafkaSettings,
+    *,
+    sensor_id: str,
+    partition: int,
+    first_offset: int,
+    last_offset: int,
+    around: int,
+    spread: int,
+    max_scan: int = 50_000,
+    max_inside: int = 400,
+    timeout_s: float = 10.0,
+) -> ContextWindows:
+    """Windows of ``sensor_id`` from ``partition``: ``around`` before ``first_offset``, those in the alert
+    (at most ``max_inside``, evenly thinned), and ``around`` after ``last_offset``.
+
+    ``spread``: about how many records of the partition lie between two windows of this sensor (the number
+    of sensors sharing the partition); the scan reaches ``around * spread * 2`` offsets beyond each end.
+    """
+    try:
+        consumer = make_consumer(cfg, group_id=None, enable_auto_commit=False, max_poll_records=5000,
+                                 request_timeout_ms=int(timeout_s * 1000) + 1000)
+    except BrokerError as exc:
+        return ContextWindows(False, f"Kafka unreachable, context unavailable: {exc}")
+    try:
+        tp = TopicPartition(cfg.topic, partition)
+        consumer.assign([tp])
+        begin = consumer.beginning_offsets([tp])[tp]
+        end = consumer.end_offsets([tp])[tp]
+        if last_offset < begin or first_offset >= end:
+            return ContextWindows(False, f"the alert's records (partition {partition}, offsets {first_offset}.."
+                                         f"{last_offset}) are no longer in {cfg.topic}: retention removed them")
+        margin = max(1, around) * max(1, spread) * 2
+        start = max(begin, first_offset - margin)
+        stop = min(end, last_offset + 1 + margin, start + max_scan)
+        consumer.seek(tp, start)
+        key = sensor_id.encode()
+        found: list[tuple[int, SensorWindow]] = []
+        deadline = time.monotonic() + timeout_s
+        while consumer.position(tp) < stop and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for rec in records:
+                    if rec.offset >= stop or rec.key != key:
+                        continue
+                    window = decode(rec.value)
+                    if isinstance(window, SensorWindow) and window.sensor_id == sensor_id:
+                        found.append((rec.offset, window))
+    except (KafkaError, AssertionError, ValueError) as exc:
+        return ContextWindows(False, f"cannot read the alert's records from Kafka: {exc.__class__.__name__}: {exc}")
+    finally:
+        consumer.close()
+    before = [w for w in found if w[0] < first_offset][-around:] if around else []
+    inside = [w for w in found if first_offset <= w[0] <= last_offset]
+    after = [w for w in found if w[0] > last_offset][:around]
+    note = "ok"
+    if len(inside) > max_inside:
+        keep = np.linspace(0, len(inside) - 1, max_inside).round().astype(int)
+        inside = [inside[i] for i in sorted(set(keep.tolist()))]
+        note = f"the alert spans many windows: {len(inside)} of them shown"
+    if first_offset < begin:
+        note = "the alert's first records are no longer in the topic: partial context"
+    if not inside:
+        return ContextWindows(False, "none of the alert's windows were found in the topic", before + after)
+    return ContextWindows(True, note, before + inside + after)
+
+
+def build_context(
+    alert: dict[str, Any], found: ContextWindows, bundle: ModelBundle | None, model_note: str = ""
+) -> dict[str, Any]:
+    """JSON-able context: per window its values, score, threshold, contributions and whether it is in the alert."""
+    out: dict[str, Any] = {"available": found.available, "note": found.note, "windows": [], "channels": [],
+                           "contributions": {}, "scored_with": None}
+    if not found.windows:
+        return out
+    channels = list(found.windows[0][1].channels)
+    out["channels"] = channels
+    scores: Any = None
+    if bundle is not None and list(bundle.meta.channels) == channels and all(
+        w.values.shape == (bundle.meta.window_len, len(channels)) for _, w in found.windows
+    ):
+        scores = Scorer(bundle).score(np.stack([w.values for _, w in found.windows]))
+        out["scored_with"] = bundle.meta.version
+        if bundle.meta.version != alert["model_version"]:
+            out["note"] += (f"; scores recomputed with model {bundle.meta.version}, the alert came from "
+                            f"{alert['model_version']}")
+    else:
+        out["note"] += "; " + (model_note or "the serving model does not fit these windows: no scores")
+    inside_contrib = np.zeros(len(channels))
+    for i, (offset, w) in enumerate(found.windows):
+        in_alert = alert["first_offset"] <= offset <= alert["last_offset"]
+        item: dict[str, Any] = {
+            "offset": offset, "window_start": format_time(w.window_start), "window_end": format_time(w.window_end),
+            "in_alert": in_alert, "values": w.values.round(6).tolist(),
+            "threshold": alert["threshold_at_peak"], "score": None, "contributions": None,
+        }
+        if scores is not None:
+            item["score"] = float(scores.score[i])
+            item["contributions"] = [round(float(c), 6) for c in scores.contributions[i]]
+            if in_alert:
+                inside_contrib += scores.contributions[i]
+        out["windows"].append(item)
+    if inside_contrib.sum() > 0:
+        share = inside_contrib / inside_contrib.sum()
+        out["contributions"] = {c: round(float(v), 6) for c, v in zip(channels, share)}
+    return out
+
+
+def load_model(cache: ModelCache | None) -> tuple[ModelBundle | None, str]:
+    if cache is None:
+        return None, "no model configured"
+    try:
+        return cache.get(), ""
+    except (MonitorError, OSError) as exc:
+        return None, f"serving model unavailable ({exc})"

@@ -1,0 +1,69 @@
+"""Shared steps of the API tests: alert rows, keys, an in-process client."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from monitor.api.app import create_app
+from monitor.scoring.artifact import ModelBundle
+from monitor.scoring.train import train
+from monitor.settings import KafkaSettings, ModelSettings, Settings
+from monitor.store.apikeys import create_key
+from monitor.store.schema import Alert
+from pipelines.synthetic import history_frame
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def alert_row(i: int, **overrides: Any) -> dict[str, Any]:
+    opened = T0 + timedelta(minutes=i)
+    row = {"sensor_id": f"s-{i % 3}", "opened_at": opened, "closed_at": None,
+           "last_window_end": opened + timedelta(minutes=5), "status": "open", "severity": "minor",
+           "peak_score": 10.0 + i, "threshold_at_peak": 5.0, "window_count": 3, "top_channels": ["ch0", "ch1"],
+           "model_version": "m1", "partition": 0, "first_offset": 10 * i, "last_offset": 10 * i + 5,
+           "created_at": opened, "updated_at": opened}
+    row.update(overrides)
+    return row
+
+
+def insert_alerts(db: Engine, rows: list[dict[str, Any]]) -> list[int]:
+    with db.begin() as conn:
+        return [conn.execute(Alert.__table__.insert().values(r).returning(Alert.id)).scalar_one() for r in rows]
+
+
+def client(db: Engine, model_path: Path | None = None, kafka: KafkaSettings | None = None) -> TestClient:
+    settings = Settings()
+    if model_path is not None:
+        settings.model.path = model_path
+    if kafka is not None:
+        settings.kafka = kafka
+    return TestClient(create_app(settings, db))
+
+
+def keys(db: Engine) -> tuple[dict[str, str], dict[str, str]]:
+    """(read headers, write headers)."""
+    _, read = create_key(db, "reader", ["read"])
+    _, write = create_key(db, "operator", ["write"])
+    return {"Authorization": f"Bearer {read}"}, {"X-API-Key": write}
+
+
+API_MODEL = ModelSettings(window_len=16, stride=4, hidden_size=16, latent_size=8, epochs=8, batch_size=64, seed=1)
+
+
+@pytest.fixture(scope="session")
+def api_bundle() -> ModelBundle:
+    """A small model (about half a minute to train on 2 busy cores) for the API's context tests."""
+    return train(history_frame(4000, sensors=4), API_MODEL, progress=False, version="api-1")
+
+
+@pytest.fixture(scope="session")
+def api_model_path(tmp_path_factory: pytest.TempPathFactory, api_bundle: ModelBundle) -> Path:
+    from monitor.scoring import artifact
+
+    return artifact.save(api_bundle, tmp_path_factory.mktemp("api-model") / "model.pt")

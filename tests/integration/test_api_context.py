@@ -1,0 +1,96 @@
+"""An alert's context read back from the real broker and re-scored; false-positive feedback teaches the
+sensor's threshold; the live consumer group's offsets are never touched; expired records are reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from sqlalchemy import Engine, select
+
+from monitor.scoring.artifact import ModelBundle
+from monitor.settings import KafkaSettings
+from monitor.store.feedback import false_positive_ranges
+from monitor.store.repository import query_alerts
+from monitor.store.schema import SensorState
+from pipelines.synthetic import make_fleet
+from tests.integration.api_helpers import api_bundle, api_model_path, client, keys  # noqa: F401 - fixtures
+from tests.integration.helpers import produce_fleet, run_to_end
+
+pytestmark = pytest.mark.integration
+
+
+def _committed(cfg: KafkaSettings) -> dict[int, int | None]:
+    consumer = KafkaConsumer(bootstrap_servers=cfg.bootstrap_servers, group_id=cfg.group_id, enable_auto_commit=False)
+    try:
+        return {p: consumer.committed(TopicPartition(cfg.topic, p)) for p in range(3)}
+    finally:
+        consumer.close()
+
+
+def test_context_plots_the_alert_and_false_positive_feedback_teaches_the_threshold(
+    kafka_cfg: KafkaSettings, db: Engine, api_bundle: ModelBundle, api_model_path: Path
+) -> None:
+    wl = api_bundle.meta.window_len
+    fleet = make_fleet(3, wl * 120, seed=11, anomalous=0)
+    series = fleet.series["sensor-000"]  # one strong, known anomaly: 4 windows shifted by 10 std on 3 channels
+    series[wl * 60 : wl * 64, :3] += 10 * series.std(axis=0)[:3]
+    produce_fleet(kafka_cfg, fleet, wl)
+    run_to_end(kafka_cfg, api_bundle, db)
+    alerts = query_alerts(db, limit=100)
+    assert alerts, "the injected anomalies raised no alert"
+    alert = max((a for a in alerts if a["sensor_id"] == "sensor-000"), key=lambda a: a["window_count"])
+    committed = _committed(kafka_cfg)
+    read, write = keys(db)
+    api = client(db, api_model_path, kafka_cfg)
+
+    r = api.get(f"/alerts/{alert['id']}?around=5", headers=read)
+    assert r.status_code == 200, r.text
+    ctx = r.json()["context"]
+    assert ctx["available"] is True and ctx["scored_with"] == "api-1"
+    assert ctx["channels"] == list(fleet.channels)
+    inside = [w for w in ctx["windows"] if w["in_alert"]]
+    before = [w for w in ctx["windows"] if w["offset"] < alert["first_offset"]]
+    after = [w for w in ctx["windows"] if w["offset"] > alert["last_offset"]]
+    assert len(inside) >= alert["window_count"] >= 1  # pending windows before the opening one belong to it too
+    assert 4 <= len(inside) <= 6
+    assert len(before) == 5 and (len(after) == 5 or alert["closed_at"] is None)
+    assert all(len(w["values"]) == wl and len(w["values"][0]) == len(fleet.channels) for w in ctx["windows"])
+    assert [w["window_start"] for w in ctx["windows"]] == sorted(w["window_start"] for w in ctx["windows"])
+    # Re-scoring with the same model reproduces the stored peak, and the peak lies above the threshold.
+    assert max(w["score"] for w in inside) == pytest.approx(alert["peak_score"], rel=1e-4)
+    assert all(w["threshold"] == alert["threshold_at_peak"] for w in ctx["windows"])
+    assert max(w["score"] for w in inside) > alert["threshold_at_peak"]
+    assert sum(ctx["contributions"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert sorted(ctx["contributions"], key=ctx["contributions"].get, reverse=True)[0] == alert["top_channels"][0]
+
+    with db.connect() as conn:
+        state_before = conn.execute(select(SensorState.state).where(SensorState.sensor_id == alert["sensor_id"])).scalar_one()
+    r = api.post(f"/alerts/{alert['id']}/feedback", headers=write, json={"verdict": "false_positive", "note": "test rig"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["threshold_applied"] is True, body["threshold_note"]
+    assert f"{len(inside)} window levels" in body["threshold_note"]
+    with db.connect() as conn:
+        state_after = conn.execute(select(SensorState.state).where(SensorState.sensor_id == alert["sensor_id"])).scalar_one()
+    # The anomalous levels now count as normal: the mean of the log score rose, the incident state is untouched.
+    assert state_after["threshold"]["mean"] > state_before["threshold"]["mean"]
+    assert state_after["incidents"] == state_before["incidents"]
+    again = api.post(f"/alerts/{alert['id']}/feedback", headers=write, json={"verdict": "false_positive"})
+    assert again.json()["threshold_applied"] is True
+    assert [r[0] for r in false_positive_ranges(db)] == [alert["sensor_id"]]
+    assert _committed(kafka_cfg) == committed  # the context reader has no group: the live offsets did not move
+
+    # Records removed by retention: the alert comes back without context, saying why.
+    admin = KafkaAdminClient(bootstrap_servers=kafka_cfg.bootstrap_servers)
+    try:
+        tp = TopicPartition(kafka_cfg.topic, alert["partition"])
+        admin.delete_records({tp: alert["last_offset"] + 1})
+    finally:
+        admin.close()
+    r = api.get(f"/alerts/{alert['id']}", headers=read)
+    assert r.status_code == 200
+    ctx = r.json()["context"]
+    assert ctx["available"] is False and "no longer in" in ctx["note"] and ctx["windows"] == []
+    assert r.json()["peak_score"] == alert["peak_score"]
