@@ -14,6 +14,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from monitor.errors import MonitorError
+from monitor.registry.cli import models_app
+from monitor.training.cli import retrain_command, scheduler_command
 from monitor.settings import Settings
 
 app = typer.Typer(help="Streaming anomaly monitor for sensor fleets.", no_args_is_help=True, add_completion=False)
@@ -21,6 +23,9 @@ topics_app = typer.Typer(help="Kafka topics of the monitor.", no_args_is_help=Tr
 db_app = typer.Typer(help="The monitor's database.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
+app.command("retrain")(retrain_command)
+app.command("scheduler")(scheduler_command)
 
 log = logging.getLogger("monitor")
 
@@ -91,27 +96,30 @@ def train(
 
 @app.command()
 def run(
-    model: Annotated[Optional[Path], typer.Option(help="Model artifact (default: settings model.path).")] = None,
+    model: Annotated[Optional[Path], typer.Option(
+        help="Pin this model artifact (no hot swap). Default: the registry's active model, else settings model.path."
+    )] = None,
     idle_exit_s: Annotated[Optional[float], typer.Option(help="Exit after this many seconds without records.")] = None,
     metrics_port: Annotated[Optional[int], typer.Option(help="Serve Prometheus metrics on this port.")] = None,
 ) -> None:
     """Consume sensor windows, score them, and write alerts (Ctrl-C or SIGTERM stops cleanly)."""
+    from monitor.registry.serving import serving_model
     from monitor.runner import build_runner
-    from monitor.scoring import artifact
     from monitor.store.database import init_schema, make_engine
 
     settings = _settings()
     try:
-        bundle = artifact.load(model or settings.model.path)
+        db = make_engine(settings.db.url.get_secret_value(), echo=settings.db.echo)
+        init_schema(db)
+        bundle, watcher = serving_model(db, settings.registry, settings.model.path, model)
         if settings.model.threads:
             import torch
 
             torch.set_num_threads(settings.model.threads)
-        db = make_engine(settings.db.url.get_secret_value(), echo=settings.db.echo)
-        init_schema(db)
         runner = build_runner(
             settings.kafka, settings.run, settings.threshold, settings.alert, bundle, db, idle_exit_s=idle_exit_s
         )
+        runner.watcher = watcher
     except MonitorError as exc:
         _fail(exc)
     port = metrics_port if metrics_port is not None else settings.run.metrics_port
