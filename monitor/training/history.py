@@ -1,10 +1,13 @@
 """Training history read from the window topic by record time, without a consumer group.
 
 A group-less consumer (``group_id=None``) is ``assign``-ed every partition, ``seek``-s to
-``offsets_for_times(start)`` and reads up to the first offset at or after ``end`` (``offsets_for_times(end)``),
-or to the ``end_offsets`` snapshot taken at the start when no record is that late. It never joins a group and
-never commits, so the live group's offsets are untouched. Records are kept when ``start <= timestamp < end``
-(record timestamps: the producer's CreateTime unless the topic uses LogAppendTime).
+``offsets_for_times(start)`` (the earliest offset whose timestamp is >= start, so nothing in range lies before
+it) and reads up to the ``end_offsets`` snapshot taken first. It does not stop at ``offsets_for_times(end)``:
+several producers (or a replay) interleave timestamps within a partition, so records in range can follow a
+later one. With ``end`` in the past a partition is skipped when ``offsets_for_times(start)`` finds nothing.
+It never joins a group and never commits, so the live group's offsets are untouched. Records are kept when
+``start <= timestamp < end`` (record timestamps: the producer's CreateTime unless the topic uses
+LogAppendTime).
 """
 
 from __future__ import annotations
@@ -53,8 +56,12 @@ class History:
     end: datetime
     topic: str
     offsets: dict[int, tuple[int, int]] = field(default_factory=dict)  # partition -> [first, stop)
-    records_read: int = 0
+    records_read: int = 0  # scanned between the start offsets and the end snapshot
     dropped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def records_in_range(self) -> int:
+        return self.records_read - self.dropped["out_of_range"]
 
 
 def _ms(when: datetime) -> int:
@@ -102,14 +109,12 @@ def _read(
     consumer.assign(tps)
     snapshot = consumer.end_offsets(tps)
     firsts = consumer.offsets_for_times({tp: start_ms for tp in tps})
-    lasts = consumer.offsets_for_times({tp: end_ms for tp in tps})
     bounds: dict[TopicPartition, tuple[int, int]] = {}
     for tp in tps:
         first = firsts.get(tp)
         if first is None:  # no record at or after start in this partition
             continue
-        last = lasts.get(tp)
-        stop = last.offset if last is not None else int(snapshot[tp])
+        stop = int(snapshot[tp])
         if stop > first.offset:
             bounds[tp] = (first.offset, stop)
     consumer.pause(*[tp for tp in tps if tp not in bounds])

@@ -162,12 +162,13 @@ def _load(
     history = read_history(cfg.kafka, start, end, progress=progress_bars, on_progress=progress)
     intervals = alert_intervals(db, start, end)
     kept, excluded = exclude(history.windows, intervals)
-    counts.update(records=history.records_read, windows=len(history.windows), excluded=excluded,
+    counts.update(records=history.records_in_range, windows=len(history.windows), excluded=excluded,
                   alerts=len(intervals), dropped=dict(history.dropped))
-    progress(f"read {history.records_read} records -> {len(history.windows)} windows "
+    progress(f"read {history.records_in_range} records in range (scanned {history.records_read}) -> "
+             f"{len(history.windows)} windows "
              f"({dict(history.dropped) or 'none dropped'}); excluded {excluded} windows inside {len(intervals)} alerts")
     sources = {"kind": "kafka", "topic": history.topic, "offsets": {str(p): list(b) for p, b in history.offsets.items()},
-               "records": history.records_read, "windows": len(history.windows), "excluded_windows": excluded,
+               "records": history.records_in_range, "windows": len(history.windows), "excluded_windows": excluded,
                "excluded_alerts": [i.alert_id for i in intervals][:1000]}
     return kept, history.channels, history.window_len, sources, start, end
 
