@@ -102,7 +102,7 @@ class ScoreDrift:
             raise StoreError(f"cannot read sensor scores: {exc.__class__.__name__}") from exc
         drift = False
         for score, updated_at in rows:
-            self.detector.update(math.log(max(float(score), 1e-12)))
+            self.detector.update(math.log(max(float(score or 0.0), 1e-12)))
             self.seen += 1
             drift = drift or self.detector.drift_detected
             self.since = updated_at

@@ -113,6 +113,9 @@ class RetrainSettings(BaseModel):
         0.2, gt=0.0, lt=0.9, description="Most recent part of the time range kept out of training for the gate."
     )
     warm_start: bool = Field(False, description="Start training from the active model's weights and scaler.")
+    max_train_rows: int = Field(
+        20_000, ge=100, description="Train on at most this many rows (the most recent windows before the hold-out)."
+    )
     min_windows: int = Field(64, ge=8, description="Fewer training windows than this (after exclusions) fail the run.")
     min_holdout_windows: int = Field(16, ge=1, description="The gate rejects a candidate with a smaller hold-out.")
     max_error_ratio: float = Field(

@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, Table, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from monitor.errors import ArtifactError, ConfigError, StoreError
@@ -60,7 +60,7 @@ class VersionInfo:
         return out
 
 
-_T = ModelVersion.__table__
+_T = cast(Table, ModelVersion.__table__)
 _INFO_COLUMNS = [c for c in _T.c if c.name not in ("artifact", "id")]
 
 
@@ -263,7 +263,7 @@ def _switch(
         values["previous_version"] = previous
     conn.execute(update(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == target).values(values))
     if current is None:
-        conn.execute(ModelPointer.__table__.insert().values(name=name, version=target, updated_at=now, updated_by=by))
+        conn.execute(cast(Table, ModelPointer.__table__).insert().values(name=name, version=target, updated_at=now, updated_by=by))
     else:
         moved = conn.execute(
             update(ModelPointer).where(ModelPointer.name == name, ModelPointer.version == current)

@@ -101,9 +101,13 @@ def retrain(
         windows, channels, window_len, sources, start, end = _load(db, cfg, request, counts, progress, progress_bars,
                                                                    clock)
         train_part, holdout = _split(windows, cfg.retrain.holdout_fraction)
-        counts.update(train_windows=len(train_part), holdout_windows=len(holdout))
+        capped = _cap(train_part, cfg.retrain.max_train_rows)
+        counts.update(train_windows=len(capped), holdout_windows=len(holdout))
         progress(f"split: {len(train_part)} training windows, {len(holdout)} hold-out windows (most recent "
-                 f"{cfg.retrain.holdout_fraction:.0%} of the range)")
+                 f"{cfg.retrain.holdout_fraction:.0%} of the range)"
+                 + (f"; training on the most recent {len(capped)} (max_train_rows={cfg.retrain.max_train_rows})"
+                    if len(capped) < len(train_part) else ""))
+        train_part = capped
         if len(train_part) < cfg.retrain.min_windows:
             raise DataError(f"too few training windows after exclusions: {len(train_part)} < "
                             f"{cfg.retrain.min_windows} (widen the time range)")
@@ -215,6 +219,14 @@ def _split(windows: list[HistoryWindow], holdout_fraction: float) -> tuple[list[
     holdout = [w for w in windows if w.timestamp_ms >= cut]
     holdout.sort(key=lambda w: (w.sensor_id, w.window_start))
     return train_part, holdout
+
+
+def _cap(windows: list[HistoryWindow], max_rows: int) -> list[HistoryWindow]:
+    """The most recent windows (by record time) holding at most ``max_rows`` rows in total."""
+    if not windows or sum(w.values.shape[0] for w in windows) <= max_rows:
+        return windows
+    keep = max(1, max_rows // windows[0].values.shape[0])
+    return sorted(windows, key=lambda w: w.timestamp_ms)[-keep:]
 
 
 def _frame(windows: list[HistoryWindow], channels: tuple[str, ...]) -> pd.DataFrame:
