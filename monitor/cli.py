@@ -16,6 +16,8 @@ import typer
 from monitor.cli_config import config_app
 from monitor.cli_db import db_app
 from monitor.errors import MonitorError
+from monitor.registry.cli import models_app
+from monitor.training.cli import retrain_command, scheduler_command
 from monitor.settings import Settings
 
 app = typer.Typer(help="Streaming anomaly monitor for sensor fleets.", no_args_is_help=True, add_completion=False)
@@ -24,6 +26,9 @@ app.add_typer(topics_app, name="topics")
 
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+app.add_typer(models_app, name="models")
+app.command("retrain")(retrain_command)
+app.command("scheduler")(scheduler_command)
 
 log = logging.getLogger("monitor")
 
@@ -95,27 +100,30 @@ def train(
 
 @app.command()
 def run(
-    model: Annotated[Optional[Path], typer.Option(help="Model artifact (default: settings model.path).")] = None,
+    model: Annotated[Optional[Path], typer.Option(
+        help="Pin this model artifact (no hot swap). Default: the registry's active model, else settings model.path."
+    )] = None,
     idle_exit_s: Annotated[Optional[float], typer.Option(help="Exit after this many seconds without records.")] = None,
     metrics_port: Annotated[Optional[int], typer.Option(help="Serve Prometheus metrics on this port.")] = None,
 ) -> None:
     """Consume sensor windows, score them, and write alerts (Ctrl-C or SIGTERM stops cleanly)."""
+    from monitor.registry.serving import serving_model
     from monitor.runner import build_runner
-    from monitor.scoring import artifact
     from monitor.store.database import make_engine, require_current_schema
 
     settings = _settings()
     try:
-        bundle = artifact.load(model or settings.model.path)
+        db = make_engine(settings.db.url.get_secret_value(), echo=settings.db.echo)
+        require_current_schema(db, auto_migrate=settings.db.auto_migrate)
+        bundle, watcher = serving_model(db, settings.registry, settings.model.path, model)
         if settings.model.threads:
             import torch
 
             torch.set_num_threads(settings.model.threads)
-        db = make_engine(settings.db.url.get_secret_value(), echo=settings.db.echo)
-        require_current_schema(db, auto_migrate=settings.db.auto_migrate)
         runner = build_runner(
             settings.kafka, settings.run, settings.threshold, settings.alert, bundle, db, idle_exit_s=idle_exit_s
         )
+        runner.watcher = watcher
     except MonitorError as exc:
         _fail(exc)
     port = metrics_port if metrics_port is not None else settings.run.metrics_port

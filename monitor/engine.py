@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from monitor import metrics
 from monitor.contract import SensorWindow
 from monitor.incidents import AlertRecord, IncidentTracker
+from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.thresholds import Decision, SensorThreshold
@@ -87,6 +89,16 @@ class Engine:
         if ctx.incidents.current is not None:
             ctx.threshold.active = True
         return ctx
+
+    def swap(self, bundle: ModelBundle) -> None:
+        """Hot swap: score with ``bundle`` from now on. Sensors in memory keep their open alerts and get
+        thresholds re-warmed from the new model's calibration (another score scale); new alerts carry the
+        new version. Sensors loaded later from the database are re-warmed by ``restore_context``."""
+        self.scorer = Scorer(bundle, self.scorer.batch_size)
+        for sensor_id, ctx in list(self.sensors.items()):
+            self.sensors[sensor_id] = self.restore_context(sensor_id, ctx.partition, ctx.snapshot(), ctx.model_version)
+        metrics.MODEL_INFO.clear()
+        metrics.MODEL_INFO.labels(bundle.meta.version).set(1)
 
     def forget(self, partitions: set[int] | None = None) -> None:
         """Drop state of sensors on these partitions (all when None): it is in the database already."""

@@ -20,3 +20,10 @@ STALE_BATCHES = Counter("monitor_stale_batches_total", "Batches dropped because 
 CONSUMER_LAG = Gauge("monitor_consumer_lag", "Records behind the end of the partition.", ["partition"])
 MODEL_INFO = Gauge("monitor_model_info", "Active model version (value 1).", ["version"])
 ASSIGNED_PARTITIONS = Gauge("monitor_assigned_partitions", "Partitions owned by this consumer.")
+RETRAIN_RUNS = Counter("monitor_retrain_runs_total", "Retraining runs by outcome.", ["outcome"])
+for _outcome in ("promoted", "rejected", "failed"):
+    RETRAIN_RUNS.labels(_outcome)
+RETRAIN_LAST_SUCCESS = Gauge(
+    "monitor_retrain_last_success_timestamp", "Unix time of the last retraining run that completed (promoted or rejected)."
+)
+DRIFT_DETECTIONS = Counter("monitor_drift_detections_total", "Score drift detected by the scheduler's ADWIN.")

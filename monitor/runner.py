@@ -34,6 +34,7 @@ from monitor.contract import DecodeFailure, decode
 from monitor.engine import Engine, Record
 from monitor.errors import BrokerError, StoreError
 from monitor.ingest.kafka import DeadLetters, make_consumer, make_producer
+from monitor.registry.watcher import ModelWatcher
 from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
@@ -105,6 +106,7 @@ class Runner:
         self._listener = _Listener()
         self._durable: dict[int, int | None] = {}  # partition -> next offset stored in the database
         self._assigned: set[int] = set()
+        self.watcher: ModelWatcher | None = None  # hot swap (monitor.registry.watcher), set by the wiring
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
@@ -120,6 +122,8 @@ class Runner:
         last_data = time.monotonic()
         try:
             while not self._stop.is_set():
+                if self.watcher and (bundle := self.watcher.poll()):  # hot swap between batches
+                    self.engine.swap(bundle)
                 batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
                 self._apply_rebalances()
                 records = [r for tp, rs in batch.items() for r in rs if self._is_new(tp.partition, r.offset)]

@@ -113,6 +113,38 @@ class ApiSettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; empty = CORS off.")
     context_windows: int = Field(8, ge=0, le=64, description="Windows shown before and after an alert.")
     kafka_timeout_s: float = Field(10.0, gt=0, description="How long reading an alert's context from Kafka may take.")
+class RegistrySettings(BaseModel):
+    model_name: str = Field("default", description="Model name in the registry that `monitor run` serves and retraining replaces.")
+    check_interval_s: float = Field(
+        5.0, gt=0, description="How often a running consumer reads the active-model pointer (hot swap latency)."
+    )
+
+
+class RetrainSettings(BaseModel):
+    lookback_s: float = Field(7 * 86400.0, gt=0, description="Scheduled retrains read the topic's last this many seconds.")
+    holdout_fraction: float = Field(
+        0.2, gt=0.0, lt=0.9, description="Most recent part of the time range kept out of training for the gate."
+    )
+    warm_start: bool = Field(False, description="Start training from the active model's weights and scaler.")
+    max_train_rows: int = Field(
+        20_000, ge=100, description="Train on at most this many rows (the most recent windows before the hold-out)."
+    )
+    min_windows: int = Field(64, ge=8, description="Fewer training windows than this (after exclusions) fail the run.")
+    min_holdout_windows: int = Field(16, ge=1, description="The gate rejects a candidate with a smaller hold-out.")
+    max_error_ratio: float = Field(
+        1.10, gt=0, description="Gate: candidate's hold-out reconstruction error at most this times the active's."
+    )
+    max_alert_rate: float = Field(
+        0.01, ge=0, description="Gate: alerts opened per hold-out window (normal data) allowed when above the active's."
+    )
+    schedule: str = Field(
+        "86400", description="`monitor scheduler`: an interval in seconds (e.g. 3600) or a cron expression (e.g. '0 3 * * *')."
+    )
+    drift: bool = Field(True, description="`monitor scheduler` also retrains when ADWIN detects drift in the scores.")
+    drift_delta: float = Field(0.002, gt=0, lt=1, description="ADWIN confidence parameter (smaller = fewer detections).")
+    drift_min_gap_s: float = Field(3600.0, ge=0, description="No drift-triggered retrain sooner than this after the last run.")
+    tick_s: float = Field(5.0, gt=0, description="Scheduler loop period: due check, drift polling, lease renewal.")
+    lease_s: float = Field(120.0, gt=1, description="Single-flight lease duration; renewed while a retrain runs.")
 
 
 class Settings(BaseSettings):
@@ -128,3 +160,5 @@ class Settings(BaseSettings):
     run: RunSettings = RunSettings()
     api: ApiSettings = Field(default_factory=ApiSettings)
     log_level: str = Field("INFO", description="Log level of the monitor's processes (DEBUG, INFO, WARNING, ...).")
+    registry: RegistrySettings = RegistrySettings()
+    retrain: RetrainSettings = RetrainSettings()

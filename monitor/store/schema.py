@@ -6,8 +6,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
-    JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint,
+    JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator,
+    UniqueConstraint,
 )
+from sqlalchemy import text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -150,3 +152,66 @@ class AlertFeedback(Base):
     threshold_applied: Mapped[bool] = mapped_column(default=False)
     threshold_note: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+# -- model registry and retraining (issue 4) ----------------------------------------------------------------
+
+
+class ModelVersion(Base):
+    """One trained model of a model name: its artifact, provenance, gate metrics and lifecycle status.
+
+    ``status``: candidate -> active | rejected; active -> retired (replaced or rolled back). At most one
+    active version per name (partial unique index); ``model_pointers`` names it, changed in the same
+    transaction. ``previous_version`` is the version that was active when this one was promoted (rollback
+    returns to it).
+    """
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("name", "version", name="uq_model_versions_name_version"),
+        Index("ix_model_versions_one_active", "name", unique=True,
+              sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    train_start: Mapped[datetime | None]
+    train_end: Mapped[datetime | None]
+    sources: Mapped[dict[str, Any]]
+    config: Mapped[dict[str, Any]]
+    metrics: Mapped[dict[str, Any]]
+    artifact: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    previous_version: Mapped[str | None] = mapped_column(String(64))
+    promoted_at: Mapped[datetime | None]
+    promoted_by: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ModelPointer(Base):
+    """The active version of each model name: what consumers load and watch (one cheap row to poll)."""
+
+    __tablename__ = "model_pointers"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class SchedulerState(Base):
+    """Retraining schedule of one job: the single-flight lease and the next due time (survive restarts)."""
+
+    __tablename__ = "scheduler_state"
+
+    job: Mapped[str] = mapped_column(String(100), primary_key=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+    next_due_at: Mapped[datetime | None]
+    last_started_at: Mapped[datetime | None]
+    last_finished_at: Mapped[datetime | None]
+    last_outcome: Mapped[str | None] = mapped_column(String(20))
+    last_version: Mapped[str | None] = mapped_column(String(64))
+    last_reason: Mapped[str | None] = mapped_column(Text)
+    runs: Mapped[int] = mapped_column(default=0)

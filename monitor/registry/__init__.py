@@ -1,0 +1,1 @@
+"""Model registry in the SQL database: versions, the atomic active pointer, and the hot-swap watcher."""

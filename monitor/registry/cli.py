@@ -1,0 +1,145 @@
+"""`monitor models list | show | promote | rollback | import`: the model registry from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+models_app = typer.Typer(help="The model registry: versions, the active model, promotion and rollback.",
+                         no_args_is_help=True)
+
+NameOption = Annotated[Optional[str], typer.Option("--name", help="Model name (default: settings registry.model_name).")]
+
+
+def _open(name: str | None) -> tuple[Any, str]:
+    from monitor.cli import _settings
+    from monitor.store.database import init_schema, make_engine
+
+    settings = _settings()
+    db = make_engine(settings.db.url.get_secret_value())
+    init_schema(db)
+    return db, name or settings.registry.model_name
+
+
+def _fail(exc: Exception) -> None:
+    from monitor.cli import _fail as fail
+
+    fail(exc)  # type: ignore[arg-type]
+
+
+@models_app.command("list")
+def list_models(
+    name: NameOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Versions of a model, newest first, with status and gate figures."""
+    from monitor.errors import MonitorError
+    from monitor.registry import versions
+
+    try:
+        db, model = _open(name)
+        rows = versions.list_versions(db, model)
+    except MonitorError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps([r.to_json() for r in rows], indent=2, default=str))
+        return
+    if not rows:
+        typer.echo(f"no versions of model {model!r}")
+        return
+    header = f"{'version':<26} {'status':<10} {'created_at':<21} {'promoted_by':<20} {'train range':<41} reason"
+    typer.echo(header)
+    for r in rows:
+        span = (f"{r.train_start:%Y-%m-%dT%H:%M:%S} .. {r.train_end:%Y-%m-%dT%H:%M:%S}"
+                if r.train_start and r.train_end else "-")
+        typer.echo(f"{r.version:<26} {r.status:<10} {r.created_at:%Y-%m-%dT%H:%M:%SZ} {(r.promoted_by or '-'):<20} "
+                   f"{span:<41} {(r.reason or '')[:120]}")
+
+
+@models_app.command("show")
+def show(
+    version: Annotated[Optional[str], typer.Argument(help="Version (default: the active one).")] = None,
+    name: NameOption = None,
+) -> None:
+    """One version's full record (provenance, config, validation and gate metrics) as JSON."""
+    from monitor.errors import ConfigError, MonitorError
+    from monitor.registry import versions
+
+    try:
+        db, model = _open(name)
+        chosen = version or versions.active_version(db, model)
+        if chosen is None:
+            raise ConfigError(f"model {model!r} has no active version; name one (see `monitor models list`)")
+        info = versions.get(db, model, chosen)
+    except MonitorError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(info.to_json(), indent=2, default=str))
+
+
+@models_app.command("promote")
+def promote(
+    version: Annotated[str, typer.Argument(help="Version to make active.")],
+    name: NameOption = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "manual promotion",
+    by: Annotated[str, typer.Option(help="Who (recorded).")] = "cli",
+) -> None:
+    """Make a version active (the gate is not consulted: an operator's decision). Consumers swap to it."""
+    from monitor.errors import MonitorError
+    from monitor.registry import versions
+
+    try:
+        db, model = _open(name)
+        before = versions.active_version(db, model)
+        info = versions.promote(db, model, version, by=by, reason=reason)
+    except MonitorError as exc:
+        _fail(exc)
+    typer.echo(f"{model}: active {before or 'none'} -> {info.version}")
+
+
+@models_app.command("rollback")
+def rollback(
+    name: NameOption = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "manual rollback",
+    by: Annotated[str, typer.Option(help="Who (recorded).")] = "cli",
+) -> None:
+    """Re-activate the version the active one replaced; the active one is retired."""
+    from monitor.errors import MonitorError
+    from monitor.registry import versions
+
+    try:
+        db, model = _open(name)
+        before = versions.active_version(db, model)
+        info = versions.rollback(db, model, by=by, reason=reason)
+    except MonitorError as exc:
+        _fail(exc)
+    typer.echo(f"{model}: rolled back {before} -> {info.version}")
+
+
+@models_app.command("import")
+def import_model(
+    path: Annotated[Path, typer.Argument(help="Model artifact written by `monitor train`.")],
+    name: NameOption = None,
+    activate: Annotated[bool, typer.Option(help="Make it the active version at once.")] = False,
+    by: Annotated[str, typer.Option(help="Who (recorded).")] = "cli",
+) -> None:
+    """Register a model file as a candidate version (for example the first model of a deployment)."""
+    from monitor.errors import MonitorError
+    from monitor.registry import versions
+    from monitor.scoring import artifact
+
+    try:
+        db, model = _open(name)
+        bundle = artifact.load(path)
+        training = bundle.meta.training
+        info = versions.register(db, model, bundle, sources={"kind": "file", "path": str(path.resolve()),
+                                                             "training": training},
+                                 config={"window_len": bundle.meta.window_len, "hidden_size": bundle.meta.hidden_size},
+                                 metrics=dict(bundle.meta.metrics), reason=f"imported from {path}")
+        if activate:
+            info = versions.promote(db, model, info.version, by=by, reason=f"imported from {path}")
+    except MonitorError as exc:
+        _fail(exc)
+    typer.echo(f"{model}/{info.version} registered ({info.status}, {info.size_bytes} bytes, sha256 {info.sha256[:12]})")

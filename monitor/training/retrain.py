@@ -1,0 +1,272 @@
+"""One retraining run: history -> exclusions -> train -> gate against the active model -> promote or reject.
+
+Steps (each reported through ``progress``):
+  1. read the time range from the window topic with a group-less consumer (or a CSV/Parquet file);
+  2. drop windows that overlap alerts of their sensor (minus operator-confirmed false positives);
+  3. keep the most recent ``holdout_fraction`` of the windows (by record time) out of training;
+  4. train a candidate (optionally warm-started from the active model);
+  5. evaluate candidate and active on the hold-out and apply the gate;
+  6. register the candidate and, if the gate passed, promote it atomically (compare-and-set on the
+     active pointer); otherwise record it as rejected with the reason.
+Any failure before step 6's single transaction leaves the active model serving untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine as DbEngine
+
+from monitor.errors import ArtifactError, DataError, MonitorError
+from monitor.registry import versions
+from monitor.scoring.artifact import ModelBundle
+from monitor.scoring.train import train
+from monitor.settings import (
+    AlertSettings, KafkaSettings, ModelSettings, RegistrySettings, RetrainSettings, ThresholdSettings,
+)
+from monitor.store.schema import utcnow
+from monitor.training import gate
+from monitor.training.exclusion import alert_intervals, exclude
+from monitor.training.history import HistoryWindow, read_history
+
+log = logging.getLogger(__name__)
+
+PROMOTED, REJECTED, FAILED = "promoted", "rejected", "failed"
+
+
+@dataclass(frozen=True)
+class RetrainRequest:
+    """What to train on. Without ``path`` the window topic is read over ``[start, end)`` (record times);
+    ``end`` defaults to now and ``start`` to ``end - lookback_s``."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    path: Path | None = None
+    sep: str = ","
+    time_column: str | None = "timestamp"
+    ignore: tuple[str, ...] = ()
+    triggered_by: str = "cli"
+    reason: str = "manual"
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """The settings sections a retraining run needs (wired by the entry point)."""
+
+    kafka: KafkaSettings
+    model: ModelSettings
+    threshold: ThresholdSettings
+    alert: AlertSettings
+    retrain: RetrainSettings
+    registry: RegistrySettings
+
+
+@dataclass
+class RetrainOutcome:
+    outcome: str  # promoted | rejected | failed
+    version: str | None
+    reason: str
+    gate: gate.GateResult | None = None
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        counts = " ".join(f"{k}={v}" for k, v in self.counts.items() if not isinstance(v, dict))
+        return f"retrain: outcome={self.outcome} version={self.version or '-'} {counts} reason={self.reason}"
+
+
+def retrain(
+    db: DbEngine,
+    cfg: RetrainConfig,
+    request: RetrainRequest,
+    *,
+    progress: Callable[[str], None] = log.info,
+    progress_bars: bool = False,
+    clock: Callable[[], datetime] = utcnow,
+) -> RetrainOutcome:
+    """Run one retraining; never raises for a failed step (the outcome says ``failed`` and why)."""
+    name = cfg.registry.model_name
+    counts: dict[str, Any] = {}
+    version: str | None = None
+    registered = False
+    try:
+        active_name = versions.active_version(db, name)
+        windows, channels, window_len, sources, start, end = _load(db, cfg, request, counts, progress, progress_bars,
+                                                                   clock)
+        train_part, holdout = _split(windows, cfg.retrain.holdout_fraction)
+        capped = _cap(train_part, cfg.retrain.max_train_rows)
+        counts.update(train_windows=len(capped), holdout_windows=len(holdout))
+        progress(f"split: {len(train_part)} training windows, {len(holdout)} hold-out windows (most recent "
+                 f"{cfg.retrain.holdout_fraction:.0%} of the range)"
+                 + (f"; training on the most recent {len(capped)} (max_train_rows={cfg.retrain.max_train_rows})"
+                    if len(capped) < len(train_part) else ""))
+        train_part = capped
+        if len(train_part) < cfg.retrain.min_windows:
+            raise DataError(f"too few training windows after exclusions: {len(train_part)} < "
+                            f"{cfg.retrain.min_windows} (widen the time range)")
+        active = _load_active(db, name, active_name, progress)
+        model_cfg = cfg.model.model_copy(update={"window_len": window_len})
+        warm = active if cfg.retrain.warm_start and active and gate.compatible(active, channels, window_len) else None
+        version = f"{clock():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+        progress(f"training candidate {version}: window_len={window_len} channels={len(channels)} "
+                 f"hidden={model_cfg.hidden_size} epochs<={model_cfg.epochs}"
+                 f"{' warm-started from ' + warm.meta.version if warm else ''}")
+        candidate = train(_frame(train_part, channels), model_cfg, source=sources.get("topic", str(request.path)),
+                          version=version, progress=progress_bars, warm_start=warm)
+        progress(f"trained {version}: val_loss={candidate.meta.metrics['val_loss']:.4f} "
+                 f"epochs={candidate.meta.training['epochs']}")
+        result = _gate(candidate, active, holdout, channels, window_len, cfg)
+        progress(f"gate {'PASSED' if result.passed else 'FAILED'}: {result.summary}")
+        versions.register(
+            db, name, candidate, train_start=start, train_end=end, sources=sources,
+            config={"model": model_cfg.model_dump(mode="json"), "retrain": cfg.retrain.model_dump(mode="json"),
+                    "triggered_by": request.triggered_by, "trigger_reason": request.reason},
+            metrics={**candidate.meta.metrics, "gate": result.to_json(), "counts": counts},
+            reason=request.reason,
+        )
+        registered = True
+        if not result.passed:
+            versions.reject(db, name, version, result.summary)
+            return RetrainOutcome(REJECTED, version, result.summary, result, counts)
+        versions.promote(db, name, version, by=request.triggered_by, reason=f"{request.reason}: {result.summary}",
+                         expected_active=active_name)
+        progress(f"promoted {name}/{version} (was {active_name or 'none'}); consumers pick it up on their next check")
+        return RetrainOutcome(PROMOTED, version, result.summary, result, counts)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome; the active model stays
+        reason = f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, MonitorError):
+            log.exception("retraining failed unexpectedly")
+        if registered and version:
+            try:
+                versions.reject(db, name, version, f"failed after registration: {reason}")
+            except MonitorError:
+                log.warning("could not mark %s/%s rejected", name, version)
+        progress(f"retraining failed: {reason}; the active model keeps serving")
+        return RetrainOutcome(FAILED, version, reason, None, counts)
+
+
+def _load(
+    db: DbEngine, cfg: RetrainConfig, request: RetrainRequest, counts: dict[str, Any],
+    progress: Callable[[str], None], progress_bars: bool, clock: Callable[[], datetime],
+) -> tuple[list[HistoryWindow], tuple[str, ...], int, dict[str, Any], datetime, datetime]:
+    if request.path is not None:
+        windows, channels, start, end = _file_windows(request, cfg.model.window_len)
+        counts.update(windows=len(windows))
+        progress(f"read {len(windows)} windows of {cfg.model.window_len} rows from {request.path}")
+        return windows, channels, cfg.model.window_len, {"kind": "file", "path": str(request.path)}, start, end
+    end = request.end or clock()
+    start = request.start or end - timedelta(seconds=cfg.retrain.lookback_s)
+    history = read_history(cfg.kafka, start, end, progress=progress_bars, on_progress=progress)
+    intervals = alert_intervals(db, start, end)
+    kept, excluded = exclude(history.windows, intervals)
+    counts.update(records=history.records_in_range, windows=len(history.windows), excluded=excluded,
+                  alerts=len(intervals), dropped=dict(history.dropped))
+    progress(f"read {history.records_in_range} records in range (scanned {history.records_read}) -> "
+             f"{len(history.windows)} windows "
+             f"({dict(history.dropped) or 'none dropped'}); excluded {excluded} windows inside {len(intervals)} alerts")
+    sources = {"kind": "kafka", "topic": history.topic, "offsets": {str(p): list(b) for p, b in history.offsets.items()},
+               "records": history.records_in_range, "windows": len(history.windows), "excluded_windows": excluded,
+               "excluded_alerts": [i.alert_id for i in intervals][:1000]}
+    return kept, history.channels, history.window_len, sources, start, end
+
+
+def _file_windows(request: RetrainRequest, window_len: int) -> tuple[list[HistoryWindow], tuple[str, ...],
+                                                                       datetime, datetime]:
+    """A wide CSV/Parquet file -> consecutive non-overlapping windows of one pseudo-sensor."""
+    from monitor.windows import read_wide_csv
+
+    path = Path(request.path or "")
+    if path.suffix == ".parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except (OSError, ValueError, ImportError) as exc:
+            raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
+        if request.time_column and request.time_column in frame.columns:
+            frame = frame.set_index(pd.DatetimeIndex(pd.to_datetime(frame.pop(request.time_column), utc=True)))
+        frame = frame.drop(columns=[c for c in request.ignore if c in frame.columns]).astype(np.float32)
+    else:
+        frame = read_wide_csv(path, sep=request.sep, time_column=request.time_column, ignore=request.ignore)
+    if request.start is not None:
+        frame = frame[frame.index >= request.start]
+    if request.end is not None:
+        frame = frame[frame.index < request.end]
+    if len(frame) < window_len:
+        raise DataError(f"{path}: {len(frame)} rows in range, fewer than one window of {window_len}")
+    values = frame.to_numpy(dtype=np.float32)
+    times = frame.index
+    windows = []
+    for i in range(0, len(values) - window_len + 1, window_len):
+        ws, we = times[i].to_pydatetime(), times[i + window_len - 1].to_pydatetime()
+        windows.append(HistoryWindow(path.name, ws, we, values[i : i + window_len], int(ws.timestamp() * 1000), 0, i))
+    return windows, tuple(str(c) for c in frame.columns), times[0].to_pydatetime(), times[-1].to_pydatetime()
+
+
+def _split(windows: list[HistoryWindow], holdout_fraction: float) -> tuple[list[HistoryWindow], list[HistoryWindow]]:
+    """Time split by record timestamp: the most recent ``holdout_fraction`` of the covered span is the hold-out."""
+    if not windows:
+        return [], []
+    t0 = min(w.timestamp_ms for w in windows)
+    t1 = max(w.timestamp_ms for w in windows)
+    cut = t1 - holdout_fraction * (t1 - t0)
+    train_part = [w for w in windows if w.timestamp_ms < cut]
+    holdout = [w for w in windows if w.timestamp_ms >= cut]
+    holdout.sort(key=lambda w: (w.sensor_id, w.window_start))
+    return train_part, holdout
+
+
+def _cap(windows: list[HistoryWindow], max_rows: int) -> list[HistoryWindow]:
+    """The most recent windows (by record time) holding at most ``max_rows`` rows in total."""
+    if not windows or sum(w.values.shape[0] for w in windows) <= max_rows:
+        return windows
+    keep = max(1, max_rows // windows[0].values.shape[0])
+    return sorted(windows, key=lambda w: w.timestamp_ms)[-keep:]
+
+
+def _frame(windows: list[HistoryWindow], channels: tuple[str, ...]) -> pd.DataFrame:
+    """Training windows -> one wide frame: each sensor's windows in time order, sensors one after another."""
+    parts, stamps = [], []
+    for w in sorted(windows, key=lambda w: (w.sensor_id, w.window_start)):
+        n = w.values.shape[0]
+        parts.append(w.values)
+        stamps.append(pd.date_range(w.window_start, w.window_end, periods=n) if n > 1 else
+                      pd.DatetimeIndex([w.window_start]))
+    index = stamps[0].append(stamps[1:]) if len(stamps) > 1 else stamps[0]
+    return pd.DataFrame(np.concatenate(parts), columns=list(channels), index=index)
+
+
+def _load_active(db: DbEngine, name: str, version: str | None, progress: Callable[[str], None]) -> ModelBundle | None:
+    if version is None:
+        progress(f"no active model for {name!r} yet: the gate checks the candidate alone")
+        return None
+    try:
+        return versions.load_bundle(db, name, version)
+    except ArtifactError as exc:
+        progress(f"active model {version} is unloadable ({exc}); the gate checks the candidate alone")
+        return None
+
+
+def _gate(
+    candidate: ModelBundle, active: ModelBundle | None, holdout: list[HistoryWindow], channels: tuple[str, ...],
+    window_len: int, cfg: RetrainConfig,
+) -> gate.GateResult:
+    if not holdout:
+        empty = gate.Evaluation(candidate.meta.version, 0, float("nan"), 0, 0.0, 0.0, 0.0, 0.0)
+        return gate.decide(empty, None, cfg.retrain)
+    arrays = np.stack([w.values for w in holdout])
+    sensors = [w.sensor_id for w in holdout]
+    variance = gate.holdout_variance(arrays)
+    cand = gate.evaluate(candidate, arrays, sensors, cfg.threshold, cfg.alert, variance)
+    act = None
+    if active is not None and gate.compatible(active, channels, window_len):
+        act = gate.evaluate(active, arrays, sensors, cfg.threshold, cfg.alert, variance)
+    result = gate.decide(cand, act, cfg.retrain)
+    if active is not None and act is None:
+        result.notes.append(f"active {active.meta.version} has other channels or window length: not compared")
+    return result

@@ -1,0 +1,99 @@
+"""Hot swap on the real broker and databases: a running consumer picks up a promotion and a rollback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import Engine
+
+from monitor.registry import versions
+from monitor.registry.watcher import ModelWatcher
+from monitor.runner import build_runner
+from monitor.scoring.train import train
+from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
+from monitor.store.repository import load_sensor_states, query_alerts
+from pipelines.synthetic import normal_series
+from tests.integration.retrain_helpers import CHANNELS, TINY, base_time, db_url, produce, sensor_windows
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _history() -> pd.DataFrame:
+    values = np.concatenate([normal_series(1500, len(CHANNELS), seed=500 + s) for s in range(3)])
+    index = pd.date_range("2025-01-01", periods=len(values), freq="s", tz="UTC")
+    return pd.DataFrame(values, columns=CHANNELS, index=index)
+
+
+def _wait(what: str, condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _model_info(version: str) -> float | None:
+    return REGISTRY.get_sample_value("monitor_model_info", {"version": version})
+
+
+def test_running_consumer_swaps_to_a_promoted_model_and_back_on_rollback(
+    kafka_cfg: KafkaSettings, db: Engine
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    frame = _history()
+    a = train(frame, TINY, progress=False, version=f"A-{tag}")
+    b = train(frame, TINY.model_copy(update={"seed": 1, "hidden_size": 12}), progress=False, version=f"B-{tag}")
+    versions.register(db, "test", a)
+    versions.promote(db, "test", a.meta.version, by="test", reason="first")
+    versions.register(db, "test", b)
+    runner = build_runner(kafka_cfg, RunSettings(), ThresholdSettings(), AlertSettings(), a, db)
+    runner.watcher = ModelWatcher(db, "test", a.meta.version, check_interval_s=0.5)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    base = base_time()
+    try:
+        produce(kafka_cfg, [w for s in range(2) for w in sensor_windows(s, 20, base)])
+        _wait("the first windows", lambda: runner.stats.scored >= 40)
+        assert _model_info(a.meta.version) == 1
+
+        versions.promote(db, "test", b.meta.version, by="test", reason="hot swap test")
+        _wait("the swap to B", lambda: _model_info(b.meta.version) == 1, timeout_s=30)
+        assert _model_info(a.meta.version) is None
+        assert runner.engine.scorer.version == b.meta.version
+        produce(kafka_cfg, sensor_windows(0, 20, base, first_window=20, shift_windows=range(30, 36)))
+        _wait("an alert from model B", lambda: any(
+            al["model_version"] == b.meta.version for al in query_alerts(db, sensor_id="sensor-0")))
+        _wait("the windows after the swap", lambda: runner.stats.scored >= 60)
+        shifted = [al for al in query_alerts(db, sensor_id="sensor-0")
+                   if al["opened_at"] >= base + pd.Timedelta(seconds=16 * 30)]
+        assert shifted and all(al["model_version"] == b.meta.version for al in shifted)
+        assert load_sensor_states(db, ["sensor-0"])["sensor-0"].model_version == b.meta.version
+
+        env = {**os.environ, "MONITOR_DB__URL": db_url(db), "MONITOR_REGISTRY__MODEL_NAME": "test"}
+        done = subprocess.run([sys.executable, "-m", "monitor", "models", "rollback", "--reason", "test"],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert f"rolled back {b.meta.version} -> {a.meta.version}" in done.stdout
+        assert versions.active_version(db, "test") == a.meta.version
+        assert versions.get(db, "test", b.meta.version).status == versions.RETIRED
+        _wait("the swap back to A", lambda: _model_info(a.meta.version) == 1, timeout_s=30)
+        assert _model_info(b.meta.version) is None
+        produce(kafka_cfg, sensor_windows(1, 20, base, first_window=20, shift_windows=range(30, 36)))
+        _wait("an alert from model A after the rollback", lambda: any(
+            al["model_version"] == a.meta.version for al in query_alerts(db, sensor_id="sensor-1")))
+    finally:
+        runner.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()

@@ -1,0 +1,69 @@
+"""Pure parts of retraining: the gate's rules, alert exclusion, schedules."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from monitor.errors import ConfigError
+from monitor.scheduler import Schedule
+from monitor.settings import RetrainSettings
+from monitor.training.exclusion import Interval, exclude
+from monitor.training.gate import Evaluation, decide
+from monitor.training.history import HistoryWindow
+from monitor.training.retrain import _split
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _eval(version: str, error: float, alerts: int, windows: int = 100) -> Evaluation:
+    return Evaluation(version, windows, error, alerts, alerts / windows, 0.0, 1.0, 0.0)
+
+
+def test_gate_rejects_a_worse_error_and_a_higher_alert_rate_and_passes_a_comparable_candidate() -> None:
+    cfg = RetrainSettings(max_error_ratio=1.1, max_alert_rate=0.01, min_holdout_windows=10)
+    active = _eval("a", 0.20, 0)
+    assert decide(_eval("c", 0.21, 0), active, cfg).passed
+    worse = decide(_eval("c", 0.30, 0), active, cfg)
+    assert not worse.passed and "reconstruction error" in worse.summary
+    noisy = decide(_eval("c", 0.20, 5), active, cfg)
+    assert not noisy.passed and "alert rate" in noisy.summary
+    assert decide(_eval("c", 0.20, 5), _eval("a", 0.2, 6), cfg).passed  # no worse than the active
+    assert not decide(_eval("c", 0.1, 0, windows=5), None, cfg).passed  # hold-out too small
+    assert decide(_eval("c", 5.0, 0), None, cfg).passed  # first model: absolute alert rate only
+
+
+def _window(sensor: str, i: int) -> HistoryWindow:
+    start = T0 + timedelta(seconds=10 * i)
+    return HistoryWindow(sensor, start, start + timedelta(seconds=9), np.zeros((10, 2), np.float32),
+                         int(start.timestamp() * 1000), 0, i)
+
+
+def test_exclusion_drops_only_the_alerted_sensor_s_overlapping_windows() -> None:
+    windows = [_window(s, i) for s in ("a", "b") for i in range(10)]
+    alert = Interval("a", T0 + timedelta(seconds=25), T0 + timedelta(seconds=41), 1)
+    kept, excluded = exclude(windows, [alert])
+    assert excluded == 3  # windows 2, 3, 4 of sensor a overlap [25 s, 41 s]
+    assert {(w.sensor_id, w.offset) for w in windows} - {(w.sensor_id, w.offset) for w in kept} == {
+        ("a", 2), ("a", 3), ("a", 4)}
+    still_open = Interval("b", T0 + timedelta(seconds=85), None, 2)
+    assert exclude(windows, [still_open])[1] == 2  # windows 8, 9 of b
+
+
+def test_split_keeps_the_most_recent_fraction_as_hold_out() -> None:
+    windows = [_window("a", i) for i in range(11)]
+    train_part, holdout = _split(windows, 0.2)
+    assert [w.offset for w in holdout] == [8, 9, 10] and len(train_part) == 8
+
+
+def test_schedules_interval_and_cron() -> None:
+    assert Schedule("3600").first(T0) == T0
+    assert Schedule("3600").next_after(T0) == T0 + timedelta(hours=1)
+    cron = Schedule("30 3 * * *")
+    assert cron.first(T0) == T0.replace(hour=3, minute=30)
+    assert cron.next_after(T0.replace(hour=4)) == T0.replace(day=2, hour=3, minute=30)
+    for bad in ("0", "every day", "-5"):
+        with pytest.raises(ConfigError):
+            Schedule(bad)
