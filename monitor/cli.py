@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from monitor.backtest_cli import backtest
 from monitor.errors import MonitorError
 from monitor.settings import Settings
 
@@ -21,6 +22,7 @@ topics_app = typer.Typer(help="Kafka topics of the monitor.", no_args_is_help=Tr
 db_app = typer.Typer(help="The monitor's database.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
+app.command("backtest")(backtest)
 
 log = logging.getLogger("monitor")
 
