@@ -72,7 +72,7 @@ def window_records(
     start += (-(start - origin)) % stride
     for end in range(start, last, stride):
         window = SensorWindow(sensor_id, times[end - window_len + 1].to_pydatetime(), times[end].to_pydatetime(),
-                              channels, values[end - window_len + 1 : end + 1])
+                              channels, np.ascontiguousarray(values[end - window_len + 1 : end + 1]))
         yield Record(0, end, window)
 
 
