@@ -24,6 +24,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -104,7 +105,7 @@ def run_backtest(
     threshold = np.full(n, np.nan)
     flag = np.zeros(n, dtype=np.int8)
     engine = Engine(Scorer(bundle), threshold_cfg, alert_cfg)
-    alerts: dict[tuple[str, object], AlertRecord] = {}
+    alerts: dict[tuple[str, datetime], AlertRecord] = {}
     models = [bundle.meta.version]
     segments = [0, n] if not retrain_every else [*range(0, n, retrain_every), n]
     bar = tqdm(total=max(0, (n - wl) // stride + 1), desc="backtest", unit="win", file=sys.stderr,
@@ -132,7 +133,7 @@ def run_backtest(
 
 def _apply(
     engine: Engine, batch: list[Record], score: np.ndarray, threshold: np.ndarray, flag: np.ndarray,
-    alerts: dict[tuple[str, object], AlertRecord],
+    alerts: dict[tuple[str, datetime], AlertRecord],
 ) -> None:
     outcome = engine.process(batch)
     for record, decision in outcome.decisions:
