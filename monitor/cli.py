@@ -15,6 +15,7 @@ import typer
 
 from monitor.cli_config import config_app
 from monitor.cli_db import db_app
+from monitor.backtest_cli import backtest
 from monitor.errors import MonitorError
 from monitor.registry.cli import models_app
 from monitor.training.cli import retrain_command, scheduler_command
@@ -29,6 +30,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 app.command("retrain")(retrain_command)
 app.command("scheduler")(scheduler_command)
+app.command("backtest")(backtest)
 
 log = logging.getLogger("monitor")
 

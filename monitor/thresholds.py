@@ -6,8 +6,8 @@ Scores are compared on a log scale (reconstruction errors are heavy-tailed). For
 * a river ``EWMean`` tracks the level of normal smoothed log scores and a second ``EWMean`` their squared
   deviation (an exponentially weighted variance), so the threshold follows slow drift but forgets old history;
 * both are warm-started from the model's validation-score calibration, so the first windows are judged at once;
-* **protected**: a window above the open level, or any window while an alert is active, does not update the
-  statistics, so anomalies never teach the threshold (river's ``protect_anomaly_detector`` idea);
+* **protected**: a window above the close level (mean + k_exit * std), or any window while an alert is
+  active, does not update the statistics, so anomalies never teach the threshold (river's ``protect_anomaly_detector`` idea);
 * **hysteresis**: an alert opens after ``min_hits`` consecutive windows above the open level
   (mean + k_enter * std), or at once on one window above the instant level (mean + k_instant * std: a short
   burst that fits in one window), and closes after ``min_normal`` consecutive windows below the close level
@@ -110,7 +110,9 @@ class SensorThreshold:
             if self.active and self.normals >= self.alert.min_normal:
                 self.active = False
                 closed = True
-        if not above and not self.active:
+        if self.level <= exit_ and not self.active:
+            # Only windows below the close level teach the statistics: the band between the close and open
+            # levels is suspicious, and learning it lets a noisy anomaly inflate the variance and hide itself.
             deviation = self.level - self._mean.get()
             self._mean.update(self.level)
             self._sq.update(deviation * deviation)

@@ -43,8 +43,8 @@ def test_anomalous_windows_do_not_move_the_threshold() -> None:
 def test_normal_windows_adapt_the_threshold_to_drift() -> None:
     t = fresh()
     before = t.enter
-    for s in normal_scores(400):
-        t.update(s * math.exp(0.5))  # a slow, normal level change stays under the open level
+    for i, s in enumerate(normal_scores(600)):
+        t.update(s * math.exp(0.5 * min(1.0, i / 300)))  # a slow, normal level change stays under the open level
     assert t.enter > before + 0.3
 
 
