@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help tools install services kafka postgres down status demo test test-unit lint bench
+.PHONY: help tools install services kafka postgres down status demo test test-unit lint bench bench-skab docs
 
 help:
 	@echo "make demo       train, stream a synthetic fleet through Kafka and 'monitor run', print the alerts"
@@ -51,6 +51,14 @@ test-unit: install
 
 bench: install services
 	$(PYTHON) -m pipelines.bench $(BENCH_ARGS)
+
+# Regenerate the configuration reference after changing settings (a test checks it is current).
+docs:
+	$(PYTHON) -m monitor config reference --out docs/configuration.md
+	$(PYTHON) -m monitor config reference -f env --out deploy/monitor.env.example
+
+bench-skab: install
+	$(PYTHON) -m pipelines.bench_skab $(BENCH_ARGS)
 
 lint:
 	$(PYTHON) -m mypy monitor

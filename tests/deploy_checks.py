@@ -26,14 +26,9 @@ K8S_DIR = DEPLOY / "k8s"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "monitor.json"
 
 # Sub-commands of `monitor` that the manifests run before their issue has landed.
-PENDING_COMMANDS: frozenset[str] = frozenset({
-    "serve",      # issue 5: HTTP API (/healthz, /readyz, /metrics on --port)
-    "scheduler",  # issue 4: retraining scheduler
-    "retrain",    # issue 4: one retraining run (Kubernetes CronJob)
-})
+PENDING_COMMANDS: frozenset[str] = frozenset()
 # Metrics the dashboard plots that no running `monitor run` exports yet.
 PENDING_METRICS: frozenset[str] = frozenset({
-    "monitor_retrain_runs_total",  # issue 4: retraining outcomes, label outcome=promoted|rejected|failed|skipped
     "monitor_consumer_lag",  # issue 3: declared in monitor/metrics.py, not yet set by the runner
 })
 

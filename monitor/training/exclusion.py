@@ -2,8 +2,7 @@
 
 An alert covers ``[opened_at, closed_at]`` (an open alert: until now). A window ``[window_start, window_end]``
 of the same sensor that overlaps it is excluded. Alerts that an operator marked as false positives are
-normal data after all and are not excluded: ``false_positive_alert_ids`` is that hook (it reads operator
-feedback when the feedback table exists; until then it returns nothing).
+normal data after all and are not excluded (``false_positive_alert_ids`` reads the operators' feedback).
 """
 
 from __future__ import annotations
@@ -14,17 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor.errors import StoreError
 from monitor.store.repository import query_alerts
+from monitor.store.schema import AlertFeedback
 from monitor.training.history import HistoryWindow
 
 log = logging.getLogger(__name__)
-
-#: Operator feedback (issue 5 owns the table). Expected columns: alert_id, label ('false_positive', ...).
-FEEDBACK_TABLE = "alert_feedback"
-
 
 @dataclass(frozen=True)
 class Interval:
@@ -35,20 +32,13 @@ class Interval:
 
 
 def false_positive_alert_ids(db: Engine) -> set[int]:
-    """Ids of alerts whose latest operator feedback is ``false_positive`` (their windows stay in training).
-
-    Hook for the feedback feature: returns an empty set while the feedback table does not exist.
-    """
+    """Ids of alerts an operator marked ``false_positive`` (their windows are normal data: kept in training)."""
+    fb = AlertFeedback.__table__.c
     try:
-        if not inspect(db).has_table(FEEDBACK_TABLE):
-            return set()
         with db.connect() as conn:
-            rows = conn.execute(text(f"SELECT alert_id, label FROM {FEEDBACK_TABLE} ORDER BY id"))
-            latest = {int(a): str(lbl) for a, lbl in rows}
+            return {int(a) for a in conn.execute(select(fb.alert_id).where(fb.verdict == "false_positive")).scalars()}
     except SQLAlchemyError as exc:
-        log.warning("operator feedback unreadable (%s): every alert is excluded from training", exc.__class__.__name__)
-        return set()
-    return {a for a, lbl in latest.items() if lbl == "false_positive"}
+        raise StoreError(f"cannot read operator feedback: {exc.__class__.__name__}") from exc
 
 
 def alert_intervals(db: Engine, start: datetime, end: datetime) -> list[Interval]:

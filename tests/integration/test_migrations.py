@@ -139,7 +139,7 @@ def test_services_refuse_an_out_of_date_schema(empty_db: tuple[Engine, str]) -> 
         require_current_schema(engine)
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM alembic_version"))
-        conn.execute(text("DROP TABLE alerts"))
+        conn.execute(text("DROP TABLE consumer_offsets"))
     # tables but no version and not the full baseline: refused, even with auto_migrate off
     with pytest.raises(ConfigError, match="run `monitor db upgrade`"):
         require_current_schema(engine)
