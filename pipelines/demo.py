@@ -22,6 +22,7 @@ from monitor.ingest.kafka import ensure_topics, make_producer
 from monitor.settings import Settings
 from monitor.store.database import make_engine
 from monitor.store.repository import query_alerts
+from pipelines.demo_serve import start_web, stop_web
 from pipelines.produce import send_windows, topic_end_offsets
 from pipelines.synthetic import evaluate, fleet_windows, history_frame, make_fleet
 
@@ -56,6 +57,7 @@ def main(
     base = Settings()
     window_len = base.model.window_len
     if workdir.exists():
+        stop_web(workdir)
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     run_id = time.strftime("%Y%m%d%H%M%S")
@@ -111,6 +113,7 @@ def main(
     typer.echo(f"\nalerts on the clean sensor {clean}: {sum(1 for a in alerts if a['sensor_id'] == clean)}")
     dead = sum(topic_end_offsets(kafka_cfg.bootstrap_servers, kafka_cfg.dlq_topic).values())
     typer.echo(f"dead letters: {dead} records in {kafka_cfg.dlq_topic} ({len(poison)} malformed records were sent)")
+    start_web(env, workdir)
     typer.echo(f"alerts={int(result['alerts'])} true_alerts={int(result['true_alerts'])} "
                f"injected={int(result['injected'])} found={int(result['found'])}")
     typer.echo(f"precision={result['precision']:.3f} recall={result['recall']:.3f}")
