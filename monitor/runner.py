@@ -142,6 +142,9 @@ class Runner:
         signal.signal(signal.SIGINT, self.stop)
 
     def run(self) -> RunStats:
+        # Topic metadata first: a group leader without it assigns nothing ("No partition metadata") and
+        # kafka-python 3.x can then sit in the follow-up rebalance for minutes.
+        self.consumer.partitions_for_topic(self.topic)
         self.consumer.subscribe([self.topic], listener=self._listener)
         metrics.MODEL_INFO.labels(self.engine.scorer.version).set(1)
         last_data = time.monotonic()
