@@ -10,6 +10,8 @@ A crash anywhere before 4 replays the batch from the stored offsets; a crash aft
 because on assignment the consumer seeks to the offsets stored in the database (to the beginning, or the
 end per ``auto_offset_reset``, where the database has none: Kafka's committed offsets are never trusted).
 Dead letters are at-least-once: a crash between 3 and 4 sends them again (same dlq.* coordinate headers).
+"Unknown model for the sensor": one fleet model serves every sensor, so a sensor whose channel set differs
+from the model's is a ``channels`` dead letter.
 
 The in-memory sensor state is only a cache of the database: after any failed or fenced commit the loop
 forgets it, seeks every owned partition back to its stored offset and reloads state lazily.
@@ -328,12 +330,12 @@ class Runner:
         self._seek_to_durable(set(self._assigned))
 
     def _update_lag(self) -> None:
-        """Records between the stored offset and the partition's high watermark (from the last fetch; cheap)."""
+        """Records between the stored offset (0 before the first commit) and the partition's high watermark
+        (known from the last fetch response: no extra request)."""
         for p in self._assigned:
-            durable = self._durable.get(p)
             high = self.consumer.highwater(TopicPartition(self.topic, p))
-            if high is not None and durable is not None:
-                metrics.CONSUMER_LAG.labels(str(p)).set(max(high - durable, 0))
+            if high is not None:
+                metrics.CONSUMER_LAG.labels(str(p)).set(max(high - (self._durable.get(p) or 0), 0))
 
     # -- outages -------------------------------------------------------------------------------------------
     def _wait_for_services(self, first_error: Exception) -> None:
