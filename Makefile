@@ -3,13 +3,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help tools install services kafka postgres down status demo test test-unit lint bench bench-skab docs
+.PHONY: help tools install services kafka postgres down status demo test test-unit lint bench bench-skab  docs chaos
 
 help:
 	@echo "make demo       train, stream a synthetic fleet through Kafka and 'monitor run', print the alerts"
 	@echo "make test       start Kafka + PostgreSQL and run the whole test suite"
 	@echo "make test-unit  fast unit tests only (no services)"
 	@echo "make bench      end-to-end throughput/latency benchmark through the real broker (prints figures)"
+	@echo "make chaos      fault suite of the streaming engine on a PRIVATE Kafka + PostgreSQL (CHAOS_ARGS=--quick)"
 	@echo "make services   start the local Kafka broker and PostgreSQL; 'make down' stops them"
 
 # Installs the dependencies unless they are importable already (torch is large: pip caches it), then
@@ -59,6 +60,13 @@ docs:
 
 bench-skab: install
 	$(PYTHON) -m pipelines.bench_skab $(BENCH_ARGS)
+
+# Fault suite: starts its own broker and PostgreSQL cluster (other ports/state), kills them, removes them.
+CHAOS_ARGS ?=
+chaos: install
+	deploy/local/postgres.sh install
+	deploy/local/kafka.sh fetch
+	$(PYTHON) -m pipelines.chaos $(CHAOS_ARGS)
 
 lint:
 	$(PYTHON) -m mypy monitor

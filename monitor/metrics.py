@@ -1,13 +1,18 @@
-"""Prometheus metrics of the monitor (one registry per process; names are part of the public surface)."""
+"""Prometheus metrics of the monitor (one registry per process; names are part of the public surface).
+
+`monitor run --metrics-port N` serves them at http://127.0.0.1:N/metrics.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from monitor.contract import REASONS
+
 WINDOWS_CONSUMED = Counter("monitor_windows_consumed_total", "Records read from the window topic.")
-WINDOWS_SCORED = Counter("monitor_windows_scored_total", "Windows scored and judged.")
+WINDOWS_SCORED = Counter("monitor_windows_scored_total", "Windows scored and judged (durable).")
 DECODE_FAILURES = Counter(
-    "monitor_decode_failures_total", "Records sent to the dead-letter topic, by reason.", ["reason"]
+    "monitor_decode_failures_total", "Records sent to the dead-letter topic (durable), by reason.", ["reason"]
 )
 BATCH_SECONDS = Histogram(
     "monitor_batch_seconds", "Time from poll return to durable commit of one batch.",
@@ -15,9 +20,11 @@ BATCH_SECONDS = Histogram(
 )
 ALERTS_OPENED = Counter("monitor_alerts_opened_total", "Alerts opened.")
 ALERTS_CLOSED = Counter("monitor_alerts_closed_total", "Alerts closed.")
-DB_RETRIES = Counter("monitor_db_retries_total", "Batch commits retried after a database error.")
+DB_RETRIES = Counter("monitor_db_retries_total", "Database retries while it was unreachable (backoff steps).")
 STALE_BATCHES = Counter("monitor_stale_batches_total", "Batches dropped because a partition moved elsewhere.")
-CONSUMER_LAG = Gauge("monitor_consumer_lag", "Records behind the end of the partition.", ["partition"])
+CONSUMER_LAG = Gauge(
+    "monitor_consumer_lag", "Records between the offset stored with the output and the partition's end.", ["partition"]
+)
 MODEL_INFO = Gauge("monitor_model_info", "Active model version (value 1).", ["version"])
 ASSIGNED_PARTITIONS = Gauge("monitor_assigned_partitions", "Partitions owned by this consumer.")
 RETRAIN_RUNS = Counter("monitor_retrain_runs_total", "Retraining runs by outcome.", ["outcome"])
@@ -27,3 +34,13 @@ RETRAIN_LAST_SUCCESS = Gauge(
     "monitor_retrain_last_success_timestamp", "Unix time of the last retraining run that completed (promoted or rejected)."
 )
 DRIFT_DETECTIONS = Counter("monitor_drift_detections_total", "Score drift detected by the scheduler's ADWIN.")
+
+for _reason in REASONS:  # every reason is exported from the start, at 0
+    DECODE_FAILURES.labels(_reason)
+
+def forget_partition(partition: int) -> None:
+    """Drop the per-partition series of a partition this process no longer owns."""
+    try:
+        CONSUMER_LAG.remove(str(partition))
+    except KeyError:
+        pass

@@ -3,14 +3,27 @@
 Order of I/O per batch (the delivery guarantee):
   1. poll raw records; decode each (bad ones -> dead-letter producer);
   2. score and judge the good ones (pure engine);
-  3. flush the dead letters and wait for their acks;
+  3. flush the dead letters and wait for their acks (durable before the offset moves);
   4. ONE database transaction: alert upserts + sensor state + next offset per partition (fenced);
   5. commit the same offsets to Kafka (for lag monitoring only; the database is the source of truth).
 A crash anywhere before 4 replays the batch from the stored offsets; a crash after 4 replays nothing,
-because on assignment the consumer seeks to the offsets stored in the database.
+because on assignment the consumer seeks to the offsets stored in the database (to the beginning, or the
+end per ``auto_offset_reset``, where the database has none: Kafka's committed offsets are never trusted).
+Dead letters are at-least-once: a crash between 3 and 4 sends them again (same dlq.* coordinate headers).
+"Unknown model for the sensor": one fleet model serves every sensor, so a sensor whose channel set differs
+from the model's is a ``channels`` dead letter.
+
+The in-memory sensor state is only a cache of the database: after any failed or fenced commit the loop
+forgets it, seeks every owned partition back to its stored offset and reloads state lazily.
 
 Rebalance callbacks run on kafka-python's network thread, where blocking consumer calls raise: the listener
-only queues the change; the loop applies it (read offsets, seek, load state) on its own thread.
+only queues the change; the loop applies it (read offsets, seek, load state) on its own thread, and drops
+the records of a newly assigned partition that the same poll returned (they came from before the seek).
+
+Outages: a database error pauses every partition (memory stays bounded by one batch), retries with
+exponential backoff while polling to keep the group membership, then rewinds and resumes. Broker outages
+are absorbed by the client's reconnects; every Kafka call of the loop has a bounded timeout, and waits are
+interruptible, so SIGTERM/SIGINT end the process within a few seconds.
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ from monitor import metrics
 from monitor.contract import DecodeFailure, decode
 from monitor.engine import Engine, Record
 from monitor.errors import BrokerError, StoreError
+from monitor.ingest.faults import FaultInjector
 from monitor.ingest.kafka import DeadLetters, make_consumer, make_producer
 from monitor.registry.watcher import ModelWatcher
 from monitor.scoring.artifact import ModelBundle
@@ -43,6 +57,8 @@ from monitor.store.database import ping
 from monitor.store.repository import SensorRow, StaleOffsetError
 
 log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 10.0
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -66,7 +82,10 @@ class RunStats:
     alerts_written: int = 0
     batches: int = 0
     stale_batches: int = 0
+    failed_batches: int = 0
     db_retries: int = 0
+    # (partition, first offset, next offset) of every batch made durable by this process, in order
+    committed: list[tuple[int, int, int]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -86,8 +105,11 @@ class Runner:
         max_poll_records: int = 2000,
         max_record_bytes: int = 1_000_000,
         idle_exit_s: float | None = None,
+        auto_offset_reset: str = "earliest",
+        close_timeout_s: float = 2.0,
+        faults: FaultInjector | None = None,
         on_batch: Callable[[RunStats], None] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], Any] | None = None,
     ) -> None:
         self.consumer = consumer
         self.dead_letters = dead_letters
@@ -99,10 +121,13 @@ class Runner:
         self.max_poll_records = max_poll_records
         self.max_record_bytes = max_record_bytes
         self.idle_exit_s = idle_exit_s
+        self.auto_offset_reset = auto_offset_reset
+        self.close_timeout_s = close_timeout_s
+        self.faults = faults or FaultInjector(None)
         self.on_batch = on_batch
-        self.sleep = sleep
         self.stats = RunStats()
         self._stop = threading.Event()
+        self.sleep = sleep or self._stop.wait  # interruptible by stop(): shutdown never waits out a backoff
         self._listener = _Listener()
         self._durable: dict[int, int | None] = {}  # partition -> next offset stored in the database
         self._assigned: set[int] = set()
@@ -112,11 +137,18 @@ class Runner:
     def stop(self, *_: Any) -> None:
         self._stop.set()
 
+    @property
+    def assigned(self) -> set[int]:
+        return set(self._assigned)
+
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
 
     def run(self) -> RunStats:
+        # Topic metadata first: a group leader without it assigns nothing ("No partition metadata") and
+        # kafka-python 3.x can then sit in the follow-up rebalance for minutes.
+        self.consumer.partitions_for_topic(self.topic)
         self.consumer.subscribe([self.topic], listener=self._listener)
         metrics.MODEL_INFO.labels(self.engine.scorer.version).set(1)
         last_data = time.monotonic()
@@ -125,8 +157,10 @@ class Runner:
                 if self.watcher and (bundle := self.watcher.poll()):  # hot swap between batches
                     self.engine.swap(bundle)
                 batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
-                self._apply_rebalances()
-                records = [r for tp, rs in batch.items() for r in rs if self._is_new(tp.partition, r.offset)]
+                fresh = self._apply_rebalances()
+                records = [r for tp, rs in batch.items() if tp.partition not in fresh
+                           for r in rs if self._is_new(tp.partition, r.offset)]
+                self._update_lag()
                 if records:
                     last_data = time.monotonic()
                     self._process(records)
@@ -135,40 +169,70 @@ class Runner:
                 ):
                     log.info("no records for %.1f s: exiting (idle_exit_s)", self.idle_exit_s)
                     break
+        except StoreError as exc:
+            if not self._stop.is_set():
+                raise
+            log.warning("stopped during a database outage (%s): nothing past the durable output was committed", exc)
         finally:
-            self.consumer.close(autocommit=False)
-            self.dead_letters.producer.close(timeout=10)
+            self._close()
         return self.stats
 
+    def _close(self) -> None:
+        timeout_ms = int(self.close_timeout_s * 1000)
+        try:
+            self.consumer.close(autocommit=False, timeout_ms=timeout_ms)
+        except (KafkaError, RuntimeError, OSError) as exc:  # nothing left to save: the database holds it
+            log.info("consumer close: %s", exc)
+        try:
+            self.dead_letters.producer.close(timeout=self.close_timeout_s)
+        except (KafkaError, RuntimeError, OSError) as exc:
+            log.info("producer close: %s", exc)
+
     # -- rebalance ---------------------------------------------------------------------------------------
-    def _apply_rebalances(self) -> None:
+    def _apply_rebalances(self) -> set[int]:
+        """Apply queued assignment changes; returns the partitions assigned now (their polled records are stale)."""
+        fresh: set[int] = set()
         while True:
             try:
                 kind, tps = self._listener.changes.get_nowait()
             except queue.Empty:
-                return
+                break
             partitions = {tp.partition for tp in tps if tp.topic == self.topic}
             if kind == "revoked":
                 self.engine.forget(partitions)
                 for p in partitions:
                     self._durable.pop(p, None)
+                    metrics.forget_partition(p)
                 self._assigned -= partitions
+                fresh -= partitions
                 log.info("partitions revoked: %s", sorted(partitions))
             else:
                 self._assigned |= partitions
+                fresh |= partitions
                 self._seek_to_durable(partitions)
-                log.info("partitions assigned: %s", sorted(partitions))
+                log.info("partitions assigned: %s (stored offsets %s)", sorted(partitions),
+                         {p: self._durable.get(p) for p in sorted(partitions)})
             metrics.ASSIGNED_PARTITIONS.set(len(self._assigned))
+        return fresh
 
     def _seek_to_durable(self, partitions: set[int]) -> None:
         """Seek to the offsets stored with the output and drop cached state of those partitions."""
         stored = self._with_db_retry(lambda: repository.load_offsets(self.db, self.group_id, self.topic))
         self.engine.forget(partitions)
+        known: dict[int, int] = {}
         for p in partitions:
             offset = stored.get(p)
             self._durable[p] = offset
+            tp = TopicPartition(self.topic, p)
             if offset is not None:
-                self.consumer.seek(TopicPartition(self.topic, p), offset)
+                self.consumer.seek(tp, offset)
+                known[p] = offset
+            elif self.auto_offset_reset == "earliest":
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek_to_end(tp)
+        if known:
+            self._commit_kafka(known)  # Kafka's view (lag) follows the database, e.g. after a manual reset
 
     def _is_new(self, partition: int, offset: int) -> bool:
         if partition not in self._assigned:
@@ -183,22 +247,26 @@ class Runner:
         metrics.WINDOWS_CONSUMED.inc(len(raw_records))
         scorer = self.engine.scorer
         good: list[Record] = []
+        first: dict[int, int] = {}
         next_offsets: dict[int, int] = {}
+        failures: list[str] = []
         for raw in raw_records:
+            first.setdefault(raw.partition, raw.offset)
             next_offsets[raw.partition] = max(next_offsets.get(raw.partition, 0), raw.offset + 1)
             result = decode(
                 raw.value, window_len=scorer.window_len, channels=scorer.channels, max_bytes=self.max_record_bytes
             )
             if isinstance(result, DecodeFailure):
                 self.dead_letters.send(raw, result)
-                metrics.DECODE_FAILURES.labels(result.reason).inc()
-                self.stats.dead_letters += 1
+                failures.append(result.reason)
             else:
                 good.append(Record(raw.partition, raw.offset, result))
-        self._load_states(good)
-        outcome = self.engine.process(good)
+        self.faults.at("mid_batch")
         try:
+            self._load_states(good)
+            outcome = self.engine.process(good)
             self.dead_letters.flush()
+            self.faults.at("before_db_commit")
             sensors = [
                 SensorRow(c.sensor_id, c.partition, c.snapshot(), c.last_score, c.last_threshold, c.last_window_end,
                           c.model_version)
@@ -213,19 +281,26 @@ class Runner:
             log.warning("batch dropped: %s; re-reading state", exc)
             self.stats.stale_batches += 1
             metrics.STALE_BATCHES.inc()
-            self._rewind(set(next_offsets))
+            self._rewind()
             return
         except (StoreError, BrokerError) as exc:
             log.warning("batch not durable (%s); pausing and retrying from the stored offsets", exc)
+            self.stats.failed_batches += 1
             self._wait_for_services(exc)
-            self._rewind(set(next_offsets))
+            self._rewind()
             return
+        self.faults.at("after_db_commit")
         self._durable.update(next_offsets)
+        self.stats.committed.extend((p, first[p], o) for p, o in next_offsets.items())
+        for reason in failures:
+            metrics.DECODE_FAILURES.labels(reason).inc()
         opened = sum(1 for _, d in outcome.decisions if d.opened)
         closed = sum(1 for _, d in outcome.decisions if d.closed)
         metrics.ALERTS_OPENED.inc(opened)
         metrics.ALERTS_CLOSED.inc(closed)
         self._commit_kafka(next_offsets)
+        self.faults.at("after_kafka_commit")
+        self.stats.dead_letters += len(failures)
         self.stats.scored += len(good)
         self.stats.alerts_written += len(outcome.alerts)
         self.stats.batches += 1
@@ -238,7 +313,7 @@ class Runner:
         missing = self.engine.missing(records)
         if not missing:
             return
-        rows = self._with_db_retry(lambda: repository.load_sensor_states(self.db, missing))
+        rows = repository.load_sensor_states(self.db, missing)
         for sensor_id, row in rows.items():
             self.engine.sensors[sensor_id] = self.engine.restore_context(
                 sensor_id, row.partition, row.state, row.model_version
@@ -246,23 +321,36 @@ class Runner:
 
     def _commit_kafka(self, offsets: dict[int, int]) -> None:
         try:
-            self.consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()})
+            self.consumer.commit(
+                {TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()},
+                timeout_ms=int(self.close_timeout_s * 1000),
+            )
         except (KafkaError, RuntimeError) as exc:  # informational only: the database holds the truth
             log.info("Kafka offset commit skipped: %s", exc)
 
-    def _rewind(self, partitions: set[int]) -> None:
-        partitions &= self._assigned
-        self._seek_to_durable(partitions)
+    def _rewind(self) -> None:
+        """Forget every cached sensor state and seek every owned partition back to its stored offset."""
+        self.engine.forget()
+        self._seek_to_durable(set(self._assigned))
+
+    def _update_lag(self) -> None:
+        """Records between the stored offset (0 before the first commit) and the partition's high watermark
+        (known from the last fetch response: no extra request)."""
+        for p in self._assigned:
+            high = self.consumer.highwater(TopicPartition(self.topic, p))
+            if high is not None:
+                metrics.CONSUMER_LAG.labels(str(p)).set(max(high - (self._durable.get(p) or 0), 0))
 
     # -- outages -------------------------------------------------------------------------------------------
     def _wait_for_services(self, first_error: Exception) -> None:
-        """Pause fetching, keep the group membership alive, and retry with backoff until the DB answers."""
-        paused = list(self.consumer.assignment())
-        if paused:
-            self.consumer.pause(*paused)
+        """Pause fetching, keep the group membership alive, and retry with backoff until the DB answers.
+
+        Records returned by the keep-alive polls are dropped: the caller rewinds every partition afterwards.
+        """
         delay = 0.5
         try:
             while not self._stop.is_set():
+                self.consumer.pause(*self.consumer.assignment())
                 self.stats.db_retries += 1
                 metrics.DB_RETRIES.inc()
                 self.sleep(delay)
@@ -272,12 +360,10 @@ class Runner:
                     ping(self.db)
                     return
                 except StoreError:
-                    delay = min(delay * 2, 10.0)
+                    delay = min(delay * 2, MAX_BACKOFF_S)
                     log.warning("database still unreachable; next try in %.1f s", delay)
         finally:
-            still = [tp for tp in paused if tp in self.consumer.assignment()]
-            if still:
-                self.consumer.resume(*still)
+            self.consumer.resume(*self.consumer.paused())
 
     def _with_db_retry(self, action: Callable[[], Any]) -> Any:
         delay = 0.5
@@ -291,7 +377,7 @@ class Runner:
                 metrics.DB_RETRIES.inc()
                 log.warning("database unreachable; retrying in %.1f s", delay)
                 self.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, MAX_BACKOFF_S)
 
 
 def build_runner(
@@ -316,4 +402,7 @@ def build_runner(
         max_poll_records=kafka.max_poll_records,
         max_record_bytes=run.max_record_bytes,
         idle_exit_s=idle_exit_s if idle_exit_s is not None else run.idle_exit_s,
+        auto_offset_reset=kafka.auto_offset_reset,
+        close_timeout_s=run.close_timeout_s,
+        faults=FaultInjector(run.fault),
     )

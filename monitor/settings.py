@@ -104,6 +104,12 @@ class RunSettings(BaseModel):
     max_record_bytes: int = Field(1_000_000, ge=1024, description="Larger records go to the dead-letter topic.")
     idle_exit_s: float | None = Field(None, description="Exit after this long without records (demo, tests).")
     metrics_port: int | None = Field(None, description="Serve Prometheus metrics on this port.")
+    close_timeout_s: float = Field(
+        2.0, gt=0, le=5, description="Bound of each Kafka call on shutdown (close, final flush); keeps exit < 10 s."
+    )
+    fault: str | None = Field(
+        None, description="TEST ONLY (fault suite): '<point>:<probability>[:kill|term[:seed]]', see monitor/ingest/faults.py."
+    )
 
 
 class ApiSettings(BaseModel):

@@ -94,7 +94,7 @@ class DeadLetters:
         ]
         self._pending.append(self.producer.send(self.topic, key=record.key, value=record.value, headers=headers))
 
-    def flush(self, timeout_s: float = 30.0) -> int:
+    def flush(self, timeout_s: float = 10.0) -> int:
         """Block until every dead letter is acknowledged; raises BrokerError if any failed."""
         if not self._pending:
             return 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, case, select, update
+from sqlalchemy import Engine, and_, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -84,7 +84,8 @@ def commit_batch(
 
     ``offsets``: partition -> next offset after this batch; ``expected``: partition -> the stored offset this
     batch started from (None when the partition had none). Alert upserts are idempotent on
-    (sensor_id, opened_at); an operator's acknowledgement survives later updates until the alert resolves.
+    (sensor_id, opened_at) and skip rows whose content is already stored, so a replay changes nothing; an
+    operator's acknowledgement survives later updates until the alert resolves.
     """
     now = utcnow()
     try:
@@ -119,7 +120,13 @@ def commit_batch(
                     set_={
                         "closed_at": excluded.closed_at,
                         "last_window_end": excluded.last_window_end,
-                        "status": case((excluded.status == RESOLVED, RESOLVED), else_=Alert.status),
+                        # resolved by the engine wins; a cooldown re-open of an engine-closed alert is open
+                        # again; otherwise an operator's status (acknowledged, resolved) is kept
+                        "status": case(
+                            (excluded.status == RESOLVED, RESOLVED),
+                            (and_(Alert.closed_at.is_not(None), excluded.closed_at.is_(None)), excluded.status),
+                            else_=Alert.status,
+                        ),
                         "severity": excluded.severity,
                         "peak_score": excluded.peak_score,
                         "threshold_at_peak": excluded.threshold_at_peak,
@@ -128,6 +135,15 @@ def commit_batch(
                         "last_offset": excluded.last_offset,
                         "updated_at": excluded.updated_at,
                     },
+                    # a replay that carries the stored content changes nothing, not even updated_at
+                    where=or_(
+                        Alert.closed_at.is_distinct_from(excluded.closed_at),
+                        Alert.last_window_end != excluded.last_window_end,
+                        Alert.window_count != excluded.window_count,
+                        Alert.last_offset != excluded.last_offset,
+                        Alert.peak_score != excluded.peak_score,
+                        Alert.severity != excluded.severity,
+                    ),
                 )
                 conn.execute(stmt)
             if sensors:

@@ -1,0 +1,64 @@
+"""TEST ONLY: fault injection points of the consumer loop, used by the fault suite (`make chaos`).
+
+Off unless ``run.fault`` is set (``MONITOR_RUN__FAULT``). The spec is ``<point>:<probability>[:<action>[:<seed>]]``:
+
+* ``point``: ``mid_batch`` (records decoded, dead letters sent but not flushed, nothing scored),
+  ``before_db_commit`` (dead letters durable, database transaction not begun), ``after_db_commit`` (batch
+  durable in the database, Kafka offsets not committed), ``after_kafka_commit``, or ``any``;
+* ``probability``: chance per batch and point (0..1);
+* ``action``: ``kill`` (SIGKILL this process, the default) or ``term`` (SIGTERM this process, which asks for a
+  clean shutdown and carries on with the batch);
+* ``seed``: seeds the draws (default: the process id).
+
+Each firing logs ``FAULT <action> at <point>`` on the ``monitor.faults`` logger before it acts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+
+from monitor.errors import ConfigError
+
+POINTS = ("mid_batch", "before_db_commit", "after_db_commit", "after_kafka_commit")
+ACTIONS = {"kill": signal.SIGKILL, "term": signal.SIGTERM}
+
+log = logging.getLogger("monitor.faults")
+
+
+class FaultInjector:
+    """Fires the configured action at the configured point with the configured probability."""
+
+    def __init__(self, spec: str | None) -> None:
+        self.point: str | None = None
+        self.probability = 0.0
+        self.action = "kill"
+        self._rng = random.Random(os.getpid())
+        if not spec:
+            return
+        parts = spec.split(":")
+        try:
+            self.point = parts[0]
+            self.probability = float(parts[1]) if len(parts) > 1 else 1.0
+            if len(parts) > 2 and parts[2]:
+                self.action = parts[2]
+            if len(parts) > 3 and parts[3]:
+                self._rng = random.Random(int(parts[3]))
+        except ValueError as exc:
+            raise ConfigError(f"run.fault {spec!r}: expected <point>:<probability>[:<action>[:<seed>]]") from exc
+        if self.point not in (*POINTS, "any") or self.action not in ACTIONS or not 0 <= self.probability <= 1:
+            raise ConfigError(f"run.fault {spec!r}: point one of {POINTS + ('any',)}, action one of {tuple(ACTIONS)}")
+        log.warning("TEST-ONLY fault injection armed: %s", spec)
+
+    def at(self, point: str) -> None:
+        """Called by the loop at each point; a no-op unless armed for it."""
+        if self.point is None or (self.point != "any" and self.point != point):
+            return
+        if self._rng.random() >= self.probability:
+            return
+        log.warning("FAULT %s at %s", self.action, point)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os.kill(os.getpid(), ACTIONS[self.action])

@@ -1,0 +1,440 @@
+"""Building blocks of the fault suite (`pipelines/chaos.py`): PRIVATE services, consumer processes, the
+reference run and the comparison.
+
+The suite never touches the shared broker and database: it starts its own Kafka broker (own ports and
+state directory, through ``deploy/local/kafka.sh``) and its own PostgreSQL cluster (own port and cluster
+name, through ``deploy/local/postgres.sh``), kills and restarts those, and deletes them at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy import Engine, text
+
+from monitor.contract import DecodeFailure, decode
+from monitor.engine import Engine as Detector
+from monitor.engine import Record
+from monitor.incidents import AlertRecord
+from monitor.ingest.kafka import ensure_topics, make_producer
+from monitor.scoring.artifact import ModelBundle
+from monitor.scoring.scorer import Scorer
+from monitor.settings import KafkaSettings, Settings
+from monitor.store.database import init_schema, make_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_RECORD_BYTES = 20_000
+
+
+def say(text: str) -> None:
+    print(f"[chaos] {text}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- private services ---------------------------------------------------------------------------------------
+class PrivateServices:
+    """A private Kafka broker and PostgreSQL cluster for the suite; ``close()`` removes both."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.kafka_port, self.controller_port, self.pg_port = free_port(), free_port(), free_port()
+        self.pg_cluster = f"chaos{self.pg_port}"
+        base = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP", "MONITOR_PG_URL")}
+        self.kafka_env = {**base, "KAFKA_PORT": str(self.kafka_port), "KAFKA_CONTROLLER_PORT": str(self.controller_port),
+                          "MONITOR_STATE": str(workdir / "state"), "KAFKA_WAIT_S": "120"}
+        self.pg_env = {**base, "PG_PORT": str(self.pg_port), "PG_CLUSTER": self.pg_cluster, "PG_WAIT_S": "60"}
+        self.bootstrap = f"127.0.0.1:{self.kafka_port}"
+        self.pg_url = f"postgresql+psycopg://monitor:monitor@127.0.0.1:{self.pg_port}/monitor"
+
+    def _script(self, name: str, action: str, env: dict[str, str]) -> None:
+        out = subprocess.run([str(ROOT / "deploy/local" / name), action], env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"{name} {action} failed:\n{out.stdout}\n{out.stderr}")
+
+    def start(self) -> None:
+        say(f"private Kafka on {self.bootstrap}, PostgreSQL cluster {self.pg_cluster} on 127.0.0.1:{self.pg_port}")
+        self.start_broker()
+        self.start_postgres()
+
+    def start_broker(self) -> None:
+        self._script("kafka.sh", "start", self.kafka_env)
+
+    def kill_broker(self) -> None:
+        pid = int((self.workdir / "state/kafka/kafka.pid").read_text().strip())
+        os.kill(pid, signal.SIGKILL)
+        while Path(f"/proc/{pid}").exists() and "zombie" not in _proc_state(pid):
+            time.sleep(0.05)
+
+    def start_postgres(self) -> None:
+        self._script("postgres.sh", "start", self.pg_env)
+
+    def stop_postgres(self) -> None:
+        self._script("postgres.sh", "stop", self.pg_env)
+
+    def close(self) -> None:
+        subprocess.run([str(ROOT / "deploy/local/kafka.sh"), "stop"], env=self.kafka_env, capture_output=True)
+        shutil.rmtree(self.workdir / "state", ignore_errors=True)
+        listing = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
+        for line in listing.splitlines():
+            parts = line.split()
+            if len(parts) > 1 and parts[1] == self.pg_cluster:
+                subprocess.run(["pg_dropcluster", "--stop", parts[0], self.pg_cluster], capture_output=True)
+        say("private services removed")
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return "zombie"
+
+
+# -- one case: a fresh topic, group and database schema --------------------------------------------------------
+@dataclass
+class Case:
+    name: str
+    kafka: KafkaSettings
+    db_url: str
+    db: Engine
+
+    def env(self, model_path: Path, max_poll_records: int, fault: str | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+        env.update({
+            "MONITOR_KAFKA__BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+            "MONITOR_KAFKA__TOPIC": self.kafka.topic, "MONITOR_KAFKA__DLQ_TOPIC": self.kafka.dlq_topic,
+            "MONITOR_KAFKA__GROUP_ID": self.kafka.group_id, "MONITOR_KAFKA__MAX_POLL_RECORDS": str(max_poll_records),
+            "MONITOR_KAFKA__POLL_TIMEOUT_MS": "200", "MONITOR_KAFKA__SESSION_TIMEOUT_MS": "4000",
+            "MONITOR_DB__URL": self.db_url, "MONITOR_MODEL__PATH": str(model_path), "MONITOR_MODEL__THREADS": "1",
+            "MONITOR_RUN__MAX_RECORD_BYTES": str(MAX_RECORD_BYTES), "PYTHONUNBUFFERED": "1",
+        })
+        if fault:
+            env["MONITOR_RUN__FAULT"] = fault
+        return env
+
+
+def new_case(name: str, services: PrivateServices) -> Case:
+    tag = f"{name}-{uuid.uuid4().hex[:6]}"
+    cfg = KafkaSettings(bootstrap_servers=services.bootstrap, topic=f"{tag}.windows", dlq_topic=f"{tag}.dlq",
+                        group_id=f"{tag}-group")
+    ensure_topics(cfg, [cfg.topic, cfg.dlq_topic], partitions=3)
+    schema = "c_" + tag.replace("-", "_")
+    admin = make_engine(services.pg_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    admin.dispose()
+    url = f"{services.pg_url}?options=-csearch_path%3D{schema}"
+    db = make_engine(url)
+    init_schema(db)
+    return Case(name, cfg, url, db)
+
+
+# -- consumer processes -------------------------------------------------------------------------------------------
+class Consumer:
+    """A real `python -m monitor run` process; its stderr is kept (with arrival times) and written to a log."""
+
+    def __init__(self, case: Case, model_path: Path, log_dir: Path, label: str, *, max_poll_records: int = 25,
+                 fault: str | None = None, idle_exit_s: float | None = None) -> None:
+        cmd = [sys.executable, "-m", "monitor", "run"]
+        if idle_exit_s is not None:
+            cmd += ["--idle-exit-s", str(idle_exit_s)]
+        self.label = label
+        self.lines: list[tuple[float, str]] = []
+        self.log_path = log_dir / f"{case.name}-{label}.log"
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=case.env(model_path, max_poll_records, fault),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.ended_at: float | None = None
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        with self.log_path.open("w") as out:
+            for line in self.proc.stderr:
+                self.lines.append((time.monotonic(), line.rstrip()))
+                out.write(line)
+
+    def first(self, needle: str) -> float | None:
+        return next((t for t, line in list(self.lines) if needle in line), None)
+
+    def wait_for(self, needle: str, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.first(needle) is not None:
+                return True
+            if self.proc.poll() is not None:
+                return False
+            time.sleep(0.1)
+        return False
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            rc = self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+            say(f"{self.label}: did not exit within {timeout_s:.0f} s, killed")
+            rc = 999
+        self.ended_at = self.ended_at or time.monotonic()
+        self._reader.join(timeout=5)
+        return rc
+
+    def terminate(self, timeout_s: float = 10.0) -> tuple[int, float]:
+        """SIGTERM; returns (exit code, seconds to exit)."""
+        sent = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.wait(timeout_s + 5)
+        return rc, time.monotonic() - sent
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.wait(10)
+
+    def stat(self, name: str) -> int | None:
+        for _, line in reversed(self.lines):
+            if f"{name}=" in line:
+                return int(line.split(f"{name}=")[1].split()[0])
+        return None
+
+
+# -- Kafka side ---------------------------------------------------------------------------------------------------
+def end_offsets(cfg: KafkaSettings, topic: str | None = None) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=cfg.bootstrap_servers, group_id=None)
+    try:
+        topic = topic or cfg.topic
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        return {tp.partition: off for tp, off in consumer.end_offsets(parts).items()}
+    finally:
+        consumer.close()
+
+
+def group_committed(cfg: KafkaSettings) -> dict[int, int | None]:
+    consumer = KafkaConsumer(bootstrap_servers=cfg.bootstrap_servers, group_id=cfg.group_id, enable_auto_commit=False)
+    try:
+        return {p: consumer.committed(TopicPartition(cfg.topic, p)) for p in range(3)}
+    finally:
+        consumer.close()
+
+
+def reset_group_to_earliest(cfg: KafkaSettings) -> None:
+    """What `kafka-consumer-groups --reset-offsets --to-earliest` does (the group must be empty)."""
+    consumer = KafkaConsumer(bootstrap_servers=cfg.bootstrap_servers, group_id=cfg.group_id, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(cfg.topic, p) for p in range(3)]
+        consumer.assign(parts)
+        begin = consumer.beginning_offsets(parts)
+        consumer.commit({tp: OffsetAndMetadata(begin[tp], "", -1) for tp in parts})
+    finally:
+        consumer.close()
+
+
+def read_topic(cfg: KafkaSettings, topic: str) -> list[Any]:
+    """Every record of a topic up to its current end, in (partition, offset) order."""
+    ends = end_offsets(cfg, topic)
+    consumer = KafkaConsumer(bootstrap_servers=cfg.bootstrap_servers, group_id=None, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in ends]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        out: list[Any] = []
+        while any(consumer.position(tp) < ends[tp.partition] for tp in parts):
+            for records in consumer.poll(timeout_ms=1000).values():
+                out.extend(r for r in records if r.offset < ends[r.partition])
+        return sorted(out, key=lambda r: (r.partition, r.offset))
+    finally:
+        consumer.close()
+
+
+class PacedProducer(threading.Thread):
+    """Sends (key, value) pairs at a steady rate in the background; records which ones were acknowledged."""
+
+    def __init__(self, cfg: KafkaSettings, items: Sequence[tuple[bytes, bytes | None]], rate_per_s: float) -> None:
+        super().__init__(daemon=True)
+        self.cfg, self.items, self.rate = cfg, list(items), rate_per_s
+        self.acked: list[tuple[int, int, bytes | None]] = []  # (partition, offset, value)
+        self.failed = 0
+        self.sent = 0
+
+    def run(self) -> None:
+        producer = make_producer(self.cfg, delivery_timeout_ms=180_000, request_timeout_ms=10_000)
+        futures = []
+        started = time.monotonic()
+        for key, value in self.items:
+            futures.append((producer.send(self.cfg.topic, key=key, value=value), value))
+            self.sent += 1
+            ahead = self.sent / self.rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        producer.flush(timeout=200)
+        for future, value in futures:
+            try:
+                meta = future.get(timeout=30)
+                self.acked.append((meta.partition, meta.offset, value))
+            except Exception:  # noqa: BLE001 - not acknowledged: not counted as sent
+                self.failed += 1
+        producer.close(timeout=10)
+
+
+def produce(cfg: KafkaSettings, items: Sequence[tuple[bytes, bytes | None]]) -> list[tuple[int, int]]:
+    """Send and wait for every ack; returns (partition, offset) per item."""
+    producer = make_producer(cfg)
+    try:
+        futures = [producer.send(cfg.topic, key=k, value=v) for k, v in items]
+        producer.flush()
+        return [(m.partition, m.offset) for m in (f.get(timeout=60) for f in futures)]
+    finally:
+        producer.close()
+
+
+# -- reference run and comparison ----------------------------------------------------------------------------------
+@dataclass
+class Reference:
+    alerts: dict[tuple[str, Any], AlertRecord] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)
+    good: int = 0
+    bad: dict[tuple[int, int], str] = field(default_factory=dict)  # (partition, offset) -> reason
+
+
+def reference_run(bundle: ModelBundle, records: Sequence[Any], chunk: int = 256) -> Reference:
+    """The same detector over the same records, offline in one pass per partition: the expected alert set E."""
+    settings = Settings()
+    detector = Detector(Scorer(bundle), settings.threshold, settings.alert)
+    ref = Reference()
+    decoded: dict[int, list[Record]] = {}
+    for raw in records:
+        result = decode(raw.value, window_len=bundle.meta.window_len, channels=tuple(bundle.meta.channels),
+                        max_bytes=MAX_RECORD_BYTES)
+        if isinstance(result, DecodeFailure):
+            ref.bad[(raw.partition, raw.offset)] = result.reason
+        else:
+            decoded.setdefault(raw.partition, []).append(Record(raw.partition, raw.offset, result))
+    for part in sorted(decoded):
+        rows = decoded[part]
+        for i in range(0, len(rows), chunk):
+            ref.alerts.update(detector.process(rows[i : i + chunk]).alerts)
+        ref.good += len(rows)
+    ref.seen = {s: c.threshold.seen for s, c in detector.sensors.items()}
+    return ref
+
+
+@dataclass
+class Verdict:
+    lost_alerts: int = 0
+    extra_alerts: int = 0
+    lost_windows: int = 0
+    duplicated_windows: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        return self.lost_alerts + self.lost_windows
+
+    @property
+    def duplicated(self) -> int:
+        return self.extra_alerts + self.duplicated_windows
+
+
+_EXACT = ("closed_at", "last_window_end", "status", "severity", "window_count", "top_channels", "model_version",
+          "partition", "first_offset", "last_offset")
+
+
+def compare(ref: Reference, db: Engine) -> Verdict:
+    """Alerts in the database versus E (exact, floats to 1e-6 relative) and windows applied per sensor."""
+    verdict = Verdict()
+    with db.connect() as conn:
+        rows = [dict(r) for r in conn.execute(text("SELECT * FROM alerts")).mappings()]
+        states = {r["sensor_id"]: r["state"] for r in conn.execute(text("SELECT sensor_id, state FROM sensor_state"))
+                  .mappings()}
+    from monitor.store.schema import UTCDateTime
+
+    conv = UTCDateTime()
+    dialect = db.dialect
+    actual: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for row in rows:
+        for name in ("opened_at", "closed_at", "last_window_end"):
+            row[name] = conv.process_result_value(row[name], dialect)
+        actual.setdefault((row["sensor_id"], row["opened_at"]), []).append(row)
+    for key, expected in ref.alerts.items():
+        got = actual.get(key)
+        if not got:
+            verdict.lost_alerts += 1
+            verdict.notes.append(f"missing alert {key[0]} {key[1]:%H:%M:%S}")
+            continue
+        row = got[0]
+        diff = [n for n in _EXACT if row[n] != getattr(expected, n)]
+        diff += [n for n in ("peak_score", "threshold_at_peak")
+                 if abs(row[n] - getattr(expected, n)) > 1e-6 * max(1.0, abs(getattr(expected, n)))]
+        if diff:
+            verdict.lost_alerts += 1
+            verdict.notes.append(f"alert {key[0]} {key[1]:%H:%M:%S} differs in {diff}")
+    for key, got in actual.items():
+        extra = len(got) - (1 if key in ref.alerts else 0)
+        if extra > 0:
+            verdict.extra_alerts += extra
+            verdict.notes.append(f"unexpected alert {key[0]} {key[1]:%H:%M:%S}")
+    for sensor, seen in ref.seen.items():
+        state = states.get(sensor)
+        if isinstance(state, str):
+            import json
+
+            state = json.loads(state)
+        got_seen = int(state["threshold"]["seen"]) if state else 0
+        verdict.lost_windows += max(0, seen - got_seen)
+        verdict.duplicated_windows += max(0, got_seen - seen)
+        if got_seen != seen:
+            verdict.notes.append(f"{sensor}: {got_seen} windows applied, expected {seen}")
+    return verdict
+
+
+def db_offsets(case: Case) -> dict[int, int]:
+    with case.db.connect() as conn:
+        rows = conn.execute(text("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = :g AND topic = :t"),
+                            {"g": case.kafka.group_id, "t": case.kafka.topic})
+        return {int(p): int(o) for p, o in rows}
+
+
+def wait_caught_up(case: Case, timeout_s: float) -> bool:
+    """True once the offsets stored in the database reach the end of every non-empty partition."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ends = {p: o for p, o in end_offsets(case.kafka).items() if o > 0}
+            if db_offsets(case) == ends:
+                return True
+        except Exception:  # noqa: BLE001 - a service may be down mid-scenario
+            pass
+        time.sleep(1.0)
+    return False
+
+
+def lag(case: Case) -> tuple[int, int]:
+    """(records behind the database offsets, records behind the Kafka group offsets), summed over partitions."""
+    ends = end_offsets(case.kafka)
+    stored = db_offsets(case)
+    committed = group_committed(case.kafka)
+    return (sum(o - stored.get(p, 0) for p, o in ends.items()),
+            sum(o - (committed.get(p) or 0) for p, o in ends.items()))
+
+
+def dump_tables(db: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    with db.connect() as conn:
+        return {t: sorted((tuple(r) for r in conn.execute(text(f"SELECT * FROM {t}"))), key=repr)
+                for t in ("alerts", "sensor_state", "consumer_offsets")}
