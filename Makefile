@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help tools install services kafka postgres down status demo test test-unit lint bench bench-skab  docs chaos
+.PHONY: help tools install services kafka postgres down status demo test test-unit lint bench bench-skab docs chaos
 
 help:
 	@echo "make demo       train, stream a synthetic fleet through Kafka and 'monitor run', print the alerts"

@@ -28,9 +28,7 @@ DASHBOARD = DEPLOY / "grafana" / "dashboards" / "monitor.json"
 # Sub-commands of `monitor` that the manifests run before their issue has landed.
 PENDING_COMMANDS: frozenset[str] = frozenset()
 # Metrics the dashboard plots that no running `monitor run` exports yet.
-PENDING_METRICS: frozenset[str] = frozenset({
-    "monitor_consumer_lag",  # issue 3: declared in monitor/metrics.py, not yet set by the runner
-})
+PENDING_METRICS: frozenset[str] = frozenset()
 
 MONITOR_IMAGES = ("sensor-monitor",)  # image names (before ':') that run the monitor
 
