@@ -259,6 +259,7 @@ def s6_rebalance_churn(suite: Suite) -> Result:
     time.sleep(step / 2)
     b.kill()
     d = suite.consumer(case, "d")
+    result.checks["replacement started"] = d.wait_for("consuming", 90)
     producer.join(timeout=300)
     result.checks["group caught up"] = kit.wait_caught_up(case, 180)
     rc_c, _ = c.terminate()
