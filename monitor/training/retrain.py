@@ -164,7 +164,14 @@ def _load(
     end = request.end or clock()
     start = request.start or end - timedelta(seconds=cfg.retrain.lookback_s)
     history = read_history(cfg.kafka, start, end, progress=progress_bars, on_progress=progress)
-    intervals = alert_intervals(db, start, end)
+    # Alerts live in event time (window timestamps); the range above is in record (produce) time, which
+    # differs for replays and late data: look alerts up over the windows' own time span.
+    if history.windows:
+        first = min(w.window_start for w in history.windows)
+        last = max(w.window_end for w in history.windows)
+        intervals = alert_intervals(db, first, last + timedelta(microseconds=1))
+    else:
+        intervals = []
     kept, excluded = exclude(history.windows, intervals)
     counts.update(records=history.records_in_range, windows=len(history.windows), excluded=excluded,
                   alerts=len(intervals), dropped=dict(history.dropped))
