@@ -51,7 +51,7 @@ def normalise(errors: np.ndarray, channel_error: np.ndarray | list[float]) -> Sc
 class Scorer:
     """Scores batches of raw windows with one loaded model."""
 
-    def __init__(self, bundle: ModelBundle, batch_size: int = 512, bf16: bool = False) -> None:
+    def __init__(self, bundle: ModelBundle, batch_size: int = 256, bf16: bool = False) -> None:
         self.bundle = bundle
         self.batch_size = batch_size
         self.bf16 = bf16  # bfloat16 autocast: off in production (no decision-identical speed-up measured)
