@@ -197,6 +197,10 @@ def drain(cfg: KafkaSettings, env: dict[str, str], db: Engine, total: int, consu
                 break
             time.sleep(0.25)
         t_end = time.perf_counter()
+        exited = [p.returncode for p in procs if p.poll() is not None]
+        if exited and done < target:
+            typer.echo(f"  warning: a consumer exited early (exit codes {exited}) at {done}/{target} durable; "
+                       "the rate covers the run until then")
     finally:
         rss = stop(procs)
     wps = (done - first_done) / (t_end - t_first) if t_first and t_end > t_first else 0.0
