@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import sys
 from datetime import datetime
 from enum import Enum
@@ -109,6 +110,10 @@ def run(
     metrics_port: Annotated[Optional[int], typer.Option(help="Serve Prometheus metrics on this port.")] = None,
 ) -> None:
     """Consume sensor windows, score them, and write alerts (Ctrl-C or SIGTERM stops cleanly)."""
+    # Before torch loads libgomp: OpenMP workers that spin-wait collapse throughput when the cores are shared
+    # (measured on 2 cores at load average 5: 2 threads fell from ~10,000 to ~200 windows/s; sleeping
+    # workers kept ~5,000). An explicit OMP_WAIT_POLICY in the environment wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from monitor.registry.serving import serving_model
     from monitor.runner import build_runner
     from monitor.store.database import make_engine, require_current_schema

@@ -117,13 +117,14 @@ class Engine:
         if not records:
             return outcome
         scores = self.scorer.score(np.stack([r.window.values for r in records]))
+        values = scores.score.tolist()  # Python floats once for the batch, not one numpy scalar per window
         for i, record in enumerate(records):
             w = record.window
             ctx = self.sensors.get(w.sensor_id)
             if ctx is None:
                 ctx = self.sensors[w.sensor_id] = self.new_context(w.sensor_id, record.partition)
             ctx.partition = record.partition
-            score = float(scores.score[i])
+            score = values[i]
             decision = ctx.threshold.update(score)
             alert = ctx.incidents.update(
                 decision, window_start=w.window_start, window_end=w.window_end, partition=record.partition,

@@ -1,7 +1,7 @@
 """`monitor run`: the consumer loop. Wires Kafka, the pure engine and the SQL store.
 
 Order of I/O per batch (the delivery guarantee):
-  1. poll raw records; decode each (bad ones -> dead-letter producer);
+  1. poll raw records; decode them as one batch (bad ones -> dead-letter producer);
   2. score and judge the good ones (pure engine);
   3. flush the dead letters and wait for their acks (durable before the offset moves);
   4. ONE database transaction: alert upserts + sensor state + next offset per partition (fenced);
@@ -43,7 +43,7 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine as DbEngine
 
 from monitor import metrics
-from monitor.contract import DecodeFailure, decode
+from monitor.contract import DecodeFailure, decode_batch
 from monitor.engine import Engine, Record
 from monitor.errors import BrokerError, StoreError
 from monitor.ingest.faults import FaultInjector
@@ -250,12 +250,13 @@ class Runner:
         first: dict[int, int] = {}
         next_offsets: dict[int, int] = {}
         failures: list[str] = []
-        for raw in raw_records:
+        results = decode_batch(
+            [raw.value for raw in raw_records], window_len=scorer.window_len, channels=scorer.channels,
+            max_bytes=self.max_record_bytes,
+        )
+        for raw, result in zip(raw_records, results):
             first.setdefault(raw.partition, raw.offset)
             next_offsets[raw.partition] = max(next_offsets.get(raw.partition, 0), raw.offset + 1)
-            result = decode(
-                raw.value, window_len=scorer.window_len, channels=scorer.channels, max_bytes=self.max_record_bytes
-            )
             if isinstance(result, DecodeFailure):
                 self.dead_letters.send(raw, result)
                 failures.append(result.reason)

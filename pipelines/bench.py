@@ -30,9 +30,12 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-import torch
+
+# Same OpenMP policy as `monitor run` (see monitor.cli.run), set before torch loads libgomp.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
 import typer
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select, text  # noqa: E402
 
 from monitor.contract import encode_values
 from monitor.ingest.kafka import ensure_topics, make_producer
@@ -42,6 +45,7 @@ from monitor.scoring.train import train
 from monitor.settings import KafkaSettings, ModelSettings
 from monitor.store.database import init_schema, make_engine
 from monitor.store.schema import ConsumerOffset
+from pipelines.bench_compute import alerts_of, flops_per_window, matmul_gflops, scoring_wps
 from pipelines.synthetic import EPOCH, channel_names, history_frame, inject, normal_series
 
 app = typer.Typer(add_completion=False)
@@ -58,6 +62,11 @@ class Workload:
 
     def messages(self, count: int | None = None) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) of the first ``count`` windows, interleaved across sensors; values rounded to 3 decimals."""
+        for _, key, value in self.records(count):
+            yield key, value
+
+    def records(self, count: int | None = None) -> Iterator[tuple[int, bytes, bytes]]:
+        """(sensor index, key, value) of the first ``count`` windows, interleaved across sensors."""
         count = self.windows if count is None else count
         per_sensor_windows = len(next(iter(self.series.values()))) // self.window_len
         ids = sorted(self.series)
@@ -68,7 +77,7 @@ class Workload:
             rows = self.series[sensor][w * self.window_len : (w + 1) * self.window_len]
             begin = EPOCH + timedelta(seconds=step * self.window_len)
             end = begin + timedelta(seconds=self.window_len - 1)
-            yield sensor.encode(), encode_values(sensor, begin, end, self.channels, np.round(rows, 3))
+            yield i % self.sensors, sensor.encode(), encode_values(sensor, begin, end, self.channels, np.round(rows, 3))
 
 
 def make_workload(sensors: int, windows: int, window_len: int, n_channels: int) -> Workload:
@@ -88,12 +97,15 @@ def produce(cfg: KafkaSettings, load: Workload, *, rate: float | None = None, co
             sent_at: dict[tuple[int, int], float] | None = None) -> float:
     """Produce the workload; returns messages/s. With ``sent_at``, records each record's send time."""
     producer = make_producer(cfg, linger_ms=20, batch_size=512 * 1024)
+    # Sensor i -> partition i mod P: every sensor stays on one partition (ordered), and the partitions carry
+    # equal load (hashing 100 keys onto few partitions is uneven, which skews the 2-vs-1 scale-out).
+    partitions = len(producer.partitions_for(cfg.topic))
     futures = []
     started = time.perf_counter()
     n = 0
-    for key, value in load.messages(count=count):
+    for index, key, value in load.records(count=count):
         now = time.time()
-        future = producer.send(cfg.topic, key=key, value=value)
+        future = producer.send(cfg.topic, key=key, value=value, partition=index % partitions)
         if sent_at is not None:
             future.add_callback(lambda md, t=now: sent_at.__setitem__((md.partition, md.offset), t))
         futures.append(future)
@@ -185,6 +197,10 @@ def drain(cfg: KafkaSettings, env: dict[str, str], db: Engine, total: int, consu
                 break
             time.sleep(0.25)
         t_end = time.perf_counter()
+        exited = [p.returncode for p in procs if p.poll() is not None]
+        if exited and done < target:
+            typer.echo(f"  warning: a consumer exited early (exit codes {exited}) at {done}/{target} durable; "
+                       "the rate covers the run until then")
     finally:
         rss = stop(procs)
     wps = (done - first_done) / (t_end - t_first) if t_first and t_end > t_first else 0.0
@@ -226,20 +242,6 @@ def latency(cfg: KafkaSettings, env: dict[str, str], db: Engine, load: Workload,
     return float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
 
 
-def ceiling_wps(model_cfg: ModelSettings, n_channels: int) -> tuple[float, float]:
-    """Windows/s the fp32 matmul rate allows for this model's FLOPs per window."""
-    h, c, lat, t = model_cfg.hidden_size, n_channels, model_cfg.latent_size, model_cfg.window_len
-    flops = t * (2 * 4 * h * (c + h) + 2 * 4 * h * (lat + h) + 2 * h * c) + 2 * h * lat
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    for _ in range(3):
-        a @ b
-    reps, started = 30, time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    rate = reps * 2 * 1024**3 / (time.perf_counter() - started)
-    return rate / flops, rate / 1e9
-
-
 @app.command()
 def main(
     windows: Annotated[int, typer.Option(help="Windows in the end-to-end workload.")] = 200_000,
@@ -256,6 +258,7 @@ def main(
 ) -> None:
     work = Path(tempfile.mkdtemp(prefix="monitor-bench-"))
     model_cfg = ModelSettings(window_len=window_len, hidden_size=hidden, stride=8, epochs=3, batch_size=128)
+    typer.echo(f"load average {os.getloadavg()[0]:.1f} at start; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     typer.echo(f"bench: {windows} windows of {window_len} x {n_channels} from {sensors} sensors; "
                f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}; work dir {work}")
     bundle = train(history_frame(8000, n_channels=n_channels, sensors=8), model_cfg, progress=False,
@@ -330,23 +333,33 @@ def main(
     typer.echo(f"latency at {e2e / 2:,.0f} windows/s: p50 {p50:.0f} ms, p99 {p99:.0f} ms")
     table.append((f"produce -> durable decision at {e2e / 2:,.0f}/s", f"p50 {p50:.0f} ms, p99 {p99:.0f} ms"))
 
+    cores = len(os.sched_getaffinity(0))
+    threads = int(os.environ.get("MONITOR_MODEL__THREADS", "0")) or torch.get_num_threads()
     scorer = Scorer(bundle)
     sample = np.stack([load.series[s][:window_len] for s in sorted(load.series)] * max(1, 20_000 // sensors))
-    scorer.score(sample[:512])
-    started = time.perf_counter()
-    scorer.score(sample)
-    scoring_wps = len(sample) / (time.perf_counter() - started)
-    ceiling, gflops = ceiling_wps(model_cfg, n_channels)
-    table.append(("scoring only (fp32, batch 512)", f"{scoring_wps:,.0f} windows/s"))
-    table.append(("compute ceiling (matmul)", f"{ceiling:,.0f} windows/s ({gflops:.0f} GFLOP/s)"))
+    scoring = scoring_wps(scorer, sample, threads)
+    bf16_wps = scoring_wps(Scorer(bundle, bf16=True), sample, threads)
+    flops = flops_per_window(bundle.module, window_len)
+    gflops = matmul_gflops(cores)
+    ceiling = gflops * 1e9 / flops
+    same = alerts_of(scorer, load, min(windows, 40_000)) == alerts_of(Scorer(bundle, bf16=True), load,
+                                                                       min(windows, 40_000))
+    table.append((f"scoring only (fp32, batch {scorer.batch_size}, {threads} threads)", f"{scoring:,.0f} windows/s"))
+    table.append(("scoring only, bf16 autocast (not used)",
+                  f"{bf16_wps:,.0f} windows/s; alerts on {min(windows, 40_000)} windows "
+                  f"{'identical' if same else 'DIFFERENT'} to fp32"))
+    table.append((f"compute ceiling (fp32 matmul, {cores} threads)",
+                  f"{ceiling:,.0f} windows/s ({gflops:.0f} GFLOP/s / {flops / 1e6:.2f} MFLOP per window)"))
+    scoring_wps_ = scoring
     rss = max(r.rss_mb for r in results.values())
 
     typer.echo("\n| measure | figure |\n|---|---|")
     for name, value in table:
         typer.echo(f"| {name} | {value} |")
+    typer.echo(f"load average {os.getloadavg()[0]:.1f} at the end")
     typer.echo(f"\nratios: e2e/naive = {e2e / naive.wps if naive.wps else 0:.1f}x, "
-               f"scoring/ceiling = {scoring_wps / ceiling:.0%}")
-    typer.echo(f"bench: e2e_wps={e2e:.0f} naive_wps={naive.wps:.0f} scoring_wps={scoring_wps:.0f} "
+               f"scoring/ceiling = {scoring_wps_ / ceiling:.0%}")
+    typer.echo(f"bench: e2e_wps={e2e:.0f} naive_wps={naive.wps:.0f} scoring_wps={scoring_wps_:.0f} "
                f"ceiling_wps={ceiling:.0f} p99_ms={p99:.0f} rss_mb={rss:.0f}")
 
 

@@ -113,7 +113,7 @@ def commit_batch(
                     raise StaleOffsetError(f"partition {partition} moved on elsewhere (expected offset {before})")
             if alerts:
                 rows = [_alert_row(a, now) for a in alerts]
-                stmt = _insert(engine, Alert).values(rows)
+                stmt = _insert(engine, Alert)
                 excluded = stmt.excluded
                 stmt = stmt.on_conflict_do_update(
                     index_elements=[Alert.sensor_id, Alert.opened_at],
@@ -145,19 +145,18 @@ def commit_batch(
                         Alert.severity != excluded.severity,
                     ),
                 )
-                conn.execute(stmt)
+                conn.execute(stmt, rows)  # executemany: the statement compiles once and stays cached
             if sensors:
-                stmt = _insert(engine, SensorState).values(
-                    [
-                        {
-                            "sensor_id": s.sensor_id, "partition": s.partition, "state": s.state,
-                            "last_score": s.last_score, "last_threshold": s.last_threshold,
-                            "last_window_end": s.last_window_end, "model_version": s.model_version,
-                            "updated_at": now,
-                        }
-                        for s in sensors
-                    ]
-                )
+                stmt = _insert(engine, SensorState)
+                rows = [
+                    {
+                        "sensor_id": s.sensor_id, "partition": s.partition, "state": s.state,
+                        "last_score": s.last_score, "last_threshold": s.last_threshold,
+                        "last_window_end": s.last_window_end, "model_version": s.model_version,
+                        "updated_at": now,
+                    }
+                    for s in sensors
+                ]
                 excluded = stmt.excluded
                 stmt = stmt.on_conflict_do_update(
                     index_elements=[SensorState.sensor_id],
@@ -165,7 +164,7 @@ def commit_batch(
                         "partition", "state", "last_score", "last_threshold", "last_window_end", "model_version",
                         "updated_at")},
                 )
-                conn.execute(stmt)
+                conn.execute(stmt, rows)  # executemany (insertmanyvalues batches on PostgreSQL)
     except StaleOffsetError:
         raise
     except SQLAlchemyError as exc:

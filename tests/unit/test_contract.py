@@ -76,3 +76,33 @@ def test_schema_file_names_the_required_fields() -> None:
 
     schema = json.loads(resources.files("monitor").joinpath("schema/sensor-window.schema.json").read_text())
     assert set(schema["required"]) == {"sensor_id", "window_start", "window_end", "channels", "values"}
+
+
+def _mixed_batch() -> list[bytes | None]:
+    ok = [json.dumps(good(sensor_id=f"s{i}", values=[[i, 2], [3, 4], [5, 6], [7, 8]])).encode() for i in range(5)]
+    bad: list[bytes | None] = [
+        None, b"\xff\xfe", b"{nope", json.dumps(good(values=[[1, None]] * 4)).encode(),
+        json.dumps(good(values=[[1, float("nan")]] * 4)).encode(), json.dumps(good(channels=["a", "c"])).encode(),
+    ]
+    return [ok[0], bad[0], ok[1], bad[1], bad[2], ok[2], bad[3], bad[4], ok[3], bad[5], ok[4]]
+
+
+@pytest.mark.parametrize("extra", [[], [json.dumps(good(values=[[1, 2]] * 3)).encode()],
+                                   [json.dumps(good(values=[[1, "x"]] * 4)).encode()]])
+def test_decode_batch_equals_decode_record_by_record(extra: list[bytes]) -> None:
+    # extra: a ragged or non-numeric window forces the window-by-window fallback
+    raws = _mixed_batch() + extra
+    batch = contract.decode_batch(raws, window_len=4, channels=("a", "b"))
+    single = [decode(raw, window_len=4, channels=("a", "b")) for raw in raws]
+    assert len(batch) == len(single)
+    for b, s in zip(batch, single):
+        assert type(b) is type(s)
+        if isinstance(s, DecodeFailure):
+            assert isinstance(b, DecodeFailure) and b.reason == s.reason
+        else:
+            assert isinstance(b, SensorWindow)
+            assert (b.sensor_id, b.window_start, b.window_end, b.channels) == (
+                s.sensor_id, s.window_start, s.window_end, s.channels)
+            assert b.values.dtype == np.float32 and b.values.shape == (4, 2)
+            np.testing.assert_array_equal(b.values, s.values)
+    assert sum(isinstance(b, SensorWindow) for b in batch) == 5
