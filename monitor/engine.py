@@ -17,6 +17,7 @@ from monitor import metrics
 from monitor.contract import SensorWindow
 from monitor.incidents import AlertRecord, IncidentTracker
 from monitor.scoring.artifact import ModelBundle
+from monitor.scoring.baseline import InputBaseline
 from monitor.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.thresholds import Decision, SensorThreshold
@@ -38,12 +39,16 @@ class SensorContext:
     threshold: SensorThreshold
     incidents: IncidentTracker
     model_version: str
+    baseline: InputBaseline | None = None  # input re-centring (None: at the model's centre until first use)
     last_score: float | None = None
     last_threshold: float | None = None
     last_window_end: datetime | None = None
 
     def snapshot(self) -> dict[str, Any]:
-        return {"threshold": self.threshold.snapshot(), "incidents": self.incidents.snapshot()}
+        state = {"threshold": self.threshold.snapshot(), "incidents": self.incidents.snapshot()}
+        if self.baseline is not None:
+            state["baseline"] = self.baseline.snapshot()
+        return state
 
 
 @dataclass
@@ -71,8 +76,13 @@ class Engine:
         )
         return SensorContext(
             sensor_id, partition, threshold, IncidentTracker(sensor_id, self.alert_cfg, self.scorer.channels),
-            self.scorer.version,
+            self.scorer.version, self.new_baseline(None),
         )
+
+    def new_baseline(self, data: dict[str, Any] | None) -> InputBaseline:
+        """The sensor's input re-centring for the current model (fresh when ``data`` is None)."""
+        cfg = self.threshold_cfg
+        return InputBaseline.restore(self.scorer.bundle.scaler, cfg.recentre_rate, cfg.recentre_k, data)
 
     def restore_context(
         self, sensor_id: str, partition: int, state: dict[str, Any], model_version: str
@@ -84,6 +94,7 @@ class Engine:
             ctx = SensorContext(
                 sensor_id, partition, SensorThreshold.restore(self.threshold_cfg, self.alert_cfg, state["threshold"]),
                 IncidentTracker(sensor_id, self.alert_cfg, self.scorer.channels), model_version,
+                self.new_baseline(state.get("baseline")),
             )
         ctx.incidents = IncidentTracker.restore(sensor_id, self.alert_cfg, self.scorer.channels, state["incidents"])
         if ctx.incidents.current is not None:
@@ -112,28 +123,52 @@ class Engine:
         return sorted({r.window.sensor_id for r in records} - self.sensors.keys())
 
     def process(self, records: Sequence[Record]) -> BatchOutcome:
-        """Score all windows in one batch, then judge them in order, sensor by sensor."""
+        """Score the windows in batches, then judge them in order, sensor by sensor.
+
+        Without re-centring (``recentre_rate`` 0) all windows are one batch. With it, a window's input offset
+        depends on its sensor's previous window, so the k-th window of every sensor forms batch k."""
         outcome = BatchOutcome()
         if not records:
             return outcome
-        scores = self.scorer.score(np.stack([r.window.values for r in records]))
-        values = scores.score.tolist()  # Python floats once for the batch, not one numpy scalar per window
+        contexts: list[SensorContext] = []
+        rounds: list[list[int]] = []  # rounds[k]: indices of every sensor's k-th window in this batch
+        seen: dict[str, int] = {}
         for i, record in enumerate(records):
             w = record.window
             ctx = self.sensors.get(w.sensor_id)
             if ctx is None:
                 ctx = self.sensors[w.sensor_id] = self.new_context(w.sensor_id, record.partition)
+            if ctx.baseline is None:
+                ctx.baseline = self.new_baseline(None)
+            contexts.append(ctx)
+            k = seen.get(w.sensor_id, 0) if ctx.baseline.enabled else 0  # re-centring: a sensor's windows in order
+            seen[w.sensor_id] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append(i)
+        score = np.empty(len(records))
+        contributions = np.empty((len(records), len(self.scorer.channels)))
+        for members in rounds:
+            part = self.scorer.score(np.stack([contexts[i].baseline.shift(records[i].window.values) for i in members]))
+            score[members] = part.score
+            contributions[members] = part.contributions
+            if part.residual_mean is not None:
+                for j, i in enumerate(members):
+                    contexts[i].baseline.learn(part.residual_mean[j])
+        for i, record in enumerate(records):
+            w = record.window
+            ctx = contexts[i]
             ctx.partition = record.partition
-            score = values[i]
-            decision = ctx.threshold.update(score)
+            window_score = float(score[i])
+            decision = ctx.threshold.update(window_score)
             alert = ctx.incidents.update(
                 decision, window_start=w.window_start, window_end=w.window_end, partition=record.partition,
-                offset=record.offset, contributions=scores.contributions[i], model_version=ctx.model_version,
+                offset=record.offset, contributions=contributions[i], model_version=ctx.model_version,
                 std=ctx.threshold.std,
             )
             if alert is not None:
                 outcome.alerts[alert.key] = alert
-            ctx.last_score, ctx.last_threshold, ctx.last_window_end = score, decision.threshold, w.window_end
+            ctx.last_score, ctx.last_threshold, ctx.last_window_end = window_score, decision.threshold, w.window_end
             outcome.touched[w.sensor_id] = ctx
             outcome.decisions.append((record, decision))
         return outcome

@@ -91,6 +91,16 @@ class ThresholdSettings(BaseModel):
     fading: float = Field(0.002, gt=0, lt=1, description="River EW fading factor of the score statistics.")
     min_std: float = Field(0.05, gt=0, description="Floor of the log-score std (guards against collapse).")
     smoothing: float = Field(1.0, gt=0, le=1, description="EWMA weight of the newest score (1 = no smoothing).")
+    recentre_rate: float = Field(
+        0.01, ge=0, lt=1,
+        description="Per window, how fast each channel's input centre follows slow drift (EW weight; 0 = off). "
+        "See monitor/scoring/baseline.py.",
+    )
+    recentre_k: float = Field(
+        2.0, gt=0,
+        description="A channel's centre learns only while its window mean is within this many scaler units of it "
+        "(steps and excursions are not learned).",
+    )
 
 
 class AlertSettings(BaseModel):

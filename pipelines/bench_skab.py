@@ -88,6 +88,42 @@ def run_file(path: Path, settings: Settings) -> FileResult:
                       labels[TRAIN_ROWS:, 1], alarm[TRAIN_ROWS:])
 
 
+def reference_z_alarm(values: np.ndarray, *, window: int = 10, alpha: float = 0.01, k_learn: float = 2.0,
+                      q: float = 0.99, factor: float = 1.5, hold: int = 3) -> np.ndarray:
+    """NOT the product: the no-model reference of docs/skab.md (robust z of inputs, per-channel re-centring).
+
+    ``values`` (n_rows, n_channels) raw. Each channel's deviation is the ``window``-row mean minus a centre
+    (median of the training rows), divided by the training rows' std. The centre follows the input with EW
+    weight ``alpha`` only while that channel's own |z| < ``k_learn`` (gradual drift is learned, steps are not;
+    ``alpha`` 0 = static). Score = RMS of the z's; alarm above ``factor`` x its ``q`` quantile on the training
+    windows, held ``hold`` windows. Returns (n_rows,) 0/1 alarms.
+    """
+    train_part = values[:TRAIN_ROWS]
+    centre = np.median(train_part, axis=0)
+    scale = np.maximum(train_part.std(axis=0), 1e-3 * np.abs(centre) + 1e-9)
+    n, c = values.shape
+    csum = np.cumsum(np.vstack([np.zeros(c), values]), axis=0)
+    means = (csum[window:] - csum[:-window]) / window  # row window-1+j for j
+
+    def rms(z: np.ndarray) -> np.ndarray:
+        return np.sqrt((z * z).mean(axis=-1))
+
+    limit = float(np.quantile(rms((means[: TRAIN_ROWS - window + 1] - centre) / scale), q)) * factor
+    alarm = np.zeros(n, dtype=np.int8)
+    active, calm = False, 0
+    for j, x in enumerate(means):
+        z = (x - centre) / scale
+        if rms(z) > limit:
+            active, calm = True, 0
+        elif active:
+            calm += 1
+            active = calm < hold
+        alarm[j + window - 1] = active
+        learn = np.abs(z) < k_learn
+        centre[learn] += alpha * (x[learn] - centre[learn])
+    return alarm
+
+
 def pointwise(results: list[FileResult]) -> tuple[float, float, float]:
     """Pooled F1 = TP / (TP + (FP + FN) / 2), FAR % and MAR %."""
     y = np.concatenate([r.anomaly for r in results]).astype(bool)
@@ -103,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="Only the first N files (quick look).")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared).")
     parser.add_argument("--per-file", action="store_true", help="Print per-file counts.")
+    parser.add_argument("--reference-z", action="store_true",
+                        help="Only the no-model robust-z references of docs/skab.md (seconds; not the product).")
     args = parser.parse_args(argv)
     settings = Settings()
     chosen = settings.model.model_fields_set
@@ -116,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"SKAB: {len(files)} files from {data}; model {settings.model.model_dump(exclude={'path'})}", flush=True)
     print(f"thresholds {settings.threshold.model_dump()}; alerts {settings.alert.model_dump()}", flush=True)
+    if args.reference_z:
+        return reference_z(files)
     started = time.monotonic()
     results = []
     for i, path in enumerate(files, 1):
@@ -136,6 +176,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(results)} files, {sum(len(r.alarm) for r in results)} test rows, "
           f"{time.monotonic() - started:.0f}s")
     print(f"SKAB F1={f1:.3f} FAR={far:.1f}% MAR={mar:.1f}% NAB_std={nab.standard:.1f}")
+    return 0
+
+
+def reference_z(files: list[Path]) -> int:
+    """Print pooled F1/FAR/MAR of the static and the re-centring robust-z references (not the product)."""
+    loaded = []
+    for path in files:
+        frame = read_wide_csv(path, sep=";", time_column="datetime")
+        loaded.append((frame[list(LABELS)].to_numpy(dtype=np.int8), frame.drop(columns=list(LABELS)).to_numpy(float)))
+    variants = {"static z (alpha 0)": {"alpha": 0.0}, "re-centring z (alpha 0.01)": {"alpha": 0.01}}
+    for name, kwargs in variants.items():
+        results = [FileResult(str(i), pd.DatetimeIndex([]), lab[TRAIN_ROWS:, 0], lab[TRAIN_ROWS:, 1],
+                              reference_z_alarm(vals, **kwargs)[TRAIN_ROWS:]) for i, (lab, vals) in enumerate(loaded)]
+        f1, far, mar = pointwise(results)
+        print(f"reference {name:28s} F1={f1:.3f} FAR={far:.1f}% MAR={mar:.1f}%")
     return 0
 
 

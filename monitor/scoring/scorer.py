@@ -19,33 +19,47 @@ from monitor.scoring.artifact import ModelBundle
 class Scores:
     score: np.ndarray  # (batch,), > 0
     contributions: np.ndarray  # (batch, n_channels), rows sum to 1
+    residual_mean: np.ndarray | None = None  # (batch, n_channels) mean of (scaled input - reconstruction)
 
 
 def channel_errors(bundle: ModelBundle, windows: np.ndarray, batch_size: int = 512, bf16: bool = False) -> np.ndarray:
-    """Raw values (batch, window_len, n_channels) -> mean squared error per channel (batch, n_channels).
+    """Raw values (batch, window_len, n_channels) -> mean squared error per channel (batch, n_channels)."""
+    return channel_residuals(bundle, windows, batch_size, bf16)[0]
+
+
+def channel_residuals(
+    bundle: ModelBundle, windows: np.ndarray, batch_size: int = 512, bf16: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw values (batch, window_len, n_channels) -> (mean squared error, mean signed residual), each
+    (batch, n_channels); the residual is scaled input - reconstruction, averaged over time.
 
     Inference runs in chunks of ``batch_size`` windows under ``torch.inference_mode``; ``bf16`` runs the
-    model under CPU bfloat16 autocast (the error itself is computed in float32).
+    model under CPU bfloat16 autocast (the errors themselves are computed in float32).
     """
     scaled = bundle.scaler.transform(np.asarray(windows, dtype=np.float32))
     out = np.empty((scaled.shape[0], scaled.shape[2]), dtype=np.float64)
+    mean = np.empty_like(out)
     with torch.inference_mode():
         for start in range(0, scaled.shape[0], batch_size):
             chunk = torch.from_numpy(scaled[start : start + batch_size])
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 recon = bundle.module(chunk)
-            out[start : start + batch_size] = ((recon.float() - chunk) ** 2).mean(dim=1).double().numpy()
-    return out
+            residual = chunk - recon.float()
+            out[start : start + batch_size] = (residual**2).mean(dim=1).double().numpy()
+            mean[start : start + batch_size] = residual.mean(dim=1).double().numpy()
+    return out, mean
 
 
-def normalise(errors: np.ndarray, channel_error: np.ndarray | list[float]) -> Scores:
+def normalise(
+    errors: np.ndarray, channel_error: np.ndarray | list[float], residual_mean: np.ndarray | None = None
+) -> Scores:
     """Per-channel errors (batch, n_channels) -> Scores, using the calibration's channel error scale."""
     ref = np.maximum(np.asarray(channel_error, dtype=np.float64), 1e-9)
     normed = errors / ref
     total = normed.sum(axis=1)
     score = total / errors.shape[1]
     contributions = normed / np.maximum(total, 1e-12)[:, None]
-    return Scores(np.maximum(score, 1e-12), contributions)
+    return Scores(np.maximum(score, 1e-12), contributions, residual_mean)
 
 
 class Scorer:
@@ -70,5 +84,5 @@ class Scorer:
 
     def score(self, windows: np.ndarray) -> Scores:
         """``windows``: (batch, window_len, n_channels) raw values."""
-        errors = channel_errors(self.bundle, windows, self.batch_size, self.bf16)
-        return normalise(errors, self.bundle.meta.calibration.channel_error)
+        errors, residual_mean = channel_residuals(self.bundle, windows, self.batch_size, self.bf16)
+        return normalise(errors, self.bundle.meta.calibration.channel_error, residual_mean)

@@ -1,0 +1,92 @@
+"""Input re-centring (monitor/scoring/baseline.py) and its wiring in the Engine."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+
+from monitor.contract import SensorWindow
+from monitor.engine import Engine, Record
+from monitor.scoring.artifact import ModelBundle
+from monitor.scoring.baseline import InputBaseline
+from monitor.scoring.scaler import RobustScaler
+from monitor.scoring.scorer import Scorer
+from monitor.settings import AlertSettings, ThresholdSettings
+from pipelines.synthetic import EPOCH, normal_series
+
+SCALER = RobustScaler(np.zeros(2, dtype=np.float32), np.ones(2, dtype=np.float32))
+
+
+def test_small_residuals_are_learned_large_ones_are_not() -> None:
+    base = InputBaseline(SCALER, rate=0.05, k=2.0)
+    for _ in range(200):  # the model under-predicts channel 0 by 0.5 units; channel 1 is a step of 10 units
+        base.learn(np.array([0.5, 10.0]) - base.offset * np.array([1.0, 0.0]))
+    assert abs(base.offset[0] - 0.5) < 0.01  # converged: the window shifted by the offset has no residual left
+    assert base.offset[1] == 0.0  # outside k scaler units: never learned
+    shifted = base.shift(np.array([[2.0, 10.0]] * 4))
+    assert np.allclose(shifted[:, 0], 1.5, atol=0.01) and np.allclose(shifted[:, 1], 10.0)
+
+
+def test_rate_zero_leaves_windows_alone() -> None:
+    base = InputBaseline(SCALER, rate=0.0, k=2.0)
+    window = np.random.default_rng(0).normal(size=(4, 2))
+    for _ in range(10):
+        assert np.allclose(base.shift(window), window)
+        base.learn(np.array([0.5, -0.5]))
+    assert np.all(base.offset == 0.0)
+
+
+def test_snapshot_restores_exactly_and_rejects_other_channel_counts() -> None:
+    base = InputBaseline(SCALER, rate=0.1, k=5.0)
+    base.learn(np.array([1.0, -2.0]))
+    again = InputBaseline.restore(SCALER, 0.1, 5.0, base.snapshot())
+    assert np.array_equal(again.offset, base.offset)
+    window = np.full((4, 2), 0.5)
+    assert np.array_equal(again.shift(window), base.shift(window))
+    fresh = InputBaseline.restore(SCALER, 0.1, 5.0, {"offset": [1.0, 2.0, 3.0]})
+    assert np.all(fresh.offset == 0.0)
+
+
+def _drifting(bundle: ModelBundle, n: int = 80) -> list[Record]:
+    wl = bundle.meta.window_len
+    values = normal_series(n * wl, 3, seed=7)
+    values[:, 0] += np.linspace(0.0, 3.0, n * wl)  # slow drift
+    out = []
+    for i in range(n):
+        start = EPOCH + timedelta(seconds=i * wl)
+        w = SensorWindow("s1", start, start + timedelta(seconds=wl - 1), tuple(bundle.meta.channels),
+                         values[i * wl : (i + 1) * wl])
+        out.append(Record(0, i, w))
+    return out
+
+
+def test_engine_persists_the_baseline_and_resumes_identically(tiny_bundle: ModelBundle) -> None:
+    thresh, alert = ThresholdSettings(recentre_rate=0.05), AlertSettings()
+    recs = _drifting(tiny_bundle)
+    whole = Engine(Scorer(tiny_bundle), thresh, alert).process(recs)
+    first = Engine(Scorer(tiny_bundle), thresh, alert)
+    a = first.process(recs[:40])
+    snap = first.sensors["s1"].snapshot()
+    assert "baseline" in snap and snap["baseline"]["offset"][0] != 0.0
+    second = Engine(Scorer(tiny_bundle), thresh, alert)
+    second.sensors["s1"] = second.restore_context("s1", 0, snap, tiny_bundle.meta.version)
+    b = second.process(recs[40:])
+    assert [d.score for _, d in whole.decisions] == [d.score for _, d in a.decisions + b.decisions]
+    # batching does not matter: one window at a time decides exactly like one batch
+    single = Engine(Scorer(tiny_bundle), thresh, alert)
+    one_by_one = [d.score for r in recs for _, d in single.process([r]).decisions]
+    assert one_by_one == [d.score for _, d in whole.decisions]
+    # an old state without a baseline (before this feature) still restores, at the model's centre
+    old = {k: v for k, v in snap.items() if k != "baseline"}
+    ctx = Engine(Scorer(tiny_bundle), thresh, alert).restore_context("s1", 0, old, tiny_bundle.meta.version)
+    assert ctx.baseline is not None and np.all(ctx.baseline.offset == 0.0)
+
+
+def test_recentring_lowers_scores_of_a_drifting_sensor(tiny_bundle: ModelBundle) -> None:
+    recs = _drifting(tiny_bundle)
+    off = Engine(Scorer(tiny_bundle), ThresholdSettings(recentre_rate=0.0), AlertSettings()).process(recs)
+    on = Engine(Scorer(tiny_bundle), ThresholdSettings(recentre_rate=0.05), AlertSettings()).process(recs)
+    tail_off = np.mean([d.score for _, d in off.decisions[-20:]])
+    tail_on = np.mean([d.score for _, d in on.decisions[-20:]])
+    assert tail_on < tail_off
