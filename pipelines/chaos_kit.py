@@ -35,6 +35,8 @@ from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.scorer import Scorer
 from monitor.settings import KafkaSettings, Settings
 from monitor.store.database import init_schema, make_engine
+from pipelines.produce import read_topic as read_whole_topic
+from pipelines.produce import topic_end_offsets
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_RECORD_BYTES = 20_000
@@ -217,13 +219,7 @@ class Consumer:
 
 # -- Kafka side ---------------------------------------------------------------------------------------------------
 def end_offsets(cfg: KafkaSettings, topic: str | None = None) -> dict[int, int]:
-    consumer = KafkaConsumer(bootstrap_servers=cfg.bootstrap_servers, group_id=None)
-    try:
-        topic = topic or cfg.topic
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        return {tp.partition: off for tp, off in consumer.end_offsets(parts).items()}
-    finally:
-        consumer.close()
+    return topic_end_offsets(cfg.bootstrap_servers, topic or cfg.topic)
 
 
 def group_committed(cfg: KafkaSettings) -> dict[int, int | None]:
@@ -248,19 +244,7 @@ def reset_group_to_earliest(cfg: KafkaSettings) -> None:
 
 def read_topic(cfg: KafkaSettings, topic: str) -> list[Any]:
     """Every record of a topic up to its current end, in (partition, offset) order."""
-    ends = end_offsets(cfg, topic)
-    consumer = KafkaConsumer(bootstrap_servers=cfg.bootstrap_servers, group_id=None, enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(topic, p) for p in ends]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        out: list[Any] = []
-        while any(consumer.position(tp) < ends[tp.partition] for tp in parts):
-            for records in consumer.poll(timeout_ms=1000).values():
-                out.extend(r for r in records if r.offset < ends[r.partition])
-        return sorted(out, key=lambda r: (r.partition, r.offset))
-    finally:
-        consumer.close()
+    return read_whole_topic(cfg.bootstrap_servers, topic)
 
 
 class PacedProducer(threading.Thread):

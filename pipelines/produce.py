@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 from datetime import datetime
 
 import numpy as np
@@ -61,5 +62,22 @@ def topic_end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         return {tp.partition: int(off) for tp, off in consumer.end_offsets(parts).items()}
+    finally:
+        consumer.close()
+
+
+def read_topic(bootstrap_servers: str, topic: str) -> list[Any]:
+    """Every record of a topic up to its current end, in (partition, offset) order, without a consumer group."""
+    ends = topic_end_offsets(bootstrap_servers, topic)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers.split(","), group_id=None, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in ends]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        out: list[Any] = []
+        while any(consumer.position(tp) < ends[tp.partition] for tp in parts):
+            for records in consumer.poll(timeout_ms=1000).values():
+                out.extend(r for r in records if r.offset < ends[r.partition])
+        return sorted(out, key=lambda r: (r.partition, r.offset))
     finally:
         consumer.close()
