@@ -149,12 +149,13 @@ class Engine:
         score = np.empty(len(records))
         contributions = np.empty((len(records), len(self.scorer.channels)))
         for members in rounds:
-            part = self.scorer.score(np.stack([contexts[i].baseline.shift(records[i].window.values) for i in members]))
+            baselines = [contexts[i].baseline for i in members]
+            windows = np.stack([records[i].window.values for i in members])
+            part = self.scorer.score(InputBaseline.shift_many(baselines, windows))  # type: ignore[arg-type]
             score[members] = part.score
             contributions[members] = part.contributions
             if part.residual_mean is not None:
-                for j, i in enumerate(members):
-                    contexts[i].baseline.learn(part.residual_mean[j])
+                InputBaseline.learn_many(baselines, part.residual_mean)  # type: ignore[arg-type]
         for i, record in enumerate(records):
             w = record.window
             ctx = contexts[i]

@@ -6,6 +6,10 @@ Order of I/O per batch (the delivery guarantee):
   3. flush the dead letters and wait for their acks (durable before the offset moves);
   4. ONE database transaction: alert upserts + sensor state + next offset per partition (fenced);
   5. commit the same offsets to Kafka (for lag monitoring only; the database is the source of truth).
+With ``run.overlap`` (default) steps 2-4 of batch N run on a worker thread while the loop polls and decodes
+batch N+1 (torch and the database drivers release the GIL). The loop waits for batch N before it sends N+1's
+dead letters, hands N+1 over, applies a rebalance or a model swap, or exits; if batch N failed, N+1 is
+dropped unsent and re-read after the rewind. So at most one batch is in flight and every step keeps its order.
 A crash anywhere before 4 replays the batch from the stored offsets; a crash after 4 replays nothing,
 because on assignment the consumer seeks to the offsets stored in the database (to the beginning, or the
 end per ``auto_offset_reset``, where the database has none: Kafka's committed offsets are never trusted).
@@ -34,6 +38,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +49,7 @@ from sqlalchemy import Engine as DbEngine
 
 from monitor import metrics
 from monitor.contract import DecodeFailure, decode_batch
-from monitor.engine import Engine, Record
+from monitor.engine import BatchOutcome, Engine, Record
 from monitor.errors import BrokerError, StoreError
 from monitor.ingest.faults import FaultInjector
 from monitor.ingest.kafka import DeadLetters, make_consumer, make_producer
@@ -89,6 +94,19 @@ class RunStats:
     started: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class _Batch:
+    """One polled batch on its way through the loop."""
+
+    size: int
+    started: float
+    good: list[Record]
+    dead: list[tuple[Any, DecodeFailure]]  # (raw record, failure) for the dead-letter topic
+    first: dict[int, int]  # partition -> first offset
+    next_offsets: dict[int, int]  # partition -> offset after the batch
+    expected: dict[int, int | None] = field(default_factory=dict)  # fence: stored offsets it starts from
+
+
 class Runner:
     """One consumer-group member. ``stop()`` (or SIGTERM/SIGINT) ends it after the current batch."""
 
@@ -110,6 +128,7 @@ class Runner:
         faults: FaultInjector | None = None,
         on_batch: Callable[[RunStats], None] | None = None,
         sleep: Callable[[float], Any] | None = None,
+        overlap: bool = True,
     ) -> None:
         self.consumer = consumer
         self.dead_letters = dead_letters
@@ -132,6 +151,10 @@ class Runner:
         self._durable: dict[int, int | None] = {}  # partition -> next offset stored in the database
         self._assigned: set[int] = set()
         self.watcher: ModelWatcher | None = None  # hot swap (monitor.registry.watcher), set by the wiring
+        self.overlap = overlap
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: tuple[_Batch, Future[BatchOutcome]] | None = None  # the batch in flight
+        self._rewinds = 0  # counts rewinds: records polled before one are stale
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
@@ -152,28 +175,36 @@ class Runner:
         self.consumer.subscribe([self.topic], listener=self._listener)
         metrics.MODEL_INFO.labels(self.engine.scorer.version).set(1)
         last_data = time.monotonic()
+        if self.overlap:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="monitor-batch")
         try:
             while not self._stop.is_set():
                 if self.watcher and (bundle := self.watcher.poll()):  # hot swap between batches
+                    self._settle()
                     self.engine.swap(bundle)
+                rewinds = self._rewinds
                 batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
-                fresh = self._apply_rebalances()
+                fresh = self._apply_rebalances()  # may settle the batch in flight, which may rewind
                 records = [r for tp, rs in batch.items() if tp.partition not in fresh
-                           for r in rs if self._is_new(tp.partition, r.offset)]
+                           for r in rs if self._is_new(tp.partition, r.offset)] if rewinds == self._rewinds else []
                 self._update_lag()
                 if records:
                     last_data = time.monotonic()
                     self._process(records)
-                elif self.idle_exit_s is not None and self._assigned and (
+                    continue
+                self._settle()  # nothing new: make the batch in flight durable now (latency)
+                if self.idle_exit_s is not None and self._assigned and (
                     time.monotonic() - last_data > self.idle_exit_s
                 ):
                     log.info("no records for %.1f s: exiting (idle_exit_s)", self.idle_exit_s)
                     break
+            self._settle()
         except StoreError as exc:
             if not self._stop.is_set():
                 raise
             log.warning("stopped during a database outage (%s): nothing past the durable output was committed", exc)
         finally:
+            self._abandon()
             self._close()
         return self.stats
 
@@ -197,6 +228,7 @@ class Runner:
                 kind, tps = self._listener.changes.get_nowait()
             except queue.Empty:
                 break
+            self._settle()  # the batch in flight finishes under the assignment it was read with
             partitions = {tp.partition for tp in tps if tp.topic == self.topic}
             if kind == "revoked":
                 self.engine.forget(partitions)
@@ -242,71 +274,114 @@ class Runner:
 
     # -- one batch ---------------------------------------------------------------------------------------
     def _process(self, raw_records: list[Any]) -> None:
-        started = time.perf_counter()
+        """Decode a polled batch, wait for the batch in flight, then hand this one over (or run it inline)."""
+        batch = self._prepare(raw_records)
+        if not self._settle() or self._stop.is_set():
+            return  # the previous batch failed and rewound (these records come again), or shutting down
+        for raw, failure in batch.dead:
+            self.dead_letters.send(raw, failure)
+        self.faults.at("mid_batch")
+        batch.expected = {p: self._durable.get(p) for p in batch.next_offsets}
+        if self._pool is not None:
+            self._pending = (batch, self._pool.submit(self._execute, batch))
+            return
+        future: Future[BatchOutcome] = Future()
+        try:
+            future.set_result(self._execute(batch))
+        except Exception as exc:  # noqa: BLE001 - handled (or re-raised) by _settle like a worker's error
+            future.set_exception(exc)
+        self._pending = (batch, future)
+        self._settle()
+
+    def _prepare(self, raw_records: list[Any]) -> _Batch:
+        """Step 1 (loop thread): decode; nothing is sent or scored yet."""
         self.stats.consumed += len(raw_records)
         metrics.WINDOWS_CONSUMED.inc(len(raw_records))
         scorer = self.engine.scorer
-        good: list[Record] = []
-        first: dict[int, int] = {}
-        next_offsets: dict[int, int] = {}
-        failures: list[str] = []
+        batch = _Batch(len(raw_records), time.perf_counter(), [], [], {}, {})
         results = decode_batch(
             [raw.value for raw in raw_records], window_len=scorer.window_len, channels=scorer.channels,
             max_bytes=self.max_record_bytes,
         )
         for raw, result in zip(raw_records, results):
-            first.setdefault(raw.partition, raw.offset)
-            next_offsets[raw.partition] = max(next_offsets.get(raw.partition, 0), raw.offset + 1)
+            batch.first.setdefault(raw.partition, raw.offset)
+            batch.next_offsets[raw.partition] = max(batch.next_offsets.get(raw.partition, 0), raw.offset + 1)
             if isinstance(result, DecodeFailure):
-                self.dead_letters.send(raw, result)
-                failures.append(result.reason)
+                batch.dead.append((raw, result))
             else:
-                good.append(Record(raw.partition, raw.offset, result))
-        self.faults.at("mid_batch")
+                batch.good.append(Record(raw.partition, raw.offset, result))
+        return batch
+
+    def _execute(self, batch: _Batch) -> BatchOutcome:
+        """Steps 2-4 (worker thread with ``overlap``): state, scoring, dead-letter flush, one transaction."""
+        self._load_states(batch.good)
+        outcome = self.engine.process(batch.good)
+        self.dead_letters.flush()
+        self.faults.at("before_db_commit")
+        sensors = [
+            SensorRow(c.sensor_id, c.partition, c.snapshot(), c.last_score, c.last_threshold, c.last_window_end,
+                      c.model_version)
+            for c in outcome.touched.values()
+        ]
+        repository.commit_batch(
+            self.db, group_id=self.group_id, topic=self.topic, alerts=list(outcome.alerts.values()),
+            sensors=sensors, offsets=batch.next_offsets,
+            expected=batch.expected,
+        )
+        self.faults.at("after_db_commit")
+        return outcome
+
+    def _settle(self) -> bool:
+        """Wait for the batch in flight and finish it (step 5); False when it failed and the loop rewound."""
+        if self._pending is None:
+            return True
+        batch, future = self._pending
+        self._pending = None
         try:
-            self._load_states(good)
-            outcome = self.engine.process(good)
-            self.dead_letters.flush()
-            self.faults.at("before_db_commit")
-            sensors = [
-                SensorRow(c.sensor_id, c.partition, c.snapshot(), c.last_score, c.last_threshold, c.last_window_end,
-                          c.model_version)
-                for c in outcome.touched.values()
-            ]
-            expected = {p: self._durable.get(p) for p in next_offsets}
-            repository.commit_batch(
-                self.db, group_id=self.group_id, topic=self.topic, alerts=list(outcome.alerts.values()),
-                sensors=sensors, offsets=next_offsets, expected=expected,
-            )
+            outcome = future.result()
         except StaleOffsetError as exc:
             log.warning("batch dropped: %s; re-reading state", exc)
             self.stats.stale_batches += 1
             metrics.STALE_BATCHES.inc()
             self._rewind()
-            return
+            return False
         except (StoreError, BrokerError) as exc:
             log.warning("batch not durable (%s); pausing and retrying from the stored offsets", exc)
             self.stats.failed_batches += 1
             self._wait_for_services(exc)
             self._rewind()
-            return
-        self.faults.at("after_db_commit")
+            return False
+        self._complete(batch, outcome)
+        return True
+
+    def _abandon(self) -> None:
+        """On exit: let the batch in flight end (durable or not: the database decides) and stop the worker."""
+        if self._pending is not None:
+            try:
+                self._settle()
+            except Exception as exc:  # noqa: BLE001 - exiting anyway; the stored offsets are the truth
+                log.warning("last batch not finished on exit (%s): it will be read again", exc)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _complete(self, batch: _Batch, outcome: BatchOutcome) -> None:
+        """Step 5 (loop thread) and bookkeeping of a durable batch."""
+        next_offsets = batch.next_offsets
         self._durable.update(next_offsets)
-        self.stats.committed.extend((p, first[p], o) for p, o in next_offsets.items())
-        for reason in failures:
-            metrics.DECODE_FAILURES.labels(reason).inc()
-        opened = sum(1 for _, d in outcome.decisions if d.opened)
-        closed = sum(1 for _, d in outcome.decisions if d.closed)
-        metrics.ALERTS_OPENED.inc(opened)
-        metrics.ALERTS_CLOSED.inc(closed)
+        self.stats.committed.extend((p, batch.first[p], o) for p, o in next_offsets.items())
+        for _, failure in batch.dead:
+            metrics.DECODE_FAILURES.labels(failure.reason).inc()
+        metrics.ALERTS_OPENED.inc(sum(1 for _, d in outcome.decisions if d.opened))
+        metrics.ALERTS_CLOSED.inc(sum(1 for _, d in outcome.decisions if d.closed))
         self._commit_kafka(next_offsets)
         self.faults.at("after_kafka_commit")
-        self.stats.dead_letters += len(failures)
-        self.stats.scored += len(good)
+        self.stats.dead_letters += len(batch.dead)
+        self.stats.scored += len(batch.good)
         self.stats.alerts_written += len(outcome.alerts)
         self.stats.batches += 1
-        metrics.WINDOWS_SCORED.inc(len(good))
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.WINDOWS_SCORED.inc(len(batch.good))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - batch.started)
         if self.on_batch:
             self.on_batch(self.stats)
 
@@ -331,6 +406,7 @@ class Runner:
 
     def _rewind(self) -> None:
         """Forget every cached sensor state and seek every owned partition back to its stored offset."""
+        self._rewinds += 1
         self.engine.forget()
         self._seek_to_durable(set(self._assigned))
 
@@ -406,4 +482,5 @@ def build_runner(
         auto_offset_reset=kafka.auto_offset_reset,
         close_timeout_s=run.close_timeout_s,
         faults=FaultInjector(run.fault),
+        overlap=run.overlap,
     )

@@ -117,6 +117,11 @@ class RunSettings(BaseModel):
     close_timeout_s: float = Field(
         2.0, gt=0, le=5, description="Bound of each Kafka call on shutdown (close, final flush); keeps exit < 10 s."
     )
+    overlap: bool = Field(
+        True,
+        description="Decode the next batch while the current one is scored and committed (a second thread); "
+        "same delivery order and guarantees. Off: one batch at a time.",
+    )
     fault: str | None = Field(
         None, description="TEST ONLY (fault suite): '<point>:<probability>[:kill|term[:seed]]', see monitor/ingest/faults.py."
     )

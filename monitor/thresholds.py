@@ -92,17 +92,20 @@ class SensorThreshold:
 
     def update(self, score: float) -> Decision:
         """Judge one window score (> 0) and learn from it if it looks normal."""
+        cfg = self.cfg
         log_score = math.log(max(score, 1e-12))
-        a = self.cfg.smoothing
-        self.level = log_score if self.level is None else a * log_score + (1 - a) * self.level
-        enter, exit_ = self.enter, self.exit
-        above = self.level > (exit_ if self.active else enter)
-        severe = self.level > self.instant
+        level = log_score if self.level is None else cfg.smoothing * log_score + (1 - cfg.smoothing) * self.level
+        self.level = level
+        mean = self._mean.get()  # read once: this is the hot path (one call per window)
+        sq = self._sq.get()
+        std = max(math.sqrt(sq if sq > 0.0 else 0.0), cfg.min_std)
+        enter, exit_ = mean + cfg.k_enter * std, mean + cfg.k_exit * std
+        above = level > (exit_ if self.active else enter)
         opened = closed = False
         if above:
             self.hits += 1
             self.normals = 0
-            if not self.active and (self.hits >= self.alert.min_hits or severe):
+            if not self.active and (self.hits >= self.alert.min_hits or level > mean + cfg.k_instant * std):
                 self.active = opened = True
         else:
             self.normals += 1
@@ -110,14 +113,14 @@ class SensorThreshold:
             if self.active and self.normals >= self.alert.min_normal:
                 self.active = False
                 closed = True
-        if self.level <= exit_ and not self.active:
+        if level <= exit_ and not self.active:
             # Only windows below the close level teach the statistics: the band between the close and open
             # levels is suspicious, and learning it lets a noisy anomaly inflate the variance and hide itself.
-            deviation = self.level - self._mean.get()
-            self._mean.update(self.level)
+            deviation = level - mean
+            self._mean.update(level)
             self._sq.update(deviation * deviation)
         self.seen += 1
-        return Decision(score, self.level, enter, exit_, above, self.active, opened, closed)
+        return Decision(score, level, enter, exit_, above, self.active, opened, closed)
 
     def forgive(self, log_levels: list[float]) -> None:
         """Operator feedback: these levels were normal after all; let them teach the statistics."""

@@ -59,6 +59,7 @@ class Workload:
     window_len: int
     channels: list[str]
     series: dict[str, np.ndarray] = field(default_factory=dict)
+    packed: bool = False  # values as values_f32 (base64 float32) instead of number lists
 
     def messages(self, count: int | None = None) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) of the first ``count`` windows, interleaved across sensors; values rounded to 3 decimals."""
@@ -77,7 +78,8 @@ class Workload:
             rows = self.series[sensor][w * self.window_len : (w + 1) * self.window_len]
             begin = EPOCH + timedelta(seconds=step * self.window_len)
             end = begin + timedelta(seconds=self.window_len - 1)
-            yield i % self.sensors, sensor.encode(), encode_values(sensor, begin, end, self.channels, np.round(rows, 3))
+            yield i % self.sensors, sensor.encode(), encode_values(sensor, begin, end, self.channels, np.round(rows, 3),
+                                                               packed=self.packed)
 
 
 def make_workload(sensors: int, windows: int, window_len: int, n_channels: int) -> Workload:
@@ -255,6 +257,8 @@ def main(
         "MONITOR_TEST_PG_URL", "postgresql+psycopg://monitor:monitor@127.0.0.1:5433/monitor_test"),
     bootstrap: Annotated[str, typer.Option(help="Kafka bootstrap servers.")] = os.environ.get(
         "MONITOR_TEST_KAFKA", "127.0.0.1:9092"),
+    packed: Annotated[bool, typer.Option(help="Produce values_f32 (packed float32) instead of JSON number lists.")
+                      ] = False,
 ) -> None:
     work = Path(tempfile.mkdtemp(prefix="monitor-bench-"))
     model_cfg = ModelSettings(window_len=window_len, hidden_size=hidden, stride=8, epochs=3, batch_size=128)
@@ -265,6 +269,8 @@ def main(
                    version="bench-1")
     model_path = artifact.save(bundle, work / "model.pt")
     load = make_workload(sensors, windows, window_len, n_channels)
+    load.packed = packed
+    typer.echo(f"values encoding: {'values_f32 (packed float32)' if packed else 'JSON number lists'}")
     run_id = uuid.uuid4().hex[:8]
     table: list[tuple[str, str]] = []
 
@@ -313,7 +319,7 @@ def main(
 
     cfg = backlog.model_copy(update={"group_id": f"{backlog.group_id}-naive"})
     url, db = database("sqlite", "naive")
-    naive = drain(cfg, env_for(cfg, url, MONITOR_KAFKA__MAX_POLL_RECORDS="1"), db, windows,
+    naive = drain(cfg, env_for(cfg, url, MONITOR_KAFKA__MAX_POLL_RECORDS="1", MONITOR_RUN__OVERLAP="false"), db, windows,
                   stop_after=naive_windows)
     typer.echo(f"naive (1 window per poll and per transaction, sqlite): {naive.wps:,.0f} windows/s")
     table.append(("naive baseline, sqlite", f"{naive.wps:,.0f} windows/s"))

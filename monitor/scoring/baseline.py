@@ -51,6 +51,28 @@ class InputBaseline:
         ok = np.abs(residual) < self.k
         self.offset[ok] += self.rate * residual[ok]
 
+    @staticmethod
+    def shift_many(baselines: list[InputBaseline], windows: np.ndarray) -> np.ndarray:
+        """:meth:`shift` of many sensors' windows at once (same results): ``windows`` (n, window_len,
+        n_channels) raw, ``baselines`` one per window (of one model: same scale)."""
+        offsets = np.stack([b.offset for b in baselines])
+        if not offsets.any():
+            return windows
+        shift = offsets * baselines[0].scale  # (n, n_channels), raw units
+        return (windows.astype(np.float64) - shift[:, None, :]).astype(np.float32)
+
+    @staticmethod
+    def learn_many(baselines: list[InputBaseline], residual_mean: np.ndarray) -> None:
+        """:meth:`learn` of many sensors at once (same results); ``residual_mean`` (n, n_channels)."""
+        if not baselines or not baselines[0].enabled:
+            return
+        first = baselines[0]
+        residual = np.asarray(residual_mean, dtype=np.float64)
+        step = np.where(np.abs(residual) < first.k, first.rate * residual, 0.0)
+        updated = np.stack([b.offset for b in baselines]) + step
+        for baseline, row in zip(baselines, updated):
+            baseline.offset = row
+
     def snapshot(self) -> dict[str, Any]:
         return {"offset": self.offset.tolist()}
 

@@ -32,7 +32,8 @@ def test_two_consumers_split_the_partitions_without_overlap(
         threads[-1].start()
         time.sleep(1.0)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (all(r.assigned for r in runners)
+    while time.monotonic() < deadline and not (all(r.assigned for r in runners)  # disjoint: both applied the change
+                                               and runners[0].assigned.isdisjoint(runners[1].assigned)
                                                and len(runners[0].assigned | runners[1].assigned) == 3):
         time.sleep(0.2)
     owned = [r.assigned for r in runners]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime, timezone
 
@@ -75,7 +76,42 @@ def test_schema_file_names_the_required_fields() -> None:
     from importlib import resources
 
     schema = json.loads(resources.files("monitor").joinpath("schema/sensor-window.schema.json").read_text())
-    assert set(schema["required"]) == {"sensor_id", "window_start", "window_end", "channels", "values"}
+    assert set(schema["required"]) == {"sensor_id", "window_start", "window_end", "channels"}
+    assert [set(alt["required"]) for alt in schema["oneOf"]] == [{"values"}, {contract.PACKED}]
+
+
+def packed(values: object) -> str:
+    return base64.b64encode(np.asarray(values, dtype="<f4").tobytes()).decode()
+
+
+def test_packed_values_decode_like_number_lists() -> None:
+    values = np.random.default_rng(1).normal(size=(4, 2)) * 1000
+    plain = decode(encode_values("s1", START, END, ["a", "b"], values), window_len=4, channels=("a", "b"))
+    raw = encode_values("s1", START, END, ["a", "b"], values, packed=True)
+    assert b'"values_f32"' in raw and b'"values"' not in raw
+    out = decode(raw, window_len=4, channels=("a", "b"))
+    assert isinstance(out, SensorWindow) and isinstance(plain, SensorWindow)
+    np.testing.assert_array_equal(out.values, plain.values)  # float32 either way: identical decisions
+    assert out.values.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        (good(values_f32=packed([[1, 2]] * 4)), contract.SCHEMA),  # both forms
+        ({k: v for k, v in good(values_f32=12).items() if k != "values"}, contract.SCHEMA),
+        ({k: v for k, v in good(values_f32="@@not base64@@").items() if k != "values"}, contract.SCHEMA),
+        ({k: v for k, v in good(values_f32=packed([1, 2, 3])).items() if k != "values"}, contract.SHAPE),
+        ({k: v for k, v in good(values_f32=packed([[1, 2]] * 3)).items() if k != "values"}, contract.SHAPE),
+        ({k: v for k, v in good(values_f32=packed([[1, np.nan]] * 4)).items() if k != "values"}, contract.NON_FINITE),
+        ({k: v for k, v in good(values_f32=packed([[1, np.inf]] * 4)).items() if k != "values"}, contract.NON_FINITE),
+        ({k: v for k, v in good().items() if k != "values"}, contract.SCHEMA),  # neither form
+    ],
+)
+def test_bad_packed_records_are_failures_with_reason(doc: dict[str, object], reason: str) -> None:
+    out = decode(json.dumps(doc).encode(), window_len=4, channels=("a", "b"))
+    assert isinstance(out, DecodeFailure), out
+    assert out.reason == reason
 
 
 def _mixed_batch() -> list[bytes | None]:
@@ -84,11 +120,16 @@ def _mixed_batch() -> list[bytes | None]:
         None, b"\xff\xfe", b"{nope", json.dumps(good(values=[[1, None]] * 4)).encode(),
         json.dumps(good(values=[[1, float("nan")]] * 4)).encode(), json.dumps(good(channels=["a", "c"])).encode(),
     ]
-    return [ok[0], bad[0], ok[1], bad[1], bad[2], ok[2], bad[3], bad[4], ok[3], bad[5], ok[4]]
+    packs = [encode_values(f"p{i}", START, END, ["a", "b"], [[i, 2], [3, 4], [5, 6], [7, 8]], packed=True)
+             for i in range(3)]
+    nan_pack = encode_values("pn", START, END, ["a", "b"], [[np.nan, 2]] * 4, packed=True)
+    return [ok[0], bad[0], packs[0], ok[1], bad[1], bad[2], ok[2], packs[1], bad[3], nan_pack, bad[4], ok[3],
+            bad[5], ok[4], packs[2]]
 
 
 @pytest.mark.parametrize("extra", [[], [json.dumps(good(values=[[1, 2]] * 3)).encode()],
-                                   [json.dumps(good(values=[[1, "x"]] * 4)).encode()]])
+                                   [json.dumps(good(values=[[1, "x"]] * 4)).encode()],
+                                   [encode_values("p", START, END, ["a", "b"], [[1, 2]] * 3, packed=True)]])
 def test_decode_batch_equals_decode_record_by_record(extra: list[bytes]) -> None:
     # extra: a ragged or non-numeric window forces the window-by-window fallback
     raws = _mixed_batch() + extra
@@ -105,4 +146,4 @@ def test_decode_batch_equals_decode_record_by_record(extra: list[bytes]) -> None
                 s.sensor_id, s.window_start, s.window_end, s.channels)
             assert b.values.dtype == np.float32 and b.values.shape == (4, 2)
             np.testing.assert_array_equal(b.values, s.values)
-    assert sum(isinstance(b, SensorWindow) for b in batch) == 5
+    assert sum(isinstance(b, SensorWindow) for b in batch) == 8
