@@ -80,9 +80,9 @@ class ModelSettings(BaseModel):
     val_fraction: float = Field(0.2, gt=0.0, lt=0.9, description="Time-ordered tail of the data kept for validation.")
     patience: int = Field(5, ge=1, description="Early-stopping patience in epochs.")
     error_floor: float = Field(
-        1.0, ge=0,
+        0.5, ge=0,
         description="Calibration: each channel's error scale is at least this times the median over channels "
-        "(smooth channels do not dominate the score; 0 = off).",
+        "(an almost perfectly reconstructed, smooth channel does not dominate the score; 0 = off).",
     )
     seed: int = Field(0, description="Random seed of training (same seed, same weights).")
     device: str = Field("cpu", description="torch device for training and scoring.")

@@ -139,7 +139,7 @@ def train(
     return bundle
 
 
-def calibrate(bundle: ModelBundle, windows: np.ndarray, error_floor: float = 1.0) -> Calibration:
+def calibrate(bundle: ModelBundle, windows: np.ndarray, error_floor: float = 0.5) -> Calibration:
     """Measure the score scale on (normal) validation windows (batch, window_len, n_channels).
 
     Each channel's error scale is its median validation error, floored at ``error_floor`` x the median of
