@@ -79,6 +79,11 @@ class ModelSettings(BaseModel):
     learning_rate: float = Field(3e-3, gt=0, description="Adam learning rate.")
     val_fraction: float = Field(0.2, gt=0.0, lt=0.9, description="Time-ordered tail of the data kept for validation.")
     patience: int = Field(5, ge=1, description="Early-stopping patience in epochs.")
+    error_floor: float = Field(
+        0.5, ge=0,
+        description="Calibration: each channel's error scale is at least this times the median over channels "
+        "(an almost perfectly reconstructed, smooth channel does not dominate the score; 0 = off).",
+    )
     seed: int = Field(0, description="Random seed of training (same seed, same weights).")
     device: str = Field("cpu", description="torch device for training and scoring.")
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")

@@ -135,14 +135,22 @@ def train(
         metrics={"train_loss": train_loss, "val_loss": best_val},
     )
     bundle = ModelBundle(module, scaler, meta)
-    meta.calibration = calibrate(bundle, val_windows)
+    meta.calibration = calibrate(bundle, val_windows, error_floor=cfg.error_floor)
     return bundle
 
 
-def calibrate(bundle: ModelBundle, windows: np.ndarray) -> Calibration:
-    """Measure the score scale on (normal) validation windows."""
+def calibrate(bundle: ModelBundle, windows: np.ndarray, error_floor: float = 0.5) -> Calibration:
+    """Measure the score scale on (normal) validation windows (batch, window_len, n_channels).
+
+    Each channel's error scale is its median validation error, floored at ``error_floor`` x the median of
+    these over the channels: a channel the model reconstructs almost perfectly (a smooth, slow sensor such as
+    a temperature) would otherwise weigh up to orders of magnitude more than the others, and its slow drift
+    would dominate the score (docs/skab.md, round 3). ``error_floor`` 0 keeps the raw medians.
+    """
     errors = channel_errors(bundle, windows)
     channel_error = np.median(errors, axis=0)
+    if error_floor > 0:
+        channel_error = np.maximum(channel_error, error_floor * float(np.median(channel_error)))
     log_scores = np.log(normalise(errors, channel_error).score)
     quantiles = {f"q{int(q * 1000)}": float(np.quantile(log_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)}
     return Calibration(

@@ -11,7 +11,7 @@ from monitor.errors import ArtifactError, DataError
 from monitor.scoring import artifact
 from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.scorer import Scorer
-from monitor.scoring.train import train
+from monitor.scoring.train import calibrate, train
 from monitor.windows import sliding_windows
 from tests.unit.conftest import TINY
 
@@ -86,3 +86,17 @@ def test_calibration_describes_validation_scores(tiny_bundle: ModelBundle) -> No
     assert len(cal.channel_error) == 3 and all(e > 0 for e in cal.channel_error)
     assert cal.log_score_std > 0
     assert cal.log_score_quantiles["q500"] <= cal.log_score_quantiles["q990"]
+
+
+def test_calibration_floors_each_channel_error_at_a_fraction_of_the_median_channel(
+    tiny_bundle: ModelBundle, tiny_history: pd.DataFrame
+) -> None:
+    x = windows_of(tiny_history)
+    x[:, :, 0] = x[:, :1, 0]  # channel 0 frozen inside each window: reconstructed better than the others
+    raw = np.asarray(calibrate(tiny_bundle, x, error_floor=0.0).channel_error)
+    floor = 0.8 * np.median(raw)
+    floored = np.asarray(calibrate(tiny_bundle, x, error_floor=0.8).channel_error)
+    assert raw[0] < floor, "the test needs a channel below the floor"
+    np.testing.assert_allclose(floored, np.maximum(raw, floor), rtol=1e-6)
+    assert floored[0] > raw[0] and (floored[raw >= floor] == raw[raw >= floor]).all()
+    assert TINY.error_floor == 0.5  # the default: a smooth channel does not dominate the score
