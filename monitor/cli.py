@@ -123,10 +123,12 @@ def run(
         db = make_engine(settings.db.url.get_secret_value(), echo=settings.db.echo)
         require_current_schema(db, auto_migrate=settings.db.auto_migrate)
         bundle, watcher = serving_model(db, settings.registry, settings.model.path, model)
-        if settings.model.threads:
-            import torch
+        import torch
 
-            torch.set_num_threads(settings.model.threads)
+        # One intra-op thread unless set: the loop thread needs the other core, and 2 threads on 2 cores
+        # measured 2,700-2,850 windows/s end to end against 4,200 with one (docs/benchmarks.md); scale out
+        # with more consumer processes in the group instead.
+        torch.set_num_threads(settings.model.threads or 1)
         runner = build_runner(
             settings.kafka, settings.run, settings.threshold, settings.alert, bundle, db, idle_exit_s=idle_exit_s
         )

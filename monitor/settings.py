@@ -86,7 +86,7 @@ class ModelSettings(BaseModel):
     )
     seed: int = Field(0, description="Random seed of training (same seed, same weights).")
     device: str = Field("cpu", description="torch device for training and scoring.")
-    threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
+    threads: int = Field(0, ge=0, description="torch intra-op threads; 0: one in `monitor run` (scale out with processes), torch's default elsewhere.")
 
 
 class ThresholdSettings(BaseModel):
