@@ -6,7 +6,7 @@ Order of I/O per batch (the delivery guarantee):
   3. flush the dead letters and wait for their acks (durable before the offset moves);
   4. ONE database transaction: alert upserts + sensor state + next offset per partition (fenced);
   5. commit the same offsets to Kafka (for lag monitoring only; the database is the source of truth).
-With ``run.overlap`` (default) steps 2-4 of batch N run on a worker thread while the loop polls and decodes
+With ``run.overlap`` (opt-in) steps 2-4 of batch N run on a worker thread while the loop polls and decodes
 batch N+1 (torch and the database drivers release the GIL). The loop waits for batch N before it sends N+1's
 dead letters, hands N+1 over, applies a rebalance or a model swap, or exits; if batch N failed, N+1 is
 dropped unsent and re-read after the rewind. So at most one batch is in flight and every step keeps its order.
@@ -128,7 +128,7 @@ class Runner:
         faults: FaultInjector | None = None,
         on_batch: Callable[[RunStats], None] | None = None,
         sleep: Callable[[float], Any] | None = None,
-        overlap: bool = True,
+        overlap: bool = False,
     ) -> None:
         self.consumer = consumer
         self.dead_letters = dead_letters
@@ -176,7 +176,10 @@ class Runner:
         metrics.MODEL_INFO.labels(self.engine.scorer.version).set(1)
         last_data = time.monotonic()
         if self.overlap:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="monitor-batch")
+            # Signals go to the loop thread only (its handlers stop the loop; a signal landing in the worker
+            # could interrupt a driver's system call mid-transaction).
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="monitor-batch", initializer=signal.pthread_sigmask,
+                                            initargs=(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT}))
         try:
             while not self._stop.is_set():
                 if self.watcher and (bundle := self.watcher.poll()):  # hot swap between batches

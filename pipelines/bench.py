@@ -340,7 +340,7 @@ def main(
     table.append((f"produce -> durable decision at {e2e / 2:,.0f}/s", f"p50 {p50:.0f} ms, p99 {p99:.0f} ms"))
 
     cores = len(os.sched_getaffinity(0))
-    threads = int(os.environ.get("MONITOR_MODEL__THREADS", "0")) or torch.get_num_threads()
+    threads = int(os.environ.get("MONITOR_MODEL__THREADS", "0")) or 1  # what `monitor run` uses (monitor.cli.run)
     scorer = Scorer(bundle)
     sample = np.stack([load.series[s][:window_len] for s in sorted(load.series)] * max(1, 20_000 // sensors))
     scoring = scoring_wps(scorer, sample, threads)
