@@ -21,6 +21,9 @@ BATCH_SECONDS = Histogram(
 ALERTS_OPENED = Counter("monitor_alerts_opened_total", "Alerts opened.")
 ALERTS_CLOSED = Counter("monitor_alerts_closed_total", "Alerts closed.")
 DB_RETRIES = Counter("monitor_db_retries_total", "Database retries while it was unreachable (backoff steps).")
+CONSUMER_REPLACEMENTS = Counter(
+    "monitor_consumer_replacements_total", "Kafka consumers replaced after their network thread stalled."
+)
 STALE_BATCHES = Counter("monitor_stale_batches_total", "Batches dropped because a partition moved elsewhere.")
 CONSUMER_LAG = Gauge(
     "monitor_consumer_lag", "Records between the offset stored with the output and the partition's end.", ["partition"]

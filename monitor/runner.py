@@ -53,6 +53,7 @@ from monitor.engine import BatchOutcome, Engine, Record
 from monitor.errors import BrokerError, StoreError
 from monitor.ingest.faults import FaultInjector
 from monitor.ingest.kafka import DeadLetters, make_consumer, make_producer
+from monitor.ingest.netguard import NetWaitStalled, has_stalled
 from monitor.registry.watcher import ModelWatcher
 from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.scorer import Scorer
@@ -89,6 +90,7 @@ class RunStats:
     stale_batches: int = 0
     failed_batches: int = 0
     db_retries: int = 0
+    consumer_replacements: int = 0
     # (partition, first offset, next offset) of every batch made durable by this process, in order
     committed: list[tuple[int, int, int]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -129,8 +131,11 @@ class Runner:
         on_batch: Callable[[RunStats], None] | None = None,
         sleep: Callable[[float], Any] | None = None,
         overlap: bool = False,
+        consumer_factory: Callable[[], KafkaConsumer] | None = None,
     ) -> None:
         self.consumer = consumer
+        self.consumer_factory = consumer_factory  # builds a replacement when a consumer stalls (netguard)
+        self._consumer_dead = False
         self.dead_letters = dead_letters
         self.db = db
         self.engine = engine
@@ -169,10 +174,10 @@ class Runner:
         signal.signal(signal.SIGINT, self.stop)
 
     def run(self) -> RunStats:
-        # Topic metadata first: a group leader without it assigns nothing ("No partition metadata") and
-        # kafka-python 3.x can then sit in the follow-up rebalance for minutes.
-        self.consumer.partitions_for_topic(self.topic)
-        self.consumer.subscribe([self.topic], listener=self._listener)
+        try:
+            self._subscribe()
+        except NetWaitStalled as exc:
+            self._replace_consumer(exc)
         metrics.MODEL_INFO.labels(self.engine.scorer.version).set(1)
         last_data = time.monotonic()
         if self.overlap:
@@ -186,7 +191,16 @@ class Runner:
                     self._settle()
                     self.engine.swap(bundle)
                 rewinds = self._rewinds
-                batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
+                try:
+                    batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
+                except NetWaitStalled as exc:
+                    self._replace_consumer(exc)
+                    last_data = time.monotonic()
+                    continue
+                if has_stalled(self.consumer):
+                    self._replace_consumer(NetWaitStalled("a call of its network thread hit the stall limit"))
+                    last_data = time.monotonic()
+                    continue
                 fresh = self._apply_rebalances()  # may settle the batch in flight, which may rewind
                 records = [r for tp, rs in batch.items() if tp.partition not in fresh
                            for r in rs if self._is_new(tp.partition, r.offset)] if rewinds == self._rewinds else []
@@ -212,15 +226,65 @@ class Runner:
         return self.stats
 
     def _close(self) -> None:
-        timeout_ms = int(self.close_timeout_s * 1000)
-        try:
-            self.consumer.close(autocommit=False, timeout_ms=timeout_ms)
-        except (KafkaError, RuntimeError, OSError) as exc:  # nothing left to save: the database holds it
-            log.info("consumer close: %s", exc)
+        if not self._consumer_dead:
+            self._close_consumer(self.consumer, self.close_timeout_s)
         try:
             self.dead_letters.producer.close(timeout=self.close_timeout_s)
         except (KafkaError, RuntimeError, OSError) as exc:
             log.info("producer close: %s", exc)
+
+    def _subscribe(self) -> None:
+        # Topic metadata first: a group leader without it assigns nothing ("No partition metadata") and
+        # kafka-python 3.x can then sit in the follow-up rebalance for minutes.
+        self.consumer.partitions_for_topic(self.topic)
+        self.consumer.subscribe([self.topic], listener=self._listener)
+
+    @staticmethod
+    def _close_consumer(consumer: KafkaConsumer, timeout_s: float) -> None:
+        try:
+            consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
+        except (KafkaError, RuntimeError, OSError) as exc:  # nothing left to save: the database holds it
+            log.info("consumer close: %s", exc)
+
+    def _replace_consumer(self, exc: Exception) -> None:
+        """The consumer's network thread stopped answering (see monitor.ingest.netguard): drop this client and
+        join the group with a new one. Nothing is lost or repeated: every partition counts as revoked, and the
+        new member resumes each one from the offset stored with the output."""
+        if self.consumer_factory is None:
+            raise BrokerError(f"the Kafka consumer stalled and this runner cannot replace it: {exc}") from exc
+        log.error("Kafka consumer stalled (%s): replacing it; processing resumes from the stored offsets", exc)
+        self.stats.consumer_replacements += 1
+        metrics.CONSUMER_REPLACEMENTS.inc()
+        self._settle()
+        self._revoke(set(self._assigned))
+        self._consumer_dead = True  # its close may stall as well: done in the background, never waited for
+        threading.Thread(target=self._close_consumer, args=(self.consumer, self.close_timeout_s),
+                         name="monitor-stalled-consumer-close", daemon=True).start()
+        self._listener = _Listener()  # the old client's late callbacks must not touch the new assignment
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                self.consumer = self.consumer_factory()
+                self._consumer_dead = False
+                self._subscribe()
+                log.info("replacement consumer subscribed to %s", self.topic)
+                return
+            except (BrokerError, KafkaError) as error:
+                log.warning("replacement consumer failed (%s): retrying in %.0f s", error, delay)
+                if not self._consumer_dead:
+                    self._consumer_dead = True
+                    threading.Thread(target=self._close_consumer, args=(self.consumer, self.close_timeout_s),
+                                     daemon=True).start()
+                self.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _revoke(self, partitions: set[int]) -> None:
+        self.engine.forget(partitions)
+        for p in partitions:
+            self._durable.pop(p, None)
+            metrics.forget_partition(p)
+        self._assigned -= partitions
+        metrics.ASSIGNED_PARTITIONS.set(len(self._assigned))
 
     # -- rebalance ---------------------------------------------------------------------------------------
     def _apply_rebalances(self) -> set[int]:
@@ -234,11 +298,7 @@ class Runner:
             self._settle()  # the batch in flight finishes under the assignment it was read with
             partitions = {tp.partition for tp in tps if tp.topic == self.topic}
             if kind == "revoked":
-                self.engine.forget(partitions)
-                for p in partitions:
-                    self._durable.pop(p, None)
-                    metrics.forget_partition(p)
-                self._assigned -= partitions
+                self._revoke(partitions)
                 fresh -= partitions
                 log.info("partitions revoked: %s", sorted(partitions))
             else:
@@ -486,4 +546,5 @@ def build_runner(
         close_timeout_s=run.close_timeout_s,
         faults=FaultInjector(run.fault),
         overlap=run.overlap,
+        consumer_factory=lambda: make_consumer(kafka),
     )

@@ -26,6 +26,10 @@ class KafkaSettings(BaseModel):
     max_poll_records: int = Field(2000, ge=1, description="Records fetched per poll at most.")
     poll_timeout_ms: int = Field(500, ge=1, description="How long one poll waits for records.")
     session_timeout_ms: int = Field(10000, ge=1000, description="Group session timeout.")
+    stall_timeout_s: float = Field(
+        60.0, ge=5.0,
+        description="Longest a kafka-python network call may block before the consumer is replaced "
+        "(works around kafka-python 3.0.x's unbounded waits; see monitor/ingest/netguard.py).")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Transport of every Kafka client.")
     sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, ...")

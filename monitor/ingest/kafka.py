@@ -13,6 +13,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from monitor.contract import DecodeFailure
 from monitor.errors import BrokerError
+from monitor.ingest import netguard
 from monitor.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def make_consumer(cfg: KafkaSettings, **overrides: Any) -> KafkaConsumer:
         "max_partition_fetch_bytes": 8 * 1024 * 1024,
     }
     options.update(overrides)
+    netguard.install(cfg.stall_timeout_s)
     try:
         return KafkaConsumer(**options)
     except KafkaError as exc:
@@ -48,6 +50,7 @@ def make_producer(cfg: KafkaSettings, **overrides: Any) -> KafkaProducer:
         "max_request_size": 8 * 1024 * 1024,
     }
     options.update(overrides)
+    netguard.install(cfg.stall_timeout_s)
     try:
         return KafkaProducer(**options)
     except KafkaError as exc:
