@@ -137,10 +137,10 @@ def run(
         _fail(exc)
     port = metrics_port if metrics_port is not None else settings.run.metrics_port
     if port:
-        from prometheus_client import start_http_server
+        from monitor import health
 
-        start_http_server(port)
-        log.info("metrics on http://127.0.0.1:%d/metrics", port)
+        health.start(port, settings.run.liveness_timeout_s)
+        log.info("metrics on http://127.0.0.1:%d/metrics, liveness on /healthz", port)
     runner.install_signal_handlers()
     log.info("model %s; consuming %s as group %s", bundle.meta.version, settings.kafka.topic, settings.kafka.group_id)
     stats = runner.run()

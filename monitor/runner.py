@@ -47,7 +47,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine as DbEngine
 
-from monitor import metrics
+from monitor import health, metrics
 from monitor.contract import DecodeFailure, decode_batch
 from monitor.engine import BatchOutcome, Engine, Record
 from monitor.errors import BrokerError, StoreError
@@ -187,6 +187,7 @@ class Runner:
                                             initargs=(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT}))
         try:
             while not self._stop.is_set():
+                health.beat()
                 if self.watcher and (bundle := self.watcher.poll()):  # hot swap between batches
                     self._settle()
                     self.engine.swap(bundle)
@@ -263,6 +264,7 @@ class Runner:
         self._listener = _Listener()  # the old client's late callbacks must not touch the new assignment
         delay = 1.0
         while not self._stop.is_set():
+            health.beat()
             try:
                 self.consumer = self.consumer_factory()
                 self._consumer_dead = False
@@ -490,6 +492,7 @@ class Runner:
         delay = 0.5
         try:
             while not self._stop.is_set():
+                health.beat()
                 self.consumer.pause(*self.consumer.assignment())
                 self.stats.db_retries += 1
                 metrics.DB_RETRIES.inc()

@@ -122,7 +122,10 @@ class AlertSettings(BaseModel):
 class RunSettings(BaseModel):
     max_record_bytes: int = Field(1_000_000, ge=1024, description="Larger records go to the dead-letter topic.")
     idle_exit_s: float | None = Field(None, description="Exit after this long without records (demo, tests).")
-    metrics_port: int | None = Field(None, description="Serve Prometheus metrics on this port.")
+    metrics_port: int | None = Field(None, description="Serve Prometheus metrics (and /healthz) on this port.")
+    liveness_timeout_s: float = Field(
+        120.0, ge=10.0,
+        description="/healthz on the metrics port answers 503 once the poll loop has not turned for this long.")
     close_timeout_s: float = Field(
         2.0, gt=0, le=5, description="Bound of each Kafka call on shutdown (close, final flush); keeps exit < 10 s."
     )

@@ -1,0 +1,48 @@
+"""The consumer's liveness answer (/healthz) and its WSGI app, served for real on a free port."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+
+import pytest
+
+from monitor import health
+
+
+def test_liveness_turns_false_once_the_loop_is_silent_longer_than_the_limit() -> None:
+    assert health.liveness(60.0, now=1000.0, last=950.0) == (
+        True, {"status": "ok", "seconds_since_loop": 50.0, "limit_s": 60.0})
+    alive, body = health.liveness(60.0, now=1000.0, last=930.0)
+    assert not alive and body["status"] == "stalled" and body["seconds_since_loop"] == 70.0
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_the_endpoint_serves_metrics_and_answers_503_when_the_loop_stalls(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = health.start(port, limit_s=30.0, host="127.0.0.1")
+    try:
+        monkeypatch.setattr(health, "_last_beat", None)
+        assert json.loads(_get(f"http://127.0.0.1:{port}/healthz")[1]) == {"status": "starting"}
+        health.beat()
+        status, body = _get(f"http://127.0.0.1:{port}/healthz")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+        status, body = _get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200 and b"monitor_loop_heartbeat_timestamp_seconds" in body
+        monkeypatch.setattr(health, "_last_beat", health._last_beat - 31.0)  # the loop has been silent 31 s
+        status, body = _get(f"http://127.0.0.1:{port}/healthz")
+        assert status == 503 and json.loads(body)["status"] == "stalled"
+    finally:
+        server.shutdown()
+        server.server_close()
