@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.synchronize
 import time
 from typing import TYPE_CHECKING
 
@@ -62,6 +64,41 @@ def scoring_wps(scorer: Scorer, sample: np.ndarray, threads: int) -> float:
         return best
     finally:
         torch.set_num_threads(before)
+
+
+_barrier: "multiprocessing.synchronize.Barrier | None" = None  # set in each scoring child by _init
+
+
+def _init(barrier: "multiprocessing.synchronize.Barrier") -> None:
+    global _barrier
+    _barrier = barrier
+
+
+def _score_in_child(args: tuple[str, np.ndarray]) -> tuple[float, float, int]:
+    """One single-thread scoring process: (start, end, windows) of two passes over ``sample``."""
+    model_path, sample = args
+    torch.set_num_threads(1)
+    from monitor.scoring import artifact
+
+    scorer = Scorer(artifact.load(model_path))
+    scorer.score(sample[:1024])  # warm-up
+    assert _barrier is not None
+    _barrier.wait()
+    started = time.time()
+    scorer.score(sample)
+    scorer.score(sample)
+    return started, time.time(), 2 * len(sample)
+
+
+def scoring_wps_processes(model_path: str, sample: np.ndarray, processes: int) -> float:
+    """Windows/s of ``processes`` single-thread scoring processes at once (how `monitor run` scales out:
+    one single-thread consumer per core): all windows scored / wall time from the common start to the last end."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(processes)
+    with ctx.Pool(processes, initializer=_init, initargs=(barrier,)) as pool:
+        spans = pool.map(_score_in_child, [(model_path, sample)] * processes)
+    start, end = min(s for s, _, _ in spans), max(e for _, e, _ in spans)
+    return sum(n for _, _, n in spans) / (end - start)
 
 
 def alerts_of(scorer: Scorer, load: "Workload", count: int, batch: int = 2000) -> list[tuple[str, object, object, int]]:

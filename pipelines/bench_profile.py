@@ -60,6 +60,8 @@ def main(
     bootstrap: Annotated[str, typer.Option(help="Kafka bootstrap servers.")] = os.environ.get(
         "MONITOR_TEST_KAFKA", "127.0.0.1:9092"),
     top: Annotated[int, typer.Option(help="Entries to print.")] = 15,
+    packed: Annotated[bool, typer.Option(help="Produce values_f32 (packed float32) instead of JSON number lists.")
+                      ] = False,
 ) -> None:
     if not shutil.which("py-spy"):
         raise typer.BadParameter("py-spy is not installed (pip install -e '.[dev]')")
@@ -71,7 +73,9 @@ def main(
     cfg = KafkaSettings(bootstrap_servers=bootstrap, topic=f"prof-{run_id}", dlq_topic=f"prof-{run_id}.dlq",
                         group_id=f"prof-{run_id}")
     ensure_topics(cfg, [cfg.topic, cfg.dlq_topic], partitions=partitions)
-    typer.echo(f"produced {windows} windows at {produce(cfg, make_workload(100, windows, 64, 8)):,.0f} msg/s")
+    load = make_workload(100, windows, 64, 8)
+    load.packed = packed
+    typer.echo(f"produced {windows} windows at {produce(cfg, load):,.0f} msg/s")
     url = db_url or f"sqlite:///{work / 'profile.db'}"
     init_schema(make_engine(url))
     env = {**os.environ, "MONITOR_DB__URL": url, "MONITOR_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
