@@ -28,85 +28,46 @@ Outages: a database error pauses every partition (memory stays bounded by one ba
 exponential backoff while polling to keep the group membership, then rewinds and resumes. Broker outages
 are absorbed by the client's reconnects; every Kafka call of the loop has a bounded timeout, and waits are
 interruptible, so SIGTERM/SIGINT end the process within a few seconds.
+
+The loop owns the order; the pieces live in monitor.batches (steps 1-4 of one batch, RunStats),
+monitor.ingest.membership (client, listener, owned partitions, stalled-client replacement), monitor.outages.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import signal
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine as DbEngine
 
-from monitor import health, metrics
-from monitor.contract import DecodeFailure, decode_batch
-from monitor.engine import BatchOutcome, Engine, Record
+from monitor import health, metrics, outages
+from monitor.batches import Batch, RunStats, make_durable
+from monitor.engine import BatchOutcome, Engine
 from monitor.errors import BrokerError, StoreError
 from monitor.ingest.faults import FaultInjector
 from monitor.ingest.kafka import DeadLetters, make_consumer, make_producer
+from monitor.ingest.membership import Assignment, GroupMember
 from monitor.ingest.netguard import NetWaitStalled, has_stalled
 from monitor.registry.watcher import ModelWatcher
 from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.store import repository
-from monitor.store.database import ping
-from monitor.store.repository import SensorRow, StaleOffsetError
+from monitor.store.repository import StaleOffsetError
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 10.0
+__all__ = ["Runner", "RunStats", "build_runner"]
 
-
-class _Listener(ConsumerRebalanceListener):
-    """Records assignment changes for the loop; does no blocking work (runs on the network thread)."""
-
-    def __init__(self) -> None:
-        self.changes: queue.SimpleQueue[tuple[str, set[TopicPartition]]] = queue.SimpleQueue()
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.changes.put(("revoked", set(revoked)))
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.changes.put(("assigned", set(assigned)))
-
-
-@dataclass
-class RunStats:
-    consumed: int = 0
-    scored: int = 0
-    dead_letters: int = 0
-    alerts_written: int = 0
-    batches: int = 0
-    stale_batches: int = 0
-    failed_batches: int = 0
-    db_retries: int = 0
-    consumer_replacements: int = 0
-    # (partition, first offset, next offset) of every batch made durable by this process, in order
-    committed: list[tuple[int, int, int]] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class _Batch:
-    """One polled batch on its way through the loop."""
-
-    size: int
-    started: float
-    good: list[Record]
-    dead: list[tuple[Any, DecodeFailure]]  # (raw record, failure) for the dead-letter topic
-    first: dict[int, int]  # partition -> first offset
-    next_offsets: dict[int, int]  # partition -> offset after the batch
-    expected: dict[int, int | None] = field(default_factory=dict)  # fence: stored offsets it starts from
+T = TypeVar("T")
 
 
 class Runner:
@@ -133,9 +94,7 @@ class Runner:
         overlap: bool = False,
         consumer_factory: Callable[[], KafkaConsumer] | None = None,
     ) -> None:
-        self.consumer = consumer
-        self.consumer_factory = consumer_factory  # builds a replacement when a consumer stalls (netguard)
-        self._consumer_dead = False
+        self.member = GroupMember(consumer, topic, factory=consumer_factory, close_timeout_s=close_timeout_s)
         self.dead_letters = dead_letters
         self.db = db
         self.engine = engine
@@ -152,13 +111,11 @@ class Runner:
         self.stats = RunStats()
         self._stop = threading.Event()
         self.sleep = sleep or self._stop.wait  # interruptible by stop(): shutdown never waits out a backoff
-        self._listener = _Listener()
-        self._durable: dict[int, int | None] = {}  # partition -> next offset stored in the database
-        self._assigned: set[int] = set()
+        self.assignment = Assignment()  # owned partitions and their offsets stored in the database
         self.watcher: ModelWatcher | None = None  # hot swap (monitor.registry.watcher), set by the wiring
         self.overlap = overlap
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: tuple[_Batch, Future[BatchOutcome]] | None = None  # the batch in flight
+        self._pending: tuple[Batch, Future[BatchOutcome]] | None = None  # the batch in flight
         self._rewinds = 0  # counts rewinds: records polled before one are stale
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -167,7 +124,12 @@ class Runner:
 
     @property
     def assigned(self) -> set[int]:
-        return set(self._assigned)
+        return set(self.assignment.owned)
+
+    @property
+    def consumer(self) -> KafkaConsumer:
+        """The current Kafka client (a new one after a stall replacement)."""
+        return self.member.consumer
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
@@ -175,7 +137,7 @@ class Runner:
 
     def run(self) -> RunStats:
         try:
-            self._subscribe()
+            self.member.subscribe()
         except NetWaitStalled as exc:
             self._replace_consumer(exc)
         metrics.MODEL_INFO.labels(self.engine.scorer.version).set(1)
@@ -203,15 +165,16 @@ class Runner:
                     last_data = time.monotonic()
                     continue
                 fresh = self._apply_rebalances()  # may settle the batch in flight, which may rewind
+                is_new = self.assignment.is_new
                 records = [r for tp, rs in batch.items() if tp.partition not in fresh
-                           for r in rs if self._is_new(tp.partition, r.offset)] if rewinds == self._rewinds else []
+                           for r in rs if is_new(tp.partition, r.offset)] if rewinds == self._rewinds else []
                 self._update_lag()
                 if records:
                     last_data = time.monotonic()
                     self._process(records)
                     continue
                 self._settle()  # nothing new: make the batch in flight durable now (latency)
-                if self.idle_exit_s is not None and self._assigned and (
+                if self.idle_exit_s is not None and self.assignment.owned and (
                     time.monotonic() - last_data > self.idle_exit_s
                 ):
                     log.info("no records for %.1f s: exiting (idle_exit_s)", self.idle_exit_s)
@@ -227,76 +190,38 @@ class Runner:
         return self.stats
 
     def _close(self) -> None:
-        if not self._consumer_dead:
-            self._close_consumer(self.consumer, self.close_timeout_s)
+        self.member.close()
         try:
             self.dead_letters.producer.close(timeout=self.close_timeout_s)
         except (KafkaError, RuntimeError, OSError) as exc:
             log.info("producer close: %s", exc)
 
-    def _subscribe(self) -> None:
-        # Topic metadata first: a group leader without it assigns nothing ("No partition metadata") and
-        # kafka-python 3.x can then sit in the follow-up rebalance for minutes.
-        self.consumer.partitions_for_topic(self.topic)
-        self.consumer.subscribe([self.topic], listener=self._listener)
-
-    @staticmethod
-    def _close_consumer(consumer: KafkaConsumer, timeout_s: float) -> None:
-        try:
-            consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
-        except (KafkaError, RuntimeError, OSError) as exc:  # nothing left to save: the database holds it
-            log.info("consumer close: %s", exc)
-
     def _replace_consumer(self, exc: Exception) -> None:
         """The consumer's network thread stopped answering (see monitor.ingest.netguard): drop this client and
         join the group with a new one. Nothing is lost or repeated: every partition counts as revoked, and the
         new member resumes each one from the offset stored with the output."""
-        if self.consumer_factory is None:
+        if self.member.factory is None:
             raise BrokerError(f"the Kafka consumer stalled and this runner cannot replace it: {exc}") from exc
         log.error("Kafka consumer stalled (%s): replacing it; processing resumes from the stored offsets", exc)
         self.stats.consumer_replacements += 1
         metrics.CONSUMER_REPLACEMENTS.inc()
         self._settle()
-        self._revoke(set(self._assigned))
-        self._consumer_dead = True  # its close may stall as well: done in the background, never waited for
-        threading.Thread(target=self._close_consumer, args=(self.consumer, self.close_timeout_s),
-                         name="monitor-stalled-consumer-close", daemon=True).start()
-        self._listener = _Listener()  # the old client's late callbacks must not touch the new assignment
-        delay = 1.0
-        while not self._stop.is_set():
-            health.beat()
-            try:
-                self.consumer = self.consumer_factory()
-                self._consumer_dead = False
-                self._subscribe()
-                log.info("replacement consumer subscribed to %s", self.topic)
-                return
-            except (BrokerError, KafkaError) as error:
-                log.warning("replacement consumer failed (%s): retrying in %.0f s", error, delay)
-                if not self._consumer_dead:
-                    self._consumer_dead = True
-                    threading.Thread(target=self._close_consumer, args=(self.consumer, self.close_timeout_s),
-                                     daemon=True).start()
-                self.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        self._revoke(set(self.assignment.owned))
+        self.member.replace(self._stop, self.sleep)
 
     def _revoke(self, partitions: set[int]) -> None:
         self.engine.forget(partitions)
+        self.assignment.revoke(partitions)
         for p in partitions:
-            self._durable.pop(p, None)
             metrics.forget_partition(p)
-        self._assigned -= partitions
-        metrics.ASSIGNED_PARTITIONS.set(len(self._assigned))
+        metrics.ASSIGNED_PARTITIONS.set(len(self.assignment.owned))
 
     # -- rebalance ---------------------------------------------------------------------------------------
     def _apply_rebalances(self) -> set[int]:
         """Apply queued assignment changes; returns the partitions assigned now (their polled records are stale)."""
         fresh: set[int] = set()
-        while True:
-            try:
-                kind, tps = self._listener.changes.get_nowait()
-            except queue.Empty:
-                break
+        while (change := self.member.next_change()) is not None:
+            kind, tps = change
             self._settle()  # the batch in flight finishes under the assignment it was read with
             partitions = {tp.partition for tp in tps if tp.topic == self.topic}
             if kind == "revoked":
@@ -304,12 +229,12 @@ class Runner:
                 fresh -= partitions
                 log.info("partitions revoked: %s", sorted(partitions))
             else:
-                self._assigned |= partitions
+                self.assignment.owned |= partitions
                 fresh |= partitions
                 self._seek_to_durable(partitions)
                 log.info("partitions assigned: %s (stored offsets %s)", sorted(partitions),
-                         {p: self._durable.get(p) for p in sorted(partitions)})
-            metrics.ASSIGNED_PARTITIONS.set(len(self._assigned))
+                         {p: self.assignment.durable.get(p) for p in sorted(partitions)})
+            metrics.ASSIGNED_PARTITIONS.set(len(self.assignment.owned))
         return fresh
 
     def _seek_to_durable(self, partitions: set[int]) -> None:
@@ -319,7 +244,7 @@ class Runner:
         known: dict[int, int] = {}
         for p in partitions:
             offset = stored.get(p)
-            self._durable[p] = offset
+            self.assignment.durable[p] = offset
             tp = TopicPartition(self.topic, p)
             if offset is not None:
                 self.consumer.seek(tp, offset)
@@ -331,12 +256,6 @@ class Runner:
         if known:
             self._commit_kafka(known)  # Kafka's view (lag) follows the database, e.g. after a manual reset
 
-    def _is_new(self, partition: int, offset: int) -> bool:
-        if partition not in self._assigned:
-            return False
-        durable = self._durable.get(partition)
-        return durable is None or offset >= durable
-
     # -- one batch ---------------------------------------------------------------------------------------
     def _process(self, raw_records: list[Any]) -> None:
         """Decode a polled batch, wait for the batch in flight, then hand this one over (or run it inline)."""
@@ -346,7 +265,7 @@ class Runner:
         for raw, failure in batch.dead:
             self.dead_letters.send(raw, failure)
         self.faults.at("mid_batch")
-        batch.expected = {p: self._durable.get(p) for p in batch.next_offsets}
+        batch.expected = {p: self.assignment.durable.get(p) for p in batch.next_offsets}
         if self._pool is not None:
             self._pending = (batch, self._pool.submit(self._execute, batch))
             return
@@ -358,43 +277,18 @@ class Runner:
         self._pending = (batch, future)
         self._settle()
 
-    def _prepare(self, raw_records: list[Any]) -> _Batch:
+    def _prepare(self, raw_records: list[Any]) -> Batch:
         """Step 1 (loop thread): decode; nothing is sent or scored yet."""
         self.stats.consumed += len(raw_records)
         metrics.WINDOWS_CONSUMED.inc(len(raw_records))
         scorer = self.engine.scorer
-        batch = _Batch(len(raw_records), time.perf_counter(), [], [], {}, {})
-        results = decode_batch(
-            [raw.value for raw in raw_records], window_len=scorer.window_len, channels=scorer.channels,
-            max_bytes=self.max_record_bytes,
-        )
-        for raw, result in zip(raw_records, results):
-            batch.first.setdefault(raw.partition, raw.offset)
-            batch.next_offsets[raw.partition] = max(batch.next_offsets.get(raw.partition, 0), raw.offset + 1)
-            if isinstance(result, DecodeFailure):
-                batch.dead.append((raw, result))
-            else:
-                batch.good.append(Record(raw.partition, raw.offset, result))
-        return batch
+        return Batch.decode(raw_records, window_len=scorer.window_len, channels=scorer.channels,
+                            max_bytes=self.max_record_bytes)
 
-    def _execute(self, batch: _Batch) -> BatchOutcome:
+    def _execute(self, batch: Batch) -> BatchOutcome:
         """Steps 2-4 (worker thread with ``overlap``): state, scoring, dead-letter flush, one transaction."""
-        self._load_states(batch.good)
-        outcome = self.engine.process(batch.good)
-        self.dead_letters.flush()
-        self.faults.at("before_db_commit")
-        sensors = [
-            SensorRow(c.sensor_id, c.partition, c.snapshot(), c.last_score, c.last_threshold, c.last_window_end,
-                      c.model_version)
-            for c in outcome.touched.values()
-        ]
-        repository.commit_batch(
-            self.db, group_id=self.group_id, topic=self.topic, alerts=list(outcome.alerts.values()),
-            sensors=sensors, offsets=batch.next_offsets,
-            expected=batch.expected,
-        )
-        self.faults.at("after_db_commit")
-        return outcome
+        return make_durable(batch, engine=self.engine, db=self.db, dead_letters=self.dead_letters, faults=self.faults,
+                            group_id=self.group_id, topic=self.topic)
 
     def _settle(self) -> bool:
         """Wait for the batch in flight and finish it (step 5); False when it failed and the loop rewound."""
@@ -413,7 +307,8 @@ class Runner:
         except (StoreError, BrokerError) as exc:
             log.warning("batch not durable (%s); pausing and retrying from the stored offsets", exc)
             self.stats.failed_batches += 1
-            self._wait_for_services(exc)
+            outages.wait_for_database(self.db, self.consumer, stop=self._stop, sleep=self.sleep, stats=self.stats,
+                                      keep_alive=self._apply_rebalances)
             self._rewind()
             return False
         self._complete(batch, outcome)
@@ -430,10 +325,10 @@ class Runner:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def _complete(self, batch: _Batch, outcome: BatchOutcome) -> None:
+    def _complete(self, batch: Batch, outcome: BatchOutcome) -> None:
         """Step 5 (loop thread) and bookkeeping of a durable batch."""
         next_offsets = batch.next_offsets
-        self._durable.update(next_offsets)
+        self.assignment.durable.update(next_offsets)
         self.stats.committed.extend((p, batch.first[p], o) for p, o in next_offsets.items())
         for _, failure in batch.dead:
             metrics.DECODE_FAILURES.labels(failure.reason).inc()
@@ -450,16 +345,6 @@ class Runner:
         if self.on_batch:
             self.on_batch(self.stats)
 
-    def _load_states(self, records: list[Record]) -> None:
-        missing = self.engine.missing(records)
-        if not missing:
-            return
-        rows = repository.load_sensor_states(self.db, missing)
-        for sensor_id, row in rows.items():
-            self.engine.sensors[sensor_id] = self.engine.restore_context(
-                sensor_id, row.partition, row.state, row.model_version
-            )
-
     def _commit_kafka(self, offsets: dict[int, int]) -> None:
         try:
             self.consumer.commit(
@@ -473,54 +358,18 @@ class Runner:
         """Forget every cached sensor state and seek every owned partition back to its stored offset."""
         self._rewinds += 1
         self.engine.forget()
-        self._seek_to_durable(set(self._assigned))
+        self._seek_to_durable(set(self.assignment.owned))
 
     def _update_lag(self) -> None:
         """Records between the stored offset (0 before the first commit) and the partition's high watermark
         (known from the last fetch response: no extra request)."""
-        for p in self._assigned:
+        for p in self.assignment.owned:
             high = self.consumer.highwater(TopicPartition(self.topic, p))
             if high is not None:
-                metrics.CONSUMER_LAG.labels(str(p)).set(max(high - (self._durable.get(p) or 0), 0))
+                metrics.CONSUMER_LAG.labels(str(p)).set(self.assignment.lag(p, high))
 
-    # -- outages -------------------------------------------------------------------------------------------
-    def _wait_for_services(self, first_error: Exception) -> None:
-        """Pause fetching, keep the group membership alive, and retry with backoff until the DB answers.
-
-        Records returned by the keep-alive polls are dropped: the caller rewinds every partition afterwards.
-        """
-        delay = 0.5
-        try:
-            while not self._stop.is_set():
-                health.beat()
-                self.consumer.pause(*self.consumer.assignment())
-                self.stats.db_retries += 1
-                metrics.DB_RETRIES.inc()
-                self.sleep(delay)
-                self.consumer.poll(timeout_ms=0)
-                self._apply_rebalances()
-                try:
-                    ping(self.db)
-                    return
-                except StoreError:
-                    delay = min(delay * 2, MAX_BACKOFF_S)
-                    log.warning("database still unreachable; next try in %.1f s", delay)
-        finally:
-            self.consumer.resume(*self.consumer.paused())
-
-    def _with_db_retry(self, action: Callable[[], Any]) -> Any:
-        delay = 0.5
-        while True:
-            try:
-                return action()
-            except StoreError:
-                if self._stop.is_set():
-                    raise
-                self.stats.db_retries += 1
-                metrics.DB_RETRIES.inc()
-                log.warning("database unreachable; retrying in %.1f s", delay)
-                self.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_S)
+    def _with_db_retry(self, action: Callable[[], T]) -> T:
+        return outages.retry_store(action, stop=self._stop, sleep=self.sleep, stats=self.stats)
 
 
 def build_runner(

@@ -1,5 +1,6 @@
 """Thin Kafka adapters (kafka-python 3.x). Clients are built here from ``KafkaSettings``; nothing else in the
-package imports kafka directly except the runner and the pipelines that receive these clients."""
+package imports kafka directly except the runner (with monitor.ingest.membership and monitor.outages) and the
+pipelines that receive these clients."""
 
 from __future__ import annotations
 

@@ -37,24 +37,11 @@ class InputBaseline:
     def enabled(self) -> bool:
         return self.rate > 0
 
-    def shift(self, window: np.ndarray) -> np.ndarray:
-        """``window`` (window_len, n_channels) raw -> the window relative to the learned centre (raw units)."""
-        if not self.offset.any():
-            return np.asarray(window)
-        return (np.asarray(window, dtype=np.float64) - self.offset * self.scale).astype(np.float32)
-
-    def learn(self, residual_mean: np.ndarray) -> None:
-        """``residual_mean`` (n_channels,): the shifted window's mean of (scaled input - reconstruction)."""
-        if not self.enabled:
-            return
-        residual = np.asarray(residual_mean, dtype=np.float64)
-        ok = np.abs(residual) < self.k
-        self.offset[ok] += self.rate * residual[ok]
-
     @staticmethod
     def shift_many(baselines: list[InputBaseline], windows: np.ndarray) -> np.ndarray:
-        """:meth:`shift` of many sensors' windows at once (same results): ``windows`` (n, window_len,
-        n_channels) raw, ``baselines`` one per window (of one model: same scale)."""
+        """Windows relative to their sensors' learned centres: ``windows`` (n, window_len, n_channels) raw ->
+        (n, window_len, n_channels) raw units, float32 (``windows`` itself while every offset is 0);
+        ``baselines`` one per window (of one model: same scale)."""
         offsets = np.stack([b.offset for b in baselines])
         if not offsets.any():
             return windows
@@ -63,7 +50,11 @@ class InputBaseline:
 
     @staticmethod
     def learn_many(baselines: list[InputBaseline], residual_mean: np.ndarray) -> None:
-        """:meth:`learn` of many sensors at once (same results); ``residual_mean`` (n, n_channels)."""
+        """Move each sensor's offset by ``rate`` x its residual, channel-wise where ``|residual| < k``.
+
+        ``residual_mean`` (n, n_channels): row i is the mean of (scaled input - reconstruction) of the window
+        shifted by ``baselines[i]`` (of one model and settings: same rate and k). No-op when rate is 0.
+        """
         if not baselines or not baselines[0].enabled:
             return
         first = baselines[0]

@@ -2,48 +2,51 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import numpy as np
 
-from monitor.contract import SensorWindow
 from monitor.engine import Engine, Record
 from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.baseline import InputBaseline
 from monitor.scoring.scaler import RobustScaler
 from monitor.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, ThresholdSettings
-from pipelines.synthetic import EPOCH, normal_series
+from pipelines.synthetic import normal_series
+from tests.unit.helpers import records_of
 
 SCALER = RobustScaler(np.zeros(2, dtype=np.float32), np.ones(2, dtype=np.float32))
 
 
 def test_small_residuals_are_learned_large_ones_are_not() -> None:
-    base = InputBaseline(SCALER, rate=0.05, k=2.0)
+    base, other = InputBaseline(SCALER, rate=0.05, k=2.0), InputBaseline(SCALER, rate=0.05, k=2.0)
     for _ in range(200):  # the model under-predicts channel 0 by 0.5 units; channel 1 is a step of 10 units
-        base.learn(np.array([0.5, 10.0]) - base.offset * np.array([1.0, 0.0]))
+        InputBaseline.learn_many([base, other], np.stack([  # other: over-predicts channel 1 by 0.3 units
+            np.array([0.5, 10.0]) - base.offset * np.array([1.0, 0.0]),
+            np.array([0.0, -0.3]) - other.offset * np.array([0.0, 1.0]),
+        ]))
     assert abs(base.offset[0] - 0.5) < 0.01  # converged: the window shifted by the offset has no residual left
     assert base.offset[1] == 0.0  # outside k scaler units: never learned
-    shifted = base.shift(np.array([[2.0, 10.0]] * 4))
-    assert np.allclose(shifted[:, 0], 1.5, atol=0.01) and np.allclose(shifted[:, 1], 10.0)
+    assert other.offset[0] == 0.0 and abs(other.offset[1] + 0.3) < 0.01  # each row learns its own sensor only
+    shifted = InputBaseline.shift_many([base, other], np.array([[[2.0, 10.0]] * 4] * 2))
+    assert np.allclose(shifted[0, :, 0], 1.5, atol=0.01) and np.allclose(shifted[0, :, 1], 10.0)
+    assert np.allclose(shifted[1, :, 0], 2.0) and np.allclose(shifted[1, :, 1], 10.3, atol=0.01)
 
 
 def test_rate_zero_leaves_windows_alone() -> None:
-    base = InputBaseline(SCALER, rate=0.0, k=2.0)
-    window = np.random.default_rng(0).normal(size=(4, 2))
+    bases = [InputBaseline(SCALER, rate=0.0, k=2.0) for _ in range(2)]
+    windows = np.random.default_rng(0).normal(size=(2, 4, 2))
     for _ in range(10):
-        assert np.allclose(base.shift(window), window)
-        base.learn(np.array([0.5, -0.5]))
-    assert np.all(base.offset == 0.0)
+        assert np.allclose(InputBaseline.shift_many(bases, windows), windows)
+        InputBaseline.learn_many(bases, np.array([[0.5, -0.5], [-0.5, 0.5]]))
+    assert all(np.all(b.offset == 0.0) for b in bases)
 
 
 def test_snapshot_restores_exactly_and_rejects_other_channel_counts() -> None:
     base = InputBaseline(SCALER, rate=0.1, k=5.0)
-    base.learn(np.array([1.0, -2.0]))
+    InputBaseline.learn_many([base], np.array([[1.0, -2.0]]))
     again = InputBaseline.restore(SCALER, 0.1, 5.0, base.snapshot())
     assert np.array_equal(again.offset, base.offset)
-    window = np.full((4, 2), 0.5)
-    assert np.array_equal(again.shift(window), base.shift(window))
+    windows = np.full((1, 4, 2), 0.5)
+    assert np.array_equal(InputBaseline.shift_many([again], windows), InputBaseline.shift_many([base], windows))
     fresh = InputBaseline.restore(SCALER, 0.1, 5.0, {"offset": [1.0, 2.0, 3.0]})
     assert np.all(fresh.offset == 0.0)
 
@@ -52,13 +55,7 @@ def _drifting(bundle: ModelBundle, n: int = 80) -> list[Record]:
     wl = bundle.meta.window_len
     values = normal_series(n * wl, 3, seed=7)
     values[:, 0] += np.linspace(0.0, 3.0, n * wl)  # slow drift
-    out = []
-    for i in range(n):
-        start = EPOCH + timedelta(seconds=i * wl)
-        w = SensorWindow("s1", start, start + timedelta(seconds=wl - 1), tuple(bundle.meta.channels),
-                         values[i * wl : (i + 1) * wl])
-        out.append(Record(0, i, w))
-    return out
+    return records_of(bundle, values)
 
 
 def test_engine_persists_the_baseline_and_resumes_identically(tiny_bundle: ModelBundle) -> None:

@@ -1,16 +1,14 @@
 from __future__ import annotations
 
-from datetime import timedelta
-
 import numpy as np
 
-from monitor.contract import SensorWindow
 from monitor.engine import Engine, Record
 from monitor.incidents import RESOLVED, IncidentTracker
 from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, ThresholdSettings
-from pipelines.synthetic import EPOCH, normal_series
+from pipelines.synthetic import normal_series
+from tests.unit.helpers import records_of
 
 THRESH = ThresholdSettings()
 ALERT = AlertSettings(min_hits=2, min_normal=2)
@@ -20,13 +18,7 @@ def records(bundle: ModelBundle, n: int = 60, anomaly: slice = slice(30, 36)) ->
     wl = bundle.meta.window_len
     values = normal_series(n * wl, 3, seed=99)
     values[anomaly.start * wl : anomaly.stop * wl] += 25.0
-    out = []
-    for i in range(n):
-        start = EPOCH + timedelta(seconds=i * wl)
-        w = SensorWindow("s1", start, start + timedelta(seconds=wl - 1), tuple(bundle.meta.channels),
-                         values[i * wl : (i + 1) * wl])
-        out.append(Record(0, i, w))
-    return out
+    return records_of(bundle, values)
 
 
 def test_an_injected_anomaly_opens_and_closes_one_alert(tiny_bundle: ModelBundle) -> None:

@@ -1,0 +1,131 @@
+"""The runner's place in the consumer group: its Kafka consumer client, the rebalance listener, the partitions
+it owns with their stored offsets, and the replacement of a client whose network thread stalled (see
+``monitor.ingest.netguard``).
+
+Rebalance callbacks run on kafka-python's network thread, where blocking consumer calls raise: the listener
+only queues the change; the runner applies it on its own thread (see ``monitor.runner``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from monitor import health
+from monitor.errors import BrokerError
+
+log = logging.getLogger(__name__)
+
+MAX_REPLACE_BACKOFF_S = 30.0
+
+AssignmentChange = tuple[str, set[TopicPartition]]  # ("revoked" | "assigned", partitions)
+
+
+class RebalanceQueue(ConsumerRebalanceListener):
+    """Records assignment changes for the loop; does no blocking work (runs on the network thread)."""
+
+    def __init__(self) -> None:
+        self.changes: queue.SimpleQueue[AssignmentChange] = queue.SimpleQueue()
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.changes.put(("revoked", set(revoked)))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.changes.put(("assigned", set(assigned)))
+
+
+class Assignment:
+    """The partitions this member owns and, per partition, the next offset stored in the database with the
+    output (None: nothing stored yet). Pure bookkeeping: the runner seeks, commits and updates metrics."""
+
+    def __init__(self) -> None:
+        self.owned: set[int] = set()
+        self.durable: dict[int, int | None] = {}  # partition -> next offset stored in the database
+
+    def revoke(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self.durable.pop(p, None)
+        self.owned -= partitions
+
+    def is_new(self, partition: int, offset: int) -> bool:
+        """Whether a polled record is owned and not yet durable (older ones were read before a seek)."""
+        if partition not in self.owned:
+            return False
+        durable = self.durable.get(partition)
+        return durable is None or offset >= durable
+
+    def lag(self, partition: int, high: int) -> int:
+        """Records between the stored offset (0 before the first commit) and the high watermark ``high``."""
+        return max(high - (self.durable.get(partition) or 0), 0)
+
+
+def close_consumer(consumer: KafkaConsumer, timeout_s: float) -> None:
+    """Close without committing (the database holds the offsets); errors are logged, not raised."""
+    try:
+        consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
+    except (KafkaError, RuntimeError, OSError) as exc:  # nothing left to save: the database holds it
+        log.info("consumer close: %s", exc)
+
+
+class GroupMember:
+    """One consumer client subscribed to ``topic``; ``replace`` swaps in a new client built by ``factory``."""
+
+    def __init__(self, consumer: KafkaConsumer, topic: str, *,
+                 factory: Callable[[], KafkaConsumer] | None = None, close_timeout_s: float = 2.0) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.factory = factory  # builds a replacement when a consumer stalls (netguard)
+        self.close_timeout_s = close_timeout_s
+        self.listener = RebalanceQueue()
+        self.dead = False  # the client was given up (closing in the background): never touch it again
+
+    def next_change(self) -> AssignmentChange | None:
+        """The oldest queued assignment change of the current client, or None."""
+        try:
+            return self.listener.changes.get_nowait()
+        except queue.Empty:
+            return None
+
+    def subscribe(self) -> None:
+        # Topic metadata first: a group leader without it assigns nothing ("No partition metadata") and
+        # kafka-python 3.x can then sit in the follow-up rebalance for minutes.
+        self.consumer.partitions_for_topic(self.topic)
+        self.consumer.subscribe([self.topic], listener=self.listener)
+
+    def close(self) -> None:
+        if not self.dead:
+            close_consumer(self.consumer, self.close_timeout_s)
+
+    def _give_up(self, thread_name: str | None = None) -> None:
+        self.dead = True  # its close may stall as well: done in the background, never waited for
+        threading.Thread(target=close_consumer, args=(self.consumer, self.close_timeout_s),
+                         name=thread_name, daemon=True).start()
+
+    def replace(self, stop: threading.Event, sleep: Callable[[float], Any]) -> None:
+        """Drop the stalled client and join the group with a new one, retrying with backoff (1 s doubling to
+        30 s) until it subscribes or ``stop`` is set. The caller has already revoked every partition."""
+        if self.factory is None:
+            raise BrokerError("the Kafka consumer stalled and this runner cannot replace it")
+        self._give_up("monitor-stalled-consumer-close")
+        self.listener = RebalanceQueue()  # the old client's late callbacks must not touch the new assignment
+        delay = 1.0
+        while not stop.is_set():
+            health.beat()  # retrying is the loop at work (/healthz)
+            try:
+                self.consumer = self.factory()
+                self.dead = False
+                self.subscribe()
+                log.info("replacement consumer subscribed to %s", self.topic)
+                return
+            except (BrokerError, KafkaError) as error:
+                log.warning("replacement consumer failed (%s): retrying in %.0f s", error, delay)
+                if not self.dead:
+                    self._give_up()
+                sleep(delay)
+                delay = min(delay * 2, MAX_REPLACE_BACKOFF_S)
