@@ -77,7 +77,8 @@ def load_states(engine: Engine, db: DbEngine, records: list[Record]) -> None:
         return
     rows = repository.load_sensor_states(db, missing)
     for sensor_id, row in rows.items():
-        engine.sensors[sensor_id] = engine.restore_context(sensor_id, row.partition, row.state, row.model_version)
+        engine.sensors[sensor_id] = engine.restore_context(sensor_id, row.partition, row.state, row.model_version,
+                                                           row.revision)
 
 
 def make_durable(batch: Batch, *, engine: Engine, db: DbEngine, dead_letters: DeadLetters,
@@ -93,7 +94,7 @@ def make_durable(batch: Batch, *, engine: Engine, db: DbEngine, dead_letters: De
     faults.at("before_db_commit")
     sensors = [
         SensorRow(c.sensor_id, c.partition, c.snapshot(), c.last_score, c.last_threshold, c.last_window_end,
-                  c.model_version)
+                  c.model_version, c.revision)
         for c in outcome.touched.values()
     ]
     repository.commit_batch(
@@ -101,5 +102,8 @@ def make_durable(batch: Batch, *, engine: Engine, db: DbEngine, dead_letters: De
         sensors=sensors, offsets=batch.next_offsets,
         expected=batch.expected,
     )
+    for c in outcome.touched.values():
+        if c.revision is None:
+            c.revision = 0  # inserted at the column default
     faults.at("after_db_commit")
     return outcome

@@ -43,6 +43,7 @@ class SensorContext:
     last_score: float | None = None
     last_threshold: float | None = None
     last_window_end: datetime | None = None
+    revision: int | None = None  # stored revision the state was read at (None: never stored); see commit_batch
 
     def snapshot(self) -> dict[str, Any]:
         state = {"threshold": self.threshold.snapshot(), "incidents": self.incidents.snapshot()}
@@ -85,7 +86,7 @@ class Engine:
         return InputBaseline.restore(self.scorer.bundle.scaler, cfg.recentre_rate, cfg.recentre_k, data)
 
     def restore_context(
-        self, sensor_id: str, partition: int, state: dict[str, Any], model_version: str
+        self, sensor_id: str, partition: int, state: dict[str, Any], model_version: str, revision: int | None = None
     ) -> SensorContext:
         if model_version != self.scorer.version:
             # Another model's score scale: keep the open alert, re-warm the threshold from the new calibration.
@@ -99,6 +100,7 @@ class Engine:
         ctx.incidents = IncidentTracker.restore(sensor_id, self.alert_cfg, self.scorer.channels, state["incidents"])
         if ctx.incidents.current is not None:
             ctx.threshold.active = True
+        ctx.revision = revision
         return ctx
 
     def swap(self, bundle: ModelBundle) -> None:
@@ -107,7 +109,8 @@ class Engine:
         new version. Sensors loaded later from the database are re-warmed by ``restore_context``."""
         self.scorer = Scorer(bundle, self.scorer.batch_size)
         for sensor_id, ctx in list(self.sensors.items()):
-            self.sensors[sensor_id] = self.restore_context(sensor_id, ctx.partition, ctx.snapshot(), ctx.model_version)
+            self.sensors[sensor_id] = self.restore_context(sensor_id, ctx.partition, ctx.snapshot(), ctx.model_version,
+                                                           ctx.revision)
         metrics.MODEL_INFO.clear()
         metrics.MODEL_INFO.labels(bundle.meta.version).set(1)
 

@@ -60,7 +60,7 @@ def apply_false_positive(
             else:
                 new_state = forgive_state(row.state, levels, threshold_cfg, alert_cfg)
                 conn.execute(update(SensorState).where(SensorState.sensor_id == fb.sensor_id)
-                             .values(state=new_state, updated_at=utcnow()))
+                             .values(state=new_state, updated_at=utcnow(), revision=SensorState.revision + 1))
                 note = f"{len(levels)} window levels admitted to the threshold statistics"
                 conn.execute(update(AlertFeedback).where(AlertFeedback.alert_id == alert_id)
                              .values(threshold_applied=True, threshold_note=note))

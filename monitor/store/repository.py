@@ -27,6 +27,11 @@ class StaleOffsetError(StoreError):
     retriable = False
 
 
+class StaleStateError(StaleOffsetError):
+    """A sensor's stored state changed under the consumer (operator feedback bumped its revision): the batch
+    is dropped; the consumer re-reads the state and replays from the stored offsets."""
+
+
 @dataclass(frozen=True)
 class SensorRow:
     sensor_id: str
@@ -36,6 +41,7 @@ class SensorRow:
     last_threshold: float | None
     last_window_end: datetime | None
     model_version: str
+    revision: int | None = None  # the stored revision this state was read at (None: not stored yet)
 
 
 def _insert(engine: Engine, table: Any) -> Any:
@@ -111,6 +117,7 @@ def commit_batch(
                 )
                 if moved.rowcount != 1:
                     raise StaleOffsetError(f"partition {partition} moved on elsewhere (expected offset {before})")
+            _check_revisions(engine, conn, sensors)
             if alerts:
                 rows = [_alert_row(a, now) for a in alerts]
                 stmt = _insert(engine, Alert)
@@ -169,6 +176,22 @@ def commit_batch(
         raise
     except SQLAlchemyError as exc:
         raise StoreError(f"batch commit failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}") from exc
+
+
+def _check_revisions(engine: Engine, conn: Any, sensors: Sequence[SensorRow]) -> None:
+    """Raise StaleStateError when a stored sensor state moved past the revision the consumer read.
+
+    Runs after the offset fence, inside the batch transaction: on SQLite that transaction already holds the
+    write lock; on PostgreSQL the rows are locked (FOR UPDATE) so a concurrent feedback write waits for it."""
+    known = {s.sensor_id: s.revision for s in sensors if s.revision is not None}
+    if not known:
+        return
+    query = select(SensorState.sensor_id, SensorState.revision).where(SensorState.sensor_id.in_(list(known)))
+    if engine.dialect.name == "postgresql":
+        query = query.with_for_update()
+    moved = sorted(sid for sid, rev in conn.execute(query) if rev != known[sid])
+    if moved:
+        raise StaleStateError(f"state of {len(moved)} sensor(s) changed in the database meanwhile ({', '.join(moved[:3])})")
 
 
 def _alert_row(alert: AlertRecord, now: datetime) -> dict[str, Any]:

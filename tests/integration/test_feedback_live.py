@@ -1,0 +1,83 @@
+"""Operator feedback on a sensor whose state a running consumer holds in memory is not overwritten by it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+
+from monitor.ingest.kafka import make_producer
+from monitor.runner import RunStats, build_runner
+from monitor.scoring.artifact import ModelBundle
+from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
+from monitor.store.alerts_api import record_feedback
+from monitor.store.database import init_schema, make_engine
+from monitor.store.feedback import apply_false_positive
+from monitor.store.repository import load_offsets, query_alerts
+from monitor.store.schema import AlertFeedback, SensorState
+from pipelines.produce import send_windows
+from pipelines.synthetic import fleet_windows, make_fleet
+from tests.integration.helpers import end_offsets, run_to_end
+
+pytestmark = pytest.mark.integration
+
+
+def _state(db: Engine, sensor_id: str) -> tuple[dict, int]:
+    with db.connect() as conn:
+        row = conn.execute(select(SensorState.state, SensorState.revision).where(SensorState.sensor_id == sensor_id)).one()
+    return row.state, row.revision
+
+
+def test_feedback_during_a_run_survives_the_owning_consumer(
+    kafka_cfg: KafkaSettings, db: Engine, e2e_bundle: ModelBundle, tmp_path: Path
+) -> None:
+    wl = e2e_bundle.meta.window_len
+    fleet = make_fleet(3, wl * 100, seed=13, anomalous=0)
+    series = fleet.series["sensor-000"]
+    series[wl * 10 : wl * 14, :3] += 10 * series.std(axis=0)[:3]  # one strong anomaly in the first part
+    windows = list(fleet_windows(fleet, wl))
+    half = len(windows) // 2
+    producer = make_producer(kafka_cfg)
+    try:
+        send_windows(producer, kafka_cfg.topic, windows[:half], fleet.channels, progress=False)
+        run_to_end(kafka_cfg, e2e_bundle, db)  # first part durable: stored states at revision 0
+        alert = max((a for a in query_alerts(db, limit=100) if a["sensor_id"] == "sensor-000"),
+                    key=lambda a: a["window_count"])
+        send_windows(producer, kafka_cfg.topic, windows[half:], fleet.channels, progress=False)
+    finally:
+        producer.close()
+
+    runner = build_runner(kafka_cfg, RunSettings(), ThresholdSettings(), AlertSettings(), e2e_bundle, db,
+                          idle_exit_s=4.0)
+    runner.max_poll_records = 12  # many batches: the sensor's state is in memory when the feedback lands
+    applied: list[tuple[bool, str]] = []
+
+    def feedback_while_held(stats: RunStats) -> None:
+        # Once the consumer holds the sensor's state in memory, with windows of it still to come: what
+        # POST /alerts/{id}/feedback does for a false positive.
+        if "sensor-000" in runner.engine.sensors and not applied:
+            record_feedback(db, alert["id"], "false_positive", "operator", "valve test")
+            applied.append(apply_false_positive(db, alert["id"], [3.0] * 10, ThresholdSettings(), AlertSettings()))
+
+    runner.on_batch = feedback_while_held
+    stats = runner.run()
+
+    assert applied and applied[0][0] is True, applied
+    assert stats.stale_batches >= 1, "the consumer never noticed the state it held had changed"
+    assert load_offsets(db, kafka_cfg.group_id, kafka_cfg.topic) == {
+        p: o for p, o in end_offsets(kafka_cfg).items() if o > 0}
+    state, revision = _state(db, "sensor-000")
+    assert revision == 1
+    with db.connect() as conn:
+        assert conn.execute(select(AlertFeedback.threshold_applied)).scalar_one() is True
+
+    # The same records without feedback, in another group and database: the forgiven levels must still weigh
+    # in the final threshold statistics (an overwrite by the consumer would leave them equal).
+    ref_db = make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
+    init_schema(ref_db)
+    run_to_end(kafka_cfg.model_copy(update={"group_id": f"{kafka_cfg.group_id}-ref"}), e2e_bundle, ref_db)
+    reference, _ = _state(ref_db, "sensor-000")
+    assert state["threshold"]["mean"] > reference["threshold"]["mean"] + 0.01, (state, reference)
+    assert state["threshold"]["seen"] == reference["threshold"]["seen"]  # every window judged once in the end
+    ref_db.dispose()
