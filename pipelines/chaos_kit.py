@@ -125,6 +125,8 @@ class Case:
             "MONITOR_KAFKA__TOPIC": self.kafka.topic, "MONITOR_KAFKA__DLQ_TOPIC": self.kafka.dlq_topic,
             "MONITOR_KAFKA__GROUP_ID": self.kafka.group_id, "MONITOR_KAFKA__MAX_POLL_RECORDS": str(max_poll_records),
             "MONITOR_KAFKA__POLL_TIMEOUT_MS": "200", "MONITOR_KAFKA__SESSION_TIMEOUT_MS": "4000",
+            # a wedged kafka-python client is replaced well within the scenarios' waits (default 60 s)
+            "MONITOR_KAFKA__STALL_TIMEOUT_S": "15",
             "MONITOR_DB__URL": self.db_url, "MONITOR_MODEL__PATH": str(model_path), "MONITOR_MODEL__THREADS": "1",
             "MONITOR_RUN__MAX_RECORD_BYTES": str(MAX_RECORD_BYTES), "PYTHONUNBUFFERED": "1",
         })
