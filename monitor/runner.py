@@ -44,7 +44,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine as DbEngine
 
@@ -93,7 +93,9 @@ class Runner:
         sleep: Callable[[float], Any] | None = None,
         overlap: bool = False,
         consumer_factory: Callable[[], KafkaConsumer] | None = None,
+        stall_timeout_s: float = 60.0,
     ) -> None:
+        self.stall_timeout_s = stall_timeout_s  # a client not a stable group member this long is replaced
         self.member = GroupMember(consumer, topic, factory=consumer_factory, close_timeout_s=close_timeout_s)
         self.dead_letters = dead_letters
         self.db = db
@@ -156,12 +158,16 @@ class Runner:
                 rewinds = self._rewinds
                 try:
                     batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
-                except NetWaitStalled as exc:
+                except KafkaTimeoutError as exc:  # NetWaitStalled, or a later kafka-python's own bound
                     self._replace_consumer(exc)
                     last_data = time.monotonic()
                     continue
                 if has_stalled(self.consumer):
                     self._replace_consumer(NetWaitStalled("a call of its network thread hit the stall limit"))
+                    last_data = time.monotonic()
+                    continue
+                if self.member.unstable_for(time.monotonic()) > self.stall_timeout_s:
+                    self._replace_consumer(BrokerError(f"not a stable group member for {self.stall_timeout_s:.0f} s"))
                     last_data = time.monotonic()
                     continue
                 fresh = self._apply_rebalances()  # may settle the batch in flight, which may rewind
@@ -399,4 +405,5 @@ def build_runner(
         faults=FaultInjector(run.fault),
         overlap=run.overlap,
         consumer_factory=lambda: make_consumer(kafka),
+        stall_timeout_s=kafka.stall_timeout_s,
     )

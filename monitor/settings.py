@@ -28,8 +28,8 @@ class KafkaSettings(BaseModel):
     session_timeout_ms: int = Field(10000, ge=1000, description="Group session timeout.")
     stall_timeout_s: float = Field(
         60.0, ge=5.0,
-        description="Longest a kafka-python network call may block before the consumer is replaced "
-        "(works around kafka-python 3.0.x's unbounded waits; see monitor/ingest/netguard.py).")
+        description="Longest a kafka-python network call may block, or the consumer may stay out of a stable "
+        "group membership, before it is replaced (kafka-python 3.0.x wedges; see monitor/ingest/netguard.py).")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Transport of every Kafka client.")
     sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, ...")

@@ -16,6 +16,7 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
+from kafka.structs import MemberState
 
 from monitor import health
 from monitor.errors import BrokerError
@@ -84,6 +85,7 @@ class GroupMember:
         self.close_timeout_s = close_timeout_s
         self.listener = RebalanceQueue()
         self.dead = False  # the client was given up (closing in the background): never touch it again
+        self._unstable_since: float | None = None  # monotonic time it stopped being a stable member
 
     def next_change(self) -> AssignmentChange | None:
         """The oldest queued assignment change of the current client, or None."""
@@ -107,12 +109,30 @@ class GroupMember:
         threading.Thread(target=close_consumer, args=(self.consumer, self.close_timeout_s),
                          name=thread_name, daemon=True).start()
 
+    def unstable_for(self, now: float) -> float:
+        """Seconds this client has not been a stable group member (0 while it is one).
+
+        A stable member with no partitions (more members than partitions) is fine; a member stuck unjoined or
+        rebalancing is not: kafka-python 3.0.12 was seen sitting in a rebalance for minutes after an early
+        revoke, polling without ever rejoining (fault suite, scenario 3)."""
+        # The coordinator's attribute, read without its lock (``group_metadata()`` takes the lock, which a
+        # wedged network thread may hold); the public snapshot where the attribute is missing.
+        coordinator: Any = getattr(self.consumer, "_coordinator", None)
+        state = getattr(coordinator, "state", None) or self.consumer.group_metadata().state
+        if state == MemberState.STABLE:
+            self._unstable_since = None
+            return 0.0
+        if self._unstable_since is None:
+            self._unstable_since = now
+        return now - self._unstable_since
+
     def replace(self, stop: threading.Event, sleep: Callable[[float], Any]) -> None:
         """Drop the stalled client and join the group with a new one, retrying with backoff (1 s doubling to
         30 s) until it subscribes or ``stop`` is set. The caller has already revoked every partition."""
         if self.factory is None:
             raise BrokerError("the Kafka consumer stalled and this runner cannot replace it")
         self._give_up("monitor-stalled-consumer-close")
+        self._unstable_since = None
         self.listener = RebalanceQueue()  # the old client's late callbacks must not touch the new assignment
         delay = 1.0
         while not stop.is_set():

@@ -2,15 +2,15 @@
 
 kafka-python 3.x runs its network I/O on a thread of its own; a caller (``poll``, ``commit``, ...) schedules a
 coroutine on that thread and blocks on ``threading.Event.wait()`` with no timeout. Upstream knows this wait can
-last forever (dpkp/kafka-python#3121, fixed by #3123/#3124 after the 3.0.12 release): we saw it twice under CI
-load, a consumer parked inside ``poll()`` for minutes, its I/O thread alive, heartbeating, with 0 records read.
+last forever (dpkp/kafka-python#3121, fixed by #3123/#3124 after the 3.0.12 release). This project's CI caught
+it: a consumer parked inside ``poll()`` for five minutes with 0 records read while its I/O thread stayed alive.
 A process in that state looks healthy from outside and stalls its partitions indefinitely.
 
 ``install(limit_s)`` replaces the unbounded wait with one that re-wakes the I/O thread every second (harmless
-when nothing was lost) and raises ``NetWaitStalled`` (a ``KafkaTimeoutError``) once ``limit_s`` has passed.
-It also marks the selector (``has_stalled``). The runner answers either by replacing its consumer and resuming from the offsets stored in the database; every
-other caller already treats ``KafkaError`` as a failed call. Versions whose ``run`` accepts a timeout
-themselves (the upstream fix) are left alone.
+when nothing was lost) and raises ``NetWaitStalled`` (a ``KafkaTimeoutError``) once ``limit_s`` has passed,
+marking the client as well (``has_stalled``). The runner answers either signal by replacing its consumer and
+resuming from the offsets stored in the database; other callers already treat ``KafkaError`` as a failed call.
+Versions whose ``run`` no longer waits without a bound (the upstream fix) are left alone.
 """
 
 from __future__ import annotations

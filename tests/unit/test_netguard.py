@@ -65,3 +65,4 @@ def test_install_keeps_the_largest_limit(monkeypatch: pytest.MonkeyPatch) -> Non
     assert netguard._limit_s == 10.0
     netguard.install(90.0)
     assert netguard._limit_s == 90.0
+
