@@ -14,12 +14,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
-
-from prometheus_client import Gauge, make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 from wsgiref.simple_server import make_server
 
-LOOP_HEARTBEAT = Gauge("monitor_loop_heartbeat_timestamp_seconds", "Unix time of the poll loop's last iteration.")
+from prometheus_client import make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
+
+from monitor import metrics
 
 _last_beat: float | None = None  # monotonic seconds of the last beat (None: not started)
 
@@ -28,7 +28,7 @@ def beat() -> None:
     """The loop is alive (cheap: called once per poll)."""
     global _last_beat
     _last_beat = time.monotonic()
-    LOOP_HEARTBEAT.set_to_current_time()
+    metrics.LOOP_HEARTBEAT.set_to_current_time()
 
 
 def liveness(limit_s: float, now: float | None = None, last: float | None = None) -> tuple[bool, dict[str, Any]]:

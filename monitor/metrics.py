@@ -21,6 +21,7 @@ BATCH_SECONDS = Histogram(
 ALERTS_OPENED = Counter("monitor_alerts_opened_total", "Alerts opened.")
 ALERTS_CLOSED = Counter("monitor_alerts_closed_total", "Alerts closed.")
 DB_RETRIES = Counter("monitor_db_retries_total", "Database retries while it was unreachable (backoff steps).")
+LOOP_HEARTBEAT = Gauge("monitor_loop_heartbeat_timestamp_seconds", "Unix time of the poll loop's last iteration.")
 CONSUMER_REPLACEMENTS = Counter(
     "monitor_consumer_replacements_total", "Kafka consumers replaced after their network thread stalled."
 )

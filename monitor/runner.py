@@ -158,16 +158,11 @@ class Runner:
                 rewinds = self._rewinds
                 try:
                     batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
+                    wedged = self._wedged()
                 except KafkaTimeoutError as exc:  # NetWaitStalled, or a later kafka-python's own bound
-                    self._replace_consumer(exc)
-                    last_data = time.monotonic()
-                    continue
-                if has_stalled(self.consumer):
-                    self._replace_consumer(NetWaitStalled("a call of its network thread hit the stall limit"))
-                    last_data = time.monotonic()
-                    continue
-                if self.member.unstable_for(time.monotonic()) > self.stall_timeout_s:
-                    self._replace_consumer(BrokerError(f"not a stable group member for {self.stall_timeout_s:.0f} s"))
+                    wedged = exc
+                if wedged is not None:
+                    self._replace_consumer(wedged)
                     last_data = time.monotonic()
                     continue
                 fresh = self._apply_rebalances()  # may settle the batch in flight, which may rewind
@@ -201,6 +196,15 @@ class Runner:
             self.dead_letters.producer.close(timeout=self.close_timeout_s)
         except (KafkaError, RuntimeError, OSError) as exc:
             log.info("producer close: %s", exc)
+
+    def _wedged(self) -> Exception | None:
+        """Why the current client must be replaced, or None: a call of its network thread hit the stall limit
+        (kafka-python swallows some of those timeouts), or it has not been a stable group member for as long."""
+        if has_stalled(self.consumer):
+            return NetWaitStalled("a call of its network thread hit the stall limit")
+        if self.member.unstable_for(time.monotonic()) > self.stall_timeout_s:
+            return BrokerError(f"not a stable group member for {self.stall_timeout_s:.0f} s")
+        return None
 
     def _replace_consumer(self, exc: Exception) -> None:
         """The consumer's network thread stopped answering (see monitor.ingest.netguard): drop this client and

@@ -129,8 +129,7 @@ class GroupMember:
     def replace(self, stop: threading.Event, sleep: Callable[[float], Any]) -> None:
         """Drop the stalled client and join the group with a new one, retrying with backoff (1 s doubling to
         30 s) until it subscribes or ``stop`` is set. The caller has already revoked every partition."""
-        if self.factory is None:
-            raise BrokerError("the Kafka consumer stalled and this runner cannot replace it")
+        assert self.factory is not None, "the caller checks that a replacement can be built"
         self._give_up("monitor-stalled-consumer-close")
         self._unstable_since = None
         self.listener = RebalanceQueue()  # the old client's late callbacks must not touch the new assignment
