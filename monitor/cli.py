@@ -102,6 +102,17 @@ def train(
     )
 
 
+def threads_warning(threads: int, omp_wait_policy: str | None) -> str | None:
+    """The warning `monitor run` logs for ``model.threads`` > 1 with sleeping OpenMP workers, else None.
+
+    Measured (docs/benchmarks.md, round 4): 2 threads with OMP_WAIT_POLICY=PASSIVE drained 880-940 windows/s
+    end to end against 5,800-6,100 with one thread on the same 2 cores."""
+    if threads > 1 and (omp_wait_policy or "").upper() == "PASSIVE":
+        return (f"model.threads={threads} with OMP_WAIT_POLICY=PASSIVE: measured up to 7x slower end to end than "
+                "one thread; prefer one consumer process per core (or OMP_WAIT_POLICY=ACTIVE on dedicated cores)")
+    return None
+
+
 @app.command()
 def run(
     model: Annotated[Optional[Path], typer.Option(
@@ -130,6 +141,8 @@ def run(
         # measured 2,700-2,850 windows/s end to end against 4,200 with one (docs/benchmarks.md); scale out
         # with more consumer processes in the group instead.
         torch.set_num_threads(settings.model.threads or 1)
+        if warning := threads_warning(settings.model.threads, os.environ.get("OMP_WAIT_POLICY")):
+            log.warning("%s", warning)
         # The hot path allocates many short-lived objects per window (records, decisions): with Python's
         # default gen-0 threshold (700) the cyclic collector ran ~2 % of samples and rescanned the loaded
         # model and libraries each time. Freeze what is loaded now and collect less often: +4-14 % windows/s
