@@ -44,14 +44,14 @@ def liveness(limit_s: float, now: float | None = None, last: float | None = None
 
 def app(limit_s: float) -> Callable[..., Iterable[bytes]]:
     """WSGI app: ``/healthz`` (liveness), everything else the Prometheus exposition."""
-    metrics = make_wsgi_app()
+    exposition = make_wsgi_app()
 
     def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz":
             alive, body = liveness(limit_s)
             start_response("200 OK" if alive else "503 Service Unavailable", [("Content-Type", "application/json")])
             return [json.dumps(body).encode()]
-        return metrics(environ, start_response)
+        return exposition(environ, start_response)
 
     return serve
 

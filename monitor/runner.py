@@ -239,12 +239,12 @@ class Runner:
                 fresh -= partitions
                 log.info("partitions revoked: %s", sorted(partitions))
             else:
-                self.assignment.owned |= partitions
+                self.assignment.assign(partitions)
+                metrics.ASSIGNED_PARTITIONS.set(len(self.assignment.owned))
                 fresh |= partitions
                 self._seek_to_durable(partitions)
                 log.info("partitions assigned: %s (stored offsets %s)", sorted(partitions),
                          {p: self.assignment.durable.get(p) for p in sorted(partitions)})
-            metrics.ASSIGNED_PARTITIONS.set(len(self.assignment.owned))
         return fresh
 
     def _seek_to_durable(self, partitions: set[int]) -> None:

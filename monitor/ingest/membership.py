@@ -49,6 +49,9 @@ class Assignment:
         self.owned: set[int] = set()
         self.durable: dict[int, int | None] = {}  # partition -> next offset stored in the database
 
+    def assign(self, partitions: set[int]) -> None:
+        self.owned |= partitions
+
     def revoke(self, partitions: set[int]) -> None:
         for p in partitions:
             self.durable.pop(p, None)
