@@ -43,10 +43,12 @@ class OutputFormat(str, Enum):
     csv = "csv"
 
 
-def _settings() -> Settings:
+def _settings(worker: int | None = None) -> Settings:
     settings = Settings()
+    tag = f"worker {worker} " if worker is not None else ""  # `monitor run --workers N`: which child logs
     logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=settings.log_level.upper(), format=f"%(asctime)s {tag}%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # monitor.store.database logs what it migrates
@@ -120,17 +122,25 @@ def run(
     )] = None,
     idle_exit_s: Annotated[Optional[float], typer.Option(help="Exit after this many seconds without records.")] = None,
     metrics_port: Annotated[Optional[int], typer.Option(help="Serve Prometheus metrics on this port.")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, help="Consumer processes to start on this host, one per core (default: settings run.workers, 1)."
+    )] = None,
+    worker_index: Annotated[Optional[int], typer.Option(hidden=True)] = None,  # set by the --workers supervisor
 ) -> None:
     """Consume sensor windows, score them, and write alerts (Ctrl-C or SIGTERM stops cleanly)."""
     # Before torch loads libgomp: OpenMP workers that spin-wait collapse throughput when the cores are shared
     # (measured on 2 cores at load average 5: 2 threads fell from ~10,000 to ~200 windows/s; sleeping
     # workers kept ~5,000). An explicit OMP_WAIT_POLICY in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from monitor.registry.serving import serving_model
-    from monitor.runner import build_runner
     from monitor.store.database import make_engine, require_current_schema
 
-    settings = _settings()
+    settings = _settings(worker_index)
+    port = metrics_port if metrics_port is not None else settings.run.metrics_port
+    if (workers or settings.run.workers) > 1:
+        _supervise(settings, workers or settings.run.workers, model=model, idle_exit_s=idle_exit_s, metrics_port=port)
+    from monitor.registry.serving import serving_model
+    from monitor.runner import build_runner
+
     try:
         db = make_engine(settings.db.url.get_secret_value(), echo=settings.db.echo)
         require_current_schema(db, auto_migrate=settings.db.auto_migrate)
@@ -155,7 +165,6 @@ def run(
         runner.watcher = watcher
     except MonitorError as exc:
         _fail(exc)
-    port = metrics_port if metrics_port is not None else settings.run.metrics_port
     if port:
         from monitor import health
 
@@ -169,6 +178,25 @@ def run(
         f"alert_updates={stats.alerts_written} batches={stats.batches}",
         err=True,
     )
+
+
+def _supervise(settings: Settings, workers: int, *, model: Path | None, idle_exit_s: float | None,
+               metrics_port: int | None) -> None:
+    """`monitor run --workers N` (N > 1): migrate/check the schema once, then run N consumer processes."""
+    from monitor.store.database import make_engine, require_current_schema
+    from monitor.workers import Supervisor, WorkerArgs, child_commands
+
+    try:
+        db = make_engine(settings.db.url.get_secret_value())
+        require_current_schema(db, auto_migrate=settings.db.auto_migrate)  # once, not raced by the children
+        db.dispose()
+    except MonitorError as exc:
+        _fail(exc)
+    supervisor = Supervisor(child_commands(workers, WorkerArgs(model, idle_exit_s, metrics_port)))
+    supervisor.install_signal_handlers()
+    if metrics_port:
+        log.info("metrics and /healthz of worker i on port %d + i", metrics_port)
+    raise typer.Exit(supervisor.run())
 
 
 @app.command()

@@ -123,6 +123,10 @@ class RunSettings(BaseModel):
     max_record_bytes: int = Field(1_000_000, ge=1024, description="Larger records go to the dead-letter topic.")
     idle_exit_s: float | None = Field(None, description="Exit after this long without records (demo, tests).")
     metrics_port: int | None = Field(None, description="Serve Prometheus metrics (and /healthz) on this port.")
+    workers: int = Field(
+        1, ge=1, le=256,
+        description="Consumer processes `monitor run` starts on this host, one group member each (one per core: "
+        "a consumer is bound by one core). With a metrics port P, worker i serves it on P + i. See monitor/workers.py.")
     liveness_timeout_s: float = Field(
         120.0, ge=10.0,
         description="/healthz on the metrics port answers 503 once the poll loop has not turned for this long.")

@@ -10,7 +10,8 @@ shared 2-core machine are noisy):
   * the same workload through the naive baseline (one window per poll, one transaction per window);
   * p50/p99 latency from produce to durable decision at 50 % of the sustained rate;
   * scoring-only windows/s against the compute ceiling (a matmul measured in this process);
-  * peak RSS of a consumer; scale-out: 2 consumer processes in one group versus 1 (PostgreSQL).
+  * peak RSS of a consumer; scale-out: ``monitor run --workers <cores>`` (one consumer process per core, one
+    group) versus one consumer, on SQLite and PostgreSQL.
 Ends with: ``bench: e2e_wps=<n> naive_wps=<n> scoring_wps=<n> ceiling_wps=<n> p99_ms=<n> rss_mb=<n>``.
 """
 
@@ -324,13 +325,18 @@ def main(
     typer.echo(f"naive (1 window per poll and per transaction, sqlite): {naive.wps:,.0f} windows/s")
     table.append(("naive baseline, sqlite", f"{naive.wps:,.0f} windows/s"))
 
-    if pg_url:
-        cfg2 = backlog.model_copy(update={"group_id": f"{backlog.group_id}-scale2"})
-        url, db = database("postgresql", "scale2")
-        two = drain(cfg2, env_for(cfg2, url), db, windows, consumers=2)
-        ratio = two.wps / results["postgresql"].wps if results["postgresql"].wps else 0
-        typer.echo(f"scale-out postgresql: 2 consumers {two.wps:,.0f} windows/s = {ratio:.2f}x one consumer")
-        table.append(("2 consumers vs 1 (postgresql)", f"{two.wps:,.0f} windows/s ({ratio:.2f}x)"))
+    # The scale-out on this host: `monitor run --workers N` (one consumer process per core, one group).
+    workers = len(os.sched_getaffinity(0))
+    scale: dict[str, float] = {}
+    for kind in backends:
+        cfg2 = backlog.model_copy(update={"group_id": f"{backlog.group_id}-workers-{kind}"})
+        url, db = database(kind, f"workers_{kind}")
+        two = drain(cfg2, env_for(cfg2, url, MONITOR_RUN__WORKERS=str(workers)), db, windows)
+        scale[kind] = two.wps
+        ratio = two.wps / results[kind].wps if results[kind].wps else 0
+        typer.echo(f"scale-out {kind}: monitor run --workers {workers}: {two.wps:,.0f} windows/s = {ratio:.2f}x "
+                   "one consumer")
+        table.append((f"monitor run --workers {workers} vs 1 consumer ({kind})", f"{two.wps:,.0f} windows/s ({ratio:.2f}x)"))
 
     e2e = min(r.wps for r in results.values())
     lat_cfg = topic_cfg("latency")
@@ -368,6 +374,7 @@ def main(
     typer.echo(f"load average {os.getloadavg()[0]:.1f} at the end")
     typer.echo(f"\nratios: e2e/naive = {e2e / naive.wps if naive.wps else 0:.1f}x, "
                f"scoring/ceiling = {scoring_wps_ / ceiling:.0%}")
+    typer.echo("scale-out: " + " ".join(f"workers{workers}_{k}_wps={v:.0f}" for k, v in scale.items()))
     typer.echo(f"bench: e2e_wps={e2e:.0f} naive_wps={naive.wps:.0f} scoring_wps={scoring_wps_:.0f} "
                f"ceiling_wps={ceiling:.0f} p99_ms={p99:.0f} rss_mb={rss:.0f}")
 

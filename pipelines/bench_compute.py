@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.synchronize
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -80,7 +81,7 @@ def _score_in_child(args: tuple[str, np.ndarray]) -> tuple[float, float, int]:
     torch.set_num_threads(1)
     from monitor.scoring import artifact
 
-    scorer = Scorer(artifact.load(model_path))
+    scorer = Scorer(artifact.load(Path(model_path)))
     scorer.score(sample[:1024])  # warm-up
     assert _barrier is not None
     _barrier.wait()
