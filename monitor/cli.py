@@ -136,8 +136,9 @@ def run(
 
     settings = _settings(worker_index)
     port = metrics_port if metrics_port is not None else settings.run.metrics_port
-    if (workers or settings.run.workers) > 1:
-        _supervise(settings, workers or settings.run.workers, model=model, idle_exit_s=idle_exit_s, metrics_port=port)
+    processes = workers or settings.run.workers
+    if processes > 1:
+        _supervise(settings, processes, model=model, idle_exit_s=idle_exit_s, metrics_port=port)
     from monitor.registry.serving import serving_model
     from monitor.runner import build_runner
 
