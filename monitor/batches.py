@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine as DbEngine
 
-from monitor.contract import DecodeFailure, decode_batch
+from monitor.contract import DecodeFailure, check_key, decode_batch
 from monitor.engine import BatchOutcome, Engine, Record
 from monitor.ingest.faults import FaultInjector
 from monitor.ingest.kafka import DeadLetters
@@ -63,6 +63,8 @@ class Batch:
         for raw, result in zip(raw_records, results):
             batch.first.setdefault(raw.partition, raw.offset)
             batch.next_offsets[raw.partition] = max(batch.next_offsets.get(raw.partition, 0), raw.offset + 1)
+            if not isinstance(result, DecodeFailure):
+                result = check_key(raw.key, result) or result
             if isinstance(result, DecodeFailure):
                 batch.dead.append((raw, result))
             else:

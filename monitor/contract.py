@@ -40,7 +40,8 @@ NON_FINITE = "non_finite"
 NULL_VALUE = "null_value"
 OVERSIZED = "oversized"
 BAD_TIME = "bad_time"
-REASONS = (NOT_UTF8, BAD_JSON, SCHEMA, SHAPE, CHANNELS, NON_FINITE, NULL_VALUE, OVERSIZED, BAD_TIME)
+KEY_MISMATCH = "key_mismatch"
+REASONS = (NOT_UTF8, BAD_JSON, SCHEMA, SHAPE, CHANNELS, NON_FINITE, NULL_VALUE, OVERSIZED, BAD_TIME, KEY_MISMATCH)
 
 _REQUIRED = ("sensor_id", "window_start", "window_end", "channels")
 PACKED = "values_f32"  # the binary form of "values" (see the module docstring)
@@ -97,6 +98,19 @@ def decode(
     if isinstance(head, DecodeFailure):
         return head
     return _finish(head, _values_array(head[4], len(head[3]), window_len))
+
+
+def check_key(key: bytes | None, window: SensorWindow) -> DecodeFailure | None:
+    """A keyed record must carry its window's sensor id as the key (UTF-8), else ``KEY_MISMATCH``.
+
+    The key decides the partition, and a sensor's state lives with the one consumer that owns its partition:
+    windows of one sensor under different keys would be judged by several consumers at once, each with its
+    own copy of the sensor's threshold. Records without a key are accepted (the producer then answers for
+    keeping each sensor on one partition)."""
+    if key is None or key == window.sensor_id.encode():
+        return None
+    shown = key[:80].decode("utf-8", "replace")
+    return DecodeFailure(KEY_MISMATCH, f"record key {shown!r} is not the window's sensor_id {window.sensor_id!r}")
 
 
 def decode_batch(

@@ -182,6 +182,7 @@ def poison_records(keys: list[bytes], template: dict[str, Any]) -> list[tuple[by
 
     rows = template["values"]
     nan_text = doc().replace(b"[[", b"[[NaN,", 1)
+    foreign = next(k for k in keys if k != str(template["sensor_id"]).encode())  # another sensor's key
     return [
         (keys[0], b"\xff\xfe\x00 not utf-8", contract.NOT_UTF8),
         (keys[1], b'{"sensor_id": "broken"', contract.BAD_JSON),
@@ -195,6 +196,7 @@ def poison_records(keys: list[bytes], template: dict[str, Any]) -> list[tuple[by
         (keys[3], doc(values=[[None] + r[1:] for r in rows]), contract.NULL_VALUE),
         (keys[4], b"{" + b" " * (kit.MAX_RECORD_BYTES + 10) + b"}", contract.OVERSIZED),
         (keys[5], doc(window_start="yesterday"), contract.BAD_TIME),
+        (foreign, doc(), contract.KEY_MISMATCH),
     ]
 
 

@@ -147,3 +147,23 @@ def test_decode_batch_equals_decode_record_by_record(extra: list[bytes]) -> None
             assert b.values.dtype == np.float32 and b.values.shape == (4, 2)
             np.testing.assert_array_equal(b.values, s.values)
     assert sum(isinstance(b, SensorWindow) for b in batch) == 8
+
+
+def test_a_record_keyed_by_another_sensor_is_refused_with_both_names() -> None:
+    from collections import namedtuple
+
+    from monitor.batches import Batch
+
+    Raw = namedtuple("Raw", "partition offset key value")
+    value = encode_values("s1", START, END, ["a", "b"], np.zeros((4, 2)))
+    raws = [Raw(0, 10, b"s1", value), Raw(0, 11, None, value), Raw(0, 12, b"s2", value)]
+    batch = Batch.decode(raws, window_len=4, channels=("a", "b"), max_bytes=10_000)
+
+    assert [r.offset for r in batch.good] == [10, 11], "own key and no key are accepted"
+    [(raw, failure)] = batch.dead
+    assert raw.offset == 12 and failure.reason == contract.KEY_MISMATCH
+    assert "'s2'" in failure.detail and "'s1'" in failure.detail
+    assert batch.next_offsets == {0: 13}, "the refused record still moves the offset (it goes to the DLQ)"
+    window = decode(value, window_len=4, channels=("a", "b"))
+    assert isinstance(window, SensorWindow)
+    assert contract.check_key(b"s1", window) is None and contract.check_key(None, window) is None
