@@ -1,5 +1,5 @@
 """The serving model outside the consumer loop: the hot-swap watcher refuses a promoted model that does not fit
-the stream."""
+the stream, and `monitor serve` serves (and follows) the registry's active model as `monitor run` does."""
 
 from __future__ import annotations
 
@@ -9,15 +9,21 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
+from monitor.api.app import create_app
 from monitor.registry import versions
 from monitor.registry.serving import serving_model
+from monitor.scoring import artifact
 from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.train import train
-from monitor.settings import RegistrySettings
-from pipelines.synthetic import normal_series
+from monitor.settings import KafkaSettings, RegistrySettings, Settings
+from monitor.store.repository import query_alerts
+from pipelines.synthetic import history_frame, make_fleet, normal_series
+from tests.integration.api_helpers import API_MODEL, api_bundle, keys  # noqa: F401 - fixtures
+from tests.integration.helpers import produce_fleet, run_to_end
 from tests.integration.retrain_helpers import TINY
 
 pytestmark = pytest.mark.integration
@@ -72,3 +78,43 @@ def test_watcher_refuses_a_promoted_model_with_other_channels_or_window_length(
     swapped = poll()
     assert swapped is not None and swapped.meta.version == "A2"
     assert watcher.current_version == "A2" and watcher.serving.version == "A2"
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_api_serves_the_registry_model_and_follows_a_promotion(
+    kafka_cfg: KafkaSettings, db: Engine, api_bundle: ModelBundle, tmp_path: Path
+) -> None:
+    # The model file the settings name is an older model; the registry promotes api-1 while the API runs.
+    old = train(history_frame(1200, sensors=2), API_MODEL.model_copy(update={"epochs": 1}), progress=False,
+                version="old-file")
+    path = artifact.save(old, tmp_path / "model.pt")
+    wl = api_bundle.meta.window_len
+    fleet = make_fleet(3, wl * 120, seed=11, anomalous=0)
+    series = fleet.series["sensor-000"]  # one strong anomaly: 4 windows shifted by 10 std on 3 channels
+    series[wl * 60 : wl * 64, :3] += 10 * series.std(axis=0)[:3]
+    produce_fleet(kafka_cfg, fleet, wl)
+    run_to_end(kafka_cfg, api_bundle, db)  # the consumers served api-1: alerts and sensor state are on it
+    alert = max((a for a in query_alerts(db, limit=100) if a["sensor_id"] == "sensor-000"),
+                key=lambda a: a["window_count"])
+    assert alert["model_version"] == "api-1"
+
+    settings = Settings()
+    settings.model.path = path
+    settings.kafka = kafka_cfg
+    settings.registry = RegistrySettings(model_name="test", check_interval_s=0.01)
+    api = TestClient(create_app(settings, db))
+    read, write = keys(db)
+    serving = api.get("/models", headers=read).json()["serving"]
+    assert serving["version"] == "old-file" and serving["source"] == str(path)  # no registry model yet: the file
+
+    versions.register(db, "test", api_bundle)
+    versions.promote(db, "test", "api-1", by="test", reason="promotion while the API runs")
+    serving = api.get("/models", headers=read).json()["serving"]
+    assert serving["version"] == "api-1" and serving["source"] == "registry:test/api-1"
+    assert serving["channels"] == list(fleet.channels) and serving["window_len"] == wl
+
+    ctx = api.get(f"/alerts/{alert['id']}?around=0", headers=read).json()["context"]
+    assert ctx["scored_with"] == "api-1" and "recomputed" not in ctx["note"]
+    r = api.post(f"/alerts/{alert['id']}/feedback", headers=write, json={"verdict": "false_positive"})
+    assert r.status_code == 200, r.text
+    assert r.json()["threshold_applied"] is True, r.json()["threshold_note"]
