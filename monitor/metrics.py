@@ -30,6 +30,10 @@ CONSUMER_LAG = Gauge(
     "monitor_consumer_lag", "Records between the offset stored with the output and the partition's end.", ["partition"]
 )
 MODEL_INFO = Gauge("monitor_model_info", "Active model version (value 1).", ["version"])
+MODEL_SWAPS_REFUSED = Counter(
+    "monitor_model_swaps_refused_total",
+    "Promoted model versions not hot-swapped in: their channels or window length differ from the serving model's.",
+)
 ASSIGNED_PARTITIONS = Gauge("monitor_assigned_partitions", "Partitions owned by this consumer.")
 RETRAIN_RUNS = Counter("monitor_retrain_runs_total", "Retraining runs by outcome.", ["outcome"])
 for _outcome in ("promoted", "rejected", "failed"):

@@ -75,7 +75,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app = FastAPI(title="monitor", version="1", description="Alerts of the streaming sensor anomaly monitor.")
     app.state.engine = engine
     app.state.settings = settings
-    app.state.models = ctx.ModelCache(settings.model.path)
+    app.state.models = ctx.ModelCache(engine, settings.registry, settings.model.path)  # as `monitor run` serves
     if settings.api.cors_origins:  # off unless origins are configured
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -195,13 +195,14 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
 
     @app.get("/models", tags=["models"])
     def models(_: Reader) -> dict[str, Any]:
-        bundle, note = ctx.load_model(app.state.models)
+        cache: ctx.ModelCache = app.state.models
+        bundle, note = ctx.load_model(cache)
         serving = None
         if bundle is not None:
             m = bundle.meta
             serving = {"version": m.version, "created_at": m.created_at, "channels": m.channels,
                        "window_len": m.window_len, "metrics": m.metrics, "training": m.training,
-                       "path": str(settings.model.path)}
+                       "source": cache.source}
         return {"serving": serving, "note": note or None, "seen": store.alert_model_versions(engine)}
 
     @app.get("/", include_in_schema=False)

@@ -1,6 +1,9 @@
 """An alert's context for plotting: the sensor's windows around the alert, read back from Kafka by the
 alert's source offsets and re-scored with the serving model.
 
+The serving model is the one `monitor run` serves (``ModelCache``): the registry's active version, else the
+model file.
+
 Window values are not kept in SQL; the topic is the record of them. A consumer WITHOUT a group
 (``group_id=None``, ``assign`` + ``seek``) reads the alert's partition from a little before ``first_offset``
 to a little after ``last_offset``; it never joins or commits for the live consumer group. When the topic's
@@ -24,14 +27,17 @@ from typing import Any
 import numpy as np
 from kafka import TopicPartition
 from kafka.errors import KafkaError
+from sqlalchemy import Engine as DbEngine
 
 from monitor.contract import SensorWindow, decode, format_time
 from monitor.errors import BrokerError, MonitorError
 from monitor.ingest.kafka import make_consumer
+from monitor.registry.serving import serving_model
+from monitor.registry.watcher import ModelWatcher
 from monitor.scoring import artifact
 from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.scorer import Scorer
-from monitor.settings import KafkaSettings
+from monitor.settings import KafkaSettings, RegistrySettings
 
 log = logging.getLogger(__name__)
 
@@ -46,26 +52,52 @@ class ContextWindows:
 
 
 class ModelCache:
-    """The serving model, reloaded when the artifact file changes (a promoted model is picked up)."""
+    """The serving model, resolved as `monitor run` resolves it (``monitor.registry.serving.serving_model``):
+    the registry's active version when there is one, else the ``default_path`` file.
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    Promotions and rollbacks are picked up by the same ``ModelWatcher`` as the consumers use (a pointer read
+    at most every ``registry.check_interval_s``; an incompatible promotion is refused as there). While the
+    file serves, a rewritten file is reloaded, as a consumer started now would serve it.
+    """
+
+    def __init__(self, db: DbEngine, registry: RegistrySettings, default_path: Path) -> None:
+        self.db = db
+        self.registry = registry
+        self.path = Path(default_path)
         self._lock = threading.Lock()
         self._stamp: tuple[float, int] | None = None
         self._bundle: ModelBundle | None = None
+        self._watcher: ModelWatcher | None = None
+
+    @property
+    def source(self) -> str:
+        """Where the serving model comes from: ``registry:<name>/<version>`` or the file's path."""
+        version = self._watcher.current_version if self._watcher is not None else None
+        return f"registry:{self.registry.model_name}/{version}" if version else str(self.path)
 
     def get(self) -> ModelBundle:
+        """The serving model; raises ``MonitorError`` while none can be loaded (a later call retries)."""
         with self._lock:
-            try:
-                stat = self.path.stat()
-            except OSError:
-                if self._bundle is not None:
-                    return self._bundle  # keep serving while the file is being replaced
-                return artifact.load(self.path)  # raises ArtifactError naming the missing file
-            stamp = (stat.st_mtime, stat.st_size)
-            if self._bundle is None or stamp != self._stamp:
+            if self._bundle is None:
+                self._bundle, self._watcher = serving_model(self.db, self.registry, self.path)
+                self._stamp = self._file_stamp() if self._from_file() else None
+            elif self._watcher is not None and (newer := self._watcher.poll()):
+                self._bundle, self._stamp = newer, None
+            elif self._from_file() and (stamp := self._file_stamp()) not in (None, self._stamp):
                 self._bundle, self._stamp = artifact.load(self.path), stamp
+                if self._watcher is not None:
+                    self._watcher.serving = self._bundle.meta
             return self._bundle
+
+    def _from_file(self) -> bool:
+        return self._watcher is None or self._watcher.current_version is None
+
+    def _file_stamp(self) -> tuple[float, int] | None:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None  # being replaced: keep serving what is loaded
+        return (stat.st_mtime, stat.st_size)
 
 
 def read_windows(

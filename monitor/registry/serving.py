@@ -33,4 +33,5 @@ def serving_model(
     else:
         bundle = artifact.load(default_path)
         log.info("no active model %r in the registry: serving %s", registry.model_name, default_path)
-    return bundle, ModelWatcher(db, registry.model_name, active, check_interval_s=registry.check_interval_s)
+    return bundle, ModelWatcher(db, registry.model_name, active, serving=bundle.meta,
+                                check_interval_s=registry.check_interval_s)

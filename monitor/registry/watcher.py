@@ -3,6 +3,11 @@
 ``ModelWatcher.poll()`` is called by the runner between batches; it reads the pointer at most every
 ``check_interval_s`` seconds (one primary-key read) and returns the new bundle only when the active version
 changed. Errors (database away, corrupt artifact) are logged and the current model keeps serving.
+
+A promoted model whose channels or window length differ from the serving one is not swapped in (it would send
+every window to the dead-letter topic): the error is logged once per version, counted in
+``monitor_model_swaps_refused_total``, and the current model keeps serving until the pointer moves again or
+the consumer restarts (a restart serves the active version, as for a deliberate change of the stream).
 """
 
 from __future__ import annotations
@@ -13,15 +18,20 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine as DbEngine
 
+from monitor import metrics
 from monitor.errors import MonitorError
 from monitor.registry import versions
-from monitor.scoring.artifact import ModelBundle
+from monitor.scoring.artifact import ModelBundle, ModelMeta, incompatibility
 
 log = logging.getLogger(__name__)
 
 
 class ModelWatcher:
-    """Watches the active version of one model name."""
+    """Watches the active version of one model name.
+
+    ``current_version``: the registry version now serving (None when serving a file); ``serving``: the
+    serving model's metadata, against which a newly promoted model is checked.
+    """
 
     def __init__(
         self,
@@ -29,15 +39,18 @@ class ModelWatcher:
         name: str,
         current_version: str | None,
         *,
+        serving: ModelMeta,
         check_interval_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
         self.name = name
         self.current_version = current_version
+        self.serving = serving
         self.check_interval_s = check_interval_s
         self.clock = clock
         self._next_check = clock()
+        self._refused: set[str] = set()  # incompatible versions already reported
 
     def poll(self) -> ModelBundle | None:
         """The newly active model, or None (not time to check yet, unchanged, or unloadable)."""
@@ -47,13 +60,21 @@ class ModelWatcher:
         self._next_check = now + self.check_interval_s
         try:
             version = versions.active_version(self.db, self.name)
-            if version is None or version == self.current_version:
+            if version is None or version == self.current_version or version in self._refused:
                 return None
             bundle = versions.load_bundle(self.db, self.name, version)
         except MonitorError as exc:
             log.error("model watcher: cannot load the active model of %s (%s); the current one keeps serving",
                       self.name, exc)
             return None
+        if problem := incompatibility(self.serving, bundle.meta):
+            self._refused.add(version)
+            metrics.MODEL_SWAPS_REFUSED.inc()
+            log.error("model watcher: not swapping %s to the promoted version %s: %s; the current model keeps "
+                      "serving (roll back, or restart the consumers once the producers send the new windows)",
+                      self.name, version, problem)
+            return None
         log.info("model watcher: %s active version %s -> %s", self.name, self.current_version, version)
         self.current_version = version
+        self.serving = bundle.meta
         return bundle

@@ -134,3 +134,27 @@ def load(path: Path) -> ModelBundle:
     if not path.is_file():
         raise ArtifactError(f"model artifact {path} does not exist (train one with `monitor train`)")
     return from_bytes(path.read_bytes(), str(path))
+
+
+def incompatibility(serving: ModelMeta, candidate: ModelMeta) -> str | None:
+    """Why ``candidate`` cannot replace ``serving`` on the same window stream, or None when it can.
+
+    A consumer validates every window against its model's channels and window length: a model that expects
+    other ones would send every window of the fleet to the dead-letter topic.
+    """
+    problems: list[str] = []
+    if list(serving.channels) != list(candidate.channels):
+        added = [c for c in candidate.channels if c not in serving.channels]
+        missing = [c for c in serving.channels if c not in candidate.channels]
+        if added or missing:
+            parts = [f"adds {', '.join(added)}"] if added else []
+            parts += [f"lacks {', '.join(missing)}"] if missing else []
+            problems.append(f"channels differ ({' and '.join(parts)})")
+        else:
+            problems.append("channels are in another order")
+    if serving.window_len != candidate.window_len:
+        problems.append(f"window_len {candidate.window_len} != {serving.window_len}")
+    if not problems:
+        return None
+    return (f"model {candidate.version or '?'} does not fit the windows of serving model {serving.version or '?'}: "
+            + "; ".join(problems))

@@ -11,7 +11,9 @@ Two measures per model, on the same hold-out windows (alerts already excluded, s
 
 The candidate passes when its error is at most ``max_error_ratio`` times the active's, and its alert rate is
 at most ``max_alert_rate`` or no higher than the active's. Without an active model only the absolute alert
-rate applies.
+rate applies. A candidate whose channels or window length differ from the active model's never passes: the
+consumers would send every window to the dead-letter topic (promote it explicitly, with the producers, if the
+stream itself changed).
 """
 
 from __future__ import annotations
@@ -100,10 +102,16 @@ def compatible(bundle: ModelBundle, channels: Sequence[str], window_len: int) ->
     return list(bundle.meta.channels) == list(channels) and bundle.meta.window_len == window_len
 
 
-def decide(candidate: Evaluation, active: Evaluation | None, cfg: RetrainSettings) -> GateResult:
-    """Apply the gate's rules (see the module docstring)."""
+def decide(
+    candidate: Evaluation, active: Evaluation | None, cfg: RetrainSettings, incompatible: str | None = None
+) -> GateResult:
+    """Apply the gate's rules (see the module docstring). ``incompatible``: why the candidate does not fit the
+    active model's windows (``monitor.scoring.artifact.incompatibility``), which rejects it."""
     reasons: list[str] = []
     notes: list[str] = []
+    if incompatible:
+        reasons.append(f"incompatible with the active model: {incompatible} (consumers would dead-letter every "
+                       "window; promote it explicitly with `monitor models promote` if the stream changed)")
     if candidate.windows < cfg.min_holdout_windows:
         reasons.append(f"hold-out too small: {candidate.windows} windows < {cfg.min_holdout_windows}")
     if not np.isfinite(candidate.error):

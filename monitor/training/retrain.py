@@ -5,7 +5,8 @@ Steps (each reported through ``progress``):
   2. drop windows that overlap alerts of their sensor (minus operator-confirmed false positives);
   3. keep the most recent ``holdout_fraction`` of the windows (by record time) out of training;
   4. train a candidate (optionally warm-started from the active model);
-  5. evaluate candidate and active on the hold-out and apply the gate;
+  5. evaluate candidate and active on the hold-out and apply the gate (a candidate with other channels or
+     another window length than the active model is rejected: it would dead-letter the whole fleet);
   6. register the candidate and, if the gate passed, promote it atomically (compare-and-set on the
      active pointer); otherwise record it as rejected with the reason.
 Any failure before step 6's single transaction leaves the active model serving untouched.
@@ -27,6 +28,7 @@ from sqlalchemy import Engine as DbEngine
 
 from monitor.errors import ArtifactError, DataError, MonitorError
 from monitor.registry import versions
+from monitor.scoring import artifact
 from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.train import train
 from monitor.settings import (
@@ -263,17 +265,17 @@ def _gate(
     candidate: ModelBundle, active: ModelBundle | None, holdout: list[HistoryWindow], channels: tuple[str, ...],
     window_len: int, cfg: RetrainConfig,
 ) -> gate.GateResult:
+    # A candidate that does not fit the active model's windows is rejected outright (it is still evaluated,
+    # so its figures are recorded with the rejection); the active model is then not evaluated at all.
+    problem = artifact.incompatibility(active.meta, candidate.meta) if active is not None else None
     if not holdout:
         empty = gate.Evaluation(candidate.meta.version, 0, float("nan"), 0, 0.0, 0.0, 0.0, 0.0)
-        return gate.decide(empty, None, cfg.retrain)
+        return gate.decide(empty, None, cfg.retrain, incompatible=problem)
     arrays = np.stack([w.values for w in holdout])
     sensors = [w.sensor_id for w in holdout]
     variance = gate.holdout_variance(arrays)
     cand = gate.evaluate(candidate, arrays, sensors, cfg.threshold, cfg.alert, variance)
     act = None
-    if active is not None and gate.compatible(active, channels, window_len):
+    if active is not None and problem is None and gate.compatible(active, channels, window_len):
         act = gate.evaluate(active, arrays, sensors, cfg.threshold, cfg.alert, variance)
-    result = gate.decide(cand, act, cfg.retrain)
-    if active is not None and act is None:
-        result.notes.append(f"active {active.meta.version} has other channels or window length: not compared")
-    return result
+    return gate.decide(cand, act, cfg.retrain, incompatible=problem)

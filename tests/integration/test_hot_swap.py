@@ -59,7 +59,7 @@ def test_running_consumer_swaps_to_a_promoted_model_and_back_on_rollback(
     versions.promote(db, "test", a.meta.version, by="test", reason="first")
     versions.register(db, "test", b)
     runner = build_runner(kafka_cfg, RunSettings(), ThresholdSettings(), AlertSettings(), a, db)
-    runner.watcher = ModelWatcher(db, "test", a.meta.version, check_interval_s=0.5)
+    runner.watcher = ModelWatcher(db, "test", a.meta.version, serving=a.meta, check_interval_s=0.5)
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     base = base_time()

@@ -15,8 +15,10 @@ from sqlalchemy import Engine
 
 from monitor.registry import versions
 from monitor.settings import KafkaSettings
+from monitor.store.schema import utcnow
 from monitor.training.history import read_history
 from monitor.training.retrain import PROMOTED, REJECTED, RetrainRequest, retrain
+from pipelines.synthetic import history_frame
 from tests.integration.retrain_helpers import (
     WL, base_time, db_url, insert_alert, produce, retrain_config, sensor_windows,
 )
@@ -109,3 +111,26 @@ def test_candidate_trained_on_corrupted_data_is_rejected_and_the_active_model_st
     gate = rejected.metrics["gate"]
     assert gate["candidate"]["error"] > gate["active"]["error"] * 1.1
     assert versions.get(db, "test", active).status == versions.ACTIVE
+
+
+def test_candidate_with_an_extra_column_is_rejected_naming_it_and_the_active_model_stays(
+    db: Engine, tmp_path: Path
+) -> None:
+    cfg = retrain_config(KafkaSettings())  # --from-file: no broker involved
+    frame = history_frame(1600, n_channels=4, sensors=2)
+    frame.to_csv(tmp_path / "four.csv")
+    first = retrain(db, cfg, RetrainRequest(path=tmp_path / "four.csv", reason="first"))
+    assert first.outcome == PROMOTED, first.reason
+    active = versions.active_version(db, "test")
+    assert active == first.version
+
+    frame["ch_new"] = frame["ch0"] * 0.5 + 1.0  # the feed gained a column
+    frame.to_csv(tmp_path / "five.csv")
+    outcome = retrain(db, cfg, RetrainRequest(path=tmp_path / "five.csv", reason="extra column"),
+                      clock=lambda: utcnow() + timedelta(seconds=1))
+    assert outcome.outcome == REJECTED
+    assert "incompatible with the active model" in outcome.reason and "adds ch_new" in outcome.reason
+    assert versions.active_version(db, "test") == active
+    rejected = versions.get(db, "test", outcome.version or "")
+    assert rejected.status == versions.REJECTED and "adds ch_new" in (rejected.reason or "")
+    assert rejected.metrics["gate"]["active"] is None and rejected.metrics["gate"]["passed"] is False

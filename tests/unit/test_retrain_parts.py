@@ -1,4 +1,4 @@
-"""Pure parts of retraining: the gate's rules, alert exclusion, schedules."""
+"""Pure parts of retraining: the gate's rules, model compatibility, alert exclusion, schedules."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from monitor.errors import ConfigError
 from monitor.scheduler import Schedule
+from monitor.scoring.artifact import Calibration, ModelMeta, incompatibility
 from monitor.settings import RetrainSettings
 from monitor.training.exclusion import Interval, exclude
 from monitor.training.gate import Evaluation, decide
@@ -33,6 +34,31 @@ def test_gate_rejects_a_worse_error_and_a_higher_alert_rate_and_passes_a_compara
     assert decide(_eval("c", 0.20, 5), _eval("a", 0.2, 6), cfg).passed  # no worse than the active
     assert not decide(_eval("c", 0.1, 0, windows=5), None, cfg).passed  # hold-out too small
     assert decide(_eval("c", 5.0, 0), None, cfg).passed  # first model: absolute alert rate only
+
+
+def _meta(version: str, channels: list[str], window_len: int = 8) -> ModelMeta:
+    return ModelMeta(channels=channels, window_len=window_len, hidden_size=4, latent_size=2, num_layers=1,
+                     dropout=0.0, scaler={}, calibration=Calibration([1.0] * len(channels), 0.0, 1.0), version=version)
+
+
+def test_incompatibility_names_the_differing_channels_and_window_length() -> None:
+    serving = _meta("a", ["ch0", "ch1", "ch2"])
+    assert incompatibility(serving, _meta("b", ["ch0", "ch1", "ch2"])) is None
+    extra = incompatibility(serving, _meta("b", ["ch0", "ch1", "ch2", "ch3"]))
+    assert extra is not None and "adds ch3" in extra and "lacks" not in extra and "serving model a" in extra
+    swapped = incompatibility(serving, _meta("b", ["ch0", "ch1", "vib"]))
+    assert swapped is not None and "adds vib" in swapped and "lacks ch2" in swapped
+    reordered = incompatibility(serving, _meta("b", ["ch1", "ch0", "ch2"]))
+    assert reordered is not None and "another order" in reordered
+    longer = incompatibility(serving, _meta("b", ["ch0", "ch1", "ch2"], window_len=16))
+    assert longer is not None and "window_len 16 != 8" in longer and "channels" not in longer
+
+
+def test_gate_rejects_an_incompatible_candidate_whatever_its_figures() -> None:
+    cfg = RetrainSettings(max_error_ratio=1.1, max_alert_rate=0.01, min_holdout_windows=10)
+    result = decide(_eval("c", 0.1, 0), None, cfg, incompatible="channels differ (adds ch3)")
+    assert not result.passed and "incompatible with the active model: channels differ (adds ch3)" in result.summary
+    assert decide(_eval("c", 0.1, 0), None, cfg, incompatible=None).passed
 
 
 def _window(sensor: str, i: int) -> HistoryWindow:
