@@ -11,7 +11,7 @@ import sys
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -21,7 +21,10 @@ from monitor.backtest_cli import backtest
 from monitor.errors import MonitorError
 from monitor.registry.cli import models_app
 from monitor.training.cli import retrain_command, scheduler_command
-from monitor.settings import Settings
+from monitor.settings import Settings, settings_problems
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer(help="Streaming anomaly monitor for sensor fleets.", no_args_is_help=True, add_completion=False)
 topics_app = typer.Typer(help="Kafka topics of the monitor.", no_args_is_help=True)
@@ -44,7 +47,20 @@ class OutputFormat(str, Enum):
 
 
 def _settings(worker: int | None = None) -> Settings:
-    settings = Settings()
+    """The settings from the environment; a bad value is one line per problem and exit code 2."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for problem in settings_problems(exc):
+            typer.secho(f"error: {problem}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    except SettingsError as exc:  # a list/JSON value that does not parse, e.g. MONITOR_API__CORS_ORIGINS
+        cause = f": {exc.__cause__}" if exc.__cause__ else ""
+        typer.secho(f"error: {exc}{cause}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
     tag = f"worker {worker} " if worker is not None else ""  # `monitor run --workers N`: which child logs
     logging.basicConfig(
         level=settings.log_level.upper(), format=f"%(asctime)s {tag}%(levelname)s %(name)s: %(message)s",
@@ -58,6 +74,21 @@ def _settings(worker: int | None = None) -> Settings:
 def _fail(exc: MonitorError) -> None:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
+
+
+def _open_db(settings: Settings, *, read_only: bool = False) -> Engine:
+    """The database of a command, its schema checked (`require_current_schema`, honouring ``db.auto_migrate``).
+
+    ``read_only``: refuse a SQLite file that does not exist rather than create an empty database (a relative
+    URL run from the wrong directory). Raises MonitorError."""
+    from monitor.store.database import make_engine, require_current_schema, require_existing_database
+
+    url = settings.db.url.get_secret_value()
+    if read_only:
+        require_existing_database(url)
+    db = make_engine(url, echo=settings.db.echo)
+    require_current_schema(db, auto_migrate=settings.db.auto_migrate)
+    return db
 
 
 def _parse_when(text: str | None, name: str) -> datetime | None:
@@ -132,8 +163,6 @@ def run(
     # (measured on 2 cores at load average 5: 2 threads fell from ~10,000 to ~200 windows/s; sleeping
     # workers kept ~5,000). An explicit OMP_WAIT_POLICY in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from monitor.store.database import make_engine, require_current_schema
-
     settings = _settings(worker_index)
     port = metrics_port if metrics_port is not None else settings.run.metrics_port
     processes = workers or settings.run.workers
@@ -143,8 +172,7 @@ def run(
     from monitor.runner import build_runner
 
     try:
-        db = make_engine(settings.db.url.get_secret_value(), echo=settings.db.echo)
-        require_current_schema(db, auto_migrate=settings.db.auto_migrate)
+        db = _open_db(settings)
         bundle, watcher = serving_model(db, settings.registry, settings.model.path, model)
         import torch
 
@@ -184,13 +212,10 @@ def run(
 def _supervise(settings: Settings, workers: int, *, model: Path | None, idle_exit_s: float | None,
                metrics_port: int | None) -> None:
     """`monitor run --workers N` (N > 1): migrate/check the schema once, then run N consumer processes."""
-    from monitor.store.database import make_engine, require_current_schema
     from monitor.workers import Supervisor, WorkerArgs, child_commands
 
     try:
-        db = make_engine(settings.db.url.get_secret_value())
-        require_current_schema(db, auto_migrate=settings.db.auto_migrate)  # once, not raced by the children
-        db.dispose()
+        _open_db(settings).dispose()  # the schema checked (or migrated) once, not raced by the children
     except MonitorError as exc:
         _fail(exc)
     supervisor = Supervisor(child_commands(workers, WorkerArgs(model, idle_exit_s, metrics_port)))
@@ -213,7 +238,6 @@ def alerts(
 ) -> None:
     """List alerts from the database, newest first."""
     from monitor.contract import format_time
-    from monitor.store.database import make_engine, require_current_schema
     from monitor.store.repository import query_alerts
 
     for value, allowed, name in ((status, ("open", "acknowledged", "resolved"), "--status"),
@@ -222,8 +246,7 @@ def alerts(
             raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=name)
     settings = _settings()
     try:
-        db = make_engine(settings.db.url.get_secret_value())
-        require_current_schema(db, auto_migrate=settings.db.auto_migrate)
+        db = _open_db(settings, read_only=True)
         rows = query_alerts(
             db, sensor_id=sensor, since=_parse_when(since, "--since"), until=_parse_when(until, "--until"),
             status=status, severity=severity, model_version=model_version, limit=limit,

@@ -11,14 +11,16 @@ from monitor.errors import MonitorError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from monitor.settings import Settings
+
 db_app = typer.Typer(help="The monitor's database: schema migrations.", no_args_is_help=True)
 
 
-def _engine() -> Engine:
+def _engine(settings: Settings | None = None) -> Engine:
     from monitor.cli import _settings
     from monitor.store.database import make_engine
 
-    settings = _settings()
+    settings = settings or _settings()
     return make_engine(settings.db.url.get_secret_value(), echo=settings.db.echo)
 
 
@@ -54,10 +56,17 @@ db_app.command("init", help="Alias of `monitor db upgrade head`.", hidden=True)(
 @db_app.command("current")
 def db_current() -> None:
     """Print the database's revision and this monitor's head; exit 1 when they differ."""
-    from monitor.store.database import schema_status
+    from monitor.cli import _settings
+    from monitor.store.database import head_revision, schema_status, sqlite_file
 
+    settings = _settings()
     try:
-        status = schema_status(_engine())
+        path = sqlite_file(settings.db.url.get_secret_value())
+        if path is not None and not path.exists():  # report it; opening it would create an empty database
+            typer.echo(f"current: none  head: {head_revision()}  (OUT OF DATE: no database file at {path}; run "
+                       "`monitor db upgrade` to create it, or set MONITOR_DB__URL)")
+            raise typer.Exit(1)
+        status = schema_status(_engine(settings))
     except MonitorError as exc:
         _fail(exc)
     state = "up to date" if status.up_to_date else "OUT OF DATE: run `monitor db upgrade`"

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from monitor.cli import _fail, _settings
+from monitor.cli import _fail, _open_db, _settings
 from monitor.errors import MonitorError
 from monitor.settings import Settings
 
@@ -29,7 +29,6 @@ def serve(
     import uvicorn
 
     from monitor.api.app import create_app
-    from monitor.store.database import init_schema, make_engine
 
     settings = _settings()
     if host:
@@ -37,8 +36,7 @@ def serve(
     if port:
         settings.api.port = port
     try:
-        db = make_engine(settings.db.url.get_secret_value())
-        init_schema(db)
+        db = _open_db(settings)
     except MonitorError as exc:
         _fail(exc)
     typer.echo(f"serving on http://{settings.api.host}:{settings.api.port} (web page {page_url(settings)}, "
@@ -55,12 +53,10 @@ def apikey_create(
 ) -> None:
     """Create a key and print its secret (shown this once only)."""
     from monitor.store.apikeys import create_key
-    from monitor.store.database import init_schema, make_engine
 
     settings = _settings()
     try:
-        db = make_engine(settings.db.url.get_secret_value())
-        init_schema(db)
+        db = _open_db(settings)
         info, secret = create_key(db, name, scope or ["read"])
     except MonitorError as exc:
         _fail(exc)
@@ -79,12 +75,10 @@ def apikey_list() -> None:
     """List keys (never their secrets)."""
     from monitor.contract import format_time
     from monitor.store.apikeys import list_keys
-    from monitor.store.database import init_schema, make_engine
 
     settings = _settings()
     try:
-        db = make_engine(settings.db.url.get_secret_value())
-        init_schema(db)
+        db = _open_db(settings, read_only=True)
         keys = list_keys(db)
     except MonitorError as exc:
         _fail(exc)
@@ -99,12 +93,10 @@ def apikey_list() -> None:
 def apikey_revoke(key_id: Annotated[int, typer.Argument(help="Key id from `monitor apikey list`.")]) -> None:
     """Revoke a key; requests with it fail with 401 from now on."""
     from monitor.store.apikeys import revoke_key
-    from monitor.store.database import init_schema, make_engine
 
     settings = _settings()
     try:
-        db = make_engine(settings.db.url.get_secret_value())
-        init_schema(db)
+        db = _open_db(settings)
         done = revoke_key(db, key_id)
     except MonitorError as exc:
         _fail(exc)

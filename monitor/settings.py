@@ -7,11 +7,15 @@ Secrets are ``SecretStr`` and never printed.
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "MONITOR_"
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 class KafkaSettings(BaseModel):
@@ -187,7 +191,7 @@ class RetrainSettings(BaseModel):
 class Settings(BaseSettings):
     """All settings of the monitor. Environment: MONITOR_<SECTION>__<FIELD>."""
 
-    model_config = SettingsConfigDict(env_prefix="MONITOR_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore")
 
     kafka: KafkaSettings = KafkaSettings()
     db: DbSettings = DbSettings()
@@ -196,6 +200,38 @@ class Settings(BaseSettings):
     alert: AlertSettings = AlertSettings()
     run: RunSettings = RunSettings()
     api: ApiSettings = Field(default_factory=ApiSettings)
-    log_level: str = Field("INFO", description="Log level of the monitor's processes (DEBUG, INFO, WARNING, ...).")
+    log_level: LogLevel = Field(
+        "INFO", description="Log level of the monitor's processes: DEBUG, INFO, WARNING, ERROR or CRITICAL (any case).")
     registry: RegistrySettings = RegistrySettings()
     retrain: RetrainSettings = RetrainSettings()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.upper() in typing.get_args(LogLevel):
+            return value.upper()
+        return value  # an error that quotes the value as given
+
+
+def settings_problems(exc: ValidationError) -> list[str]:
+    """One line per problem of a settings ValidationError: ``path (ENV_VAR): message (got 'value')``.
+
+    The value is left out for secrets."""
+    lines = []
+    for error in exc.errors():
+        model: type[BaseModel] | None = Settings
+        names: list[str] = []
+        secret = False
+        for part in error["loc"]:
+            field = model.model_fields.get(part) if model is not None and isinstance(part, str) else None
+            if field is None:
+                break  # a list index or a union member: the setting is the path so far
+            names.append(str(part))
+            annotation = field.annotation
+            secret = annotation is SecretStr or SecretStr in typing.get_args(annotation)
+            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        where = f"{'.'.join(names)} ({ENV_PREFIX}{'__'.join(names).upper()})" if names else "settings"
+        value = error.get("input")
+        got = f" (got {value!r})" if isinstance(value, (str, int, float)) and not secret else ""
+        lines.append(f"{where}: {error['msg']}{got}")
+    return lines

@@ -14,14 +14,12 @@ models_app = typer.Typer(help="The model registry: versions, the active model, p
 NameOption = Annotated[Optional[str], typer.Option("--name", help="Model name (default: settings registry.model_name).")]
 
 
-def _open(name: str | None) -> tuple[Any, str]:
-    from monitor.cli import _settings
-    from monitor.store.database import init_schema, make_engine
+def _open(name: str | None, *, read_only: bool = False) -> tuple[Any, str]:
+    """The registry's database (schema checked; ``read_only``: a missing SQLite file is refused) and the model name."""
+    from monitor.cli import _open_db, _settings
 
     settings = _settings()
-    db = make_engine(settings.db.url.get_secret_value())
-    init_schema(db)
-    return db, name or settings.registry.model_name
+    return _open_db(settings, read_only=read_only), name or settings.registry.model_name
 
 
 def _fail(exc: Exception) -> None:
@@ -40,7 +38,7 @@ def list_models(
     from monitor.registry import versions
 
     try:
-        db, model = _open(name)
+        db, model = _open(name, read_only=True)
         rows = versions.list_versions(db, model)
     except MonitorError as exc:
         _fail(exc)
@@ -69,7 +67,7 @@ def show(
     from monitor.registry import versions
 
     try:
-        db, model = _open(name)
+        db, model = _open(name, read_only=True)
         chosen = version or versions.active_version(db, model)
         if chosen is None:
             raise ConfigError(f"model {model!r} has no active version; name one (see `monitor models list`)")

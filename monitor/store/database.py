@@ -9,6 +9,9 @@ The schema is owned by the migrations in ``monitor/migrations/versions``: `upgra
   (``MONITOR_DB__AUTO_MIGRATE=true``);
 - ahead of this code (a newer monitor migrated it): always refused.
 
+Read-only commands (`monitor alerts`, `... list`) call `require_existing_database` first: a SQLite URL is a
+path relative to the current directory, and opening a missing file would create an empty database there.
+
 A database made by the pre-migration ``create_all`` (tables present, no ``alembic_version``) is stamped at the
 first revision by `upgrade`, which then applies the rest.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -26,7 +30,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError as AlembicError
 from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from monitor.errors import ConfigError, StoreError
 
@@ -59,6 +64,34 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         return create_engine(url, echo=echo, pool_pre_ping=True)
     except (SQLAlchemyError, ValueError, ImportError) as exc:
         raise ConfigError(f"cannot use database URL ({type(exc).__name__}: {exc})") from exc
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The absolute path of the SQLite file ``url`` names (relative paths: from the current directory).
+
+    None for other databases and for in-memory SQLite."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"cannot use database URL ({type(exc).__name__}: {exc})") from exc
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if parsed.query.get("uri") == "true" and database.startswith("file:"):  # sqlite:///file:path?mode=ro&uri=true
+        if parsed.query.get("mode") == "memory":
+            return None
+        database = database.removeprefix("file:")
+    if database in ("", ":memory:"):
+        return None
+    return Path(database).resolve()
+
+
+def require_existing_database(url: str) -> None:
+    """Refuse a SQLite file that does not exist (read-only commands must not create an empty database)."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise ConfigError(f"no database at {path} (the SQLite file does not exist): set MONITOR_DB__URL to the "
+                          "monitor's database, e.g. sqlite:////absolute/path/monitor.db")
 
 
 def alembic_config() -> Config:

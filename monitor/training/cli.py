@@ -30,9 +30,8 @@ def retrain_command(
     reason: Annotated[str, typer.Option(help="Why (recorded with the version).")] = "manual retrain",
 ) -> None:
     """Retrain now: read history, exclude alerts, train, gate against the active model, promote or reject."""
-    from monitor.cli import _fail, _parse_when, _settings
+    from monitor.cli import _fail, _open_db, _parse_when, _settings
     from monitor.errors import MonitorError
-    from monitor.store.database import init_schema, make_engine
     from monitor.training.retrain import FAILED, RetrainRequest, retrain
 
     settings = _settings()
@@ -43,8 +42,7 @@ def retrain_command(
         time_column=time_column or None, ignore=tuple(ignore or ()), triggered_by="cli", reason=reason,
     )
     try:
-        db = make_engine(settings.db.url.get_secret_value())
-        init_schema(db)
+        db = _open_db(settings)
     except MonitorError as exc:
         _fail(exc)
     if settings.model.threads:
@@ -66,17 +64,15 @@ def scheduler_command(
     metrics_port: Annotated[Optional[int], typer.Option(help="Serve Prometheus metrics on this port.")] = None,
 ) -> None:
     """Retrain on a schedule and on score drift; one replica at a time (database lease)."""
-    from monitor.cli import _fail, _settings
+    from monitor.cli import _fail, _open_db, _settings
     from monitor.errors import MonitorError
     from monitor.scheduler import Schedule, Scheduler, ScoreDrift
-    from monitor.store.database import init_schema, make_engine
     from monitor.training.retrain import RetrainRequest, retrain
 
     settings = _settings()
     cfg = _config(settings)
     try:
-        db = make_engine(settings.db.url.get_secret_value())
-        init_schema(db)
+        db = _open_db(settings)
         plan = Schedule(schedule or settings.retrain.schedule)
     except MonitorError as exc:
         _fail(exc)
