@@ -107,7 +107,7 @@ class Engine:
         """Hot swap: score with ``bundle`` from now on. Sensors in memory keep their open alerts and get
         thresholds re-warmed from the new model's calibration (another score scale); new alerts carry the
         new version. Sensors loaded later from the database are re-warmed by ``restore_context``."""
-        self.scorer = Scorer(bundle, self.scorer.batch_size)
+        self.scorer = Scorer(bundle, self.scorer.batch_size, device=self.scorer.device)
         for sensor_id, ctx in list(self.sensors.items()):
             self.sensors[sensor_id] = self.restore_context(sensor_id, ctx.partition, ctx.snapshot(), ctx.model_version,
                                                            ctx.revision)

@@ -411,13 +411,15 @@ def build_runner(
     db: DbEngine,
     *,
     idle_exit_s: float | None = None,
+    device: str = "cpu",
 ) -> Runner:
-    """Wire a Runner from settings sections, a loaded model and a database engine."""
+    """Wire a Runner from settings sections, a loaded model (scored on ``device``: settings model.device) and a
+    database engine."""
     return Runner(
         consumer=make_consumer(kafka),
         dead_letters=DeadLetters(make_producer(kafka, max_block_ms=DLQ_MAX_BLOCK_MS), kafka.dlq_topic),
         db=db,
-        engine=Engine(Scorer(bundle), threshold, alert),
+        engine=Engine(Scorer(bundle, device=device), threshold, alert),
         topic=kafka.topic,
         group_id=kafka.group_id,
         poll_timeout_ms=kafka.poll_timeout_ms,
