@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from monitor import metrics
 from monitor.contract import SensorWindow
 from monitor.incidents import AlertRecord, IncidentTracker
 from monitor.scoring.artifact import ModelBundle
@@ -111,8 +110,6 @@ class Engine:
         for sensor_id, ctx in list(self.sensors.items()):
             self.sensors[sensor_id] = self.restore_context(sensor_id, ctx.partition, ctx.snapshot(), ctx.model_version,
                                                            ctx.revision)
-        metrics.MODEL_INFO.clear()
-        metrics.MODEL_INFO.labels(bundle.meta.version).set(1)
 
     def forget(self, partitions: set[int] | None = None) -> None:
         """Drop state of sensors on these partitions (all when None): it is in the database already."""

@@ -146,7 +146,7 @@ class Runner:
             self.member.subscribe()
         except NetWaitStalled as exc:
             self._replace_consumer(exc)
-        metrics.MODEL_INFO.labels(self.engine.scorer.version).set(1)
+        metrics.show_model(self.engine.scorer.version)
         last_data = time.monotonic()
         if self.overlap:
             # Signals go to the loop thread only (its handlers stop the loop; a signal landing in the worker
@@ -159,6 +159,7 @@ class Runner:
                 if self.watcher and (bundle := self.watcher.poll()):  # hot swap between batches
                     self._settle()
                     self.engine.swap(bundle)
+                    metrics.show_model(bundle.meta.version)
                 rewinds = self._rewinds
                 try:
                     batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
