@@ -189,7 +189,8 @@ def run(
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         runner = build_runner(
-            settings.kafka, settings.run, settings.threshold, settings.alert, bundle, db, idle_exit_s=idle_exit_s
+            settings.kafka, settings.run, settings.threshold, settings.alert, bundle, db, idle_exit_s=idle_exit_s,
+            device=settings.model.device,
         )
         runner.watcher = watcher
     except MonitorError as exc:

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from monitor import metrics
 from monitor.contract import SensorWindow
 from monitor.incidents import AlertRecord, IncidentTracker
 from monitor.scoring.artifact import ModelBundle
@@ -107,12 +106,10 @@ class Engine:
         """Hot swap: score with ``bundle`` from now on. Sensors in memory keep their open alerts and get
         thresholds re-warmed from the new model's calibration (another score scale); new alerts carry the
         new version. Sensors loaded later from the database are re-warmed by ``restore_context``."""
-        self.scorer = Scorer(bundle, self.scorer.batch_size)
+        self.scorer = Scorer(bundle, self.scorer.batch_size, device=self.scorer.device)
         for sensor_id, ctx in list(self.sensors.items()):
             self.sensors[sensor_id] = self.restore_context(sensor_id, ctx.partition, ctx.snapshot(), ctx.model_version,
                                                            ctx.revision)
-        metrics.MODEL_INFO.clear()
-        metrics.MODEL_INFO.labels(bundle.meta.version).set(1)
 
     def forget(self, partitions: set[int] | None = None) -> None:
         """Drop state of sensors on these partitions (all when None): it is in the database already."""

@@ -4,13 +4,12 @@
     ├── ConfigError             settings or arguments that cannot work (not retriable)
     ├── DataError               input data unusable for the requested work (too little data, no channels)
     ├── ArtifactError           a model artifact that is corrupt, of another format, or mismatched
-    ├── ServiceError            an external service failed (retriable unless told otherwise)
-    │   ├── BrokerError         Kafka unreachable or refusing
-    │   └── StoreError          the SQL database unreachable or refusing
-    └── ContractError           a record that breaks the message contract (carries a short `reason` code)
+    └── ServiceError            an external service failed (retriable unless told otherwise)
+        ├── BrokerError         Kafka unreachable or refusing
+        └── StoreError          the SQL database unreachable or refusing
 
 Bad input records are data, not crashes: the decoder returns a `DecodeFailure` (see `monitor.contract`)
-that the consumer routes to the dead-letter topic; `ContractError` is raised only by strict helpers.
+that the consumer routes to the dead-letter topic.
 Library errors are wrapped at the seam with ``raise OwnError(...) from exc``.
 """
 
@@ -48,11 +47,3 @@ class BrokerError(ServiceError):
 class StoreError(ServiceError):
     """The SQL database is unreachable or refused the request."""
 
-
-class ContractError(MonitorError):
-    """A record that breaks the message contract."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail

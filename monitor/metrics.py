@@ -46,6 +46,12 @@ DRIFT_DETECTIONS = Counter("monitor_drift_detections_total", "Score drift detect
 for _reason in REASONS:  # every reason is exported from the start, at 0
     DECODE_FAILURES.labels(_reason)
 
+def show_model(version: str) -> None:
+    """The model info gauge names only ``version`` (the model scoring now)."""
+    MODEL_INFO.clear()
+    MODEL_INFO.labels(version).set(1)
+
+
 def forget_partition(partition: int) -> None:
     """Drop the per-partition series of a partition this process no longer owns."""
     try:

@@ -1,5 +1,6 @@
-"""Database outages seen by the consumer loop: retry one store call with exponential backoff, or pause every
-partition and wait (polling to keep the group membership) until the database answers again.
+"""Outages seen by the consumer loop. Database: retry one store call with exponential backoff, or pause every
+partition and wait (polling to keep the group membership) until the database answers again. Dead-letter
+producer (a broker-side failure): pause every partition for one backoff step, then the caller re-reads.
 
 Backoff starts at 0.5 s and doubles up to ``MAX_BACKOFF_S``; waits go through the runner's interruptible
 ``sleep``, and ``stop`` ends them, so a shutdown never waits out a backoff.
@@ -71,5 +72,19 @@ def wait_for_database(db: DbEngine, consumer: KafkaConsumer, *, stop: threading.
             except StoreError:
                 delay = min(delay * 2, MAX_BACKOFF_S)
                 log.warning("database still unreachable; next try in %.1f s", delay)
+    finally:
+        consumer.resume(*consumer.paused())
+
+
+def back_off(consumer: KafkaConsumer, delay_s: float, *, sleep: Callable[[float], Any],
+             keep_alive: Callable[[], Any]) -> None:
+    """Pause fetching for ``delay_s`` seconds while keeping the group membership alive (``keep_alive`` as in
+    ``wait_for_database``). Records returned meanwhile are dropped: the caller rewinds every partition."""
+    health.beat()
+    consumer.pause(*consumer.assignment())
+    try:
+        sleep(delay_s)
+        consumer.poll(timeout_ms=0)
+        keep_alive()
     finally:
         consumer.resume(*consumer.paused())

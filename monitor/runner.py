@@ -25,9 +25,11 @@ only queues the change; the loop applies it (read offsets, seek, load state) on 
 the records of a newly assigned partition that the same poll returned (they came from before the seek).
 
 Outages: a database error pauses every partition (memory stays bounded by one batch), retries with
-exponential backoff while polling to keep the group membership, then rewinds and resumes. Broker outages
-are absorbed by the client's reconnects; every Kafka call of the loop has a bounded timeout, and waits are
-interruptible, so SIGTERM/SIGINT end the process within a few seconds.
+exponential backoff while polling to keep the group membership, then rewinds and resumes. Dead letters that
+cannot be delivered (send or flush: a BrokerError) pause likewise for one backoff step (growing while they keep
+failing), then rewind: the batch is read again, and its offsets never move before its dead letters are acked.
+Other broker outages are absorbed by the client's reconnects; every Kafka call of the loop has a bounded
+timeout, and waits are interruptible, so SIGTERM/SIGINT end the process within a few seconds.
 
 The loop owns the order; the pieces live in monitor.batches (steps 1-4 of one batch, RunStats),
 monitor.ingest.membership (client, listener, owned partitions, stalled-client replacement), monitor.outages.
@@ -68,6 +70,8 @@ log = logging.getLogger(__name__)
 __all__ = ["Runner", "RunStats", "build_runner"]
 
 T = TypeVar("T")
+
+DLQ_MAX_BLOCK_MS = 10_000  # bound of a dead-letter send waiting for topic metadata or buffer space
 
 
 class Runner:
@@ -142,7 +146,7 @@ class Runner:
             self.member.subscribe()
         except NetWaitStalled as exc:
             self._replace_consumer(exc)
-        metrics.MODEL_INFO.labels(self.engine.scorer.version).set(1)
+        metrics.show_model(self.engine.scorer.version)
         last_data = time.monotonic()
         if self.overlap:
             # Signals go to the loop thread only (its handlers stop the loop; a signal landing in the worker
@@ -155,6 +159,7 @@ class Runner:
                 if self.watcher and (bundle := self.watcher.poll()):  # hot swap between batches
                     self._settle()
                     self.engine.swap(bundle)
+                    metrics.show_model(bundle.meta.version)
                 rewinds = self._rewinds
                 try:
                     batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
@@ -272,8 +277,12 @@ class Runner:
         batch = self._prepare(raw_records)
         if not self._settle() or self._stop.is_set():
             return  # the previous batch failed and rewound (these records come again), or shutting down
-        for raw, failure in batch.dead:
-            self.dead_letters.send(raw, failure)
+        try:
+            for raw, failure in batch.dead:
+                self.dead_letters.send(raw, failure)
+        except BrokerError as exc:
+            self._dead_letters_failed(exc)
+            return
         self.faults.at("mid_batch")
         batch.expected = {p: self.assignment.durable.get(p) for p in batch.next_offsets}
         if self._pool is not None:
@@ -314,7 +323,10 @@ class Runner:
             metrics.STALE_BATCHES.inc()
             self._rewind()
             return False
-        except (StoreError, BrokerError) as exc:
+        except BrokerError as exc:  # make_durable's only Kafka call: the dead-letter flush
+            self._dead_letters_failed(exc)
+            return False
+        except StoreError as exc:
             log.warning("batch not durable (%s); pausing and retrying from the stored offsets", exc)
             self.stats.failed_batches += 1
             outages.wait_for_database(self.db, self.consumer, stop=self._stop, sleep=self.sleep, stats=self.stats,
@@ -323,6 +335,15 @@ class Runner:
             return False
         self._complete(batch, outcome)
         return True
+
+    def _dead_letters_failed(self, exc: BrokerError) -> None:
+        """Dead letters not delivered: nothing of the batch is durable. Back off, then re-read it from the
+        stored offsets (its dead letters are sent again)."""
+        delay = self.dead_letters.backoff_s()
+        log.error("Kafka: %s; batch not durable, re-reading it from the stored offsets in %.1f s", exc, delay)
+        self.stats.failed_batches += 1
+        outages.back_off(self.consumer, delay, sleep=self.sleep, keep_alive=self._apply_rebalances)
+        self._rewind()
 
     def _abandon(self) -> None:
         """On exit: let the batch in flight end (durable or not: the database decides) and stop the worker."""
@@ -391,13 +412,15 @@ def build_runner(
     db: DbEngine,
     *,
     idle_exit_s: float | None = None,
+    device: str = "cpu",
 ) -> Runner:
-    """Wire a Runner from settings sections, a loaded model and a database engine."""
+    """Wire a Runner from settings sections, a loaded model (scored on ``device``: settings model.device) and a
+    database engine."""
     return Runner(
         consumer=make_consumer(kafka),
-        dead_letters=DeadLetters(make_producer(kafka), kafka.dlq_topic),
+        dead_letters=DeadLetters(make_producer(kafka, max_block_ms=DLQ_MAX_BLOCK_MS), kafka.dlq_topic),
         db=db,
-        engine=Engine(Scorer(bundle), threshold, alert),
+        engine=Engine(Scorer(bundle, device=device), threshold, alert),
         topic=kafka.topic,
         group_id=kafka.group_id,
         poll_timeout_ms=kafka.poll_timeout_ms,

@@ -93,7 +93,9 @@ class ModelSettings(BaseModel):
         "(an almost perfectly reconstructed, smooth channel does not dominate the score; 0 = off).",
     )
     seed: int = Field(0, description="Random seed of training (same seed, same weights).")
-    device: str = Field("cpu", description="torch device for training and scoring.")
+    device: str = Field(
+        "cpu", description="torch device for training and scoring (cpu, cuda, cuda:N, mps); one this machine does not "
+        "have is a configuration error.")
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0: one in `monitor run` (scale out with processes), torch's default elsewhere.")
 
 

@@ -2,6 +2,10 @@
 
     python -m pipelines.replay_csv data.csv --sensor-id pump-1 --sep ';' --time-column datetime \
         --ignore anomaly --ignore changepoint --window-len 64 --stride 64
+
+Without ``--window-len`` the windows have the length the monitor scores: that of the model artifact at
+settings ``model.path`` when it exists, else settings ``model.window_len`` (windows of another length are
+dead letters with reason ``shape``).
 """
 
 from __future__ import annotations
@@ -13,11 +17,20 @@ import typer
 
 from monitor.errors import MonitorError
 from monitor.ingest.kafka import ensure_topics, make_producer
-from monitor.settings import Settings
+from monitor.scoring import artifact
+from monitor.settings import ModelSettings, Settings
 from monitor.windows import read_wide_csv, sliding_windows, window_starts
 from pipelines.produce import send_windows
 
 app = typer.Typer(add_completion=False)
+
+
+def default_window_len(model: ModelSettings) -> tuple[int, str]:
+    """(rows per window, where that came from): the window length of the artifact at ``model.path`` when that
+    file exists, else ``model.window_len``. Raises ArtifactError for an unreadable artifact."""
+    if model.path.is_file():
+        return artifact.read_meta(model.path).window_len, f"model {model.path}"
+    return model.window_len, "settings model.window_len"
 
 
 @app.command()
@@ -27,7 +40,9 @@ def main(
     sep: Annotated[str, typer.Option(help="CSV separator.")] = ",",
     time_column: Annotated[str, typer.Option(help="Time column ('' for none: 1 s steps).")] = "timestamp",
     ignore: Annotated[Optional[list[str]], typer.Option(help="Columns to drop (repeatable).")] = None,
-    window_len: Annotated[int, typer.Option(min=1, help="Rows per window.")] = 64,
+    window_len: Annotated[Optional[int], typer.Option(
+        min=1, help="Rows per window (default: the window length of the model at settings model.path, "
+        "else settings model.window_len).")] = None,
     stride: Annotated[Optional[int], typer.Option(help="Rows between window starts (default: window_len).")] = None,
     topic: Annotated[Optional[str], typer.Option(help="Topic (default: settings kafka.topic).")] = None,
     rate: Annotated[Optional[float], typer.Option(help="Windows per second (default: as fast as possible).")] = None,
@@ -35,6 +50,9 @@ def main(
     """Cut the CSV into windows and produce them, keyed by sensor id."""
     settings = Settings()
     try:
+        if window_len is None:
+            window_len, origin = default_window_len(settings.model)
+            typer.echo(f"window length {window_len} (from {origin})", err=True)
         frame = read_wide_csv(csv_path, sep=sep, time_column=time_column or None, ignore=ignore or [])
         values = frame.to_numpy()
         step = stride or window_len

@@ -80,12 +80,22 @@ def ensure_topics(cfg: KafkaSettings, names: Sequence[str], partitions: int = 3,
 
 
 class DeadLetters:
-    """Sends undecodable records to the dead-letter topic with the reason and the original coordinates."""
+    """Sends undecodable records to the dead-letter topic with the reason and the original coordinates.
+
+    Every Kafka failure (``send`` can block ``max_block_ms`` and raise, e.g. when the topic does not exist and
+    the broker does not create topics; ``flush`` waits for the acks) is a ``BrokerError`` naming the topic.
+    The caller then must not commit the batch: it backs off ``backoff_s()`` and re-reads it, which sends its
+    dead letters again (at-least-once). ``backoff_s`` doubles with every failure in a row, from 0.5 s up to
+    ``MAX_BACKOFF_S``, and starts over after a delivered flush.
+    """
+
+    MAX_BACKOFF_S = 10.0
 
     def __init__(self, producer: KafkaProducer, topic: str) -> None:
         self.producer = producer
         self.topic = topic
         self._pending: list[Any] = []
+        self.failures = 0  # failed sends or flushes in a row
 
     def send(self, record: Any, failure: DecodeFailure) -> None:
         headers = [
@@ -96,7 +106,12 @@ class DeadLetters:
             ("dlq.offset", str(record.offset).encode()),
             ("dlq.timestamp", str(record.timestamp).encode()),
         ]
-        self._pending.append(self.producer.send(self.topic, key=record.key, value=record.value, headers=headers))
+        try:
+            future = self.producer.send(self.topic, key=record.key, value=record.value, headers=headers)
+        except KafkaError as exc:
+            self._pending = []  # the whole batch is re-read and its dead letters sent again
+            raise self._failed("send", exc) from exc
+        self._pending.append(future)
 
     def flush(self, timeout_s: float = 10.0) -> int:
         """Block until every dead letter is acknowledged; raises BrokerError if any failed."""
@@ -108,5 +123,14 @@ class DeadLetters:
             for future in pending:
                 future.get(timeout=timeout_s)
         except KafkaError as exc:
-            raise BrokerError(f"dead-letter write failed: {exc}") from exc
+            raise self._failed("write", exc) from exc
+        self.failures = 0
         return len(pending)
+
+    def backoff_s(self) -> float:
+        """How long to wait before the batch is read again after the latest failure (seconds)."""
+        return min(0.5 * 2 ** max(self.failures - 1, 0), self.MAX_BACKOFF_S)
+
+    def _failed(self, step: str, exc: KafkaError) -> BrokerError:
+        self.failures += 1
+        return BrokerError(f"dead-letter {step} to topic {self.topic!r} failed: {exc}")

@@ -103,7 +103,7 @@ def save(bundle: ModelBundle, path: Path) -> Path:
     return path
 
 
-def from_bytes(data: bytes, source: str = "<bytes>") -> ModelBundle:
+def _payload(data: bytes, source: str) -> dict[str, Any]:
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for garbage input
@@ -111,6 +111,23 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> ModelBundle:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ArtifactError(f"{source}: unknown artifact format {found!r}, expected {FORMAT!r}")
+    return payload
+
+
+def read_meta(path: Path) -> ModelMeta:
+    """The metadata of the artifact at ``path`` (no module is built; the weights are not checked)."""
+    path = Path(path)
+    payload = _payload(path.read_bytes(), str(path))
+    try:
+        raw_meta = json.loads(payload["meta"])
+        raw_meta.pop("weights_sha256", None)
+        return ModelMeta.from_json(json.dumps(raw_meta))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: metadata is damaged ({exc})") from exc
+
+
+def from_bytes(data: bytes, source: str = "<bytes>") -> ModelBundle:
+    payload = _payload(data, source)
     try:
         raw_meta = json.loads(payload["meta"])
         expected_digest = raw_meta.pop("weights_sha256", None)

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from monitor.errors import DataError
 from monitor.scoring.artifact import Calibration, ModelBundle, ModelMeta, build_module
+from monitor.scoring.device import resolve_device
 from monitor.scoring.scaler import RobustScaler
 from monitor.scoring.scorer import channel_errors, normalise
 from monitor.settings import ModelSettings
@@ -44,8 +45,11 @@ def train(
     """Fit a model on ``frame`` (time-indexed, numeric channels only) and calibrate its scores.
 
     The last ``val_fraction`` of the rows (in time) is the validation part; windows never straddle the split.
-    Raises ``DataError`` when either part is too short for the window length.
+    Trains and calibrates on ``cfg.device``; the returned module is on the CPU (where artifacts live).
+    Raises ``DataError`` when either part is too short for the window length, ``ConfigError`` when the device
+    is not available.
     """
+    device = resolve_device(cfg.device)
     values = frame.to_numpy(dtype=np.float32)
     if not np.isfinite(values).all():
         raise DataError("training data contains NaN or Infinity; clean or drop those rows first")
@@ -75,8 +79,9 @@ def train(
             ModelMeta(channels, cfg.window_len, cfg.hidden_size, cfg.latent_size, cfg.num_layers, cfg.dropout,
                       scaler.to_dict(), Calibration([], 0.0, 1.0))
         )
-    x_train = torch.from_numpy(scaler.transform(train_windows))
-    x_val = torch.from_numpy(scaler.transform(val_windows))
+    module.to(device)
+    x_train = torch.from_numpy(scaler.transform(train_windows)).to(device)
+    x_val = torch.from_numpy(scaler.transform(val_windows)).to(device)
     optimiser = torch.optim.Adam(module.parameters(), lr=cfg.learning_rate)
     loss_fn = nn.MSELoss()
 
@@ -85,7 +90,7 @@ def train(
     bar = tqdm(range(cfg.epochs), desc="train", unit="epoch", file=sys.stderr, disable=not progress)
     for _epoch in bar:
         module.train()
-        order = torch.randperm(len(x_train), generator=generator)
+        order = torch.randperm(len(x_train), generator=generator).to(device)  # seeded on the CPU on any device
         total = 0.0
         for start in range(0, len(order), cfg.batch_size):
             batch = x_train[order[start : start + cfg.batch_size]]
@@ -136,6 +141,7 @@ def train(
     )
     bundle = ModelBundle(module, scaler, meta)
     meta.calibration = calibrate(bundle, val_windows, error_floor=cfg.error_floor)
+    module.to("cpu")
     return bundle
 
 

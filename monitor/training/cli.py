@@ -20,7 +20,8 @@ def _config(settings: Any, **model_updates: Any) -> Any:
 def retrain_command(
     start: Annotated[Optional[str], typer.Option(help="Range start, ISO-8601 (default: end - retrain.lookback_s).")] = None,
     end: Annotated[Optional[str], typer.Option(help="Range end, exclusive, ISO-8601 (default: now).")] = None,
-    from_file: Annotated[Optional[Path], typer.Option(help="Train on a wide CSV/Parquet file instead of Kafka.")] = None,
+    from_file: Annotated[Optional[Path], typer.Option(
+        help="Train on a wide CSV/Parquet file instead of Kafka (Parquet: pip install 'sensor-monitor[parquet]').")] = None,
     sep: Annotated[str, typer.Option(help="CSV separator (--from-file).")] = ",",
     time_column: Annotated[str, typer.Option(help="Time column (--from-file; '' for none).")] = "timestamp",
     ignore: Annotated[Optional[list[str]], typer.Option(help="Columns to drop (--from-file, repeatable).")] = None,

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine as DbEngine
 
-from monitor.errors import ArtifactError, DataError, MonitorError
+from monitor.errors import ArtifactError, ConfigError, DataError, MonitorError
 from monitor.registry import versions
 from monitor.scoring import artifact
 from monitor.scoring.artifact import ModelBundle
@@ -40,6 +40,8 @@ from monitor.training.exclusion import alert_intervals, exclude
 from monitor.training.history import HistoryWindow, read_history
 
 log = logging.getLogger(__name__)
+
+PARQUET_EXTRA = "sensor-monitor[parquet]"  # pyproject's optional extra that reads --from-file *.parquet
 
 PROMOTED, REJECTED, FAILED = "promoted", "rejected", "failed"
 
@@ -195,7 +197,9 @@ def _file_windows(request: RetrainRequest, window_len: int) -> tuple[list[Histor
     if path.suffix == ".parquet":
         try:
             frame = pd.read_parquet(path)
-        except (OSError, ValueError, ImportError) as exc:
+        except ImportError as exc:  # neither pyarrow nor fastparquet: an optional extra
+            raise ConfigError(f"{path}: reading Parquet needs pyarrow: pip install '{PARQUET_EXTRA}' ({exc})") from exc
+        except (OSError, ValueError) as exc:
             raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
         if request.time_column and request.time_column in frame.columns:
             frame = frame.set_index(pd.DatetimeIndex(pd.to_datetime(frame.pop(request.time_column), utc=True)))

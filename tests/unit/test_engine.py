@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import numpy as np
+from prometheus_client import REGISTRY
 
+from monitor import metrics
 from monitor.engine import Engine, Record
 from monitor.incidents import RESOLVED, IncidentTracker
 from monitor.scoring.artifact import ModelBundle
@@ -64,3 +66,10 @@ def test_clean_stream_raises_no_alert(tiny_bundle: ModelBundle) -> None:
     outcome = engine.process(records(tiny_bundle, anomaly=slice(0, 0)))
     assert outcome.alerts == {}
     assert np.isfinite([d.level for _, d in outcome.decisions]).all()
+
+
+def test_a_swap_leaves_the_metrics_to_the_runner(tiny_bundle: ModelBundle) -> None:
+    metrics.show_model("before-swap")
+    Engine(Scorer(tiny_bundle), ThresholdSettings(), AlertSettings()).swap(tiny_bundle)
+    assert REGISTRY.get_sample_value("monitor_model_info", {"version": "before-swap"}) == 1
+    assert REGISTRY.get_sample_value("monitor_model_info", {"version": tiny_bundle.meta.version}) is None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from monitor.settings import RetrainSettings
 from monitor.training.exclusion import Interval, exclude
 from monitor.training.gate import Evaluation, decide
 from monitor.training.history import HistoryWindow
-from monitor.training.retrain import _split
+from monitor.training.retrain import RetrainRequest, _file_windows, _split
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -93,3 +95,11 @@ def test_schedules_interval_and_cron() -> None:
     for bad in ("0", "every day", "-5"):
         with pytest.raises(ConfigError):
             Schedule(bad)
+
+
+def test_parquet_without_its_extra_names_the_install_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for engine in ("pyarrow", "fastparquet"):
+        monkeypatch.setitem(sys.modules, engine, None)  # as on an install without the extra
+    (tmp_path / "history.parquet").write_bytes(b"PAR1")
+    with pytest.raises(ConfigError, match=r"pip install 'sensor-monitor\[parquet\]'"):
+        _file_windows(RetrainRequest(path=tmp_path / "history.parquet"), 8)
