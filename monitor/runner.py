@@ -88,6 +88,7 @@ class Runner:
         group_id: str,
         poll_timeout_ms: int = 500,
         max_poll_records: int = 2000,
+        live_poll_records: int | None = None,
         max_record_bytes: int = 1_000_000,
         idle_exit_s: float | None = None,
         auto_offset_reset: str = "earliest",
@@ -108,6 +109,9 @@ class Runner:
         self.group_id = group_id
         self.poll_timeout_ms = poll_timeout_ms
         self.max_poll_records = max_poll_records
+        # Adaptive batch size: live_poll_records while caught up (latency), max_poll_records with a backlog.
+        self.live_poll_records = min(live_poll_records or max_poll_records, max_poll_records)
+        self._behind = False  # set from the lag after every poll
         self.max_record_bytes = max_record_bytes
         self.idle_exit_s = idle_exit_s
         self.auto_offset_reset = auto_offset_reset
@@ -162,7 +166,8 @@ class Runner:
                     metrics.show_model(bundle.meta.version)
                 rewinds = self._rewinds
                 try:
-                    batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
+                    limit = self.max_poll_records if self._behind else self.live_poll_records
+                    batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=limit)
                     wedged = self._wedged()
                 except KafkaTimeoutError as exc:  # NetWaitStalled, or a later kafka-python's own bound
                     wedged = exc
@@ -393,11 +398,15 @@ class Runner:
 
     def _update_lag(self) -> None:
         """Records between the stored offset (0 before the first commit) and the partition's high watermark
-        (known from the last fetch response: no extra request)."""
+        (known from the last fetch response: no extra request); their sum picks the next poll's size."""
+        total = 0
         for p in self.assignment.owned:
             high = self.consumer.highwater(TopicPartition(self.topic, p))
             if high is not None:
-                metrics.CONSUMER_LAG.labels(str(p)).set(self.assignment.lag(p, high))
+                lag = self.assignment.lag(p, high)
+                total += lag
+                metrics.CONSUMER_LAG.labels(str(p)).set(lag)
+        self._behind = total > self.max_poll_records
 
     def _with_db_retry(self, action: Callable[[], T]) -> T:
         return outages.retry_store(action, stop=self._stop, sleep=self.sleep, stats=self.stats)
@@ -425,6 +434,7 @@ def build_runner(
         group_id=kafka.group_id,
         poll_timeout_ms=kafka.poll_timeout_ms,
         max_poll_records=kafka.max_poll_records,
+        live_poll_records=kafka.live_poll_records,
         max_record_bytes=run.max_record_bytes,
         idle_exit_s=idle_exit_s if idle_exit_s is not None else run.idle_exit_s,
         auto_offset_reset=kafka.auto_offset_reset,

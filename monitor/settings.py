@@ -27,7 +27,15 @@ class KafkaSettings(BaseModel):
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a group with no stored offset starts."
     )
-    max_poll_records: int = Field(2000, ge=1, description="Records fetched per poll at most.")
+    max_poll_records: int = Field(
+        2000, ge=1, description="Records per poll (and per database transaction) at most, while behind: a backlog "
+        "is drained in batches this large (throughput)."
+    )
+    live_poll_records: int = Field(
+        500, ge=1, description="Records per poll at most while caught up (lag of the owned partitions at most "
+        "max_poll_records): smaller batches make each window durable sooner (latency). Set it to max_poll_records "
+        "for one batch size."
+    )
     poll_timeout_ms: int = Field(500, ge=1, description="How long one poll waits for records.")
     session_timeout_ms: int = Field(10000, ge=1000, description="Group session timeout.")
     stall_timeout_s: float = Field(

@@ -137,3 +137,43 @@ def test_every_dead_letter_reason_is_routed_with_its_coordinates_and_good_record
     assert got == where
     assert all(dict(r.headers)["dlq.topic"].decode() == kafka_cfg.topic for r in dead)
     assert load_offsets(db, kafka_cfg.group_id, kafka_cfg.topic) == end_offsets(kafka_cfg), "no partition stalled"
+
+
+def test_a_backlog_is_drained_in_large_batches_and_live_traffic_in_small_ones(
+    kafka_cfg: KafkaSettings, db: Engine, e2e_bundle: ModelBundle
+) -> None:
+    import threading
+    import time
+
+    wl = e2e_bundle.meta.window_len
+    fleet = make_fleet(8, wl * 240, seed=14, anomalous=0)
+    items = [(s.encode(), contract.encode_values(s, a, b, fleet.channels, v)) for s, a, b, v in fleet_windows(fleet, wl)]
+    backlog, burst = items[:1600], items[1600:1900]
+    _send(kafka_cfg, backlog)
+    cfg = kafka_cfg.model_copy(update={"max_poll_records": 400, "live_poll_records": 50})
+    sizes: list[int] = []
+
+    def on_batch(stats: Any) -> None:
+        sizes.append(stats.scored - sum(sizes))
+
+    runner = build_runner(cfg, RunSettings(), ThresholdSettings(), AlertSettings(), e2e_bundle, db)
+    runner.on_batch = on_batch
+    worker = threading.Thread(target=runner.run)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 120
+        while sum(sizes) < len(backlog) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        drained = len(sizes)
+        time.sleep(1.0)  # caught up: a few empty polls
+        _send(kafka_cfg, burst)  # a burst below max_poll_records, all in the topic before the next fetch ends
+        while sum(sizes) < len(backlog) + len(burst) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        runner.stop()
+        worker.join(30)
+
+    assert sum(sizes[:drained]) == len(backlog) and sum(sizes[drained:]) == len(burst), sizes
+    assert max(sizes[:drained]) > 50, f"a backlog is polled up to max_poll_records at a time: {sizes}"
+    assert max(sizes) <= 400
+    assert max(sizes[drained:]) <= 50, f"caught up, polls take at most live_poll_records: {sizes}"
