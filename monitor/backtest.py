@@ -15,7 +15,8 @@ Row mapping (documented contract of ``monitor backtest``):
   ``is_anomaly`` 0.
 
 ``retrain_every`` simulates scheduled retraining: every that many rows a new model is trained on all rows
-seen so far; sensor state carries over the way the streaming path carries it over a model swap (the open
+seen so far, with the starting model's architecture (window length, hidden/latent size, layers, dropout, taken
+from its metadata; the model settings give only the training knobs such as epochs and seed); sensor state carries over the way the streaming path carries it over a model swap (the open
 alert is kept, the threshold re-warms from the new model's calibration).
 """
 
@@ -107,6 +108,10 @@ def run_backtest(
     engine = Engine(Scorer(bundle), threshold_cfg, alert_cfg)
     alerts: dict[tuple[str, datetime], AlertRecord] = {}
     models = [bundle.meta.version]
+    if model_cfg is not None:
+        # Windows are cut at the artifact's window_len; retrained models must keep that shape (the LSTM would
+        # accept any length and silently score windows it was not trained on).
+        model_cfg = model_cfg.model_copy(update=architecture_of(bundle))
     segments = [0, n] if not retrain_every else [*range(0, n, retrain_every), n]
     bar = tqdm(total=max(0, (n - wl) // stride + 1), desc="backtest", unit="win", file=sys.stderr,
                disable=not progress)
@@ -129,6 +134,13 @@ def run_backtest(
         score, threshold, flag = _forward_fill(score, threshold, flag, wl)
     table = pd.DataFrame({"score": score, "threshold": threshold, "is_anomaly": flag}, index=frame.index)
     return BacktestResult(table, sorted(alerts.values(), key=lambda a: a.opened_at), models)
+
+
+def architecture_of(bundle: ModelBundle) -> dict[str, int | float]:
+    """The ModelSettings fields that the artifact's metadata fixes (shape of the windows and of the network)."""
+    meta = bundle.meta
+    return {"window_len": meta.window_len, "hidden_size": meta.hidden_size, "latent_size": meta.latent_size,
+            "num_layers": meta.num_layers, "dropout": meta.dropout}
 
 
 def _apply(

@@ -13,16 +13,18 @@ from monitor.errors import DataError, MonitorError
 
 
 def backtest(
-    input_csv: Annotated[Path, typer.Argument(help="Wide CSV: a time column + numeric channels.")],
+    input_csv: Annotated[Path, typer.Argument(
+        help="Wide CSV: a time column + numeric channels, rows in time order (a timestamp earlier than the row "
+        "before it is an error naming its line; equal timestamps are allowed).")],
     out: Annotated[Path, typer.Option(help="Output CSV: timestamp, score, threshold, is_anomaly per input row.")],
     train_rows: Annotated[Optional[int], typer.Option(help="Train on the first N rows of the input.")] = None,
     train_csv: Annotated[Optional[Path], typer.Option("--train", help="Train on this CSV instead.")] = None,
     model: Annotated[Optional[Path], typer.Option(help="Use this model artifact instead of training.")] = None,
     sep: Annotated[str, typer.Option(help="CSV separator.")] = ",",
     time_column: Annotated[str, typer.Option(help="Name of the time column ('' for none: 1 s clock).")] = "timestamp",
-    ignore: Annotated[Optional[list[str]], typer.Option(help="Columns to drop, e.g. labels (repeatable).")] = None,
+    ignore: Annotated[Optional[list[str]], typer.Option(help="Columns to drop, e.g. labels (repeatable); a name INPUT lacks is an error.")] = None,
     stride: Annotated[int, typer.Option(min=1, help="Rows between scored windows (1: every row).")] = 1,
-    retrain_every: Annotated[Optional[int], typer.Option(min=1, help="Retrain on all rows seen, every N rows.")] = None,
+    retrain_every: Annotated[Optional[int], typer.Option(min=1, help="Retrain on all rows seen, every N rows (same window length and architecture as the model).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed of training.")] = None,
 ) -> None:
     """Score every row of INPUT with the streaming path's scorer, thresholds and alert state machine.
@@ -47,7 +49,9 @@ def backtest(
             bundle = artifact.load(model)
         else:
             if train_csv is not None:
-                history = read_wide_csv(train_csv, sep=sep, time_column=time_column or None, ignore=ignore or [])
+                # --ignore names were checked against INPUT; a clean training file may lack the label columns.
+                history = read_wide_csv(train_csv, sep=sep, time_column=time_column or None, ignore=ignore or [],
+                                        ignore_missing_ok=True)
                 history = history[[c for c in frame.columns if c in history.columns]]
                 if list(history.columns) != list(frame.columns):
                     raise DataError(f"{train_csv} lacks channels of {input_csv}: {list(frame.columns)}")

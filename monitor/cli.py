@@ -104,11 +104,13 @@ def _parse_when(text: str | None, name: str) -> datetime | None:
 
 @app.command()
 def train(
-    csv_path: Annotated[Path, typer.Argument(help="Wide CSV of normal data: a time column + numeric channels.")],
+    csv_path: Annotated[Path, typer.Argument(
+        help="Wide CSV of normal data: a time column + numeric channels, rows in time order (a timestamp earlier "
+        "than the row before it is an error naming its line).")],
     out: Annotated[Path, typer.Option(help="Where to write the model artifact.")] = Path("model.pt"),
     sep: Annotated[str, typer.Option(help="CSV separator.")] = ",",
     time_column: Annotated[str, typer.Option(help="Name of the time column ('' for none).")] = "timestamp",
-    ignore: Annotated[Optional[list[str]], typer.Option(help="Columns to drop (repeatable).")] = None,
+    ignore: Annotated[Optional[list[str]], typer.Option(help="Columns to drop (repeatable); a name the CSV lacks is an error.")] = None,
     window_len: Annotated[Optional[int], typer.Option(help="Rows per window.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs at most.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,

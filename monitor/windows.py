@@ -17,11 +17,16 @@ def read_wide_csv(
     sep: str = ",",
     time_column: str | None = "timestamp",
     ignore: Sequence[str] = (),
+    ignore_missing_ok: bool = False,
 ) -> pd.DataFrame:
     """Read a wide CSV (a timestamp column + numeric channels) into a frame indexed by aware UTC time.
 
     Non-numeric columns other than the timestamp are an error that names them; ``ignore`` drops columns
-    (labels, for example). Without a time column, a 1 s clock from the Unix epoch is used.
+    (labels, for example). An ``ignore`` name the file lacks is an error (a typo would otherwise turn a label
+    column into an input channel) unless ``ignore_missing_ok`` (the names were already checked on another file).
+    Timestamps must not go backwards (thresholds and alerts are sequential): the first row that does is an
+    error naming its line (the header is line 1); equal timestamps are allowed, rows keep their file order.
+    Without a time column, a 1 s clock from the Unix epoch is used.
     """
     try:
         frame = pd.read_csv(path, sep=sep)
@@ -29,13 +34,17 @@ def read_wide_csv(
         raise DataError(f"{path}: no such file") from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV ({exc})") from exc
-    frame = frame.drop(columns=[c for c in ignore if c in frame.columns])
+    missing = [c for c in ignore if c not in frame.columns]
+    if missing and not ignore_missing_ok:
+        raise DataError(f"{path}: --ignore names columns that do not exist: {missing}; columns are {list(frame.columns)}")
+    frame = frame.drop(columns=[c for c in dict.fromkeys(ignore) if c in frame.columns])
     if time_column:
         if time_column not in frame.columns:
             raise DataError(f"{path}: no time column {time_column!r}; columns are {list(frame.columns)}")
         index = pd.to_datetime(frame.pop(time_column), utc=True, errors="coerce")
         if index.isna().any():
             raise DataError(f"{path}: {int(index.isna().sum())} unparseable timestamps in {time_column!r}")
+        _check_time_order(path, time_column, index)
     else:
         index = pd.to_datetime(np.arange(len(frame)), unit="s", utc=True)
     bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
@@ -45,6 +54,18 @@ def read_wide_csv(
         raise DataError(f"{path}: no numeric channels")
     frame.index = pd.DatetimeIndex(index, name="timestamp")
     return frame.astype(np.float32)
+
+
+def _check_time_order(path: Path | str, time_column: str, index: pd.Series) -> None:
+    """DataError at the first row whose timestamp is earlier than the previous row's (ties are allowed)."""
+    stamps = index.to_numpy()
+    backwards = np.flatnonzero(stamps[1:] < stamps[:-1])
+    if backwards.size:
+        row = int(backwards[0]) + 1  # 0-based data row; its line counts the header as line 1
+        raise DataError(
+            f"{path}: {time_column!r} goes backwards at line {row + 2} ({index.iloc[row].isoformat()} after "
+            f"{index.iloc[row - 1].isoformat()} on line {row + 1}); rows must be in time order, sort the file first"
+        )
 
 
 def sliding_windows(values: np.ndarray, window_len: int, stride: int) -> np.ndarray:

@@ -173,3 +173,28 @@ def _env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+
+
+def test_retrains_keep_the_model_artifacts_window_length_and_architecture(
+    clean: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import monitor.scoring.train as training
+
+    own = ModelSettings(window_len=8, stride=2, hidden_size=4, latent_size=2, epochs=2, batch_size=32, seed=3)
+    bundle = train(clean.iloc[:400], own, progress=False, version="w8")
+    settings = ModelSettings(epochs=2, seed=4)  # the settings' defaults: window_len 32, hidden 64, latent 16
+    assert (settings.window_len, settings.hidden_size) != (8, 4)
+    retrained: list[ModelBundle] = []
+
+    def recording_train(*args: object, **kwargs: object) -> ModelBundle:
+        fitted = train(*args, **kwargs)  # type: ignore[arg-type]
+        retrained.append(fitted)
+        return fitted
+
+    monkeypatch.setattr(training, "train", recording_train)
+    result = run_backtest(clean.iloc[:900], bundle, ThresholdSettings(), AlertSettings(), retrain_every=300,
+                          model_cfg=settings)
+    assert result.models == ["w8", "w8+r300", "w8+r600"]
+    assert [(b.meta.window_len, b.meta.hidden_size, b.meta.latent_size) for b in retrained] == [(8, 4, 2)] * 2
+    assert [b.meta.training.get("epochs", 0) <= 2 for b in retrained] == [True, True], "training knobs: settings"
+    assert not np.isnan(result.table["score"].to_numpy()[7:]).any()
