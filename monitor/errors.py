@@ -4,6 +4,7 @@
     ├── ConfigError             settings or arguments that cannot work (not retriable)
     ├── DataError               input data unusable for the requested work (too little data, no channels)
     ├── ArtifactError           a model artifact that is corrupt, of another format, or mismatched
+    ├── CancelledRunError       a long run (a retrain) stopped on request, e.g. its scheduler lost the lease
     └── ServiceError            an external service failed (retriable unless told otherwise)
         ├── BrokerError         Kafka unreachable or refusing
         └── StoreError          the SQL database unreachable or refusing
@@ -32,6 +33,10 @@ class DataError(MonitorError):
 
 class ArtifactError(MonitorError):
     """A model artifact that is corrupt, of an unknown format, or does not match the data."""
+
+
+class CancelledRunError(MonitorError):
+    """A long run stopped cooperatively on request (checked between its steps and epochs)."""
 
 
 class ServiceError(MonitorError):

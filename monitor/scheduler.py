@@ -5,8 +5,11 @@ Each tick (``tick_s``):
   2. due?  the persisted ``next_due_at`` has passed, or drift was seen after the last run started (and the
      last run finished at least ``drift_min_gap_s`` ago);
   3. single flight: take the database lease (one conditional UPDATE); re-read the row under the lease,
-     because another replica may have just run the job; run the retrain while a thread renews the lease;
-     release it with the outcome and the next due time in one statement.
+     because another replica may have just run the job; advance ``next_due_at`` with the start (so a failed
+     release cannot make this replica run again at once); run the retrain while a thread renews the lease;
+     release it with the outcome and the next due time in one statement (retried once).
+  4. a lost lease (taken over after expiry) or renewals failing until it may expire sets the job's ``cancel``
+     event: the retrain stops between steps/polls/epochs and the run is reported ``failed``.
 A job with no row yet is due at once for an interval schedule, at the next fire time for a cron expression.
 """
 
@@ -110,12 +113,13 @@ class ScoreDrift:
 
 
 class Scheduler:
-    """One scheduler replica. ``job`` runs one retrain and returns its outcome."""
+    """One scheduler replica. ``job(trigger, reason, cancel)`` runs one retrain and returns its outcome; it
+    should stop soon after ``cancel`` is set (the lease is lost or about to be)."""
 
     def __init__(
         self,
         db: DbEngine,
-        job: Callable[[str, str], RetrainOutcome],
+        job: Callable[[str, str, threading.Event], RetrainOutcome],
         *,
         name: str,
         schedule: Schedule,
@@ -172,7 +176,7 @@ class Scheduler:
 
     def tick(self) -> RetrainOutcome | None:
         """One pass: drift poll, due check, and the retrain if this replica wins the lease."""
-        now = self.clock()
+        now, ticked = self.clock(), time.monotonic()  # the lease expires lease_s after ``now``
         if self.drift is not None and self.drift.poll():
             self.drift_at = now
             metrics.DRIFT_DETECTIONS.inc()
@@ -187,35 +191,62 @@ class Scheduler:
         if trigger is None:
             lease.release(self.db, self.name, self.owner)
             return None
-        lease.mark_started(self.db, self.name, self.owner, now)
+        next_due = self.schedule.next_after(now) if trigger == "schedule" else state.next_due_at
+        lease.mark_started(self.db, self.name, self.owner, now, next_due_at=next_due)
         log.info("scheduler: retraining (trigger: %s)", trigger)
-        renewing = threading.Event()
-        renewer = threading.Thread(target=self._renew, args=(renewing,), daemon=True)
+        done, cancel = threading.Event(), threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(done, cancel, ticked), daemon=True)
         renewer.start()
         started = time.monotonic()
         try:
-            outcome = self.job(f"scheduler:{trigger}", f"{trigger} retrain")
+            outcome = self.job(f"scheduler:{trigger}", f"{trigger} retrain", cancel)
         except Exception as exc:  # noqa: BLE001 - the job reports failures itself; this is the last guard
             log.exception("retrain job crashed")
             outcome = RetrainOutcome(FAILED, None, f"{type(exc).__name__}: {exc}")
         finally:
-            renewing.set()
+            done.set()
             renewer.join()
+        if cancel.is_set() and outcome.outcome not in (FAILED, PROMOTED):  # a promotion is done: report it
+            outcome = RetrainOutcome(FAILED, outcome.version, f"cancelled: the lease was lost ({outcome.reason})",
+                                     outcome.gate, outcome.counts)
         self.runs += 1
         metrics.RETRAIN_RUNS.labels(outcome.outcome).inc()
         if outcome.outcome in (PROMOTED, REJECTED):
             metrics.RETRAIN_LAST_SUCCESS.set(time.time())
-        next_due = self.schedule.next_after(now) if trigger == "schedule" else state.next_due_at
-        lease.release(self.db, self.name, self.owner, last_finished_at=self.clock(), last_outcome=outcome.outcome,
-                      last_version=outcome.version, last_reason=outcome.reason[:4000], next_due_at=next_due)
         log.info("scheduler: %s in %.1f s; next due %s", outcome.line(), time.monotonic() - started,
                  next_due.isoformat() if next_due else "-")
+        if not self._release(last_finished_at=self.clock(), last_outcome=outcome.outcome,
+                             last_version=outcome.version, last_reason=outcome.reason[:4000], next_due_at=next_due):
+            log.warning("scheduler: the lease was taken over meanwhile; this run's outcome is not recorded in %s",
+                        self.name)
         return outcome
 
-    def _renew(self, done: threading.Event) -> None:
-        while not done.wait(self.lease_s / 3):
+    def _release(self, **values: object) -> bool:
+        """Release with ``values``, retrying once on a database error (the schedule already moved on)."""
+        try:
+            return lease.release(self.db, self.name, self.owner, **values)
+        except StoreError as exc:
+            log.warning("scheduler: releasing the lease failed (%s); retrying once", exc)
+            self._stop.wait(min(self.tick_s, 5.0))
+            return lease.release(self.db, self.name, self.owner, **values)
+
+    def _renew(self, done: threading.Event, cancel: threading.Event, acquired: float) -> None:
+        """Renew every ``lease_s / 3`` until ``done``; set ``cancel`` when the lease is lost, or when a renewal
+        failed and the lease (as last renewed) could expire before the next try."""
+        interval = self.lease_s / 3
+        expires = acquired + self.lease_s
+        while not done.wait(interval):
+            attempt = time.monotonic()
             try:
-                if not lease.renew(self.db, self.name, self.owner, self.lease_s, self.clock()):
-                    log.error("scheduler: lease lost while retraining (expired?)")
+                if lease.renew(self.db, self.name, self.owner, self.lease_s, self.clock()):
+                    expires = attempt + self.lease_s
+                    continue
+                log.error("scheduler: lease lost while retraining (expired and taken over?); cancelling the run")
             except StoreError as exc:
-                log.warning("scheduler: lease renewal failed: %s", exc)
+                if time.monotonic() + interval < expires - 1.0:
+                    log.warning("scheduler: lease renewal failed: %s; retrying in %.0f s", exc, interval)
+                    continue
+                log.error("scheduler: lease renewal failed: %s; the lease may expire before the next try: "
+                          "cancelling the run", exc)
+            cancel.set()
+            return

@@ -5,7 +5,10 @@ from __future__ import annotations
 import copy
 import logging
 import sys
+import threading
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,7 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from monitor.errors import DataError
+from monitor.errors import CancelledRunError, DataError
 from monitor.scoring.artifact import Calibration, ModelBundle, ModelMeta, build_module
 from monitor.scoring.device import resolve_device
 from monitor.scoring.scaler import RobustScaler
@@ -33,6 +36,10 @@ def _seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+EpochCallback = Callable[[int, int, float, float], None]
+"""Called after each epoch with (epoch (1-based), max epochs, train loss, validation loss)."""
+
+
 def train(
     frame: pd.DataFrame,
     cfg: ModelSettings,
@@ -41,18 +48,21 @@ def train(
     version: str | None = None,
     progress: bool = True,
     warm_start: ModelBundle | None = None,
+    on_epoch: EpochCallback | None = None,
+    cancel: threading.Event | None = None,
 ) -> ModelBundle:
-    """Fit a model on ``frame`` (time-indexed, numeric channels only) and calibrate its scores.
+    """Fit a model on ``frame`` (time-indexed, numeric channels only, ONE continuous series) and calibrate it.
 
-    The last ``val_fraction`` of the rows (in time) is the validation part; windows never straddle the split.
-    Trains and calibrates on ``cfg.device``; the returned module is on the CPU (where artifacts live).
-    Raises ``DataError`` when either part is too short for the window length, ``ConfigError`` when the device
-    is not available.
+    Windows are cut every ``cfg.stride`` rows. The last ``val_fraction`` of the rows (in time) is the
+    validation part; windows never straddle the split. Data that is not one continuous series (several
+    sensors, gaps) goes through ``train_on_windows`` instead. Trains and calibrates on ``cfg.device``; the
+    returned module is on the CPU (where artifacts live). Raises ``DataError`` when either part is too short
+    for the window length, ``ConfigError`` when the device is not available, ``CancelledRunError`` when
+    ``cancel`` is set (checked between epochs).
     """
     device = resolve_device(cfg.device)
     values = frame.to_numpy(dtype=np.float32)
-    if not np.isfinite(values).all():
-        raise DataError("training data contains NaN or Infinity; clean or drop those rows first")
+    _check_finite(values)
     n_val_rows = int(len(values) * cfg.val_fraction)
     train_rows, val_rows = values[: len(values) - n_val_rows], values[len(values) - n_val_rows :]
     train_windows = sliding_windows(train_rows, cfg.window_len, cfg.stride)
@@ -64,12 +74,90 @@ def train(
             f"validation windows of {cfg.window_len} rows (need >= {MIN_TRAIN_WINDOWS} and >= {MIN_VAL_WINDOWS}); "
             f"provide at least ~{int(need / (1 - cfg.val_fraction)) + cfg.window_len} rows or shorten the window"
         )
+    training = {
+        "source": source,
+        "rows": int(len(values)),
+        "start": frame.index[0].isoformat() if len(frame) else None,
+        "end": frame.index[-1].isoformat() if len(frame) else None,
+        "stride": cfg.stride,
+    }
+    return _fit(train_windows, val_windows, train_rows, [str(c) for c in frame.columns], cfg, training,
+                device, version=version, progress=progress, warm_start=warm_start, on_epoch=on_epoch, cancel=cancel)
 
+
+def train_on_windows(
+    windows: np.ndarray,
+    channels: Sequence[str],
+    cfg: ModelSettings,
+    *,
+    source: str = "",
+    start: datetime | None = None,
+    end: datetime | None = None,
+    version: str | None = None,
+    progress: bool = True,
+    warm_start: ModelBundle | None = None,
+    on_epoch: EpochCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> ModelBundle:
+    """Fit a model on pre-cut windows ``(n_windows, window_len, n_channels)`` given in time order.
+
+    The windows are used as they are (never re-cut), so no training window mixes two sensors or spans a gap
+    between them. The last ``val_fraction`` of the windows is the validation part; the scaler is fitted on the
+    training windows' rows. ``cfg.stride`` plays no part; ``start``/``end`` (the windows' time span) are
+    recorded in the model's metadata. Raises like ``train``.
+    """
+    device = resolve_device(cfg.device)
+    arr = np.asarray(windows, dtype=np.float32)
+    if arr.ndim != 3 or arr.shape[1] != cfg.window_len or arr.shape[2] != len(channels):
+        raise DataError(f"training windows of shape {arr.shape} do not match (n, window_len={cfg.window_len}, "
+                        f"channels={len(channels)})")
+    _check_finite(arr)
+    n_val = int(len(arr) * cfg.val_fraction)
+    train_windows, val_windows = arr[: len(arr) - n_val], arr[len(arr) - n_val :]
+    if len(train_windows) < MIN_TRAIN_WINDOWS or len(val_windows) < MIN_VAL_WINDOWS:
+        raise DataError(
+            f"too little data: {len(arr)} windows give {len(train_windows)} training and {len(val_windows)} "
+            f"validation windows (need >= {MIN_TRAIN_WINDOWS} and >= {MIN_VAL_WINDOWS}, val_fraction="
+            f"{cfg.val_fraction})"
+        )
+    training = {
+        "source": source,
+        "rows": int(arr.shape[0] * arr.shape[1]),
+        "windows": int(len(arr)),
+        "start": start.isoformat() if start else None,
+        "end": end.isoformat() if end else None,
+        "stride": None,  # pre-cut windows
+    }
+    return _fit(train_windows, val_windows, train_windows.reshape(-1, arr.shape[2]), [str(c) for c in channels],
+                cfg, training, device, version=version, progress=progress, warm_start=warm_start, on_epoch=on_epoch,
+                cancel=cancel)
+
+
+def _check_finite(values: np.ndarray) -> None:
+    if not np.isfinite(values).all():
+        raise DataError("training data contains NaN or Infinity; clean or drop those rows first")
+
+
+def _fit(
+    train_windows: np.ndarray,
+    val_windows: np.ndarray,
+    train_rows: np.ndarray,
+    channels: list[str],
+    cfg: ModelSettings,
+    training: dict[str, Any],
+    device: torch.device,
+    *,
+    version: str | None,
+    progress: bool,
+    warm_start: ModelBundle | None,
+    on_epoch: EpochCallback | None,
+    cancel: threading.Event | None,
+) -> ModelBundle:
+    """The training loop: windows (n, window_len, n_channels); ``train_rows`` (n_rows, n_channels) fit the scaler."""
     generator = _seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     scaler = warm_start.scaler if warm_start else RobustScaler.fit(train_rows)
-    channels = [str(c) for c in frame.columns]
     if warm_start is not None:
         if warm_start.meta.channels != channels or warm_start.meta.window_len != cfg.window_len:
             raise DataError("warm start model has other channels or window length than the training data")
@@ -89,6 +177,9 @@ def train(
     train_loss = float("nan")
     bar = tqdm(range(cfg.epochs), desc="train", unit="epoch", file=sys.stderr, disable=not progress)
     for _epoch in bar:
+        if cancel is not None and cancel.is_set():
+            bar.close()
+            raise CancelledRunError(f"training cancelled after {epochs_run} of at most {cfg.epochs} epochs")
         module.train()
         order = torch.randperm(len(x_train), generator=generator).to(device)  # seeded on the CPU on any device
         total = 0.0
@@ -106,6 +197,8 @@ def train(
             val_loss = float(loss_fn(module(x_val), x_val))
         epochs_run += 1
         bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
+        if on_epoch is not None:
+            on_epoch(epochs_run, cfg.epochs, train_loss, val_loss)
         if val_loss < best_val - 1e-6:
             best_val, best_state, stale = val_loss, copy.deepcopy(module.state_dict()), 0
         else:
@@ -128,15 +221,7 @@ def train(
         calibration=Calibration([], 0.0, 1.0),
         version=version or created.strftime("%Y%m%dT%H%M%SZ"),
         created_at=created.isoformat(),
-        training={
-            "source": source,
-            "rows": int(len(values)),
-            "start": frame.index[0].isoformat() if len(frame) else None,
-            "end": frame.index[-1].isoformat() if len(frame) else None,
-            "epochs": epochs_run,
-            "seed": cfg.seed,
-            "stride": cfg.stride,
-        },
+        training={**training, "epochs": epochs_run, "seed": cfg.seed},
         metrics={"train_loss": train_loss, "val_loss": best_val},
     )
     bundle = ModelBundle(module, scaler, meta)

@@ -83,9 +83,10 @@ def scheduler_command(
 
         start_http_server(port)
 
-    def job(trigger: str, reason: str) -> Any:
-        return retrain(db, cfg, RetrainRequest(triggered_by=trigger, reason=reason),
-                       progress=lambda text: typer.echo(f"[retrain] {text}", err=True))
+    def job(trigger: str, reason: str, cancel: Any) -> Any:
+        # No bars in a long-running service: progress lines (records read every ~10 s, one per epoch) go to
+        # the log; ``cancel`` is set when the scheduler loses its lease.
+        return retrain(db, cfg, RetrainRequest(triggered_by=trigger, reason=reason), cancel=cancel)
 
     drift = ScoreDrift(db, settings.registry.model_name, settings.retrain.drift_delta) if settings.retrain.drift else None
     scheduler = Scheduler(db, job, name=settings.registry.model_name, schedule=plan, lease_s=settings.retrain.lease_s,

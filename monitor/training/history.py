@@ -8,12 +8,17 @@ later one. With ``end`` in the past a partition is skipped when ``offsets_for_ti
 It never joins a group and never commits, so the live group's offsets are untouched. Records are kept when
 ``start <= timestamp < end`` (record timestamps: the producer's CreateTime unless the topic uses
 LogAppendTime).
+
+A read that makes no progress (no record of a pending partition arrives, e.g. its leader is down) for
+``stall_timeout_s`` raises ``BrokerError`` naming the incomplete partitions; ``cancel`` stops it between polls.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +30,7 @@ from kafka.errors import KafkaError
 from tqdm import tqdm
 
 from monitor.contract import DecodeFailure, decode
-from monitor.errors import BrokerError, DataError
+from monitor.errors import BrokerError, CancelledRunError, DataError
 from monitor.ingest.kafka import make_consumer
 from monitor.settings import KafkaSettings
 
@@ -79,11 +84,17 @@ def read_history(
     progress: bool = True,
     poll_timeout_ms: int = 1000,
     on_progress: Callable[[str], None] | None = None,
+    stall_timeout_s: float = 120.0,
+    report_every_s: float = 10.0,
+    cancel: threading.Event | None = None,
 ) -> History:
     """Every decodable window of ``cfg.topic`` whose record timestamp is in ``[start, end)``.
 
     Windows whose channels or length differ from the most common ones are dropped (counted in ``dropped``).
-    Raises ``DataError`` when the range holds no decodable window, ``BrokerError`` when Kafka fails.
+    Without a progress bar (``progress=False``) ``on_progress`` also gets a line with the records read every
+    ``report_every_s`` seconds. Raises ``DataError`` when the range holds no decodable window, ``BrokerError``
+    when Kafka fails or no record arrives for ``stall_timeout_s`` seconds while partitions are incomplete,
+    ``CancelledRunError`` when ``cancel`` is set.
     """
     if end <= start:
         raise DataError(f"empty time range: end {end.isoformat()} is not after start {start.isoformat()}")
@@ -91,7 +102,7 @@ def read_history(
     consumer = make_consumer(cfg, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
     try:
         return _read(consumer, cfg.topic, start, end, start_ms, end_ms, max_record_bytes, progress, poll_timeout_ms,
-                     on_progress)
+                     on_progress, stall_timeout_s, report_every_s, cancel)
     except KafkaError as exc:
         raise BrokerError(f"reading history of {cfg.topic} failed: {exc}") from exc
     finally:
@@ -101,6 +112,7 @@ def read_history(
 def _read(
     consumer: KafkaConsumer, topic: str, start: datetime, end: datetime, start_ms: int, end_ms: int,
     max_record_bytes: int, progress: bool, poll_timeout_ms: int, on_progress: Callable[[str], None] | None,
+    stall_timeout_s: float, report_every_s: float, cancel: threading.Event | None,
 ) -> History:
     partitions = sorted(consumer.partitions_for_topic(topic) or [])
     if not partitions:
@@ -129,8 +141,21 @@ def _read(
     read = 0
     pending = dict(bounds)
     bar = tqdm(total=total, desc="history", unit="rec", file=sys.stderr, disable=not progress)
+    last_progress = last_report = time.monotonic()
     while pending:
+        if cancel is not None and cancel.is_set():
+            bar.close()
+            raise CancelledRunError(f"history read of {topic} cancelled after {read} of {total} records")
         batch = consumer.poll(timeout_ms=poll_timeout_ms, max_records=5000)
+        now = time.monotonic()
+        if any(tp in pending and records for tp, records in batch.items()):
+            last_progress = now
+        elif now - last_progress > stall_timeout_s:
+            bar.close()
+            incomplete = ", ".join(f"{tp.partition} (at {consumer.position(tp)} of [{first}, {stop}))"
+                                   for tp, (first, stop) in sorted(pending.items()))
+            raise BrokerError(f"reading history of {topic} stalled: no record for {stall_timeout_s:g} s; "
+                              f"incomplete partitions: {incomplete} (partition leader down?)")
         for tp, records in batch.items():
             if tp not in pending:
                 continue
@@ -154,6 +179,9 @@ def _read(
             if consumer.position(tp) >= pending[tp][1]:
                 consumer.pause(tp)
                 del pending[tp]
+        if on_progress and not progress and now - last_report >= report_every_s:
+            last_report = now
+            on_progress(f"history: read {read} of {total} records ({len(pending)} partitions pending)")
     bar.close()
     if not decoded:
         raise DataError(f"no decodable windows in {topic} between {start.isoformat()} and {end.isoformat()}")

@@ -71,9 +71,10 @@ def renew(db: Engine, job: str, owner: str, lease_s: float, now: datetime) -> bo
                    lease_expires_at=now + timedelta(seconds=lease_s))
 
 
-def mark_started(db: Engine, job: str, owner: str, now: datetime) -> bool:
+def mark_started(db: Engine, job: str, owner: str, now: datetime, **values: Any) -> bool:
+    """Record the start (and ``values``, e.g. the next due time) under the lease."""
     return _update(db, "record the start", (_T.c.job == job) & (_T.c.lease_owner == owner),
-                   last_started_at=now, runs=_T.c.runs + 1)
+                   last_started_at=now, runs=_T.c.runs + 1, **values)
 
 
 def release(db: Engine, job: str, owner: str, **values: Any) -> bool:

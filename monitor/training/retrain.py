@@ -10,12 +10,18 @@ Steps (each reported through ``progress``):
   6. register the candidate and, if the gate passed, promote it atomically (compare-and-set on the
      active pointer); otherwise record it as rejected with the reason.
 Any failure before step 6's single transaction leaves the active model serving untouched.
+
+Topic windows are trained on as they are (``train_on_windows``): they come from many sensors, with gaps
+where alerts were excluded, so re-cutting them from one stitched series would make windows that straddle two
+sensors or a gap. ``cancel`` (set by the scheduler when it loses its lease) stops the run between steps, polls
+and epochs; the outcome is then ``failed``.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,11 +32,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine as DbEngine
 
-from monitor.errors import ArtifactError, ConfigError, DataError, MonitorError
+from monitor.errors import ArtifactError, CancelledRunError, ConfigError, DataError, MonitorError
 from monitor.registry import versions
 from monitor.scoring import artifact
 from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.train import train
+from monitor.scoring.train import EpochCallback, train, train_on_windows
 from monitor.settings import (
     AlertSettings, KafkaSettings, ModelSettings, RegistrySettings, RetrainSettings, ThresholdSettings,
 )
@@ -94,8 +100,12 @@ def retrain(
     progress: Callable[[str], None] = log.info,
     progress_bars: bool = False,
     clock: Callable[[], datetime] = utcnow,
+    cancel: threading.Event | None = None,
 ) -> RetrainOutcome:
-    """Run one retraining; never raises for a failed step (the outcome says ``failed`` and why)."""
+    """Run one retraining; never raises for a failed step (the outcome says ``failed`` and why).
+
+    ``progress_bars``: tqdm bars for the history read and the epochs (interactive); without them ``progress``
+    gets a line with the records read every ~10 s and one line per epoch (train/validation loss)."""
     name = cfg.registry.model_name
     counts: dict[str, Any] = {}
     version: str | None = None
@@ -103,7 +113,8 @@ def retrain(
     try:
         active_name = versions.active_version(db, name)
         windows, channels, window_len, sources, start, end = _load(db, cfg, request, counts, progress, progress_bars,
-                                                                   clock)
+                                                                   clock, cancel)
+        _check(cancel, "after reading the history")
         train_part, holdout = _split(windows, cfg.retrain.holdout_fraction)
         capped = _cap(train_part, cfg.retrain.max_train_rows)
         counts.update(train_windows=len(capped), holdout_windows=len(holdout))
@@ -122,12 +133,21 @@ def retrain(
         progress(f"training candidate {version}: window_len={window_len} channels={len(channels)} "
                  f"hidden={model_cfg.hidden_size} epochs<={model_cfg.epochs}"
                  f"{' warm-started from ' + warm.meta.version if warm else ''}")
-        candidate = train(_frame(train_part, channels), model_cfg, source=sources.get("topic", str(request.path)),
-                          version=version, progress=progress_bars, warm_start=warm)
+        on_epoch = None if progress_bars else _epoch_lines(progress)
+        if request.path is not None:  # one pseudo-sensor's consecutive windows: one continuous series
+            candidate = train(_frame(train_part, channels), model_cfg, source=str(request.path), version=version,
+                              progress=progress_bars, warm_start=warm, on_epoch=on_epoch, cancel=cancel)
+        else:
+            ordered = sorted(train_part, key=lambda w: (w.window_start, w.sensor_id))
+            candidate = train_on_windows(
+                np.stack([w.values for w in ordered]), channels, model_cfg, source=sources.get("topic", ""),
+                start=ordered[0].window_start, end=max(w.window_end for w in ordered), version=version,
+                progress=progress_bars, warm_start=warm, on_epoch=on_epoch, cancel=cancel)
         progress(f"trained {version}: val_loss={candidate.meta.metrics['val_loss']:.4f} "
                  f"epochs={candidate.meta.training['epochs']}")
         result = _gate(candidate, active, holdout, channels, window_len, cfg)
         progress(f"gate {'PASSED' if result.passed else 'FAILED'}: {result.summary}")
+        _check(cancel, "before registering the candidate")
         versions.register(
             db, name, candidate, train_start=start, train_end=end, sources=sources,
             config={"model": model_cfg.model_dump(mode="json"), "retrain": cfg.retrain.model_dump(mode="json"),
@@ -156,9 +176,22 @@ def retrain(
         return RetrainOutcome(FAILED, version, reason, None, counts)
 
 
+def _check(cancel: threading.Event | None, where: str) -> None:
+    if cancel is not None and cancel.is_set():
+        raise CancelledRunError(f"retraining cancelled {where}")
+
+
+def _epoch_lines(progress: Callable[[str], None]) -> EpochCallback:
+    def on_epoch(epoch: int, max_epochs: int, train_loss: float, val_loss: float) -> None:
+        progress(f"epoch {epoch}/{max_epochs}: train_loss={train_loss:.4f} val_loss={val_loss:.4f}")
+
+    return on_epoch
+
+
 def _load(
     db: DbEngine, cfg: RetrainConfig, request: RetrainRequest, counts: dict[str, Any],
     progress: Callable[[str], None], progress_bars: bool, clock: Callable[[], datetime],
+    cancel: threading.Event | None,
 ) -> tuple[list[HistoryWindow], tuple[str, ...], int, dict[str, Any], datetime, datetime]:
     if request.path is not None:
         windows, channels, start, end = _file_windows(request, cfg.model.window_len)
@@ -167,7 +200,10 @@ def _load(
         return windows, channels, cfg.model.window_len, {"kind": "file", "path": str(request.path)}, start, end
     end = request.end or clock()
     start = request.start or end - timedelta(seconds=cfg.retrain.lookback_s)
-    history = read_history(cfg.kafka, start, end, progress=progress_bars, on_progress=progress)
+    # A read with no progress for a whole lease duration is stuck (a partition leader down): give up, so the
+    # scheduler releases its lease instead of renewing it forever.
+    history = read_history(cfg.kafka, start, end, progress=progress_bars, on_progress=progress,
+                           stall_timeout_s=cfg.retrain.lease_s, cancel=cancel)
     # Alerts live in event time (window timestamps); the range above is in record (produce) time, which
     # differs for replays and late data: look alerts up over the windows' own time span.
     if history.windows:
@@ -243,7 +279,9 @@ def _cap(windows: list[HistoryWindow], max_rows: int) -> list[HistoryWindow]:
 
 
 def _frame(windows: list[HistoryWindow], channels: tuple[str, ...]) -> pd.DataFrame:
-    """Training windows -> one wide frame: each sensor's windows in time order, sensors one after another."""
+    """``--from-file`` training windows (consecutive windows of ONE pseudo-sensor) -> the continuous series.
+
+    Only for windows that follow each other without gaps: topic windows go through ``train_on_windows``."""
     parts, stamps = [], []
     for w in sorted(windows, key=lambda w: (w.sensor_id, w.window_start)):
         n = w.values.shape[0]

@@ -30,8 +30,9 @@ def test_two_schedulers_started_together_run_one_retraining(kafka_cfg: KafkaSett
     def replica(owner: str) -> tuple[Scheduler, threading.Thread]:
         engine = make_engine(db_url(db))  # its own connection pool, as a separate process would have
 
-        def job(trigger: str, reason: str) -> RetrainOutcome:
-            outcome = retrain(engine, cfg, RetrainRequest(triggered_by=f"{owner}/{trigger}", reason=reason))
+        def job(trigger: str, reason: str, cancel: threading.Event) -> RetrainOutcome:
+            outcome = retrain(engine, cfg, RetrainRequest(triggered_by=f"{owner}/{trigger}", reason=reason),
+                              cancel=cancel)
             outcomes.append(outcome)
             return outcome
 
@@ -67,7 +68,7 @@ def test_two_schedulers_started_together_run_one_retraining(kafka_cfg: KafkaSett
     assert versions.active_version(db, "test") == outcomes[0].version
 
     # A restarted scheduler keeps the persisted schedule: nothing is due, so it does not train again.
-    again = Scheduler(db, lambda t, r: RetrainOutcome("failed", None, "must not run"), name="test",
+    again = Scheduler(db, lambda t, r, c: RetrainOutcome("failed", None, "must not run"), name="test",
                       schedule=Schedule("3600"), tick_s=0.05, drift=None)
     assert again.run(max_ticks=3) == 0
     assert lease.read(db, "retrain:test").next_due_at == state.next_due_at

@@ -1,0 +1,124 @@
+"""Retraining trains on the topic windows as they are: no window mixes two sensors; seeded, time-ordered, cancellable."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from monitor.errors import CancelledRunError
+from monitor.scoring import train as train_module
+from monitor.scoring.train import train_on_windows
+from monitor.settings import (
+    AlertSettings, KafkaSettings, ModelSettings, RegistrySettings, RetrainSettings, ThresholdSettings,
+)
+from monitor.store.database import init_schema, make_engine
+from monitor.training import retrain as retrain_module
+from monitor.training.history import History, HistoryWindow
+from monitor.training.retrain import FAILED, PROMOTED, RetrainConfig, RetrainRequest, retrain
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+WL = 8
+MODEL = ModelSettings(window_len=WL, stride=2, hidden_size=4, latent_size=2, epochs=3, batch_size=16, seed=3)
+CHANNELS = ("a", "b")
+
+
+def _two_sensor_history(n_windows: int = 40) -> History:
+    """Sensor ``low`` sits near 0, sensor ``high`` near 100, over the same time span (1 s per row)."""
+    rng = np.random.default_rng(0)
+    windows = []
+    for sensor, level in (("low", 0.0), ("high", 100.0)):
+        for i in range(n_windows):
+            ws = T0 + timedelta(seconds=i * WL)
+            values = (level + rng.normal(0, 1, size=(WL, len(CHANNELS)))).astype(np.float32)
+            windows.append(HistoryWindow(sensor, ws, ws + timedelta(seconds=WL - 1), values,
+                                         int(ws.timestamp() * 1000), 0, len(windows)))
+    return History(windows, CHANNELS, WL, T0, T0 + timedelta(hours=1), "t.windows")
+
+
+def _config() -> RetrainConfig:
+    return RetrainConfig(KafkaSettings(), MODEL, ThresholdSettings(), AlertSettings(),
+                         RetrainSettings(min_windows=16, min_holdout_windows=4), RegistrySettings(model_name="t"))
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Any:
+    engine = make_engine(f"sqlite:///{tmp_path / 'monitor.db'}")
+    init_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_retrain_from_topic_windows_never_trains_on_a_window_mixing_two_sensors(
+    sqlite_db: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(retrain_module, "read_history", lambda *a, **k: _two_sensor_history())
+    seen: dict[str, np.ndarray] = {}
+    real_fit = train_module._fit
+
+    def spy(train_windows: np.ndarray, val_windows: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        seen.update(train=train_windows.copy(), val=val_windows.copy())
+        return real_fit(train_windows, val_windows, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_fit", spy)
+    with caplog.at_level(logging.INFO, logger="monitor.training.retrain"):
+        outcome = retrain(sqlite_db, _config(), RetrainRequest(start=T0, end=T0 + timedelta(hours=1)))
+
+    assert outcome.outcome == PROMOTED, outcome.reason
+    windows = np.concatenate([seen["train"], seen["val"]])
+    assert len(windows) == outcome.counts["train_windows"]  # the topic windows, used as they are
+    one_level = [(w < 50).all() or (w > 50).all() for w in windows]
+    assert all(one_level), f"{one_level.count(False)} training windows mix the two sensors"
+    # The scheduler's job has no bars: one log line per epoch with both losses.
+    epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert epoch_lines and epoch_lines[0].startswith(f"epoch 1/{MODEL.epochs}: train_loss=")
+    assert "val_loss=" in epoch_lines[0]
+
+
+def test_training_on_windows_validates_on_the_latest_windows_and_is_reproducible(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(1)
+    windows = rng.normal(0, 1, size=(40, WL, 2)).astype(np.float32)
+    windows[:, 0, 0] = np.arange(40)  # each window's time order, readable in the split below
+    seen: dict[str, np.ndarray] = {}
+    real_fit = train_module._fit
+
+    def spy(train_windows: np.ndarray, val_windows: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        seen.update(train=train_windows, val=val_windows)
+        return real_fit(train_windows, val_windows, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_fit", spy)
+    epochs: list[tuple[int, float, float]] = []
+    one = train_on_windows(windows, CHANNELS, MODEL, progress=False,
+                           on_epoch=lambda e, n, tl, vl: epochs.append((e, tl, vl)))
+    n_val = int(40 * MODEL.val_fraction)
+    assert list(seen["val"][:, 0, 0]) == list(range(40 - n_val, 40))
+    assert list(seen["train"][:, 0, 0]) == list(range(40 - n_val))
+    assert [e for e, _, _ in epochs] == list(range(1, one.meta.training["epochs"] + 1))
+
+    two = train_on_windows(windows, CHANNELS, MODEL, progress=False)
+    assert one.meta.metrics == two.meta.metrics
+    for name, tensor in one.module.state_dict().items():
+        assert torch.equal(tensor, two.module.state_dict()[name]), name
+    assert one.meta.calibration.channel_error == two.meta.calibration.channel_error
+
+
+def test_a_cancelled_run_stops_training_and_the_retrain_reports_failed(
+    sqlite_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    windows = np.random.default_rng(2).normal(0, 1, size=(40, WL, 2)).astype(np.float32)
+    with pytest.raises(CancelledRunError, match="training cancelled"):
+        train_on_windows(windows, CHANNELS, MODEL, progress=False, cancel=cancel)
+
+    monkeypatch.setattr(retrain_module, "read_history", lambda *a, **k: _two_sensor_history())
+    outcome = retrain(sqlite_db, _config(), RetrainRequest(start=T0, end=T0 + timedelta(hours=1)), cancel=cancel)
+    assert outcome.outcome == FAILED and "CancelledRunError" in outcome.reason
