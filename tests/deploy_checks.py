@@ -46,13 +46,41 @@ def compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
 
 
-def k8s_documents() -> list[tuple[str, dict[str, Any]]]:
+def k8s_documents(recursive: bool = False) -> list[tuple[str, dict[str, Any]]]:
+    """(file name, document) of the kustomize base; with ``recursive`` also of the optional parts below it
+    (deploy/k8s/observability), named by their path under deploy/k8s."""
     out = []
-    for path in sorted(K8S_DIR.glob("*.yaml")):
+    for path in sorted(K8S_DIR.rglob("*.yaml") if recursive else K8S_DIR.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             if doc:
-                out.append((path.name, doc))
+                out.append((path.relative_to(K8S_DIR).as_posix(), doc))
     return out
+
+
+def secret_references(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, set[str]]:
+    """Secret name -> where it is used: pod specs (envFrom secretRef, env secretKeyRef, secret and projected
+    volumes) and Prometheus Operator monitors (bearer credentials)."""
+    refs: dict[str, set[str]] = {}
+    for file, doc in docs:
+        where = f"k8s:{file}/{doc.get('metadata', {}).get('name')}"
+        names: list[str] = []
+        spec = pod_spec(doc)
+        if spec is not None:
+            for container in [*spec.get("initContainers", []), *spec.get("containers", [])]:
+                names += [s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s]
+                names += [e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", [])
+                          if "secretKeyRef" in e.get("valueFrom", {})]
+            for volume in spec.get("volumes", []):
+                if "secret" in volume:
+                    names.append(volume["secret"]["secretName"])
+                names += [s["secret"]["name"] for s in volume.get("projected", {}).get("sources", []) if "secret" in s]
+        if doc.get("kind") in ("ServiceMonitor", "PodMonitor"):
+            for endpoint in [*doc["spec"].get("endpoints", []), *doc["spec"].get("podMetricsEndpoints", [])]:
+                bearer = (endpoint.get("authorization", {}).get("credentials"), endpoint.get("bearerTokenSecret"))
+                names += [selector["name"] for selector in bearer if selector]
+        for name in names:
+            refs.setdefault(name, set()).add(where)
+    return refs
 
 
 def pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:

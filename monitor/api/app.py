@@ -171,6 +171,10 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     def feedback(alert_id: int, key: Writer, body: FeedbackIn) -> dict[str, Any]:
         alert = store.record_feedback(engine, alert_id, body.verdict, key.actor, body.note)
         applied, note = False, "true positive: nothing to change"
+        if body.verdict == "true_positive" and alert["feedback"]["threshold_applied"]:
+            # levels admitted by an earlier false-positive verdict are not taken back (the statistics have
+            # moved on since); threshold_applied keeps saying that the threshold holds them
+            applied, note = True, "true positive: threshold left as is (an earlier false-positive verdict was applied)"
         if body.verdict == "false_positive":
             found = _context(app, alert, 0)
             scores = [w["score"] for w in found["windows"] if w["in_alert"] and w["score"] is not None]

@@ -154,7 +154,12 @@ def change_status(engine: Engine, alert_id: int, to_status: str, actor: str, not
 
 
 def record_feedback(engine: Engine, alert_id: int, verdict: str, actor: str, note: str | None) -> dict[str, Any]:
-    """Store the verdict (replacing an earlier one) and its audit event in one transaction."""
+    """Store the verdict (replacing an earlier one) and its audit event in one transaction.
+
+    A rewrite keeps ``threshold_applied`` / ``threshold_note``: they record what the sensor's threshold
+    statistics already took in, which a later verdict does not undo, and ``apply_false_positive`` reads them
+    to apply an alert's levels at most once (a repeated or re-given false positive changes nothing).
+    """
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}")
     now = utcnow()
@@ -166,12 +171,13 @@ def record_feedback(engine: Engine, alert_id: int, verdict: str, actor: str, not
                 raise NotFoundError(f"no alert with id {alert_id}")
             row = {"verdict": verdict, "note": note, "actor": actor, "sensor_id": alert["sensor_id"],
                    "window_start": alert["opened_at"], "window_end": alert["last_window_end"],
-                   "threshold_applied": False, "threshold_note": None, "updated_at": now}
+                   "updated_at": now}
             exists = conn.execute(select(table.c.alert_id).where(table.c.alert_id == alert_id)).first()
             if exists:
                 conn.execute(update(AlertFeedback).where(AlertFeedback.alert_id == alert_id).values(row))
             else:
-                conn.execute(insert(AlertFeedback).values(alert_id=alert_id, **row))
+                conn.execute(insert(AlertFeedback).values(
+                    alert_id=alert_id, threshold_applied=False, threshold_note=None, **row))
             conn.execute(insert(AlertEvent).values(
                 alert_id=alert_id, action=f"feedback:{verdict}", actor=actor, at=now, from_status=alert["status"],
                 to_status=alert["status"], note=note,

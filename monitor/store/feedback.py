@@ -33,15 +33,20 @@ def apply_false_positive(
 ) -> tuple[bool, str]:
     """Admit a false-positive alert's window levels into its sensor's threshold state. Returns (applied, note).
 
-    Idempotent: a feedback row already applied is not applied twice.
+    Once per alert: a feedback row already applied (by this or an earlier false-positive verdict; rewrites of
+    the verdict keep the flag) is not applied again and returns (True, "already applied").
     """
     try:
         with engine.begin() as conn:
-            fb = conn.execute(
+            fb_query = (
                 select(AlertFeedback.verdict, AlertFeedback.threshold_applied, Alert.sensor_id, Alert.model_version)
                 .join(Alert, Alert.id == AlertFeedback.alert_id)
                 .where(AlertFeedback.alert_id == alert_id)
-            ).first()
+            )
+            if engine.dialect.name == "postgresql":
+                # two concurrent verdicts (a double click) must not both read "not applied"
+                fb_query = fb_query.with_for_update(of=AlertFeedback)
+            fb = conn.execute(fb_query).first()
             if fb is None or fb.verdict != "false_positive":
                 return False, "no false-positive feedback on this alert"
             if fb.threshold_applied:

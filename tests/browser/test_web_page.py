@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,6 +117,30 @@ def test_alert_page_plots_and_acknowledges(served: dict, tmp_path: Path) -> None
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             (Path(out_dir) / "alert-page.png").write_bytes(shot.read_bytes())
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+        # "Load more" continues the submitted filter with its cursor, not the form's unsubmitted values.
+        browser.eval("document.querySelector('#alerts tbody').replaceChildren();"  # refilled when the page has loaded
+                     "document.querySelector('#filters [name=sensor]').value = 'sensor-001';"
+                     "document.querySelector('#filters').requestSubmit()")
+        rows = browser.wait_for("document.querySelectorAll('#alerts tbody tr').length")
+        assert rows == len(alerts)
+        browser.eval("""(() => {
+            document.querySelector('#filters [name=sensor]').value = 'sensor-002';  // typed, not submitted
+            window.requested = [];
+            window.fetch = async (url) => {  // record the request; an empty last page ends the list
+                window.requested.push(String(url));
+                return new Response('{"items": [], "next_cursor": null}', {status: 200});
+            };
+            nextCursor = 'cursor-of-sensor-001';
+            document.querySelector('#more').hidden = false;
+            document.querySelector('#more').scrollIntoView();
+        })()""")
+        browser.click("#more")
+        requested = browser.wait_for("window.requested.length && window.requested")
+        assert len(requested) == 1
+        params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(requested[0]).query))
+        assert params == {"sensor": "sensor-001", "limit": "50", "cursor": "cursor-of-sensor-001"}
+        assert browser.eval("document.querySelector('#more').hidden") is True
         assert browser.console == [], browser.console
     finally:
         browser.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Text, cast, select
 
 from monitor.scoring.artifact import ModelBundle
 from monitor.settings import KafkaSettings
@@ -27,6 +27,16 @@ def _committed(cfg: KafkaSettings) -> dict[int, int | None]:
         return {p: consumer.committed(TopicPartition(cfg.topic, p)) for p in range(3)}
     finally:
         consumer.close()
+
+
+def _stored_state(db: Engine, sensor_id: str) -> tuple[str, int, object]:
+    """The sensor_state row as stored: the state's JSON text (not the parsed dict), revision, updated_at."""
+    with db.connect() as conn:
+        row = conn.execute(
+            select(cast(SensorState.state, Text), SensorState.revision, SensorState.updated_at)
+            .where(SensorState.sensor_id == sensor_id)
+        ).one()
+    return row[0], row[1], row[2]
 
 
 def test_context_plots_the_alert_and_false_positive_feedback_teaches_the_threshold(
@@ -79,8 +89,22 @@ def test_context_plots_the_alert_and_false_positive_feedback_teaches_the_thresho
     # The anomalous levels now count as normal: the mean of the log score rose, the incident state is untouched.
     assert state_after["threshold"]["mean"] > state_before["threshold"]["mean"]
     assert state_after["incidents"] == state_before["incidents"]
+    # Applied once per alert: a repeated false positive, and false -> true -> false, leave the stored
+    # threshold state byte for byte as it was (same JSON text, same revision).
+    stored = _stored_state(db, alert["sensor_id"])
     again = api.post(f"/alerts/{alert['id']}/feedback", headers=write, json={"verdict": "false_positive"})
-    assert again.json()["threshold_applied"] is True
+    assert again.status_code == 200, again.text
+    assert again.json()["threshold_applied"] is True and again.json()["threshold_note"] == "already applied"
+    assert _stored_state(db, alert["sensor_id"]) == stored
+    flip = api.post(f"/alerts/{alert['id']}/feedback", headers=write, json={"verdict": "true_positive"})
+    assert flip.status_code == 200, flip.text
+    assert flip.json()["threshold_applied"] is True and "left as is" in flip.json()["threshold_note"]
+    assert flip.json()["alert"]["feedback"]["threshold_applied"] is True
+    assert false_positive_ranges(db) == []
+    assert _stored_state(db, alert["sensor_id"]) == stored
+    back = api.post(f"/alerts/{alert['id']}/feedback", headers=write, json={"verdict": "false_positive"})
+    assert back.json()["threshold_applied"] is True and back.json()["threshold_note"] == "already applied"
+    assert _stored_state(db, alert["sensor_id"]) == stored
     assert [r[0] for r in false_positive_ranges(db)] == [alert["sensor_id"]]
     assert _committed(kafka_cfg) == committed  # the context reader has no group: the live offsets did not move
 

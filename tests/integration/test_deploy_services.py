@@ -5,6 +5,7 @@ tests/deploy_checks.py (PENDING_*); once they exist they are checked here like t
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -45,9 +46,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _get(url: str) -> tuple[int, str]:
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
@@ -170,13 +171,21 @@ def test_api_probe_paths_are_real_endpoints(tmp_path: Path) -> None:
     env = {**os.environ, "MONITOR_DB__URL": url}
     subprocess.run([sys.executable, "-m", "monitor", "db", "upgrade"], cwd=REPO, env=env, check=True,
                    capture_output=True, timeout=120)
+    # the key Prometheus sends (deploy/prometheus/prometheus.yml, deploy/k8s/observability): read scope
+    created = subprocess.run([sys.executable, "-m", "monitor", "apikey", "create", "prometheus", "--scope", "read",
+                              "--json"], cwd=REPO, env=env, check=True, capture_output=True, text=True, timeout=120)
+    key = json.loads(created.stdout)["key"]
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "monitor", "serve", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_until(lambda: _get(f"http://127.0.0.1:{port}/healthz")[0] == 200, proc, "monitor serve")
         status = {path: _get(f"http://127.0.0.1:{port}{path}")[0] for path, _ in probes}
+        anonymous = _get(f"http://127.0.0.1:{port}/metrics")[0]
+        scraped = _get(f"http://127.0.0.1:{port}/metrics", {"Authorization": f"Bearer {key}"})
     finally:
         _stop(proc)
     assert all(code == 200 for code in status.values()), status
+    assert anonymous == 401
+    assert scraped[0] == 200 and "# TYPE" in scraped[1]
     assert {p for _, p in probes} == {8000}

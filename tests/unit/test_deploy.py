@@ -28,6 +28,7 @@ from tests.deploy_checks import (
     k8s_containers,
     k8s_documents,
     pod_spec,
+    secret_references,
     split_shell,
 )
 
@@ -67,6 +68,26 @@ def test_compose_stack_shape() -> None:
         assert SHUTDOWN_GUARANTEE_S < grace <= 60
     for name in ("prometheus", "grafana"):
         assert services[name]["profiles"] == ["observability"]
+
+
+def test_prometheus_scrapes_what_compose_serves() -> None:
+    """Every scrape target is a compose service listening on that port; the API's /metrics gets a read key."""
+    services = compose()["services"]
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    mounts = [v.split(":")[1] for v in services["prometheus"]["volumes"]]
+    jobs = 0
+    for job in config["scrape_configs"]:
+        for target in (t for sc in job["static_configs"] for t in sc["targets"]):
+            host, port = target.split(":")
+            argv = services[host]["command"]
+            flag = "--port" if argv[:2] == ["monitor", "serve"] else "--metrics-port"
+            assert flag in argv and argv[argv.index(flag) + 1] == port, f"{job['job_name']}: {host} not on {port}"
+            if argv[:2] == ["monitor", "serve"]:
+                key_file = job["authorization"]["credentials_file"]
+                assert job["authorization"]["type"] == "Bearer"
+                assert any(key_file.startswith(m + "/") for m in mounts), f"{key_file} is not mounted"
+            jobs += 1
+    assert jobs >= 4
 
 
 def test_compose_mounts_exist() -> None:
@@ -125,6 +146,59 @@ def test_k8s_secrets_hold_the_credentials_and_are_referenced() -> None:
     for name, doc in k8s_documents():
         if doc["kind"] == "ConfigMap":
             assert not any(re.search("PASSWORD|DB__URL|API_KEY", k) for k in doc["data"]), name
+    # Every Secret is used by a workload or a monitor, and every reference names a defined Secret.
+    refs = secret_references(k8s_documents(recursive=True))
+    unused = sorted(set(secrets) - set(refs))
+    assert not unused, f"Secrets nothing references (use them or drop them): {unused}"
+    undefined = {name: sorted(where) for name, where in refs.items() if name not in secrets}
+    assert not undefined, f"references to Secrets deploy/k8s does not define: {undefined}"
+    # the documented command to create that key parses (NAME is required)
+    comment = (DEPLOY / "k8s" / "secrets.yaml").read_text(encoding="utf-8")
+    command = re.search(r"-- (monitor apikey create .*)", comment)
+    assert command, "secrets.yaml says how to create the API key"
+    assert check_monitor_argv(tuple(command.group(1).split())) is None
+
+
+def test_secret_references_sees_every_kind_of_reference() -> None:
+    pod = {"containers": [{"name": "c", "envFrom": [{"secretRef": {"name": "a"}}, {"configMapRef": {"name": "x"}}],
+                           "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "b", "key": "K"}}},
+                                   {"name": "L", "value": "plain"}]}],
+           "volumes": [{"name": "v", "secret": {"secretName": "c"}},
+                       {"name": "p", "projected": {"sources": [{"secret": {"name": "d"}}]}},
+                       {"name": "e", "emptyDir": {}}]}
+    docs = [("w.yaml", {"kind": "Deployment", "metadata": {"name": "w"}, "spec": {"template": {"spec": pod}}}),
+            ("m.yaml", {"kind": "ServiceMonitor", "metadata": {"name": "m"},
+                        "spec": {"endpoints": [{"authorization": {"credentials": {"name": "e", "key": "k"}}},
+                                               {"bearerTokenSecret": {"name": "f", "key": "k"}}]}}),
+            ("s.yaml", {"kind": "Secret", "metadata": {"name": "unused"}})]
+    refs = secret_references(docs)
+    assert set(refs) == {"a", "b", "c", "d", "e", "f"}
+    assert refs["a"] == {"k8s:w.yaml/w"} and refs["f"] == {"k8s:m.yaml/m"}
+
+
+def test_k8s_api_pods_read_kafka_and_the_model_and_prometheus_sends_a_key() -> None:
+    docs = {(doc["kind"], doc["metadata"]["name"]): doc for _, doc in k8s_documents(recursive=True)
+            if "metadata" in doc}
+    api = docs[("Deployment", "monitor-api")]
+    spec = pod_spec(api)
+    assert spec is not None
+    container = next(c for c in spec["containers"] if c["command"][:2] == ["monitor", "serve"])
+    assert {"monitor-db", "monitor-kafka"} <= {s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    models = next(m for m in container["volumeMounts"] if m["mountPath"] == "/models")
+    assert models.get("readOnly") is True
+    assert volumes[models["name"]]["persistentVolumeClaim"]["claimName"] == "monitor-models"
+    # /metrics wants a key: no annotation-based scraping (it cannot send one), a ServiceMonitor that does
+    assert "prometheus.io/scrape" not in api["spec"]["template"]["metadata"].get("annotations", {})
+    monitor = docs[("ServiceMonitor", "monitor-api")]
+    service = docs[("Service", "monitor-api")]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]} and endpoint["path"] == "/metrics"
+    assert endpoint["authorization"]["credentials"]["name"] == "monitor-api-keys"
+    assert endpoint["authorization"]["credentials"]["key"] in docs[("Secret", "monitor-api-keys")]["stringData"]
+    optional = yaml.safe_load((DEPLOY / "k8s" / "observability" / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert optional["resources"] == ["servicemonitor.yaml"]
 
 
 def test_k8s_probes_point_at_declared_ports() -> None:

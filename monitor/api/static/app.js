@@ -4,6 +4,7 @@
 const SVGNS = "http://www.w3.org/2000/svg";
 const $ = (sel) => document.querySelector(sel);
 let apiKey = null, nextCursor = null, current = null;
+let shownQuery = null;  // the filter the listed rows (and nextCursor) belong to: "Load more" reuses it
 
 function el(tag, attrs = {}, text = null) {
   const node = tag.startsWith("svg:") ? document.createElementNS(SVGNS, tag.slice(4)) : document.createElement(tag);
@@ -49,11 +50,15 @@ function query() {
 
 async function loadAlerts(append = false) {
   $("#error").textContent = "";
-  const params = query();
+  // "Load more" continues the listed filter, not the form's current (maybe unsubmitted) values: a cursor is
+  // only valid for the filter it came from
+  const filter = append && shownQuery ? shownQuery : query();
+  const params = new URLSearchParams(filter);
   params.set("limit", "50");
   if (append && nextCursor) params.set("cursor", nextCursor);
   try {
     const page = await api("/alerts?" + params.toString());
+    shownQuery = filter;
     const body = $("#alerts tbody");
     if (!append) body.replaceChildren();
     for (const a of page.items) body.appendChild(alertRow(a));
