@@ -26,7 +26,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine, text
 
-from monitor.contract import DecodeFailure, decode
+from monitor.contract import DecodeFailure, check_key, decode
 from monitor.engine import Engine as Detector
 from monitor.engine import Record
 from monitor.incidents import AlertRecord
@@ -308,6 +308,8 @@ def reference_run(bundle: ModelBundle, records: Sequence[Any], chunk: int = 256)
     for raw in records:
         result = decode(raw.value, window_len=bundle.meta.window_len, channels=tuple(bundle.meta.channels),
                         max_bytes=MAX_RECORD_BYTES)
+        if not isinstance(result, DecodeFailure):  # the consumer's checks: contract, then the record key
+            result = check_key(raw.key, result) or result
         if isinstance(result, DecodeFailure):
             ref.bad[(raw.partition, raw.offset)] = result.reason
         else:

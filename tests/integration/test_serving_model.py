@@ -58,20 +58,25 @@ def test_watcher_refuses_a_promoted_model_with_other_channels_or_window_length(
         time.sleep(0.01)  # past check_interval_s: every call reads the pointer
         return watcher.poll()
 
+    def watcher_errors() -> list[logging.LogRecord]:  # other loggers may write into caplog in a full run
+        return [r for r in caplog.records if r.name == "monitor.registry.watcher" and r.levelno >= logging.ERROR]
+
     versions.promote(db, "test", "B-wider", by="test", reason="extra column")
+    caplog.clear()
     with caplog.at_level(logging.ERROR, logger="monitor.registry.watcher"):
         assert poll() is None
         assert poll() is None  # still promoted, still refused: reported once
     assert watcher.current_version == "A" and watcher.serving.version == "A"
     assert _refused() == before + 1
-    [record] = caplog.records
+    [record] = watcher_errors()
     assert "B-wider" in record.getMessage() and "adds ch4" in record.getMessage()
 
     caplog.clear()
     versions.promote(db, "test", "C-shorter", by="test", reason="shorter windows")
     with caplog.at_level(logging.ERROR, logger="monitor.registry.watcher"):
         assert poll() is None
-    assert "window_len 8 != 16" in caplog.records[0].getMessage()
+    [record] = watcher_errors()
+    assert "window_len 8 != 16" in record.getMessage()
     assert _refused() == before + 2 and watcher.current_version == "A"
 
     versions.promote(db, "test", "A2", by="test", reason="compatible")
