@@ -140,7 +140,8 @@ def test_alert_page_plots_and_acknowledges(served: dict, tmp_path: Path) -> None
         assert len(requested) == 1
         params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(requested[0]).query))
         assert params == {"sensor": "sensor-001", "limit": "50", "cursor": "cursor-of-sensor-001"}
-        assert browser.eval("document.querySelector('#more').hidden") is True
+        # the empty last page hides the button once its response is handled (after the request was recorded)
+        assert browser.wait_for("document.querySelector('#more').hidden", timeout_s=10) is True
         assert browser.console == [], browser.console
     finally:
         browser.close()
