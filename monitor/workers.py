@@ -14,6 +14,8 @@ Supervision is deliberately simple and predictable:
   (systemd ``Restart=on-failure``, compose ``restart:``) restarts the whole set. Nothing is lost: the
   stopped members' partitions resume from the offsets stored with their output.
 * Children that exit 0 on their own (``--idle-exit-s``) end the run; the supervisor exits 0 once all have.
+  A child that the forwarded SIGTERM ends before it installed its own handler (still importing at start-up)
+  has processed nothing: that counts as a clean stop too.
 
 With ``--metrics-port P`` child ``i`` (0-based) serves ``/metrics`` and ``/healthz`` on ``P + i``.
 In Kubernetes, scale the Deployment's replicas instead (one liveness probe per pod).
@@ -108,8 +110,8 @@ class Supervisor:
                 if index in reported:
                     continue
                 reported.add(index)
-                if returncode == 0:
-                    continue
+                if returncode == 0 or (self._stopping.is_set() and returncode == -signal.SIGTERM):
+                    continue  # a clean exit, or the forwarded SIGTERM reached a child still starting up
                 code = code or exit_code_of(returncode)  # the first failure is the supervisor's exit code
                 if not self._stopping.is_set():
                     log.error("worker %d (pid %d) exited with code %d: stopping the other workers",
