@@ -99,6 +99,10 @@ def test_sigterm_stops_every_worker_and_a_crashed_worker_stops_the_set(
     log = tmp_path / "term.log"
     proc = _start(["--workers", "2"], env, log)
     _wait_for(lambda: load_offsets(db, kafka_cfg.group_id, kafka_cfg.topic) == ends, 180, "the backlog to be durable")
+    # Both children past start-up (their SIGTERM handler is installed before they log "consuming"), so each
+    # must end through its handler; a child still importing would just die of the signal, which the
+    # supervisor also counts as a clean stop (tests/unit/test_workers.py).
+    _wait_for(lambda: log.read_text().count("; consuming ") == 2, 120, "both workers to consume")
     pids = _worker_pids(log)
     assert len(pids) == 2 and all(_alive(p) for p in pids)
     started = time.monotonic()
