@@ -140,7 +140,10 @@ def test_dashboard_metrics_are_exported_by_monitor_run(
         def scraped_after_all_records() -> str | None:
             status, body = _get(f"http://127.0.0.1:{port}/metrics")
             done = f"monitor_windows_consumed_total {float(sent + 1)}" in body
-            return body if status == 200 and done and "monitor_decode_failures_total{" in body else None
+            # the lag gauge is refreshed after every poll once the partition's high watermark is known: it may
+            # trail the last record by a poll
+            seen = "monitor_decode_failures_total{" in body and "monitor_consumer_lag{" in body
+            return body if status == 200 and done and seen else None
 
         exposition = _wait_until(scraped_after_all_records, proc, "the consumer to read every record")
         probe_status = {(path, p): _get(f"http://127.0.0.1:{port}{path}")[0] for path, p in _probe_paths("run")}
