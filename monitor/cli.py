@@ -135,6 +135,8 @@ def train(
         f"model {bundle.meta.version} written to {out}: val_loss={bundle.meta.metrics['val_loss']:.4f} "
         f"epochs={bundle.meta.training['epochs']} log_score mean={cal.log_score_mean:.3f} std={cal.log_score_std:.3f}"
     )
+    drifting = [c for c, flag in zip(bundle.meta.channels, cal.drifting) if flag]
+    typer.echo(f"drifting channels (level followed, see model.drift_ratio): {', '.join(drifting) or 'none'}")
 
 
 def threads_warning(threads: int, omp_wait_policy: str | None) -> str | None:

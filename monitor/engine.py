@@ -82,7 +82,10 @@ class Engine:
     def new_baseline(self, data: dict[str, Any] | None) -> InputBaseline:
         """The sensor's input re-centring for the current model (fresh when ``data`` is None)."""
         cfg = self.threshold_cfg
-        return InputBaseline.restore(self.scorer.bundle.scaler, cfg.recentre_rate, cfg.recentre_k, data)
+        return InputBaseline.restore(
+            self.scorer.bundle.scaler, cfg.recentre_rate, cfg.recentre_k, data,
+            drifting=self.scorer.bundle.meta.calibration.drifting, drift_rate=cfg.drift_rate, drift_k=cfg.drift_k,
+        )
 
     def restore_context(
         self, sensor_id: str, partition: int, state: dict[str, Any], model_version: str, revision: int | None = None
@@ -125,8 +128,9 @@ class Engine:
     def process(self, records: Sequence[Record]) -> BatchOutcome:
         """Score the windows in batches, then judge them in order, sensor by sensor.
 
-        Without re-centring (``recentre_rate`` 0) all windows are one batch. With it, a window's input offset
-        depends on its sensor's previous window, so the k-th window of every sensor forms batch k."""
+        Without re-centring (``recentre_rate`` 0 and no drifting channel re-centred) all windows are one batch.
+        With it, a window's input offset depends on its sensor's previous window, so the k-th window of every
+        sensor forms batch k."""
         outcome = BatchOutcome()
         if not records:
             return outcome

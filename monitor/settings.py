@@ -100,6 +100,19 @@ class ModelSettings(BaseModel):
         description="Calibration: each channel's error scale is at least this times the median over channels "
         "(an almost perfectly reconstructed, smooth channel does not dominate the score; 0 = off).",
     )
+    level_weight: float = Field(
+        0.5, ge=0,
+        description="Weight of the level term in the score: each channel's window-mean residual, robustly "
+        "standardised on the training windows, squared (a shift of a noisy or quantised channel that the squared "
+        "error hides; 0 = reconstruction error only). Stored in the artifact. See monitor/scoring/scorer.py.",
+    )
+    drift_ratio: float = Field(
+        0.6, ge=0, le=1,
+        description="A channel is marked drifting when its drift_span-row moving average keeps more than this share "
+        "of its variance in the training rows (a slow process variable such as a temperature); drifting channels "
+        "are re-centred with threshold.drift_rate / drift_k. 0 = none. Stored in the artifact.",
+    )
+    drift_span: int = Field(20, ge=2, description="Rows of the moving average that tells drifting channels apart.")
     seed: int = Field(0, description="Random seed of training (same seed, same weights).")
     device: str = Field(
         "cpu", description="torch device for training and scoring (cpu, cuda, cuda:N, mps); one this machine does not "
@@ -124,6 +137,12 @@ class ThresholdSettings(BaseModel):
         description="A channel's centre learns only while its window mean is within this many scaler units of it "
         "(steps and excursions are not learned).",
     )
+    drift_rate: float = Field(
+        0.05, ge=0, lt=1,
+        description="recentre_rate of the channels the model marks drifting (model.drift_ratio): their level is "
+        "followed, so they are judged by their short-term behaviour and their relation to the other channels.",
+    )
+    drift_k: float = Field(6.0, gt=0, description="recentre_k of the drifting channels.")
 
 
 class AlertSettings(BaseModel):

@@ -26,16 +26,24 @@ FORMAT = "monitor-lstm-ae/1"
 
 @dataclass
 class Calibration:
-    """Score scale measured on validation windows.
+    """Score scale measured on the training data.
 
-    ``channel_error``: per-channel median reconstruction error (normalises contributions);
-    ``log_score_mean`` / ``log_score_std``: distribution of log window scores (warm-starts thresholds).
+    ``channel_error``: per-channel median reconstruction error on the validation windows (normalises
+    contributions); ``log_score_mean`` / ``log_score_std``: distribution of their log window scores (warm-starts
+    thresholds); ``level_weight`` / ``level_centre`` / ``level_scale``: the level term of the score (median and
+    robust scale of each channel's window-mean residual over the training windows; weight 0, the default of
+    artifacts made before it, leaves the score the reconstruction error alone); ``drifting``: channels whose
+    level the sensor baseline follows fast (empty: none). See monitor/scoring/scorer.py and baseline.py.
     """
 
     channel_error: list[float]
     log_score_mean: float
     log_score_std: float
     log_score_quantiles: dict[str, float] = field(default_factory=dict)
+    level_weight: float = 0.0
+    level_centre: list[float] = field(default_factory=list)
+    level_scale: list[float] = field(default_factory=list)
+    drifting: list[bool] = field(default_factory=list)
 
 
 @dataclass
@@ -59,7 +67,11 @@ class ModelMeta:
     @classmethod
     def from_json(cls, text: str) -> ModelMeta:
         data = json.loads(text)
-        data["calibration"] = Calibration(**data["calibration"])
+        cal = data["calibration"] = Calibration(**data["calibration"])
+        n = len(data["channels"])
+        level = (cal.level_centre, cal.level_scale) if cal.level_weight > 0 else ()
+        if any(len(values) != n for values in level) or (cal.drifting and len(cal.drifting) != n):
+            raise ValueError(f"calibration's per-channel lists do not match the {n} channels")
         return cls(**data)
 
 

@@ -1,8 +1,17 @@
 """Batch scoring: windows -> reconstruction-error score and per-channel contributions.
 
-Per window and channel, the error is the mean squared reconstruction error over time of the scaled values,
-divided by that channel's median validation error (so channels with different predictability weigh alike).
-The window score is the mean of these normalised channel errors; contributions are their shares (sum to 1).
+Per window and channel, two terms are added:
+
+* the **error**: the mean squared reconstruction error over time of the scaled values, divided by that
+  channel's median validation error (so channels with different predictability weigh alike);
+* the **level** (weight ``level_weight`` of the calibration): the channel's mean signed residual over the
+  window, standardised by the median and robust scale (1.4826 x MAD) it has over the training windows, squared.
+  On a noisy or quantised channel (a flow meter toggling between two counts) the squared error is dominated by
+  the noise, and a shift of the channel's level by one step barely moves it, while the window mean shifts by
+  many of its own standard deviations (docs/skab.md, round 5).
+
+The window score is the mean over channels of these per-channel values; contributions are their shares (sum
+to 1), so an alert names the channels whose error or level explains it.
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from monitor.scoring.artifact import ModelBundle
+from monitor.scoring.artifact import Calibration, ModelBundle
 from monitor.scoring.device import resolve_device
 
 
@@ -54,11 +63,17 @@ def channel_residuals(
 
 
 def normalise(
-    errors: np.ndarray, channel_error: np.ndarray | list[float], residual_mean: np.ndarray | None = None
+    errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None
 ) -> Scores:
-    """Per-channel errors (batch, n_channels) -> Scores, using the calibration's channel error scale."""
-    ref = np.maximum(np.asarray(channel_error, dtype=np.float64), 1e-9)
+    """Per-channel errors and mean residuals (batch, n_channels) -> Scores, with ``calibration``'s scales.
+
+    The level term needs ``residual_mean``; without it (or with ``level_weight`` 0) the score is the error alone.
+    """
+    ref = np.maximum(np.asarray(calibration.channel_error, dtype=np.float64), 1e-9)
     normed = errors / ref
+    if calibration.level_weight > 0 and calibration.level_scale and residual_mean is not None:
+        z = (residual_mean - np.asarray(calibration.level_centre)) / np.asarray(calibration.level_scale)
+        normed = normed + calibration.level_weight * z * z
     total = normed.sum(axis=1)
     score = total / errors.shape[1]
     contributions = normed / np.maximum(total, 1e-12)[:, None]
@@ -92,4 +107,4 @@ class Scorer:
     def score(self, windows: np.ndarray) -> Scores:
         """``windows``: (batch, window_len, n_channels) raw values."""
         errors, residual_mean = channel_residuals(self.bundle, windows, self.batch_size, self.bf16)
-        return normalise(errors, self.bundle.meta.calibration.channel_error, residual_mean)
+        return normalise(errors, self.bundle.meta.calibration, residual_mean)

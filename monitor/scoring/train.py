@@ -20,7 +20,8 @@ from monitor.errors import CancelledRunError, DataError
 from monitor.scoring.artifact import Calibration, ModelBundle, ModelMeta, build_module
 from monitor.scoring.device import resolve_device
 from monitor.scoring.scaler import RobustScaler
-from monitor.scoring.scorer import channel_errors, normalise
+from monitor.scoring.baseline import drifting_channels
+from monitor.scoring.scorer import channel_residuals, normalise
 from monitor.settings import ModelSettings
 from monitor.windows import sliding_windows
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 MIN_TRAIN_WINDOWS = 8
 MIN_VAL_WINDOWS = 4
+MAX_LEVEL_FIT_WINDOWS = 20_000  # training windows the level term's centre and scale are measured on, at most
+MIN_LEVEL_SCALE = 1e-3  # scaler units: a channel whose training residual never moves still gets a finite scale
 
 
 def _seed_everything(seed: int) -> torch.Generator:
@@ -225,28 +228,55 @@ def _fit(
         metrics={"train_loss": train_loss, "val_loss": best_val},
     )
     bundle = ModelBundle(module, scaler, meta)
-    meta.calibration = calibrate(bundle, val_windows, error_floor=cfg.error_floor)
+    meta.calibration = calibrate(
+        bundle, val_windows, error_floor=cfg.error_floor, level_weight=cfg.level_weight, fit_windows=train_windows,
+        drifting=drifting_channels(train_rows, cfg.drift_span, cfg.drift_ratio),
+    )
     module.to("cpu")
     return bundle
 
 
-def calibrate(bundle: ModelBundle, windows: np.ndarray, error_floor: float = 0.5) -> Calibration:
+def calibrate(
+    bundle: ModelBundle,
+    windows: np.ndarray,
+    error_floor: float = 0.5,
+    *,
+    level_weight: float = 0.0,
+    fit_windows: np.ndarray | None = None,
+    drifting: list[bool] | None = None,
+) -> Calibration:
     """Measure the score scale on (normal) validation windows (batch, window_len, n_channels).
 
     Each channel's error scale is its median validation error, floored at ``error_floor`` x the median of
     these over the channels: a channel the model reconstructs almost perfectly (a smooth, slow sensor such as
     a temperature) would otherwise weigh up to orders of magnitude more than the others, and its slow drift
     would dominate the score (docs/skab.md, round 3). ``error_floor`` 0 keeps the raw medians.
+
+    With ``level_weight`` > 0 the level term's centre and scale are the median and 1.4826 x MAD of each channel's
+    window-mean residual over ``fit_windows`` and the validation windows together (the validation part alone is
+    a few hundred overlapping windows: too few for a robust scale); the scale gets the same floor. The log-score
+    distribution is measured on the validation windows with the level term included. ``drifting`` is stored
+    as given (see monitor/scoring/baseline.py).
     """
-    errors = channel_errors(bundle, windows)
+    errors, means = channel_residuals(bundle, windows)
     channel_error = np.median(errors, axis=0)
     if error_floor > 0:
         channel_error = np.maximum(channel_error, error_floor * float(np.median(channel_error)))
-    log_scores = np.log(normalise(errors, channel_error).score)
-    quantiles = {f"q{int(q * 1000)}": float(np.quantile(log_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)}
-    return Calibration(
-        channel_error=[float(v) for v in channel_error],
-        log_score_mean=float(log_scores.mean()),
-        log_score_std=float(max(log_scores.std(), 1e-3)),
-        log_score_quantiles=quantiles,
-    )
+    cal = Calibration([float(v) for v in channel_error], 0.0, 1.0, drifting=list(drifting or []))
+    if level_weight > 0:
+        fit = means
+        if fit_windows is not None and len(fit_windows):
+            step = max(1, len(fit_windows) // MAX_LEVEL_FIT_WINDOWS)  # bound the extra pass on huge training sets
+            fit = np.concatenate([channel_residuals(bundle, fit_windows[::step])[1], means])
+        centre = np.median(fit, axis=0)
+        scale = 1.4826 * np.median(np.abs(fit - centre), axis=0)
+        if error_floor > 0:
+            scale = np.maximum(scale, error_floor * float(np.median(scale)))
+        cal.level_weight = float(level_weight)
+        cal.level_centre = [float(v) for v in centre]
+        cal.level_scale = [float(v) for v in np.maximum(scale, MIN_LEVEL_SCALE)]
+    log_scores = np.log(normalise(errors, cal, means).score)
+    cal.log_score_mean = float(log_scores.mean())
+    cal.log_score_std = float(max(log_scores.std(), 1e-3))
+    cal.log_score_quantiles = {f"q{int(q * 1000)}": float(np.quantile(log_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)}
+    return cal

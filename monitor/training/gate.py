@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.scorer import channel_errors, normalise
+from monitor.scoring.scorer import channel_residuals, normalise
 from monitor.settings import AlertSettings, RetrainSettings, ThresholdSettings
 from monitor.thresholds import SensorThreshold
 
@@ -76,11 +76,11 @@ def evaluate(
     variance: np.ndarray | None = None,
 ) -> Evaluation:
     """``windows``: (n, window_len, n_channels) raw values, each sensor's windows in time order."""
-    errors = channel_errors(bundle, windows)  # (n, C), in the model's scaled units
+    errors, residual_mean = channel_residuals(bundle, windows)  # (n, C) each, in the model's scaled units
     raw = errors * (bundle.scaler.scale.astype(np.float64) ** 2)
     var = holdout_variance(windows) if variance is None else variance
     error = float((raw / var).mean())
-    scores = normalise(errors, bundle.meta.calibration.channel_error).score
+    scores = normalise(errors, bundle.meta.calibration, residual_mean).score
     log_scores = np.log(scores)
     cal = bundle.meta.calibration
     alerts = 0

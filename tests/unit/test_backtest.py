@@ -95,7 +95,7 @@ def test_stride_maps_every_row_to_the_last_window_ending_at_or_before_it(
     anomalous: pd.DataFrame, small_bundle: ModelBundle
 ) -> None:
     # Re-centring learns per window, so its state depends on the stride: off here, where only the mapping counts.
-    stateless = ThresholdSettings(recentre_rate=0.0)
+    stateless = ThresholdSettings(recentre_rate=0.0, drift_rate=0.0)
     one = run_backtest(anomalous, small_bundle, stateless, AlertSettings(), stride=1).table
     five = run_backtest(anomalous, small_bundle, stateless, AlertSettings(), stride=5).table
     wl = SMALL.window_len

@@ -6,7 +6,7 @@ import numpy as np
 
 from monitor.engine import Engine, Record
 from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.baseline import InputBaseline
+from monitor.scoring.baseline import InputBaseline, drifting_channels
 from monitor.scoring.scaler import RobustScaler
 from monitor.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, ThresholdSettings
@@ -82,8 +82,40 @@ def test_engine_persists_the_baseline_and_resumes_identically(tiny_bundle: Model
 
 def test_recentring_lowers_scores_of_a_drifting_sensor(tiny_bundle: ModelBundle) -> None:
     recs = _drifting(tiny_bundle)
-    off = Engine(Scorer(tiny_bundle), ThresholdSettings(recentre_rate=0.0), AlertSettings()).process(recs)
+    fixed = ThresholdSettings(recentre_rate=0.0, drift_rate=0.0)
+    off = Engine(Scorer(tiny_bundle), fixed, AlertSettings()).process(recs)
     on = Engine(Scorer(tiny_bundle), ThresholdSettings(recentre_rate=0.05), AlertSettings()).process(recs)
     tail_off = np.mean([d.score for _, d in off.decisions[-20:]])
     tail_on = np.mean([d.score for _, d in on.decisions[-20:]])
     assert tail_on < tail_off
+
+
+def test_slow_channels_are_marked_drifting_noise_and_constants_are_not() -> None:
+    rng = np.random.default_rng(1)
+    n = 400
+    t = np.arange(n)
+    rows = np.column_stack([
+        20 + np.cumsum(rng.normal(0, 0.05, n)) + rng.normal(0, 0.02, n),  # a wandering temperature
+        np.sin(2 * np.pi * t / 300) + rng.normal(0, 0.1, n),  # slower than the span
+        rng.normal(0, 1, n),  # noise
+        np.full(n, 3.0),  # constant
+        rng.integers(31, 33, n).astype(float),  # a quantised meter toggling between counts
+    ])
+    assert drifting_channels(rows, span=20, ratio=0.5) == [True, True, False, False, False]
+    assert drifting_channels(rows, span=20, ratio=0.0) == [False] * 5  # off
+    assert drifting_channels(rows[:30], span=20, ratio=0.5) == [False] * 5  # too short to tell
+
+
+def test_drifting_channels_follow_larger_residuals_faster() -> None:
+    base = InputBaseline(SCALER, rate=0.01, k=2.0, drifting=[True, False], drift_rate=0.1, drift_k=6.0)
+    InputBaseline.learn_many([base], np.array([[4.0, 4.0]]))  # beyond k, within drift_k
+    np.testing.assert_allclose(base.offset, [0.4, 0.0])
+    InputBaseline.learn_many([base], np.array([[1.0, 1.0]]))
+    np.testing.assert_allclose(base.offset, [0.5, 0.01])
+    InputBaseline.learn_many([base], np.array([[7.0, 1.0]]))  # a step beyond drift_k is not learned either
+    np.testing.assert_allclose(base.offset, [0.5, 0.02])
+    again = InputBaseline.restore(SCALER, 0.01, 2.0, base.snapshot(), drifting=[True, False], drift_rate=0.1,
+                                  drift_k=6.0)
+    np.testing.assert_array_equal(again.offset, base.offset)
+    assert InputBaseline(SCALER, rate=0.0, k=2.0, drifting=[True, False], drift_rate=0.1).enabled
+    assert not InputBaseline(SCALER, rate=0.0, k=2.0, drifting=[True, False], drift_rate=0.0).enabled

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,8 @@ import torch
 
 from monitor.errors import ArtifactError, DataError
 from monitor.scoring import artifact
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.scorer import Scorer
+from monitor.scoring.artifact import Calibration, ModelBundle, ModelMeta
+from monitor.scoring.scorer import Scorer, channel_residuals, normalise
 from monitor.scoring.train import calibrate, train
 from monitor.windows import sliding_windows
 from tests.unit.conftest import TINY
@@ -100,3 +101,57 @@ def test_calibration_floors_each_channel_error_at_a_fraction_of_the_median_chann
     np.testing.assert_allclose(floored, np.maximum(raw, floor), rtol=1e-6)
     assert floored[0] > raw[0] and (floored[raw >= floor] == raw[raw >= floor]).all()
     assert TINY.error_floor == 0.5  # the default: a smooth channel does not dominate the score
+
+
+def test_level_term_sees_a_shift_of_a_noisy_channel_that_the_squared_error_hides() -> None:
+    """A quantised channel toggling between two counts: its squared error is the toggling; a one-count shift of
+    its mean barely moves that but is many standard deviations of its window mean (docs/skab.md, round 5)."""
+    rng = np.random.default_rng(0)
+    n, c = 400, 3
+    errors = np.ones((n, c))
+    residual = rng.normal(0, 0.1, size=(n, c))
+    cal = Calibration([1.0] * c, 0.0, 1.0, level_weight=1.0, level_centre=[0.0] * c, level_scale=[0.1] * c)
+    off = Calibration([1.0] * c, 0.0, 1.0)
+    shifted_errors, shifted_residual = errors.copy(), residual.copy()
+    shifted_errors[:, 2] *= 1.2  # the toggling still dominates the squared error
+    shifted_residual[:, 2] -= 0.8  # the window mean moved by 8 of its standard deviations
+    err_only = normalise(shifted_errors, off, shifted_residual).score / normalise(errors, off, residual).score
+    with_level = normalise(shifted_errors, cal, shifted_residual).score / normalise(errors, cal, residual).score
+    assert np.median(err_only) < 1.1 and np.median(with_level) > 10
+    contributions = normalise(shifted_errors, cal, shifted_residual).contributions
+    assert (contributions.argmax(axis=1) == 2).all()  # the alert names the shifted channel
+    # weight 0 (artifacts made before the level term) is the error alone, residuals or not
+    np.testing.assert_array_equal(normalise(errors, off, residual).score, normalise(errors, off).score)
+
+
+def test_calibration_measures_the_level_term_on_the_training_windows(
+    tiny_bundle: ModelBundle, tiny_history: pd.DataFrame
+) -> None:
+    cal = tiny_bundle.meta.calibration
+    assert cal.level_weight == TINY.level_weight == 0.5
+    assert len(cal.level_centre) == len(cal.level_scale) == 3 and min(cal.level_scale) > 0
+    assert len(cal.drifting) == 3
+    x = windows_of(tiny_history)
+    without = calibrate(tiny_bundle, x[-20:], level_weight=0.0)
+    assert without.level_weight == 0.0 and without.level_scale == []
+    fitted = calibrate(tiny_bundle, x[-20:], level_weight=2.0, fit_windows=x[:-20])
+    residual = channel_residuals(tiny_bundle, x)[1]
+    np.testing.assert_allclose(fitted.level_centre, np.median(residual, axis=0), rtol=1e-5, atol=1e-7)
+    # the log-score calibration includes the level term, so thresholds start on the scores they will see
+    errors, means = channel_residuals(tiny_bundle, x[-20:])
+    scores = normalise(errors, fitted, means).score
+    assert fitted.log_score_mean == pytest.approx(float(np.log(scores).mean()), rel=1e-6)
+
+
+def test_an_artifact_whose_level_lists_do_not_match_its_channels_is_damaged(
+    tmp_path: Path, tiny_bundle: ModelBundle
+) -> None:
+    meta = json.loads(tiny_bundle.meta.to_json())
+    meta["calibration"]["level_scale"] = [1.0]
+    with pytest.raises(ValueError, match="3 channels"):
+        ModelMeta.from_json(json.dumps(meta))
+    # an artifact made before the level term (no level fields) loads and scores by the error alone
+    for key in ("level_weight", "level_centre", "level_scale", "drifting"):
+        meta["calibration"].pop(key)
+    old = ModelMeta.from_json(json.dumps(meta))
+    assert old.calibration.level_weight == 0.0 and old.calibration.drifting == []
