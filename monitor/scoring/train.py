@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
@@ -43,16 +43,26 @@ EpochCallback = Callable[[int, int, float, float], None]
 """Called after each epoch with (epoch (1-based), max epochs, train loss, validation loss)."""
 
 
+class FitOptions(TypedDict, total=False):
+    """Keywords ``train`` and ``train_on_windows`` hand to the training loop (defaults in ``_fit``).
+
+    ``version``: the artifact's version (default: its creation time); ``progress``: a tqdm bar on stderr;
+    ``warm_start``: start from this model's weights and scaler; ``on_epoch``: called after each epoch;
+    ``cancel``: checked between epochs."""
+
+    version: str | None
+    progress: bool
+    warm_start: ModelBundle | None
+    on_epoch: EpochCallback | None
+    cancel: threading.Event | None
+
+
 def train(
     frame: pd.DataFrame,
     cfg: ModelSettings,
     *,
     source: str = "",
-    version: str | None = None,
-    progress: bool = True,
-    warm_start: ModelBundle | None = None,
-    on_epoch: EpochCallback | None = None,
-    cancel: threading.Event | None = None,
+    **options: Unpack[FitOptions],
 ) -> ModelBundle:
     """Fit a model on ``frame`` (time-indexed, numeric channels only, ONE continuous series) and calibrate it.
 
@@ -84,8 +94,8 @@ def train(
         "end": frame.index[-1].isoformat() if len(frame) else None,
         "stride": cfg.stride,
     }
-    return _fit(train_windows, val_windows, train_rows, [str(c) for c in frame.columns], cfg, training,
-                device, version=version, progress=progress, warm_start=warm_start, on_epoch=on_epoch, cancel=cancel)
+    return _fit(train_windows, val_windows, train_rows, [str(c) for c in frame.columns], cfg, training, device,
+                **options)
 
 
 def train_on_windows(
@@ -96,11 +106,7 @@ def train_on_windows(
     source: str = "",
     start: datetime | None = None,
     end: datetime | None = None,
-    version: str | None = None,
-    progress: bool = True,
-    warm_start: ModelBundle | None = None,
-    on_epoch: EpochCallback | None = None,
-    cancel: threading.Event | None = None,
+    **options: Unpack[FitOptions],
 ) -> ModelBundle:
     """Fit a model on pre-cut windows ``(n_windows, window_len, n_channels)`` given in time order.
 
@@ -132,8 +138,7 @@ def train_on_windows(
         "stride": None,  # pre-cut windows
     }
     return _fit(train_windows, val_windows, train_windows.reshape(-1, arr.shape[2]), [str(c) for c in channels],
-                cfg, training, device, version=version, progress=progress, warm_start=warm_start, on_epoch=on_epoch,
-                cancel=cancel)
+                cfg, training, device, **options)
 
 
 def _check_finite(values: np.ndarray) -> None:
@@ -150,11 +155,11 @@ def _fit(
     training: dict[str, Any],
     device: torch.device,
     *,
-    version: str | None,
-    progress: bool,
-    warm_start: ModelBundle | None,
-    on_epoch: EpochCallback | None,
-    cancel: threading.Event | None,
+    version: str | None = None,
+    progress: bool = True,
+    warm_start: ModelBundle | None = None,
+    on_epoch: EpochCallback | None = None,
+    cancel: threading.Event | None = None,
 ) -> ModelBundle:
     """The training loop: windows (n, window_len, n_channels); ``train_rows`` (n_rows, n_channels) fit the scaler."""
     generator = _seed_everything(cfg.seed)

@@ -145,7 +145,7 @@ def retrain(
                 progress=progress_bars, warm_start=warm, on_epoch=on_epoch, cancel=cancel)
         progress(f"trained {version}: val_loss={candidate.meta.metrics['val_loss']:.4f} "
                  f"epochs={candidate.meta.training['epochs']}")
-        result = _gate(candidate, active, holdout, channels, window_len, cfg)
+        result = _gate(candidate, active, holdout, cfg)
         progress(f"gate {'PASSED' if result.passed else 'FAILED'}: {result.summary}")
         _check(cancel, "before registering the candidate")
         versions.register(
@@ -304,11 +304,11 @@ def _load_active(db: DbEngine, name: str, version: str | None, progress: Callabl
 
 
 def _gate(
-    candidate: ModelBundle, active: ModelBundle | None, holdout: list[HistoryWindow], channels: tuple[str, ...],
-    window_len: int, cfg: RetrainConfig,
+    candidate: ModelBundle, active: ModelBundle | None, holdout: list[HistoryWindow], cfg: RetrainConfig,
 ) -> gate.GateResult:
     # A candidate that does not fit the active model's windows is rejected outright (it is still evaluated,
-    # so its figures are recorded with the rejection); the active model is then not evaluated at all.
+    # so its figures are recorded with the rejection); the active model is then not evaluated at all. A
+    # compatible active model has the candidate's channels and window length, so it scores the same windows.
     problem = artifact.incompatibility(active.meta, candidate.meta) if active is not None else None
     if not holdout:
         empty = gate.Evaluation(candidate.meta.version, 0, float("nan"), 0, 0.0, 0.0, 0.0, 0.0)
@@ -318,6 +318,6 @@ def _gate(
     variance = gate.holdout_variance(arrays)
     cand = gate.evaluate(candidate, arrays, sensors, cfg.threshold, cfg.alert, variance)
     act = None
-    if active is not None and problem is None and gate.compatible(active, channels, window_len):
+    if active is not None and problem is None:
         act = gate.evaluate(active, arrays, sensors, cfg.threshold, cfg.alert, variance)
     return gate.decide(cand, act, cfg.retrain, incompatible=problem)
