@@ -32,11 +32,6 @@ class Scores:
     residual_mean: np.ndarray | None = None  # (batch, n_channels) mean of (scaled input - reconstruction)
 
 
-def channel_errors(bundle: ModelBundle, windows: np.ndarray, batch_size: int = 512, bf16: bool = False) -> np.ndarray:
-    """Raw values (batch, window_len, n_channels) -> mean squared error per channel (batch, n_channels)."""
-    return channel_residuals(bundle, windows, batch_size, bf16)[0]
-
-
 def channel_residuals(
     bundle: ModelBundle, windows: np.ndarray, batch_size: int = 512, bf16: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
