@@ -3,20 +3,21 @@ SHELL := /bin/bash
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help tools install services kafka postgres down status demo test test-unit lint bench bench-skab docs chaos
+.PHONY: help tools install services kafka postgres down status demo test test-unit lint bench bench-skab bench-quality docs chaos
 
 help:
 	@echo "make demo       train, stream a synthetic fleet through Kafka and 'monitor run', print the alerts"
 	@echo "make test       start Kafka + PostgreSQL and run the whole test suite"
 	@echo "make test-unit  fast unit tests only (no services)"
 	@echo "make bench      end-to-end throughput/latency benchmark through the real broker (prints figures)"
+	@echo "make bench-quality  detection quality, one configuration: SKAB, TEP, fault taxonomy (QUALITY_ARGS=--quick)"
 	@echo "make chaos      fault suite of the streaming engine on a PRIVATE Kafka + PostgreSQL (CHAOS_ARGS=--quick)"
 	@echo "make services   start the local Kafka broker and PostgreSQL; 'make down' stops them"
 
 # Installs the dependencies unless they are importable already (torch is large: pip caches it), then
 # (re)installs this checkout in editable mode so `monitor` runs the code of this very clone.
 install:
-	@$(PYTHON) -c "import torch, numpy, pandas, kafka, crc32c, river, sqlalchemy, psycopg, pydantic, pydantic_settings, typer, orjson, pybase64, alembic, yaml, fastapi, uvicorn, httpx, websocket, croniter, prometheus_client, tqdm, pytest, pytest_timeout, testcontainers" 2>/dev/null \
+	@$(PYTHON) -c "import torch, numpy, pandas, kafka, crc32c, river, sqlalchemy, psycopg, pydantic, pydantic_settings, typer, orjson, pybase64, alembic, yaml, fastapi, uvicorn, httpx, websocket, croniter, prometheus_client, tqdm, pytest, pytest_timeout, testcontainers, hypothesis" 2>/dev/null \
 	  && echo "[install] dependencies present" \
 	  || $(PYTHON) -m pip install --progress-bar off -e '.[dev]'
 	@$(PYTHON) -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || $(PYTHON) -m pip install -q --no-deps -e .
@@ -60,6 +61,11 @@ docs:
 
 bench-skab: install
 	$(PYTHON) -m pipelines.bench_skab $(BENCH_ARGS)
+
+# SKAB + TEP (../shared/data) + the generated fault taxonomy with the default settings; last line `quality: ...`.
+QUALITY_ARGS ?=
+bench-quality: install
+	$(PYTHON) -m pipelines.bench_quality $(QUALITY_ARGS)
 
 # Fault suite: starts its own broker and PostgreSQL cluster (other ports/state), kills them, removes them.
 CHAOS_ARGS ?=

@@ -112,7 +112,7 @@ def run_backtest(
     if model_cfg is not None:
         # Windows are cut at the artifact's window_len; retrained models must keep that shape (the LSTM would
         # accept any length and silently score windows it was not trained on).
-        model_cfg = model_cfg.model_copy(update=architecture_of(bundle))
+        model_cfg = model_cfg.model_copy(update={**architecture_of(bundle), "auto_shape": False})
     segments = [0, n] if not retrain_every else [*range(0, n, retrain_every), n]
     bar = tqdm(total=max(0, (n - wl) // stride + 1), desc="backtest", unit="win", file=sys.stderr,
                disable=not progress)

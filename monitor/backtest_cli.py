@@ -26,6 +26,10 @@ def backtest(
     stride: Annotated[int, typer.Option(min=1, help="Rows between scored windows (1: every row).")] = 1,
     retrain_every: Annotated[Optional[int], typer.Option(min=1, help="Retrain on all rows seen, every N rows (same window length and architecture as the model).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed of training.")] = None,
+    unordered: Annotated[str, typer.Option(
+        help="Rows whose time is earlier than a row before them (a clock stepped back): 'stop' (an error naming "
+        "the line), 'sort' (sort the rows by time; the output is in time order) or 'drop' (drop them; they get no "
+        "output row).")] = "stop",
 ) -> None:
     """Score every row of INPUT with the streaming path's scorer, thresholds and alert state machine.
 
@@ -44,14 +48,21 @@ def backtest(
         typer.secho("error: give exactly one of --train-rows N, --train FILE.csv or --model M.pt", fg="red", err=True)
         raise typer.Exit(2)
     try:
-        frame = read_wide_csv(input_csv, sep=sep, time_column=time_column or None, ignore=ignore or [])
+        if unordered not in ("stop", "sort", "drop"):
+            raise DataError(f"--unordered {unordered!r}: one of stop, sort, drop")
+        frame = read_wide_csv(input_csv, sep=sep, time_column=time_column or None, ignore=ignore or [],
+                              unordered=unordered)  # type: ignore[arg-type]
+        if frame.attrs.get("unordered"):
+            verb = "sorted into place" if unordered == "sort" else "dropped"
+            typer.echo(f"{frame.attrs['unordered']} rows earlier than a row before them: {verb} (--unordered)",
+                       err=True)
         if model is not None:
             bundle = artifact.load(model)
         else:
             if train_csv is not None:
                 # --ignore names were checked against INPUT; a clean training file may lack the label columns.
                 history = read_wide_csv(train_csv, sep=sep, time_column=time_column or None, ignore=ignore or [],
-                                        ignore_missing_ok=True)
+                                        ignore_missing_ok=True, unordered=unordered)  # type: ignore[arg-type]
                 history = history[[c for c in frame.columns if c in history.columns]]
                 if list(history.columns) != list(frame.columns):
                     raise DataError(f"{train_csv} lacks channels of {input_csv}: {list(frame.columns)}")

@@ -98,7 +98,8 @@ def _parse_when(text: str | None, name: str) -> datetime | None:
         return None
     value = parse_time(text)
     if value is None:
-        raise typer.BadParameter(f"{text!r} is not ISO-8601 with a UTC offset, e.g. 2026-01-01T00:00:00Z", param_hint=name)
+        raise typer.BadParameter(f"{text[:80]!r} is not an ISO-8601 time with a UTC offset within years 1..9999 "
+                                 "in UTC, e.g. 2026-01-01T00:00:00Z", param_hint=name)
     return value
 
 
@@ -137,6 +138,12 @@ def train(
     )
     drifting = [c for c, flag in zip(bundle.meta.channels, cal.drifting) if flag]
     typer.echo(f"drifting channels (level followed, see model.drift_ratio): {', '.join(drifting) or 'none'}")
+    typer.echo(f"windows of {bundle.meta.window_len} rows, training stride {bundle.meta.training.get('stride')}"
+               + (f" (shortened for {len(frame)} rows; model.window_len={cfg.window_len} is the longest)"
+                  if bundle.meta.window_len < cfg.window_len else ""))
+    periods = bundle.meta.training.get("seasonal_periods_s") or []
+    names = {86400.0: "daily", 604800.0: "weekly"}
+    typer.echo(f"cycles removed before the model (model.seasonal): {', '.join(names.get(p, f'{p:g} s') for p in periods) or 'none'}")
 
 
 def threads_warning(threads: int, omp_wait_policy: str | None) -> str | None:
@@ -249,11 +256,12 @@ def alerts(
                                  (severity, ("minor", "major", "critical"), "--severity")):
         if value is not None and value not in allowed:
             raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=name)
+    since_at, until_at = _parse_when(since, "--since"), _parse_when(until, "--until")  # arguments first
     settings = _settings()
     try:
         db = _open_db(settings, read_only=True)
         rows = query_alerts(
-            db, sensor_id=sensor, since=_parse_when(since, "--since"), until=_parse_when(until, "--until"),
+            db, sensor_id=sensor, since=since_at, until=until_at,
             status=status, severity=severity, model_version=model_version, limit=limit,
         )
     except MonitorError as exc:

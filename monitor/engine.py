@@ -71,9 +71,7 @@ class Engine:
 
     def new_context(self, sensor_id: str, partition: int) -> SensorContext:
         cal = self.scorer.bundle.meta.calibration
-        threshold = SensorThreshold(
-            self.threshold_cfg, self.alert_cfg, log_mean=cal.log_score_mean, log_std=cal.log_score_std
-        )
+        threshold = SensorThreshold.from_calibration(self.threshold_cfg, self.alert_cfg, cal)
         return SensorContext(
             sensor_id, partition, threshold, IncidentTracker(sensor_id, self.alert_cfg, self.scorer.channels),
             self.scorer.version, self.new_baseline(None),
@@ -92,7 +90,10 @@ class Engine:
     ) -> SensorContext:
         if model_version != self.scorer.version:
             # Another model's score scale: keep the open alert, re-warm the threshold from the new calibration.
+            # A sensor past its warm-up is not new: the new model judges it at once (no second probation).
             ctx = self.new_context(sensor_id, partition)
+            if not isinstance(state.get("threshold", {}).get("warm"), list):
+                ctx.threshold.warm = None
         else:
             ctx = SensorContext(
                 sensor_id, partition, SensorThreshold.restore(self.threshold_cfg, self.alert_cfg, state["threshold"]),
@@ -126,11 +127,13 @@ class Engine:
         return sorted({r.window.sensor_id for r in records} - self.sensors.keys())
 
     def process(self, records: Sequence[Record]) -> BatchOutcome:
-        """Score the windows in batches, then judge them in order, sensor by sensor.
+        """Score the windows in batches and judge them in order, sensor by sensor.
 
         Without re-centring (``recentre_rate`` 0 and no drifting channel re-centred) all windows are one batch.
         With it, a window's input offset depends on its sensor's previous window, so the k-th window of every
-        sensor forms batch k."""
+        sensor forms batch k, and each window is judged before its sensor's next one is scored: the offsets
+        learn only from windows judged normal outside an alert (an anomaly never teaches the detector that it
+        is normal)."""
         outcome = BatchOutcome()
         if not records:
             return outcome
@@ -150,30 +153,37 @@ class Engine:
             if k == len(rounds):
                 rounds.append([])
             rounds[k].append(i)
-        score = np.empty(len(records))
-        contributions = np.empty((len(records), len(self.scorer.channels)))
+        decisions: list[Decision | None] = [None] * len(records)
         for members in rounds:
             baselines = [contexts[i].baseline for i in members]
             windows = np.stack([records[i].window.values for i in members])
-            part = self.scorer.score(InputBaseline.shift_many(baselines, windows))  # type: ignore[arg-type]
-            score[members] = part.score
-            contributions[members] = part.contributions
+            starts = np.array([records[i].window.window_start.timestamp() for i in members])
+            ends = np.array([records[i].window.window_end.timestamp() for i in members])
+            part = self.scorer.score(InputBaseline.shift_many(baselines, windows), starts, ends)  # type: ignore[arg-type]
+            normal = np.zeros(len(members), dtype=bool)
+            for j, i in enumerate(members):
+                judged = decisions[i] = self._judge(records[i], contexts[i], float(part.score[j]),
+                                                    part.contributions[j], outcome)
+                normal[j] = not judged.above and not judged.active  # judged normal: below the open level, no alert
             if part.residual_mean is not None:
-                InputBaseline.learn_many(baselines, part.residual_mean)  # type: ignore[arg-type]
-        for i, record in enumerate(records):
-            w = record.window
-            ctx = contexts[i]
-            ctx.partition = record.partition
-            window_score = float(score[i])
-            decision = ctx.threshold.update(window_score)
-            alert = ctx.incidents.update(
-                decision, window_start=w.window_start, window_end=w.window_end, partition=record.partition,
-                offset=record.offset, contributions=contributions[i], model_version=ctx.model_version,
-                std=ctx.threshold.std,
-            )
-            if alert is not None:
-                outcome.alerts[alert.key] = alert
-            ctx.last_score, ctx.last_threshold, ctx.last_window_end = window_score, decision.threshold, w.window_end
-            outcome.touched[w.sensor_id] = ctx
-            outcome.decisions.append((record, decision))
+                InputBaseline.learn_many(baselines, part.residual_mean, normal)  # type: ignore[arg-type]
+        for record, maybe in zip(records, decisions):
+            assert maybe is not None
+            outcome.touched[record.window.sensor_id] = self.sensors[record.window.sensor_id]
+            outcome.decisions.append((record, maybe))
         return outcome
+
+    def _judge(self, record: Record, ctx: SensorContext, window_score: float, contributions: np.ndarray,
+               outcome: BatchOutcome) -> Decision:
+        w = record.window
+        ctx.partition = record.partition
+        decision = ctx.threshold.update(window_score)
+        alert = ctx.incidents.update(
+            decision, window_start=w.window_start, window_end=w.window_end, partition=record.partition,
+            offset=record.offset, contributions=contributions, model_version=ctx.model_version,
+            std=ctx.threshold.std,
+        )
+        if alert is not None:
+            outcome.alerts[alert.key] = alert
+        ctx.last_score, ctx.last_threshold, ctx.last_window_end = window_score, decision.threshold, w.window_end
+        return decision

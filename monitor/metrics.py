@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from monitor.contract import REASONS
+from monitor.contract import ALL_REASONS
 
 WINDOWS_CONSUMED = Counter("monitor_windows_consumed_total", "Records read from the window topic.")
 WINDOWS_SCORED = Counter("monitor_windows_scored_total", "Windows scored and judged (durable).")
@@ -32,7 +32,8 @@ CONSUMER_LAG = Gauge(
 MODEL_INFO = Gauge("monitor_model_info", "Active model version (value 1).", ["version"])
 MODEL_SWAPS_REFUSED = Counter(
     "monitor_model_swaps_refused_total",
-    "Promoted model versions not hot-swapped in: their channels or window length differ from the serving model's.",
+    "Promoted model versions not hot-swapped in: their channels or window length differ from the serving model's, "
+    "or their artifact is refused (damaged).",
 )
 ASSIGNED_PARTITIONS = Gauge("monitor_assigned_partitions", "Partitions owned by this consumer.")
 RETRAIN_RUNS = Counter("monitor_retrain_runs_total", "Retraining runs by outcome.", ["outcome"])
@@ -43,7 +44,7 @@ RETRAIN_LAST_SUCCESS = Gauge(
 )
 DRIFT_DETECTIONS = Counter("monitor_drift_detections_total", "Score drift detected by the scheduler's ADWIN.")
 
-for _reason in REASONS:  # every reason is exported from the start, at 0
+for _reason in ALL_REASONS:  # every reason is exported from the start, at 0
     DECODE_FAILURES.labels(_reason)
 
 def show_model(version: str) -> None:

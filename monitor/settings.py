@@ -113,6 +113,24 @@ class ModelSettings(BaseModel):
         "are re-centred with threshold.drift_rate / drift_k. 0 = none. Stored in the artifact.",
     )
     drift_span: int = Field(20, ge=2, description="Rows of the moving average that tells drifting channels apart.")
+    centre_drifting: bool = Field(
+        False,
+        description="Drifting channels enter the model without their window mean: judged by their short-term shape "
+        "and their relation to the others, never by their distance from the training level (no offset to learn). "
+        "Off by default: a step of such a channel that starts at a window boundary would go unseen. Stored in the "
+        "artifact.")
+    combine: str = Field(
+        "mean", pattern=r"^(mean|max|rms|top[1-9][0-9]*)$",
+        description="How the per-channel values make a window's score: mean, rms, max or topK (mean of the K "
+        "largest). Stored in the artifact.")
+    auto_shape: bool = Field(
+        True,
+        description="Train on short histories as they are: window_len and stride are the largest values, shrunk so "
+        "that a window is at most 1/32 of the training rows and there are ~256 training windows (reported).")
+    seasonal: bool = Field(
+        True,
+        description="Fit each channel's daily/weekly profile (when the training rows span >= 2 cycles and it "
+        "predicts held-out rows) and remove it before the model: cycles longer than a window. Stored in the artifact.")
     seed: int = Field(0, description="Random seed of training (same seed, same weights).")
     device: str = Field(
         "cpu", description="torch device for training and scoring (cpu, cuda, cuda:N, mps); one this machine does not "
@@ -126,6 +144,20 @@ class ThresholdSettings(BaseModel):
     k_exit: float = Field(2.5, gt=0, description="Close level: mean + k_exit * std of the log score.")
     fading: float = Field(0.002, gt=0, lt=1, description="River EW fading factor of the score statistics.")
     min_std: float = Field(0.05, gt=0, description="Floor of the log-score std (guards against collapse).")
+    max_std: float = Field(
+        1.0, gt=0,
+        description="Ceiling of the log-score std: the open level stays within exp(k_enter * max_std) of a sensor's "
+        "typical score, so a wide or damaged calibration cannot make a threshold deaf.")
+    tail_risk: float = Field(
+        0.0, ge=0, lt=1,
+        description="Open level at least the log score that a window of normal data exceeds with this probability, "
+        "from a generalised Pareto fit of the calibration scores' upper tail (peaks over threshold): scores are "
+        "heavier-tailed than a Gaussian, so mean + k_enter * std alone alarms on normal noise. 0 = off.")
+    warmup_windows: int = Field(
+        0, ge=0,
+        description="Warm-up (probation) of a new sensor, in windows: it never alerts, and at the end its threshold "
+        "statistics are set from its own scores (median and MAD), bounded by the model's calibration. 0 = off "
+        "(thresholds start from the calibration and may alert at once).")
     smoothing: float = Field(1.0, gt=0, le=1, description="EWMA weight of the newest score (1 = no smoothing).")
     recentre_rate: float = Field(
         0.01, ge=0, lt=1,

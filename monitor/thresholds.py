@@ -5,7 +5,14 @@ Scores are compared on a log scale (reconstruction errors are heavy-tailed). For
 * the log score is smoothed with an exponentially weighted mean (``smoothing`` = weight of the newest score);
 * a river ``EWMean`` tracks the level of normal smoothed log scores and a second ``EWMean`` their squared
   deviation (an exponentially weighted variance), so the threshold follows slow drift but forgets old history;
-* both are warm-started from the model's validation-score calibration, so the first windows are judged at once;
+* both start from the model's validation-score calibration; then, during a **warm-up** (probation) of
+  ``warmup_windows`` windows in which the sensor may not alert, the sensor's own smoothed log scores are
+  collected and, at its end, raise the calibration where the sensor's own scores are higher or wider (median
+  and 1.4826 x MAD): a sensor noisier than the validation windows does not alert on its noise (hysterical).
+  The warm-up never lowers them: a few correlated windows, or the model's own training rows, understate the
+  spread of new data; a calibration too high to be reached is bounded by ``max_std`` below;
+* the std of the log score lies in [``min_std``, ``max_std``]: the open level is never more than
+  ``exp(k_enter * max_std)`` times the typical score (a threshold within reach of the data);
 * **protected**: a window above the close level (mean + k_exit * std), or any window while an alert is
   active, does not update the statistics, so anomalies never teach the threshold (river's ``protect_anomaly_detector`` idea);
 * **hysteresis**: an alert opens after ``min_hits`` consecutive windows above the open level
@@ -39,6 +46,8 @@ class Decision:
     active: bool  # an alert is active after this window
     opened: bool  # this window opened it
     closed: bool  # this window closed it
+    normal: bool = True  # judged normal: it taught the statistics (and may teach other online adaptation)
+    warming: bool = False  # in the sensor's warm-up: judged, never alerting
 
     @property
     def threshold(self) -> float:
@@ -52,6 +61,9 @@ def _ewmean(fading: float, start: float) -> stats.EWMean:
     return mean
 
 
+MAX_LOG_SCORE = 700.0  # log of the largest score judged (a non-finite or absurd score counts as this, never learned)
+
+
 class SensorThreshold:
     """Adaptive, protected, hysteretic threshold of one sensor."""
 
@@ -62,9 +74,12 @@ class SensorThreshold:
         *,
         log_mean: float,
         log_std: float,
+        tail_k: float = 0.0,
     ) -> None:
         self.cfg = cfg
         self.alert = alert
+        log_mean = log_mean if math.isfinite(log_mean) else 0.0
+        log_std = min(log_std, cfg.max_std) if math.isfinite(log_std) else cfg.max_std
         self._mean = _ewmean(cfg.fading, log_mean)
         self._sq = _ewmean(cfg.fading, log_std**2)
         self.level: float | None = None
@@ -72,33 +87,57 @@ class SensorThreshold:
         self.normals = 0
         self.active = False
         self.seen = 0
+        # Warm-up: the levels seen so far, while fewer than warmup_windows (None once it is over).
+        self.warm: list[float] | None = [] if cfg.warmup_windows > 0 else None
+        self.prior = (log_mean, log_std)  # the calibration, a floor of the warm-up's estimate
+        # How many stds the calibration's tail puts the open level above k_enter (0: the Gaussian levels hold).
+        # Bounded by the instant level: a heavy or badly estimated tail cannot put the open level out of reach.
+        self.lift = min(max(0.0, tail_k - cfg.k_enter), max(cfg.k_instant - cfg.k_enter, 0.0)) if math.isfinite(
+            tail_k) else 0.0
+
+    @classmethod
+    def from_calibration(cls, cfg: ThresholdSettings, alert: AlertSettings, cal: Any) -> SensorThreshold:
+        """A fresh sensor's threshold for a model's ``Calibration`` (its log-score level, spread and tail)."""
+        std = min(max(cal.log_score_std, cfg.min_std), cfg.max_std)
+        level = tail_level(getattr(cal, "tail", None) or {}, cfg.tail_risk)
+        tail_k = (level - cal.log_score_mean) / std if level is not None else 0.0
+        return cls(cfg, alert, log_mean=cal.log_score_mean, log_std=cal.log_score_std, tail_k=tail_k)
+
+    @property
+    def warming(self) -> bool:
+        return self.warm is not None
+
+    def _std(self, sq: float) -> float:
+        return min(max(math.sqrt(sq if sq > 0.0 else 0.0), self.cfg.min_std), self.cfg.max_std)
 
     @property
     def std(self) -> float:
-        return max(math.sqrt(max(self._sq.get(), 0.0)), self.cfg.min_std)
+        return self._std(self._sq.get())
 
     @property
     def enter(self) -> float:
-        return self._mean.get() + self.cfg.k_enter * self.std
+        return self._mean.get() + (self.cfg.k_enter + self.lift) * self.std
 
     @property
     def instant(self) -> float:
         """Level at which a single window opens an alert (no need for ``min_hits`` in a row)."""
-        return self._mean.get() + self.cfg.k_instant * self.std
+        return self._mean.get() + (self.cfg.k_instant + self.lift) * self.std
 
     @property
     def exit(self) -> float:
-        return self._mean.get() + self.cfg.k_exit * self.std
+        return self._mean.get() + (self.cfg.k_exit + self.lift) * self.std
 
     def update(self, score: float) -> Decision:
         """Judge one window score (> 0) and learn from it if it looks normal."""
         cfg = self.cfg
-        log_score = math.log(max(score, 1e-12))
+        finite = score == score and score < math.inf  # NaN or inf: judged as the largest score, never learned
+        log_score = min(math.log(max(score, 1e-12)), MAX_LOG_SCORE) if finite else MAX_LOG_SCORE
         level = log_score if self.level is None else cfg.smoothing * log_score + (1 - cfg.smoothing) * self.level
         self.level = level
-        mean = self._mean.get()  # read once: this is the hot path (one call per window)
-        sq = self._sq.get()
-        std = max(math.sqrt(sq if sq > 0.0 else 0.0), cfg.min_std)
+        if self.warm is not None:
+            return self._warm_up(score, level, finite)
+        mean = self._mean.get() + self.lift * self._std(self._sq.get())  # read once: the hot path
+        std = self._std(self._sq.get())
         enter, exit_ = mean + cfg.k_enter * std, mean + cfg.k_exit * std
         above = level > (exit_ if self.active else enter)
         opened = closed = False
@@ -113,18 +152,47 @@ class SensorThreshold:
             if self.active and self.normals >= self.alert.min_normal:
                 self.active = False
                 closed = True
-        if level <= exit_ and not self.active:
+        learn = level <= exit_ and not self.active and finite
+        if learn:
             # Only windows below the close level teach the statistics: the band between the close and open
             # levels is suspicious, and learning it lets a noisy anomaly inflate the variance and hide itself.
+            mean = self._mean.get()
             deviation = level - mean
             self._mean.update(level)
             self._sq.update(deviation * deviation)
         self.seen += 1
-        return Decision(score, level, enter, exit_, above, self.active, opened, closed)
+        return Decision(score, level, enter, exit_, above, self.active, opened, closed, learn)
+
+    def _warm_up(self, score: float, level: float, finite: bool) -> Decision:
+        """A warm-up window: never alerts; its level is collected; the last one sets the statistics."""
+        cfg = self.cfg
+        assert self.warm is not None
+        enter, exit_ = self.enter, self.exit
+        if finite:
+            self.warm.append(level)
+        self.seen += 1
+        if self.seen >= cfg.warmup_windows:
+            self._end_warm_up()
+        return Decision(score, level, enter, exit_, level > enter, False, False, False, finite, warming=True)
+
+    def _end_warm_up(self) -> None:
+        levels = sorted(self.warm or [])
+        self.warm = None
+        if len(levels) < 4:
+            return  # too few finite scores to say anything: keep the calibration
+        median = _median(levels)
+        spread = 1.4826 * _median(sorted(abs(v - median) for v in levels))
+        prior_mean, prior_std = self.prior
+        mean = max(median, prior_mean)
+        std = min(max(spread, prior_std, self.cfg.min_std), self.cfg.max_std)
+        self._mean = _ewmean(self.cfg.fading, mean)
+        self._sq = _ewmean(self.cfg.fading, std * std)
 
     def forgive(self, log_levels: list[float]) -> None:
         """Operator feedback: these levels were normal after all; let them teach the statistics."""
         for level in log_levels:
+            if not math.isfinite(level):
+                continue
             deviation = level - self._mean.get()
             self._mean.update(level)
             self._sq.update(deviation * deviation)
@@ -138,6 +206,9 @@ class SensorThreshold:
             "normals": self.normals,
             "active": self.active,
             "seen": self.seen,
+            "warm": self.warm,
+            "prior": list(self.prior),
+            "lift": self.lift,
         }
 
     @classmethod
@@ -149,4 +220,50 @@ class SensorThreshold:
         obj.normals = int(data["normals"])
         obj.active = bool(data["active"])
         obj.seen = int(data["seen"])
+        warm = data.get("warm")  # absent in states stored before the warm-up existed: warmed up
+        obj.warm = [float(v) for v in warm] if isinstance(warm, list) and cfg.warmup_windows > 0 else None
+        prior = data.get("prior")
+        if isinstance(prior, list) and len(prior) == 2:
+            obj.prior = (float(prior[0]), float(prior[1]))
+        lift = data.get("lift", 0.0)
+        obj.lift = float(lift) if isinstance(lift, (int, float)) and math.isfinite(lift) and lift > 0 else 0.0
         return obj
+
+
+def fit_tail(log_scores: Any, quantile: float = 0.9) -> dict[str, float]:
+    """Peaks over threshold (Pickands-Balkema-de Haan): a generalised Pareto fit, by the method of moments, of the
+    excesses of ``log_scores`` over their ``quantile``; ``{}`` with fewer than 10 excesses. ``tail_level`` turns it
+    into the level exceeded with a given probability (SPOT, Siffer et al., KDD 2017)."""
+    values = sorted(float(v) for v in log_scores if math.isfinite(v))
+    if len(values) < 20:
+        return {}
+    u = values[min(len(values) - 1, int(quantile * len(values)))]
+    excess = [v - u for v in values if v > u]
+    if len(excess) < 10:
+        return {}
+    m = sum(excess) / len(excess)
+    var = sum((e - m) ** 2 for e in excess) / max(len(excess) - 1, 1)
+    if m <= 0 or var <= 0:
+        return {}
+    ratio = m * m / var
+    shape = max(-0.5, min(0.5, 0.5 * (1.0 - ratio)))  # bounded: a few dozen excesses cannot support more
+    scale = max(m * (1.0 - shape), 1e-6)  # mean of the excesses = scale / (1 - shape)
+    return {"u": u, "scale": scale, "shape": shape, "rate": len(excess) / len(values)}
+
+
+def tail_level(tail: dict[str, float], risk: float) -> float | None:
+    """The log score exceeded with probability ``risk`` per window under the fitted tail (None: no tail, risk 0,
+    or a risk within the fitted body)."""
+    if not tail or risk <= 0 or risk >= tail.get("rate", 0.0):
+        return None
+    u, scale, shape, rate = tail["u"], tail["scale"], tail["shape"], tail["rate"]
+    if abs(shape) < 1e-6:
+        return u - scale * math.log(risk / rate)
+    level = u + scale / shape * ((risk / rate) ** (-shape) - 1.0)
+    return level if math.isfinite(level) else None
+
+
+def _median(sorted_values: list[float]) -> float:
+    n = len(sorted_values)
+    mid = n // 2
+    return sorted_values[mid] if n % 2 else 0.5 * (sorted_values[mid - 1] + sorted_values[mid])

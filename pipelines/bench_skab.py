@@ -29,7 +29,7 @@ from monitor.errors import DataError
 from monitor.scoring.train import train
 from monitor.settings import Settings
 from monitor.windows import read_wide_csv
-from pipelines.nab import nab_scores
+from pipelines.nab import NabResult, nab_scores
 
 TRAIN_ROWS = 400
 # Model shape for 400 training rows (the product default, window 32 with stride 4, leaves ~70 training windows
@@ -133,6 +133,18 @@ def pointwise(results: list[FileResult]) -> tuple[float, float, float]:
     return f1, 100.0 * fp / max(fp + tn, 1), 100.0 * fn / max(fn + tp, 1)
 
 
+def print_leaderboard(results: list[FileResult]) -> tuple[float, float, float, NabResult]:
+    """Print this run beside the published leaderboard (sorted by F1); return (F1, FAR %, MAR %, NAB)."""
+    f1, far, mar = pointwise(results)
+    nab = nab_scores([(r.times, r.changepoint, r.alarm) for r in results])
+    rows = [("monitor (this run)", round(f1, 3), far, mar, nab.standard, nab.lowFP, nab.lowFN), *LEADERBOARD]
+    rows.sort(key=lambda r: -r[1])
+    print(f"\n{'Algorithm':20s} {'F1':>6s} {'FAR %':>7s} {'MAR %':>7s} {'NAB std':>8s} {'lowFP':>7s} {'lowFN':>7s}")
+    for name, *vals in rows:
+        print(f"{name:20s} {vals[0]:6.3f} {vals[1]:7.2f} {vals[2]:7.2f} {vals[3]:8.2f} {vals[4]:7.2f} {vals[5]:7.2f}")
+    return f1, far, mar, nab
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None, help="SKAB data folder (default ../shared/data/skab)")
@@ -166,13 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             fp = int(((1 - r.anomaly) & r.alarm).sum())
             print(f"  {r.name:14s} tp={tp:4d} fp={fp:4d} fn={int(r.anomaly.sum()) - tp:4d}", flush=True)
         print(f"[{i}/{len(files)}] {r.name} {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
-    f1, far, mar = pointwise(results)
-    nab = nab_scores([(r.times, r.changepoint, r.alarm) for r in results])
-    rows = [("monitor (this run)", round(f1, 3), far, mar, nab.standard, nab.lowFP, nab.lowFN), *LEADERBOARD]
-    rows.sort(key=lambda r: -r[1])
-    print(f"\n{'Algorithm':20s} {'F1':>6s} {'FAR %':>7s} {'MAR %':>7s} {'NAB std':>8s} {'lowFP':>7s} {'lowFN':>7s}")
-    for name, *vals in rows:
-        print(f"{name:20s} {vals[0]:6.3f} {vals[1]:7.2f} {vals[2]:7.2f} {vals[3]:8.2f} {vals[4]:7.2f} {vals[5]:7.2f}")
+    f1, far, mar, nab = print_leaderboard(results)
     print(f"\n{len(results)} files, {sum(len(r.alarm) for r in results)} test rows, "
           f"{time.monotonic() - started:.0f}s")
     print(f"SKAB F1={f1:.3f} FAR={far:.1f}% MAR={mar:.1f}% NAB_std={nab.standard:.1f}")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -42,6 +43,8 @@ Writer = Annotated[KeyInfo, Depends(require(WRITE))]
 Status = Literal["open", "acknowledged", "resolved"]
 Severity = Literal["minor", "major", "critical"]
 Sort = Literal["-opened_at", "opened_at", "-id", "id"]
+BIGINT_MAX = 2**63 - 1  # ids are BIGINT: a larger number never names an alert, and the databases refuse to bind it
+AlertId = Annotated[int, PathParam(ge=1, le=BIGINT_MAX, description="Alert id.")]
 
 
 def encode_cursor(sort: str, key: tuple[Any, ...]) -> str:
@@ -58,16 +61,28 @@ def decode_cursor(text: str, sort: str) -> tuple[Any, ...]:
             raise ApiError(422, "invalid_request", f"cursor was made for sort={data['s']}, not sort={sort}")
         if sort.lstrip("-") == "opened_at":
             at = parse_time(key[0])
-            if at is None or not isinstance(key[1], int) or len(key) != 2:
+            if at is None or len(key) != 2 or not _is_bigint(key[1]):
                 raise ValueError
             return (at, key[1])
-        if len(key) != 1 or not isinstance(key[0], int):
+        if len(key) != 1 or not _is_bigint(key[0]):
             raise ValueError
         return (key[0],)
     except ApiError:
         raise
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise ApiError(422, "invalid_request", "cursor is malformed: pass back next_cursor unchanged") from exc
+
+
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    """An aware query time in UTC; ApiError 422 when that leaves datetime's range (0001-01-01T00:00:00+01:00)."""
+    try:
+        return None if value is None else value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ApiError(422, "invalid_request", f"{name} lies outside years 1..9999 in UTC") from None
+
+
+def _is_bigint(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -BIGINT_MAX - 1 <= value <= BIGINT_MAX
 
 
 def create_app(settings: Settings, engine: Engine) -> FastAPI:
@@ -140,6 +155,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, Query(max_length=500)] = None,
     ) -> dict[str, Any]:
+        since, until = _utc(since, "since"), _utc(until, "until")
         if since is not None and until is not None and since >= until:
             raise ApiError(422, "invalid_request", "since must be before until")
         flt = store.AlertFilter(sensor, status, severity, model_version, since, until)
@@ -149,7 +165,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
 
     @app.get("/alerts/{alert_id}", response_model=AlertDetail, tags=["alerts"])
     def alert_detail(
-        alert_id: int,
+        alert_id: AlertId,
         _: Reader,
         context: Annotated[bool, Query(description="Read the windows around the alert from Kafka.")] = True,
         around: Annotated[int | None, Query(ge=0, le=64, description="Windows before and after.")] = None,
@@ -160,15 +176,15 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         return alert
 
     @app.post("/alerts/{alert_id}/acknowledge", response_model=AlertDetail, tags=["actions"])
-    def acknowledge(alert_id: int, key: Writer, body: ActionIn | None = None) -> dict[str, Any]:
+    def acknowledge(alert_id: AlertId, key: Writer, body: ActionIn | None = None) -> dict[str, Any]:
         return store.change_status(engine, alert_id, ACKNOWLEDGED, key.actor, body.note if body else None)
 
     @app.post("/alerts/{alert_id}/resolve", response_model=AlertDetail, tags=["actions"])
-    def resolve(alert_id: int, key: Writer, body: ActionIn | None = None) -> dict[str, Any]:
+    def resolve(alert_id: AlertId, key: Writer, body: ActionIn | None = None) -> dict[str, Any]:
         return store.change_status(engine, alert_id, RESOLVED, key.actor, body.note if body else None)
 
     @app.post("/alerts/{alert_id}/feedback", response_model=FeedbackResult, tags=["actions"])
-    def feedback(alert_id: int, key: Writer, body: FeedbackIn) -> dict[str, Any]:
+    def feedback(alert_id: AlertId, key: Writer, body: FeedbackIn) -> dict[str, Any]:
         alert = store.record_feedback(engine, alert_id, body.verdict, key.actor, body.note)
         applied, note = False, "true positive: nothing to change"
         if body.verdict == "true_positive" and alert["feedback"]["threshold_applied"]:
@@ -207,7 +223,9 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             serving = {"version": m.version, "created_at": m.created_at, "channels": m.channels,
                        "window_len": m.window_len, "metrics": m.metrics, "training": m.training,
                        "source": cache.source}
-        return {"serving": serving, "note": note or None, "seen": store.alert_model_versions(engine)}
+        # problem: why the model that should serve does not (damaged artifact, refused promotion), else None
+        return {"serving": serving, "note": note or None, "problem": cache.problem,
+                "seen": store.alert_model_versions(engine)}
 
     @app.get("/", include_in_schema=False)
     def index() -> RedirectResponse:

@@ -30,7 +30,7 @@ from kafka.errors import KafkaError
 from sqlalchemy import Engine as DbEngine
 
 from monitor.contract import SensorWindow, decode, format_time
-from monitor.errors import BrokerError, MonitorError
+from monitor.errors import ArtifactError, BrokerError, MonitorError
 from monitor.ingest.kafka import make_consumer
 from monitor.registry.serving import serving_model
 from monitor.registry.watcher import ModelWatcher
@@ -56,8 +56,10 @@ class ModelCache:
     the registry's active version when there is one, else the ``default_path`` file.
 
     Promotions and rollbacks are picked up by the same ``ModelWatcher`` as the consumers use (a pointer read
-    at most every ``registry.check_interval_s``; an incompatible promotion is refused as there). While the
-    file serves, a rewritten file is reloaded, as a consumer started now would serve it.
+    at most every ``registry.check_interval_s``; an incompatible or damaged promotion is refused as there).
+    While the file serves, a rewritten file is reloaded, as a consumer started now would serve it; a rewritten
+    file that cannot be loaded leaves the loaded model serving. ``problem`` says why the model that should
+    serve does not (None when it does).
     """
 
     def __init__(self, db: DbEngine, registry: RegistrySettings, default_path: Path) -> None:
@@ -68,6 +70,7 @@ class ModelCache:
         self._stamp: tuple[float, int] | None = None
         self._bundle: ModelBundle | None = None
         self._watcher: ModelWatcher | None = None
+        self._problem: str | None = None
 
     @property
     def source(self) -> str:
@@ -75,18 +78,36 @@ class ModelCache:
         version = self._watcher.current_version if self._watcher is not None else None
         return f"registry:{self.registry.model_name}/{version}" if version else str(self.path)
 
+    @property
+    def problem(self) -> str | None:
+        """Why the model that should serve does not: it cannot be loaded, or a promotion or a rewritten file was
+        refused (the message names the artifact and what is wrong with it)."""
+        return self._problem or (self._watcher.problem if self._watcher is not None else None)
+
     def get(self) -> ModelBundle:
         """The serving model; raises ``MonitorError`` while none can be loaded (a later call retries)."""
         with self._lock:
             if self._bundle is None:
-                self._bundle, self._watcher = serving_model(self.db, self.registry, self.path)
+                try:
+                    self._bundle, self._watcher = serving_model(self.db, self.registry, self.path)
+                except MonitorError as exc:
+                    self._problem = str(exc)
+                    raise
+                self._problem = None
                 self._stamp = self._file_stamp() if self._from_file() else None
             elif self._watcher is not None and (newer := self._watcher.poll()):
-                self._bundle, self._stamp = newer, None
+                self._bundle, self._stamp, self._problem = newer, None, None
             elif self._from_file() and (stamp := self._file_stamp()) not in (None, self._stamp):
-                self._bundle, self._stamp = artifact.load(self.path), stamp
-                if self._watcher is not None:
-                    self._watcher.serving = self._bundle.meta
+                self._stamp = stamp  # a damaged file is read once, not on every request
+                try:
+                    self._bundle = artifact.load(self.path)
+                except ArtifactError as exc:
+                    self._problem = f"{exc}; model {self._bundle.meta.version or '?'} keeps serving"
+                    log.error("serving model: %s", self._problem)
+                else:
+                    self._problem = None
+                    if self._watcher is not None:
+                        self._watcher.serving = self._bundle.meta
             return self._bundle
 
     def _from_file(self) -> bool:
@@ -180,7 +201,9 @@ def build_context(
     if bundle is not None and list(bundle.meta.channels) == channels and all(
         w.values.shape == (bundle.meta.window_len, len(channels)) for _, w in found.windows
     ):
-        scores = Scorer(bundle).score(np.stack([w.values for _, w in found.windows]))
+        scores = Scorer(bundle).score(np.stack([w.values for _, w in found.windows]),
+                                      np.array([w.window_start.timestamp() for _, w in found.windows]),
+                                      np.array([w.window_end.timestamp() for _, w in found.windows]))
         out["scored_with"] = bundle.meta.version
         if bundle.meta.version != alert["model_version"]:
             out["note"] += (f"; scores recomputed with model {bundle.meta.version}, the alert came from "

@@ -2,7 +2,10 @@
 
 ``ModelWatcher.poll()`` is called by the runner between batches; it reads the pointer at most every
 ``check_interval_s`` seconds (one primary-key read) and returns the new bundle only when the active version
-changed. Errors (database away, corrupt artifact) are logged and the current model keeps serving.
+changed. Errors (database away, corrupt artifact) are logged and the current model keeps serving; a version
+whose artifact is refused (``ArtifactError``: damaged, crafted, without its weights' checksum) is reported once
+and counted like an incompatible one (its stored bytes do not change), while a database error is retried at the
+next check.
 
 A promoted model whose channels or window length differ from the serving one is not swapped in (it would send
 every window to the dead-letter topic): the error is logged once per version, counted in
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine as DbEngine
 
 from monitor import metrics
-from monitor.errors import MonitorError
+from monitor.errors import ArtifactError, MonitorError
 from monitor.registry import versions
 from monitor.scoring.artifact import ModelBundle, ModelMeta, incompatibility
 
@@ -50,7 +53,8 @@ class ModelWatcher:
         self.check_interval_s = check_interval_s
         self.clock = clock
         self._next_check = clock()
-        self._refused: set[str] = set()  # incompatible versions already reported
+        self._refused: set[str] = set()  # incompatible or damaged versions already reported
+        self.problem: str | None = None  # why the active version is not serving (None once it serves)
 
     def poll(self) -> ModelBundle | None:
         """The newly active model, or None (not time to check yet, unchanged, or unloadable)."""
@@ -60,15 +64,28 @@ class ModelWatcher:
         self._next_check = now + self.check_interval_s
         try:
             version = versions.active_version(self.db, self.name)
-            if version is None or version == self.current_version or version in self._refused:
-                return None
+        except MonitorError as exc:
+            log.error("model watcher: cannot read the active version of %s (%s); the current model keeps serving",
+                      self.name, exc)
+            return None
+        if version is None or version == self.current_version or version in self._refused:
+            return None
+        try:
             bundle = versions.load_bundle(self.db, self.name, version)
+        except ArtifactError as exc:
+            self._refused.add(version)
+            self.problem = f"promoted version {version} not swapped in: {exc}"
+            metrics.MODEL_SWAPS_REFUSED.inc()
+            log.error("model watcher: not swapping %s to the promoted version %s: its artifact is refused (%s); the "
+                      "current model keeps serving (roll back, or promote a sound version)", self.name, version, exc)
+            return None
         except MonitorError as exc:
             log.error("model watcher: cannot load the active model of %s (%s); the current one keeps serving",
                       self.name, exc)
             return None
         if problem := incompatibility(self.serving, bundle.meta):
             self._refused.add(version)
+            self.problem = f"promoted version {version} not swapped in: {problem}"
             metrics.MODEL_SWAPS_REFUSED.inc()
             log.error("model watcher: not swapping %s to the promoted version %s: %s; the current model keeps "
                       "serving (roll back, or restart the consumers once the producers send the new windows)",
@@ -77,4 +94,5 @@ class ModelWatcher:
         log.info("model watcher: %s active version %s -> %s", self.name, self.current_version, version)
         self.current_version = version
         self.serving = bundle.meta
+        self.problem = None
         return bundle

@@ -81,17 +81,24 @@ class InputBaseline:
         return (windows.astype(np.float64) - shift[:, None, :]).astype(np.float32)
 
     @staticmethod
-    def learn_many(baselines: list[InputBaseline], residual_mean: np.ndarray) -> None:
+    def learn_many(
+        baselines: list[InputBaseline], residual_mean: np.ndarray, normal: np.ndarray | None = None
+    ) -> None:
         """Move each sensor's offset by ``rate`` x its residual, channel-wise where ``|residual| < k``.
 
         ``residual_mean`` (n, n_channels): row i is the mean of (scaled input - reconstruction) of the window
-        shifted by ``baselines[i]`` (of one model and settings: same rates and gates). No-op when every rate is 0.
+        shifted by ``baselines[i]`` (of one model and settings: same rates and gates). ``normal`` (n,) bools: only
+        these windows teach (the windows judged normal outside an alert); None: all. Non-finite residuals never
+        teach. No-op when every rate is 0.
         """
         if not baselines or not baselines[0].enabled:
             return
         first = baselines[0]
         residual = np.asarray(residual_mean, dtype=np.float64)
-        step = np.where(np.abs(residual) < first.k, first.rate * residual, 0.0)
+        ok = np.isfinite(residual) & (np.abs(residual) < first.k)
+        if normal is not None:
+            ok &= np.asarray(normal, dtype=bool)[:, None]
+        step = np.where(ok, first.rate * np.where(ok, residual, 0.0), 0.0)
         updated = np.stack([b.offset for b in baselines]) + step
         for baseline, row in zip(baselines, updated):
             baseline.offset = row

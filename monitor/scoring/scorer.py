@@ -21,8 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from monitor.errors import DataError
 from monitor.scoring.artifact import Calibration, ModelBundle
 from monitor.scoring.device import resolve_device
+from monitor.scoring.seasonal import Seasonality, row_times
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def channel_residuals(
     ``torch.inference_mode``; ``bf16`` runs the model under bfloat16 autocast (the errors themselves are computed
     in float32). On the CPU no tensor is copied (``.to`` and ``.cpu`` return the tensor itself).
     """
-    scaled = bundle.scaler.transform(np.asarray(windows, dtype=np.float32))
+    scaled = centre_drifting(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), bundle.meta.calibration)
     out = np.empty((scaled.shape[0], scaled.shape[2]), dtype=np.float64)
     mean = np.empty_like(out)
     device = next(bundle.module.parameters()).device
@@ -57,6 +59,19 @@ def channel_residuals(
     return out, mean
 
 
+def centre_drifting(scaled: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """Scaled windows (n, window_len, C) with each drifting channel's window mean removed (artifacts with
+    ``centre_drifting``): a slow process variable is judged by its short-term shape and its relation to the
+    other channels, never by its distance from a training level that a few hundred rows show only in part, so
+    no offset has to be learned for it (nothing is learned during an anomaly)."""
+    if not calibration.centre_drifting or not any(calibration.drifting):
+        return scaled
+    flags = np.asarray(calibration.drifting, dtype=bool)
+    out = np.array(scaled, dtype=np.float32, copy=True)
+    out[:, :, flags] -= out[:, :, flags].mean(axis=1, keepdims=True)
+    return out
+
+
 def normalise(
     errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None
 ) -> Scores:
@@ -68,11 +83,40 @@ def normalise(
     normed = errors / ref
     if calibration.level_weight > 0 and calibration.level_scale and residual_mean is not None:
         z = (residual_mean - np.asarray(calibration.level_centre)) / np.asarray(calibration.level_scale)
+        if calibration.centre_drifting and any(calibration.drifting):
+            z = z * ~np.asarray(calibration.drifting, dtype=bool)  # their level is not judged
         normed = normed + calibration.level_weight * z * z
     total = normed.sum(axis=1)
-    score = total / errors.shape[1]
+    combine = getattr(calibration, "combine", "mean")
+    if combine == "max":
+        score = normed.max(axis=1)
+    elif combine == "rms":
+        score = np.sqrt((normed * normed).mean(axis=1))
+    elif combine.startswith("top"):
+        k = min(int(combine[3:]), normed.shape[1])
+        score = np.sort(normed, axis=1)[:, -k:].mean(axis=1)
+    else:
+        score = total / errors.shape[1]
     contributions = normed / np.maximum(total, 1e-12)[:, None]
     return Scores(np.maximum(score, 1e-12), contributions, residual_mean)
+
+
+def seasonality_of(bundle: ModelBundle) -> Seasonality | None:
+    return Seasonality.from_dict(bundle.meta.calibration.seasonal, len(bundle.meta.channels))
+
+
+def deseasonalise(
+    seasonality: Seasonality | None, windows: np.ndarray, starts: np.ndarray | None, ends: np.ndarray | None
+) -> np.ndarray:
+    """Raw windows (n, window_len, n_channels) minus the model's daily/weekly profile at each row's time (from
+    each window's first and last time, seconds since the epoch); the windows as they are without a profile.
+    A model with a profile needs the times (DataError without them: the score would be another judge's)."""
+    if seasonality is None:
+        return windows
+    if starts is None or ends is None:
+        raise DataError("this model removes a daily/weekly profile: scoring needs each window's start and end time")
+    profile = seasonality.component(row_times(starts, ends, windows.shape[1]))
+    return (np.asarray(windows, dtype=np.float64) - profile).astype(np.float32)
 
 
 class Scorer:
@@ -86,6 +130,7 @@ class Scorer:
         bundle.module.to(self.device)  # a no-op on the CPU, where artifacts are loaded
         self.batch_size = batch_size
         self.bf16 = bf16  # bfloat16 autocast: off in production (no decision-identical speed-up measured)
+        self.seasonality = seasonality_of(bundle)
 
     @property
     def version(self) -> str:
@@ -99,7 +144,9 @@ class Scorer:
     def window_len(self) -> int:
         return self.bundle.meta.window_len
 
-    def score(self, windows: np.ndarray) -> Scores:
-        """``windows``: (batch, window_len, n_channels) raw values."""
+    def score(self, windows: np.ndarray, starts: np.ndarray | None = None, ends: np.ndarray | None = None) -> Scores:
+        """``windows``: (batch, window_len, n_channels) raw values; ``starts``/``ends`` (batch,): each window's
+        first and last time in seconds since the epoch (needed by a model with a daily/weekly profile)."""
+        windows = deseasonalise(self.seasonality, windows, starts, ends)
         errors, residual_mean = channel_residuals(self.bundle, windows, self.batch_size, self.bf16)
         return normalise(errors, self.bundle.meta.calibration, residual_mean)

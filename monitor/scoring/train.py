@@ -21,8 +21,10 @@ from monitor.scoring.artifact import Calibration, ModelBundle, ModelMeta, build_
 from monitor.scoring.device import resolve_device
 from monitor.scoring.scaler import RobustScaler
 from monitor.scoring.baseline import drifting_channels
-from monitor.scoring.scorer import channel_residuals, normalise
+from monitor.scoring.scorer import centre_drifting, channel_residuals, normalise
+from monitor.scoring.seasonal import Seasonality, fit_seasonality
 from monitor.settings import ModelSettings
+from monitor.thresholds import fit_tail
 from monitor.windows import sliding_windows
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,9 @@ MIN_TRAIN_WINDOWS = 8
 MIN_VAL_WINDOWS = 4
 MAX_LEVEL_FIT_WINDOWS = 20_000  # training windows the level term's centre and scale are measured on, at most
 MIN_LEVEL_SCALE = 1e-3  # scaler units: a channel whose training residual never moves still gets a finite scale
+MIN_WINDOW_LEN = 4  # auto_shape: the shortest window
+HISTORY_PER_WINDOW = 32  # auto_shape: a window is at most this fraction of the training rows
+TARGET_TRAIN_WINDOWS = 256  # auto_shape: the stride shrinks until about this many training windows
 
 
 def _seed_everything(seed: int) -> torch.Generator:
@@ -77,15 +82,26 @@ def train(
     values = frame.to_numpy(dtype=np.float32)
     _check_finite(values)
     n_val_rows = int(len(values) * cfg.val_fraction)
-    train_rows, val_rows = values[: len(values) - n_val_rows], values[len(values) - n_val_rows :]
+    n_train_rows = len(values) - n_val_rows
+    window_len, stride = fit_shape(n_train_rows, cfg)
+    if (window_len, stride) != (cfg.window_len, cfg.stride):
+        log.info("short history: %d training rows, so windows of %d rows every %d (settings: %d every %d; "
+                 "model.window_len is the longest window)", n_train_rows, window_len, stride, cfg.window_len,
+                 cfg.stride)
+        cfg = cfg.model_copy(update={"window_len": window_len, "stride": stride})
+    times = _epoch_seconds(frame.index) if cfg.seasonal else None
+    seasonality = fit_seasonality(times[:n_train_rows], values[:n_train_rows]) if times is not None else None
+    if seasonality is not None:
+        assert times is not None
+        values = (values.astype(np.float64) - seasonality.component(times)).astype(np.float32)
+    train_rows, val_rows = values[:n_train_rows], values[n_train_rows:]
     train_windows = sliding_windows(train_rows, cfg.window_len, cfg.stride)
-    val_windows = sliding_windows(val_rows, cfg.window_len, max(1, min(cfg.stride, cfg.window_len // 4)))
+    val_windows = sliding_windows(val_rows, cfg.window_len, _val_stride(cfg.window_len, cfg.stride))
     if len(train_windows) < MIN_TRAIN_WINDOWS or len(val_windows) < MIN_VAL_WINDOWS:
-        need = cfg.window_len + MIN_TRAIN_WINDOWS * cfg.stride
         raise DataError(
             f"too little data: {len(values)} rows give {len(train_windows)} training and {len(val_windows)} "
-            f"validation windows of {cfg.window_len} rows (need >= {MIN_TRAIN_WINDOWS} and >= {MIN_VAL_WINDOWS}); "
-            f"provide at least ~{int(need / (1 - cfg.val_fraction)) + cfg.window_len} rows or shorten the window"
+            f"validation windows of {cfg.window_len} rows (need >= {MIN_TRAIN_WINDOWS} and >= {MIN_VAL_WINDOWS}, "
+            f"val_fraction={cfg.val_fraction}); provide at least {min_rows(cfg)} rows"
         )
     training = {
         "source": source,
@@ -93,9 +109,50 @@ def train(
         "start": frame.index[0].isoformat() if len(frame) else None,
         "end": frame.index[-1].isoformat() if len(frame) else None,
         "stride": cfg.stride,
+        "seasonal_periods_s": list(seasonality.periods) if seasonality is not None else [],
     }
     return _fit(train_windows, val_windows, train_rows, [str(c) for c in frame.columns], cfg, training, device,
-                **options)
+                seasonality=seasonality, **options)
+
+
+def fit_shape(n_train_rows: int, cfg: ModelSettings) -> tuple[int, int]:
+    """Window length and stride for ``n_train_rows`` training rows (settings ``model.auto_shape``).
+
+    A short history is trained on as it is: the window is at most 1/``HISTORY_PER_WINDOW`` of the training rows
+    (at least ``MIN_WINDOW_LEN``), and the stride shrinks so that there are about ``TARGET_TRAIN_WINDOWS``
+    windows; ``model.window_len`` and ``model.stride`` are the largest values used. Off: the settings as they are.
+    """
+    if not cfg.auto_shape:
+        return cfg.window_len, cfg.stride
+    window_len = min(cfg.window_len, max(MIN_WINDOW_LEN, n_train_rows // HISTORY_PER_WINDOW))
+    stride = min(cfg.stride, max(1, (n_train_rows - window_len + 1) // TARGET_TRAIN_WINDOWS))
+    return window_len, stride
+
+
+def _val_stride(window_len: int, stride: int) -> int:
+    return max(1, min(stride, window_len // 4))
+
+
+def _count(rows: int, window_len: int, stride: int) -> int:
+    return 0 if rows < window_len else (rows - window_len) // stride + 1
+
+
+def min_rows(cfg: ModelSettings) -> int:
+    """The fewest rows ``train`` accepts with these settings (the number its error message gives)."""
+    for n in range(2, 10_000_000):
+        n_val = int(n * cfg.val_fraction)
+        w, st = fit_shape(n - n_val, cfg)
+        if _count(n - n_val, w, st) >= MIN_TRAIN_WINDOWS and _count(n_val, w, _val_stride(w, st)) >= MIN_VAL_WINDOWS:
+            return n
+    raise DataError("no row count is enough with these settings")  # pragma: no cover - val_fraction < 0.9
+
+
+def _epoch_seconds(index: pd.Index) -> np.ndarray | None:
+    """Seconds since the epoch of a DatetimeIndex (None for any other index: no seasonal profile)."""
+    if not isinstance(index, pd.DatetimeIndex):
+        return None
+    stamps = index.tz_convert("UTC") if index.tz is not None else index.tz_localize("UTC")
+    return np.asarray((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1), dtype=np.float64)
 
 
 def train_on_windows(
@@ -160,8 +217,10 @@ def _fit(
     warm_start: ModelBundle | None = None,
     on_epoch: EpochCallback | None = None,
     cancel: threading.Event | None = None,
+    seasonality: Seasonality | None = None,
 ) -> ModelBundle:
-    """The training loop: windows (n, window_len, n_channels); ``train_rows`` (n_rows, n_channels) fit the scaler."""
+    """The training loop: windows (n, window_len, n_channels); ``train_rows`` (n_rows, n_channels) fit the scaler.
+    With ``seasonality`` the windows and rows are given without their profile, which the artifact stores."""
     generator = _seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -176,8 +235,12 @@ def _fit(
                       scaler.to_dict(), Calibration([], 0.0, 1.0))
         )
     module.to(device)
-    x_train = torch.from_numpy(scaler.transform(train_windows)).to(device)
-    x_val = torch.from_numpy(scaler.transform(val_windows)).to(device)
+    drifting = drifting_channels(train_rows, cfg.drift_span, cfg.drift_ratio)
+    if warm_start is not None:
+        drifting = list(warm_start.meta.calibration.drifting) or drifting
+    shape = Calibration([], 0.0, 1.0, drifting=drifting, centre_drifting=cfg.centre_drifting)
+    x_train = torch.from_numpy(centre_drifting(scaler.transform(train_windows), shape)).to(device)
+    x_val = torch.from_numpy(centre_drifting(scaler.transform(val_windows), shape)).to(device)
     optimiser = torch.optim.Adam(module.parameters(), lr=cfg.learning_rate)
     loss_fn = nn.MSELoss()
 
@@ -226,7 +289,7 @@ def _fit(
         num_layers=cfg.num_layers,
         dropout=cfg.dropout,
         scaler=scaler.to_dict(),
-        calibration=Calibration([], 0.0, 1.0),
+        calibration=shape,  # the input transform calibrate() must score with
         version=version or created.strftime("%Y%m%dT%H%M%SZ"),
         created_at=created.isoformat(),
         training={**training, "epochs": epochs_run, "seed": cfg.seed},
@@ -235,8 +298,10 @@ def _fit(
     bundle = ModelBundle(module, scaler, meta)
     meta.calibration = calibrate(
         bundle, val_windows, error_floor=cfg.error_floor, level_weight=cfg.level_weight, fit_windows=train_windows,
-        drifting=drifting_channels(train_rows, cfg.drift_span, cfg.drift_ratio),
+        drifting=drifting, centre_drifting=cfg.centre_drifting, combine=cfg.combine,
     )
+    if seasonality is not None:
+        meta.calibration.seasonal = seasonality.to_dict()
     module.to("cpu")
     return bundle
 
@@ -249,6 +314,8 @@ def calibrate(
     level_weight: float = 0.0,
     fit_windows: np.ndarray | None = None,
     drifting: list[bool] | None = None,
+    centre_drifting: bool = False,
+    combine: str = "mean",
 ) -> Calibration:
     """Measure the score scale on (normal) validation windows (batch, window_len, n_channels).
 
@@ -267,7 +334,8 @@ def calibrate(
     channel_error = np.median(errors, axis=0)
     if error_floor > 0:
         channel_error = np.maximum(channel_error, error_floor * float(np.median(channel_error)))
-    cal = Calibration([float(v) for v in channel_error], 0.0, 1.0, drifting=list(drifting or []))
+    cal = Calibration([float(v) for v in channel_error], 0.0, 1.0, drifting=list(drifting or []),
+                      centre_drifting=centre_drifting, combine=combine)
     if level_weight > 0:
         fit = means
         if fit_windows is not None and len(fit_windows):
@@ -281,6 +349,12 @@ def calibrate(
         cal.level_centre = [float(v) for v in centre]
         cal.level_scale = [float(v) for v in np.maximum(scale, MIN_LEVEL_SCALE)]
     log_scores = np.log(normalise(errors, cal, means).score)
+    tail_sample = log_scores
+    if fit_windows is not None and len(fit_windows):
+        step = max(1, len(fit_windows) // MAX_LEVEL_FIT_WINDOWS)
+        fit_errors, fit_means = channel_residuals(bundle, fit_windows[::step])
+        tail_sample = np.concatenate([log_scores, np.log(normalise(fit_errors, cal, fit_means).score)])
+    cal.tail = fit_tail(tail_sample)
     cal.log_score_mean = float(log_scores.mean())
     cal.log_score_std = float(max(log_scores.std(), 1e-3))
     cal.log_score_quantiles = {f"q{int(q * 1000)}": float(np.quantile(log_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)}

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.scorer import channel_residuals, normalise
+from monitor.scoring.scorer import channel_residuals, deseasonalise, normalise, seasonality_of
 from monitor.settings import AlertSettings, RetrainSettings, ThresholdSettings
 from monitor.thresholds import SensorThreshold
 
@@ -74,8 +74,12 @@ def evaluate(
     threshold_cfg: ThresholdSettings,
     alert_cfg: AlertSettings,
     variance: np.ndarray | None = None,
+    starts: np.ndarray | None = None,
+    ends: np.ndarray | None = None,
 ) -> Evaluation:
-    """``windows``: (n, window_len, n_channels) raw values, each sensor's windows in time order."""
+    """``windows``: (n, window_len, n_channels) raw values, each sensor's windows in time order; ``starts`` /
+    ``ends``: their first and last times (seconds since the epoch), needed by a model with a daily profile."""
+    windows = deseasonalise(seasonality_of(bundle), windows, starts, ends)
     errors, residual_mean = channel_residuals(bundle, windows)  # (n, C) each, in the model's scaled units
     raw = errors * (bundle.scaler.scale.astype(np.float64) ** 2)
     var = holdout_variance(windows) if variance is None else variance
@@ -88,7 +92,7 @@ def evaluate(
     for sensor_id, score in zip(sensor_ids, scores):
         by_sensor.setdefault(sensor_id, []).append(float(score))
     for series in by_sensor.values():
-        threshold = SensorThreshold(threshold_cfg, alert_cfg, log_mean=cal.log_score_mean, log_std=cal.log_score_std)
+        threshold = SensorThreshold.from_calibration(threshold_cfg, alert_cfg, cal)
         alerts += sum(1 for s in series if threshold.update(s).opened)
     return Evaluation(
         version=bundle.meta.version, windows=len(windows), error=error, alerts=alerts,

@@ -127,7 +127,7 @@ def retrain(
             raise DataError(f"too few training windows after exclusions: {len(train_part)} < "
                             f"{cfg.retrain.min_windows} (widen the time range)")
         active = _load_active(db, name, active_name, progress)
-        model_cfg = cfg.model.model_copy(update={"window_len": window_len})
+        model_cfg = cfg.model.model_copy(update={"window_len": window_len, "auto_shape": False})
         warm = active if cfg.retrain.warm_start and active and gate.compatible(active, channels, window_len) else None
         version = f"{clock():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
         progress(f"training candidate {version}: window_len={window_len} channels={len(channels)} "
@@ -316,8 +316,10 @@ def _gate(
     arrays = np.stack([w.values for w in holdout])
     sensors = [w.sensor_id for w in holdout]
     variance = gate.holdout_variance(arrays)
-    cand = gate.evaluate(candidate, arrays, sensors, cfg.threshold, cfg.alert, variance)
+    starts = np.array([w.window_start.timestamp() for w in holdout])
+    ends = np.array([w.window_end.timestamp() for w in holdout])
+    cand = gate.evaluate(candidate, arrays, sensors, cfg.threshold, cfg.alert, variance, starts, ends)
     act = None
     if active is not None and problem is None:
-        act = gate.evaluate(active, arrays, sensors, cfg.threshold, cfg.alert, variance)
+        act = gate.evaluate(active, arrays, sensors, cfg.threshold, cfg.alert, variance, starts, ends)
     return gate.decide(cand, act, cfg.retrain, incompatible=problem)

@@ -79,9 +79,18 @@ def test_train_replay_run_and_query_through_the_cli(tmp_path: Path, kafka_cfg: K
 
 
 def test_training_on_too_little_data_fails_clearly(tmp_path: Path) -> None:
-    history_frame(40, n_channels=2, sensors=1).to_csv(tmp_path / "tiny.csv")
+    from monitor.scoring.train import min_rows
+    from monitor.settings import ModelSettings
+
+    need = min_rows(ModelSettings())  # short histories are trained on as they are, down to this many rows
+    history_frame(need - 1, n_channels=2, sensors=1).to_csv(tmp_path / "tiny.csv")
     out = cli("-m", "monitor", "train", str(tmp_path / "tiny.csv"), "--out", str(tmp_path / "m.pt"),
               env=dict(os.environ))
     assert out.returncode == 2
-    assert "too little data" in out.stderr
+    assert "too little data" in out.stderr and f"at least {need} rows" in out.stderr
     assert not (tmp_path / "m.pt").exists()
+    history_frame(need, n_channels=2, sensors=1).to_csv(tmp_path / "enough.csv")
+    ok = cli("-m", "monitor", "train", str(tmp_path / "enough.csv"), "--out", str(tmp_path / "m.pt"),
+             env=dict(os.environ))
+    assert ok.returncode == 0, ok.stderr
+    assert "shortened for" in ok.stdout

@@ -19,3 +19,9 @@ def tiny_history() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_history: pd.DataFrame) -> ModelBundle:
     return train(tiny_history, TINY, progress=False, version="tiny-1")
+
+
+@pytest.fixture()
+def tiny_model_cfg() -> ModelSettings:
+    """A small, quick model for tests that train their own (a few seconds on one core)."""
+    return ModelSettings(window_len=16, stride=2, hidden_size=8, latent_size=4, epochs=12, batch_size=32, seed=0)

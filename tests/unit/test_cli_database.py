@@ -109,3 +109,14 @@ def test_sqlite_file_resolves_relative_paths_from_the_current_directory(
 ) -> None:
     assert sqlite_file(url) == (None if expected is None else (in_tmp / expected).resolve())
     assert sqlite_file(f"sqlite:///{in_tmp / 'x.db'}") == (in_tmp / "x.db").resolve()
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "yesterday"])
+@pytest.mark.parametrize("option", ["--since", "--until"])
+def test_alerts_with_a_time_outside_the_datetime_range_is_a_usage_error(in_tmp: Path, option: str, when: str) -> None:
+    result = CliRunner().invoke(app, ["alerts", option, when], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    text = " ".join(result.output.replace("│", " ").split())  # the message as one line, without its box
+    assert "not an ISO-8601 time" in text and option in text and "Traceback" not in text
+    assert not (in_tmp / "monitor.db").exists(), "arguments are checked before the database is opened"

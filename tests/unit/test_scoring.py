@@ -148,7 +148,7 @@ def test_an_artifact_whose_level_lists_do_not_match_its_channels_is_damaged(
 ) -> None:
     meta = json.loads(tiny_bundle.meta.to_json())
     meta["calibration"]["level_scale"] = [1.0]
-    with pytest.raises(ValueError, match="3 channels"):
+    with pytest.raises(ArtifactError, match="3 channels"):
         ModelMeta.from_json(json.dumps(meta))
     # an artifact made before the level term (no level fields) loads and scores by the error alone
     for key in ("level_weight", "level_centre", "level_scale", "drifting"):

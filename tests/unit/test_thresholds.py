@@ -7,7 +7,8 @@ import numpy as np
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.thresholds import SensorThreshold
 
-CFG = ThresholdSettings(k_enter=4.0, k_exit=2.0, k_instant=20.0, fading=0.05, min_std=0.05, smoothing=1.0)
+CFG = ThresholdSettings(k_enter=4.0, k_exit=2.0, k_instant=20.0, fading=0.05, min_std=0.05, smoothing=1.0,
+                        warmup_windows=0)
 ALERT = AlertSettings(min_hits=2, min_normal=3)
 
 

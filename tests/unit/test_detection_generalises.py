@@ -1,0 +1,193 @@
+"""Detection that generalises (issue 15): warm-up, no learning during anomalies, cycles longer than a window,
+short histories, clocks that step back. Pure: small synthetic data, tiny models."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitor.backtest import run_backtest
+from monitor.engine import Engine
+from monitor.errors import DataError
+from monitor.scoring.baseline import InputBaseline
+from monitor.scoring.scaler import RobustScaler
+from monitor.scoring.scorer import Scorer
+from monitor.scoring.seasonal import DAY, fit_seasonality, row_times
+from monitor.scoring.train import fit_shape, min_rows, train
+from monitor.settings import AlertSettings, ModelSettings, ThresholdSettings
+from monitor.thresholds import SensorThreshold
+from monitor.windows import read_wide_csv
+from tests.unit.helpers import records_of
+from pipelines.synthetic import normal_series
+
+ALERT = AlertSettings(min_hits=2, min_normal=3)
+
+
+# ------------------------------------------------------------------ thresholds: warm-up and bounds
+def test_warm_up_never_alerts_and_then_follows_the_sensors_own_scores() -> None:
+    cfg = ThresholdSettings(warmup_windows=20)
+    t = SensorThreshold(cfg, ALERT, log_mean=0.0, log_std=0.1)  # a calibration far below this sensor's scores
+    rng = np.random.default_rng(0)
+    own = np.exp(rng.normal(3.0, 0.2, 20))  # log scores around 3: 30 calibration stds above
+    decisions = [t.update(float(s)) for s in own]
+    assert all(d.warming and not d.active and not d.opened for d in decisions)
+    assert not t.warming
+    after = [t.update(float(s)) for s in np.exp(rng.normal(3.0, 0.2, 200))]
+    assert not any(d.opened for d in after), "hysterical: the threshold did not learn the sensor's own level"
+    assert abs(t.enter - (3.0 + cfg.k_enter * 0.2)) < 0.35  # median + k * robust std of its own scores
+
+
+def test_a_threshold_after_warm_up_stays_within_reach_of_the_data() -> None:
+    cfg = ThresholdSettings(warmup_windows=16, max_std=0.8)
+    t = SensorThreshold(cfg, ALERT, log_mean=0.0, log_std=50.0)  # an exploded calibration (deaf)
+    assert t.enter <= 0.0 + cfg.k_enter * cfg.max_std + 1e-9
+    for s in np.exp(np.random.default_rng(1).normal(0.0, 0.3, 16)):
+        t.update(float(s))
+    normal = np.exp(np.random.default_rng(2).normal(0.0, 0.3, 500))
+    assert math.exp(t.enter) <= math.exp(cfg.k_enter * cfg.max_std) * float(np.quantile(normal, 0.5)) * 1.5
+    opened = [t.update(float(s)).opened for s in [*normal[:50], *[math.exp(4.0)] * 5]]
+    assert any(opened), "a jump of 13 stds of the sensor's scores must alert"
+
+
+def test_warm_up_state_survives_snapshot_and_restore() -> None:
+    cfg = ThresholdSettings(warmup_windows=10)
+    a = SensorThreshold(cfg, ALERT, log_mean=0.0, log_std=0.2)
+    for s in np.exp(np.random.default_rng(3).normal(1.0, 0.2, 6)):
+        a.update(float(s))
+    b = SensorThreshold.restore(cfg, ALERT, a.snapshot())
+    tail = [float(v) for v in np.exp(np.random.default_rng(4).normal(1.0, 0.2, 30))] + [math.exp(6.0)] * 3
+    assert [a.update(s) for s in tail] == [b.update(s) for s in tail]
+
+
+@pytest.mark.parametrize("bad", [math.inf, math.nan, 1e308])
+def test_non_finite_scores_alert_and_are_never_learned(bad: float) -> None:
+    t = SensorThreshold(ThresholdSettings(warmup_windows=0), ALERT, log_mean=0.0, log_std=0.2)
+    before = t.snapshot()
+    d1, d2 = t.update(bad), t.update(bad)
+    assert (d1.opened or d2.opened) and d2.active and not d1.normal and not d2.normal
+    assert all(math.isfinite(v) for v in (t.snapshot()["mean"], t.snapshot()["sq"], t.snapshot()["level"]))
+    assert (t.snapshot()["mean"], t.snapshot()["sq"]) == (before["mean"], before["sq"])
+    for _ in range(5):
+        t.update(1.0)
+    assert not t.active  # it closes again on normal scores: the sensor is not blinded
+
+
+# ------------------------------------------------------------------ nothing anomalous is learned as normal
+def test_input_centres_learn_nothing_during_an_alert(tiny_model_cfg: ModelSettings) -> None:
+    history = pd.DataFrame(normal_series(1200, 3, seed=3), columns=["a", "b", "c"],
+                           index=pd.date_range("2026-01-01", periods=1200, freq="s", tz="UTC"))
+    bundle = train(history, tiny_model_cfg.model_copy(update={"drift_ratio": 0.0}), progress=False)
+    cfg = ThresholdSettings(warmup_windows=0, recentre_rate=0.2, recentre_k=50.0)
+    wl = bundle.meta.window_len
+    values = normal_series(60 * wl, 3, seed=7)
+    values[30 * wl : 40 * wl, 0] += 8.0 * float(bundle.scaler.scale[0])  # a step inside the learning gate
+    engine = Engine(Scorer(bundle), cfg, AlertSettings(min_hits=1, min_normal=3))
+    offsets, active = [], []
+    for record in records_of(bundle, values):
+        decision = engine.process([record]).decisions[0][1]
+        offsets.append(engine.sensors["s1"].baseline.offset.copy())  # type: ignore[union-attr]
+        active.append(decision.active or decision.above)
+    assert any(active[30:40]), "the step must be judged anomalous"
+    for i in range(1, len(offsets)):
+        if active[i]:
+            assert np.array_equal(offsets[i], offsets[i - 1]), f"window {i} was anomalous yet taught the centre"
+    assert abs(offsets[45][0]) < 2.0, "the step's level was learned as normal"
+
+
+def test_learn_many_respects_the_normal_mask() -> None:
+    scaler = RobustScaler(np.zeros(2, dtype=np.float32), np.ones(2, dtype=np.float32))
+    a, b = InputBaseline(scaler, rate=0.5, k=5.0), InputBaseline(scaler, rate=0.5, k=5.0)
+    InputBaseline.learn_many([a, b], np.array([[1.0, 1.0], [1.0, np.nan]]), np.array([False, True]))
+    assert np.array_equal(a.offset, [0.0, 0.0]) and np.array_equal(b.offset, [0.5, 0.0])
+
+
+# ------------------------------------------------------------------ cycles longer than a window
+def _daily(days: float, step_s: float = 300.0, seed: int = 0, channels: int = 2) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = int(days * DAY / step_s)
+    t = np.arange(n) * step_s
+    index = pd.Timestamp("2026-01-05", tz="UTC") + pd.to_timedelta(t, unit="s")
+    cycle = 10.0 * np.sin(2 * np.pi * t / DAY) + 4.0 * np.cos(4 * np.pi * t / DAY)
+    data = {f"c{i}": cycle * (1 + 0.3 * i) + rng.normal(0, 1.0, n) for i in range(channels)}
+    return pd.DataFrame(data, index=index).astype(np.float32)
+
+
+def test_a_daily_cycle_is_found_and_noise_or_a_random_walk_is_not() -> None:
+    frame = _daily(4)
+    t = (frame.index - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    s = fit_seasonality(np.asarray(t), frame.to_numpy())
+    assert s is not None and s.periods == (DAY,)
+    resid = frame.to_numpy() - s.component(np.asarray(t))
+    assert resid.std(axis=0).max() < 1.3  # the cycle (std ~8-10) is gone, the noise (1.0) remains
+    rng = np.random.default_rng(5)
+    walk = np.cumsum(rng.normal(0, 1.0, (len(t), 2)), axis=0)
+    assert fit_seasonality(np.asarray(t), walk) is None
+    assert fit_seasonality(np.asarray(t), rng.normal(0, 1.0, (len(t), 2))) is None
+    assert fit_seasonality(np.asarray(t)[: len(t) // 3], frame.to_numpy()[: len(t) // 3]) is None  # < 2 cycles
+
+
+def test_row_times_interpolate_inside_a_window() -> None:
+    out = row_times(np.array([0.0, 100.0]), np.array([30.0, 130.0]), 4)
+    assert np.allclose(out, [[0, 10, 20, 30], [100, 110, 120, 130]])
+
+
+def test_a_jump_of_the_daily_cycle_is_detected_and_the_cycle_itself_is_not(tiny_model_cfg: ModelSettings) -> None:
+    frame = _daily(7, seed=2, channels=1)
+    train_rows = int(4 * DAY / 300)
+    bundle = train(frame.iloc[:train_rows], tiny_model_cfg, progress=False, version="daily")
+    assert bundle.meta.calibration.seasonal, "the model must remove the daily profile"
+    jumped = frame.copy()
+    start, end = train_rows + 300, train_rows + 420  # 10 hours: the cycle jumps up by 40 % of its amplitude
+    jumped.iloc[start:end, 0] += 4.0
+    result = run_backtest(jumped, bundle, ThresholdSettings(), AlertSettings(), stride=4)
+    flags = result.table["is_anomaly"].to_numpy()
+    assert flags[start : end + 40].any(), "the jump of the cycle was missed"
+    clean = run_backtest(frame, bundle, ThresholdSettings(), AlertSettings(), stride=4)
+    assert len(clean.alerts) <= 1, f"the cycle itself raised {len(clean.alerts)} alerts"
+
+
+# ------------------------------------------------------------------ short histories, imperfect clocks
+def test_short_histories_train_with_shorter_windows_and_the_error_names_a_count_that_works() -> None:
+    cfg = ModelSettings(epochs=2, hidden_size=4, latent_size=2)
+    assert fit_shape(10_000, cfg) == (cfg.window_len, cfg.stride)  # long histories: the settings as they are
+    w, s = fit_shape(148, cfg)
+    assert w < cfg.window_len and s == 1
+    frame = pd.DataFrame(normal_series(186, 2, seed=1), columns=["a", "b"],
+                         index=pd.date_range("2026-01-01", periods=186, freq="5min", tz="UTC"))
+    bundle = train(frame, cfg, progress=False)
+    assert bundle.meta.window_len == w
+    need = min_rows(cfg)
+    with pytest.raises(DataError, match=f"at least {need} rows"):
+        train(frame.iloc[: need - 1], cfg, progress=False)
+    train(frame.iloc[:need], cfg, progress=False)  # the number in the message is enough
+
+
+def test_a_clock_stepping_back_can_be_sorted_dropped_or_stop(tmp_path: Path) -> None:
+    path = tmp_path / "clock.csv"
+    path.write_text("timestamp,a\n2026-01-01T00:00:00Z,1\n2026-01-01T01:00:00Z,2\n"
+                    "2026-01-01T00:30:00Z,3\n2026-01-01T02:00:00Z,4\n")
+    with pytest.raises(DataError, match="line 4"):
+        read_wide_csv(path)
+    assert read_wide_csv(path, unordered="sort")["a"].tolist() == [1, 3, 2, 4]
+    dropped = read_wide_csv(path, unordered="drop")
+    assert dropped["a"].tolist() == [1, 2, 4] and dropped.attrs["unordered"] == 1
+
+
+def test_a_model_swap_sends_no_known_sensor_back_to_warm_up(tiny_bundle) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from monitor.scoring.artifact import ModelBundle
+
+    other = ModelBundle(tiny_bundle.module, tiny_bundle.scaler, dataclasses.replace(tiny_bundle.meta, version="tiny-2"))
+    wl, n = tiny_bundle.meta.window_len, len(tiny_bundle.meta.channels)
+    engine = Engine(Scorer(tiny_bundle), ThresholdSettings(warmup_windows=4), ALERT)
+    engine.process(records_of(tiny_bundle, normal_series(6 * wl, n, seed=1), sensor_id="old"))
+    engine.process(records_of(tiny_bundle, normal_series(2 * wl, n, seed=2), sensor_id="new"))
+    assert not engine.sensors["old"].threshold.warming and engine.sensors["new"].threshold.warming
+    engine.swap(other)
+    assert not engine.sensors["old"].threshold.warming, "a sensor past its warm-up is judged at once by the new model"
+    assert engine.sensors["new"].threshold.warming, "a sensor still warming up goes on warming up"
