@@ -99,7 +99,7 @@ class SensorThreshold:
     def from_calibration(cls, cfg: ThresholdSettings, alert: AlertSettings, cal: Any) -> SensorThreshold:
         """A fresh sensor's threshold for a model's ``Calibration`` (its log-score level, spread and tail)."""
         std = min(max(cal.log_score_std, cfg.min_std), cfg.max_std)
-        level = tail_level(getattr(cal, "tail", None) or {}, cfg.tail_risk)
+        level = tail_level(cal.tail, cfg.tail_risk)
         tail_k = (level - cal.log_score_mean) / std if level is not None else 0.0
         return cls(cfg, alert, log_mean=cal.log_score_mean, log_std=cal.log_score_std, tail_k=tail_k)
 

@@ -87,7 +87,7 @@ def normalise(
             z = z * ~np.asarray(calibration.drifting, dtype=bool)  # their level is not judged
         normed = normed + calibration.level_weight * z * z
     total = normed.sum(axis=1)
-    combine = getattr(calibration, "combine", "mean")
+    combine = calibration.combine
     if combine == "max":
         score = normed.max(axis=1)
     elif combine == "rms":

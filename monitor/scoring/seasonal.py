@@ -65,29 +65,17 @@ class Seasonality:
 
 
 def features(times: np.ndarray, periods: tuple[float, ...], harmonics: tuple[int, ...]) -> np.ndarray:
-    """cos/sin of each kept harmonic of each period: (..., n_features). The phase is taken modulo the period
-    before the cos/sin (float64 seconds since 1970 keep sub-second precision)."""
+    """cos/sin of harmonics 1..h of each period: (..., n_features). The phase is taken modulo the period before
+    the cos/sin (float64 seconds since 1970 keep sub-second precision). With ``HARMONICS`` 6 no weekly harmonic
+    (a multiple of 1/7 day^-1 below 1 day^-1) repeats a daily one."""
     cols = []
-    base = periods[0] if periods else 1.0
     for period, count in zip(periods, harmonics):
         phase = 2 * np.pi * np.mod(times, period) / period
         for k in range(1, count + 1):
-            if period != base and _repeats(period, k, periods[: periods.index(period)]):
-                continue
-            cols.append(np.cos(k * phase))
-            cols.append(np.sin(k * phase))
+            cols += [np.cos(k * phase), np.sin(k * phase)]
     if not cols:
         return np.zeros((*np.shape(times), 0))
     return np.stack(cols, axis=-1)
-
-
-def _repeats(period: float, k: int, earlier: tuple[float, ...]) -> bool:
-    """Harmonic k of ``period`` has the frequency of a harmonic of an earlier (shorter) period."""
-    for other in earlier:
-        ratio = period / other  # e.g. 7 for a week over a day
-        if abs(ratio - round(ratio)) < 1e-9 and k % round(ratio) == 0 and k // round(ratio) <= HARMONICS.get(other, 0):
-            return True
-    return False
 
 
 def _fit(times: np.ndarray, values: np.ndarray, periods: tuple[float, ...]) -> np.ndarray:
@@ -146,33 +134,12 @@ def fit_seasonality(times: np.ndarray, values: np.ndarray) -> Seasonality | None
         return None
     periods = tuple(p for p in candidates if any(ch is not None and p in ch for ch in chosen))
     harmonics = tuple(HARMONICS[p] for p in periods)
-    full = _fit(t, x, periods)
-    keep_feature = np.zeros((x.shape[1], full.shape[1]), dtype=bool)
-    for c, ch in enumerate(chosen):
-        if ch is None:
-            continue
-        # Columns of the periods this channel keeps (refit on those alone, so unused periods add no noise).
-        mask = _columns(periods, harmonics, ch)
-        keep_feature[c] = mask
-    coef = np.zeros_like(full)
-    for c, ch in enumerate(chosen):
-        if ch is None:
-            continue
-        own = _fit(t, x[:, [c]], ch)[0]
-        coef[c, keep_feature[c]] = own
+    coef = np.zeros((x.shape[1], 2 * sum(harmonics)))
+    for c, kept in enumerate(chosen):
+        if kept is not None:  # refit on the channel's own periods alone, so unused periods add no noise
+            mask = np.repeat([p in kept for p in periods], [2 * h for h in harmonics])
+            coef[c, mask] = _fit(t, x[:, [c]], kept)[0]
     return Seasonality(periods, harmonics, coef)
-
-
-def _columns(periods: tuple[float, ...], harmonics: tuple[int, ...], kept: tuple[float, ...]) -> np.ndarray:
-    """Which feature columns of (periods, harmonics) belong to the periods in ``kept``, in order."""
-    mask: list[bool] = []
-    base = periods[0]
-    for period, count in zip(periods, harmonics):
-        for k in range(1, count + 1):
-            if period != base and _repeats(period, k, periods[: periods.index(period)]):
-                continue
-            mask += [period in kept] * 2
-    return np.asarray(mask, dtype=bool)
 
 
 def row_times(starts: np.ndarray, ends: np.ndarray, window_len: int) -> np.ndarray:

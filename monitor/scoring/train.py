@@ -336,11 +336,12 @@ def calibrate(
         channel_error = np.maximum(channel_error, error_floor * float(np.median(channel_error)))
     cal = Calibration([float(v) for v in channel_error], 0.0, 1.0, drifting=list(drifting or []),
                       centre_drifting=centre_drifting, combine=combine)
+    fit_errors = fit_means = None  # one pass over the training windows, for the level term and the tail
+    if fit_windows is not None and len(fit_windows):
+        step = max(1, len(fit_windows) // MAX_LEVEL_FIT_WINDOWS)  # bound the extra pass on huge training sets
+        fit_errors, fit_means = channel_residuals(bundle, fit_windows[::step])
     if level_weight > 0:
-        fit = means
-        if fit_windows is not None and len(fit_windows):
-            step = max(1, len(fit_windows) // MAX_LEVEL_FIT_WINDOWS)  # bound the extra pass on huge training sets
-            fit = np.concatenate([channel_residuals(bundle, fit_windows[::step])[1], means])
+        fit = means if fit_means is None else np.concatenate([fit_means, means])
         centre = np.median(fit, axis=0)
         scale = 1.4826 * np.median(np.abs(fit - centre), axis=0)
         if error_floor > 0:
@@ -350,9 +351,7 @@ def calibrate(
         cal.level_scale = [float(v) for v in np.maximum(scale, MIN_LEVEL_SCALE)]
     log_scores = np.log(normalise(errors, cal, means).score)
     tail_sample = log_scores
-    if fit_windows is not None and len(fit_windows):
-        step = max(1, len(fit_windows) // MAX_LEVEL_FIT_WINDOWS)
-        fit_errors, fit_means = channel_residuals(bundle, fit_windows[::step])
+    if fit_errors is not None:
         tail_sample = np.concatenate([log_scores, np.log(normalise(fit_errors, cal, fit_means).score)])
     cal.tail = fit_tail(tail_sample)
     cal.log_score_mean = float(log_scores.mean())
