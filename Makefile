@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help tools install services kafka postgres down status demo test test-unit lint bench bench-skab bench-quality docs chaos
+.PHONY: help tools install services kafka postgres down status demo test test-unit lint bench bench-skab bench-quality docs chaos fuzz
 
 help:
 	@echo "make demo       train, stream a synthetic fleet through Kafka and 'monitor run', print the alerts"
@@ -12,6 +12,7 @@ help:
 	@echo "make bench      end-to-end throughput/latency benchmark through the real broker (prints figures)"
 	@echo "make bench-quality  detection quality, one configuration: SKAB, TEP, fault taxonomy (QUALITY_ARGS=--quick)"
 	@echo "make chaos      fault suite of the streaming engine on a PRIVATE Kafka + PostgreSQL (CHAOS_ARGS=--quick)"
+	@echo "make fuzz       live consumer fed poison + mutated records on the local Kafka, SQLite and PostgreSQL (FUZZ_ARGS)"
 	@echo "make services   start the local Kafka broker and PostgreSQL; 'make down' stops them"
 
 # Installs the dependencies unless they are importable already (torch is large: pip caches it), then
@@ -66,6 +67,12 @@ bench-skab: install
 QUALITY_ARGS ?=
 bench-quality: install
 	$(PYTHON) -m pipelines.bench_quality $(QUALITY_ARGS)
+
+# Poison corpus + random mutations mixed with good windows through `monitor run` on the local services, SQLite
+# then PostgreSQL; last line `fuzz: records=... crashes=0 stalls=0 nonfinite=0`. FUZZ_ARGS="--duration-s 600 --seed 3"
+FUZZ_ARGS ?=
+fuzz: install services
+	$(PYTHON) -m pipelines.fuzz $(FUZZ_ARGS)
 
 # Fault suite: starts its own broker and PostgreSQL cluster (other ports/state), kills them, removes them.
 CHAOS_ARGS ?=

@@ -2,11 +2,14 @@
 
 Steps of the delivery order in ``monitor.runner`` that touch one batch only: ``Batch.decode`` (step 1, loop
 thread: decoded windows go to ``good``, decode failures to ``dead`` for the dead-letter topic) and
-``make_durable`` (steps 2-4, the worker thread with ``run.overlap``). The loop owns the order between batches.
+``make_durable`` (steps 2-4, the worker thread with ``run.overlap``: per-sensor order (``monitor.ordering``),
+scoring, dead letters, one transaction; when the database refuses the output for a data reason, ``isolate``
+finds the records behind it). The loop owns the order between batches.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,12 +17,16 @@ from typing import Any
 
 from sqlalchemy import Engine as DbEngine
 
-from monitor.contract import DecodeFailure, check_key, decode_batch
+from monitor.contract import OUT_OF_ORDER, STORE_REJECTED, DecodeFailure, check_key, decode_batch
 from monitor.engine import BatchOutcome, Engine, Record
+from monitor.errors import StoreRejectedError
 from monitor.ingest.faults import FaultInjector
 from monitor.ingest.kafka import DeadLetters
+from monitor.ordering import admit
 from monitor.store import repository
 from monitor.store.repository import SensorRow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,6 +36,7 @@ class RunStats:
     consumed: int = 0
     scored: int = 0
     dead_letters: int = 0
+    duplicates: int = 0  # windows skipped as re-sends of their sensor's last judged window
     alerts_written: int = 0
     batches: int = 0
     stale_batches: int = 0
@@ -51,6 +59,10 @@ class Batch:
     first: dict[int, int]  # partition -> first offset
     next_offsets: dict[int, int]  # partition -> offset after the batch
     expected: dict[int, int | None] = field(default_factory=dict)  # fence: stored offsets it starts from
+    sources: dict[tuple[int, int], Any] = field(default_factory=dict)  # (partition, offset) -> raw good record
+    # set by make_durable: dead letters found after decoding (out of order, refused by the store), duplicates
+    late_dead: list[tuple[Any, DecodeFailure]] = field(default_factory=list)
+    duplicates: int = 0
 
     @classmethod
     def decode(cls, raw_records: Sequence[Any], *, window_len: int, channels: tuple[str, ...],
@@ -69,6 +81,7 @@ class Batch:
                 batch.dead.append((raw, result))
             else:
                 batch.good.append(Record(raw.partition, raw.offset, result))
+                batch.sources[(raw.partition, raw.offset)] = raw
         return batch
 
 
@@ -85,27 +98,111 @@ def load_states(engine: Engine, db: DbEngine, records: list[Record]) -> None:
 
 def make_durable(batch: Batch, *, engine: Engine, db: DbEngine, dead_letters: DeadLetters,
                  faults: FaultInjector, group_id: str, topic: str) -> BatchOutcome:
-    """Steps 2-4: state, scoring, dead-letter flush, ONE transaction (alerts + sensor state + fenced offsets).
+    """Steps 2-4: state, order, scoring, dead-letter flush, ONE transaction (alerts + sensor state + fenced offsets).
 
-    Raises StaleOffsetError when the fence (``batch.expected``) no longer holds, StoreError/BrokerError when
-    the database or the dead-letter producer fails; nothing is durable then.
+    Windows not newer than their sensor's last judged one are skipped (duplicates) or dead letters
+    (``out_of_order``, see ``monitor.ordering``). When the database refuses the output for a data reason, the
+    records behind it are found by bisection (``isolate``), sent to the dead-letter topic (``store_rejected``)
+    and the rest is committed. Raises StaleOffsetError when the fence (``batch.expected``) no longer holds,
+    StoreError/BrokerError when the database or the dead-letter producer fails; nothing is durable then.
     """
     load_states(engine, db, batch.good)
-    outcome = engine.process(batch.good)
+    admission = admit(batch.good, {s: c.order for s, c in engine.sensors.items()},
+                      lambda r: (r.window.sensor_id, r.window.window_start, r.window.window_end))
+    batch.duplicates = len(admission.duplicates)
+    records: list[Record] = admission.new
+    late = [(batch.sources[(r.partition, r.offset)], DecodeFailure(OUT_OF_ORDER, detail)) for r, detail in admission.late]
+    outcome = engine.process(records)
+    for raw, failure in late:
+        dead_letters.send(raw, failure)
     dead_letters.flush()
     faults.at("before_db_commit")
-    sensors = [
+    try:
+        _commit(batch, outcome, db=db, group_id=group_id, topic=topic)
+    except StoreRejectedError as exc:
+        log.warning("the database refused the batch's output (%s): bisecting it for the records behind it", exc)
+        outcome, refused = isolate(records, engine=engine, db=db)
+        rejected = [(batch.sources[(r.partition, r.offset)], DecodeFailure(STORE_REJECTED, why)) for r, why in refused]
+        for raw, failure in rejected:
+            dead_letters.send(raw, failure)
+        dead_letters.flush()
+        late += rejected
+        log.warning("%d record(s) refused by the database sent to the dead-letter topic", len(refused))
+        _commit(batch, outcome, db=db, group_id=group_id, topic=topic)
+    batch.late_dead = late
+    faults.at("after_db_commit")
+    return outcome
+
+
+def _rows(outcome: BatchOutcome) -> list[SensorRow]:
+    return [
         SensorRow(c.sensor_id, c.partition, c.snapshot(), c.last_score, c.last_threshold, c.last_window_end,
                   c.model_version, c.revision)
         for c in outcome.touched.values()
     ]
+
+
+def _commit(batch: Batch, outcome: BatchOutcome, *, db: DbEngine, group_id: str, topic: str) -> None:
     repository.commit_batch(
         db, group_id=group_id, topic=topic, alerts=list(outcome.alerts.values()),
-        sensors=sensors, offsets=batch.next_offsets,
+        sensors=_rows(outcome), offsets=batch.next_offsets,
         expected=batch.expected,
     )
     for c in outcome.touched.values():
         if c.revision is None:
             c.revision = 0  # inserted at the column default
-    faults.at("after_db_commit")
-    return outcome
+
+
+def isolate(records: list[Record], *, engine: Engine, db: DbEngine) -> tuple[BatchOutcome, list[tuple[Record, str]]]:
+    """The records whose output the database refuses, and the outcome of the others (judged from the stored
+    state, as if the refused records had never come). Sensors are independent, so the refused sensors are
+    found by halving the set of sensors; within one, a sensor's windows depend on each other, so the refused
+    record is the first whose prefix is refused (a prefix search), dropped, and the search repeats on the rest.
+    Each try judges from the stored state and writes in a transaction that is rolled back
+    (``repository.probe_outputs``). Raises StoreError when the database cannot be reached meanwhile."""
+    by_sensor: dict[str, list[Record]] = {}
+    for record in records:
+        by_sensor.setdefault(record.window.sensor_id, []).append(record)
+
+    def refusal(subset: list[Record]) -> str | None:
+        for sensor_id in {r.window.sensor_id for r in subset}:
+            engine.sensors.pop(sensor_id, None)  # judged again from the stored state
+        load_states(engine, db, subset)
+        outcome = engine.process(subset)
+        try:
+            repository.probe_outputs(db, alerts=list(outcome.alerts.values()), sensors=_rows(outcome))
+        except StoreRejectedError as exc:
+            return str(exc)
+        return None
+
+    def refused_sensors(ids: list[str]) -> list[str]:
+        if refusal([r for s in ids for r in by_sensor[s]]) is None:
+            return []
+        if len(ids) == 1:
+            return ids
+        half = len(ids) // 2
+        return refused_sensors(ids[:half]) + refused_sensors(ids[half:])
+
+    refused: list[tuple[Record, str]] = []
+    for sensor_id in refused_sensors(sorted(by_sensor)):
+        kept = by_sensor[sensor_id]
+        while kept and (why := refusal(kept)) is not None:
+            if (first := refusal(kept[:1])) is not None:
+                k, why = 1, first
+            else:  # kept[:lo] accepted, kept[:hi] refused: find the shortest refused prefix
+                lo, hi = 1, len(kept)
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if (reason := refusal(kept[:mid])) is None:
+                        lo = mid
+                    else:
+                        hi, why = mid, reason
+                k = hi
+            refused.append((kept[k - 1], why))
+            kept = kept[: k - 1] + kept[k:]
+        by_sensor[sensor_id] = kept
+    engine.forget()  # nothing of the tries stays: the outcome below is judged from the stored state
+    keep = {id(r) for rs in by_sensor.values() for r in rs}
+    kept_records = [r for r in records if id(r) in keep]
+    load_states(engine, db, kept_records)
+    return engine.process(kept_records), refused

@@ -86,7 +86,8 @@ def _open_db(settings: Settings, *, read_only: bool = False) -> Engine:
     url = settings.db.url.get_secret_value()
     if read_only:
         require_existing_database(url)
-    db = make_engine(url, echo=settings.db.echo)
+    db = make_engine(url, echo=settings.db.echo, connect_timeout_s=settings.db.connect_timeout_s,
+                     statement_timeout_s=settings.db.statement_timeout_s)
     require_current_schema(db, auto_migrate=settings.db.auto_migrate)
     return db
 
@@ -209,7 +210,7 @@ def run(
     if port:
         from monitor import health
 
-        health.start(port, settings.run.liveness_timeout_s)
+        health.start(port, settings.run.liveness_timeout_s, failing_limit_s=settings.run.failing_batch_timeout_s)
         log.info("metrics on http://127.0.0.1:%d/metrics, liveness on /healthz", port)
     runner.install_signal_handlers()
     log.info("model %s; consuming %s as group %s", bundle.meta.version, settings.kafka.topic, settings.kafka.group_id)

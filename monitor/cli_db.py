@@ -21,7 +21,8 @@ def _engine(settings: Settings | None = None) -> Engine:
     from monitor.store.database import make_engine
 
     settings = settings or _settings()
-    return make_engine(settings.db.url.get_secret_value(), echo=settings.db.echo)
+    return make_engine(settings.db.url.get_secret_value(), echo=settings.db.echo,
+                       connect_timeout_s=settings.db.connect_timeout_s, statement_timeout_s=settings.db.statement_timeout_s)
 
 
 def _fail(exc: MonitorError) -> None:

@@ -53,7 +53,11 @@ REASONS = (NOT_UTF8, BAD_JSON, SCHEMA, SHAPE, CHANNELS, NON_FINITE, NULL_VALUE, 
 # The safety net: an exception no rule foresaw, raised while decoding one record. No input should get it (the
 # property tests assert that); when one does, that record is a dead letter and the consumer goes on.
 UNDECODABLE = "undecodable"
-ALL_REASONS = (*REASONS, UNDECODABLE)
+# Reasons the consumer gives after decoding: a window not newer than its sensor's last judged one
+# (monitor.ordering), and a record whose output the database refused (found by bisecting its batch).
+OUT_OF_ORDER = "out_of_order"
+STORE_REJECTED = "store_rejected"
+ALL_REASONS = (*REASONS, UNDECODABLE, OUT_OF_ORDER, STORE_REJECTED)
 
 # Limits of one record (README, "Message contract"). The record size limit is the caller's ``max_bytes``.
 MAX_NESTING = 1024  # JSON nesting levels: orjson's own limit (deeper -> BAD_JSON); no recursive parser runs after it

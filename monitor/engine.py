@@ -15,6 +15,7 @@ import numpy as np
 
 from monitor.contract import SensorWindow
 from monitor.incidents import AlertRecord, IncidentTracker
+from monitor.ordering import WindowMark, first_mark
 from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.baseline import InputBaseline
 from monitor.scoring.scorer import Scorer
@@ -43,9 +44,12 @@ class SensorContext:
     last_threshold: float | None = None
     last_window_end: datetime | None = None
     revision: int | None = None  # stored revision the state was read at (None: never stored); see commit_batch
+    order: WindowMark | None = None  # the last judged window (monitor.ordering); None: none judged or recorded
 
     def snapshot(self) -> dict[str, Any]:
         state = {"threshold": self.threshold.snapshot(), "incidents": self.incidents.snapshot()}
+        if self.order is not None:
+            state["order"] = self.order.to_json()
         if self.baseline is not None:
             state["baseline"] = self.baseline.snapshot()
         return state
@@ -104,6 +108,7 @@ class Engine:
         if ctx.incidents.current is not None:
             ctx.threshold.active = True
         ctx.revision = revision
+        ctx.order = WindowMark.from_json(state.get("order"))
         return ctx
 
     def swap(self, bundle: ModelBundle) -> None:
@@ -188,4 +193,6 @@ class Engine:
         if alert is not None:
             outcome.alerts[alert.key] = alert
         ctx.last_score, ctx.last_threshold, ctx.last_window_end = window_score, decision.threshold, w.window_end
+        ctx.order = first_mark(w.window_start, w.window_end) if ctx.order is None else ctx.order.after(
+            w.window_start, w.window_end)
         return decision

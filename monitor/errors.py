@@ -8,6 +8,7 @@
     └── ServiceError            an external service failed (retriable unless told otherwise)
         ├── BrokerError         Kafka unreachable or refusing
         └── StoreError          the SQL database unreachable or refusing
+            └── StoreRejectedError  the database refused the data itself (not retriable as it is)
 
 Bad input records are data, not crashes: the decoder returns a `DecodeFailure` (see `monitor.contract`)
 that the consumer routes to the dead-letter topic.
@@ -51,4 +52,11 @@ class BrokerError(ServiceError):
 
 class StoreError(ServiceError):
     """The SQL database is unreachable or refused the request."""
+
+
+class StoreRejectedError(StoreError):
+    """The database refused the data (a constraint, a value it cannot store), not an outage: the same write
+    fails again however often it is retried. The consumer bisects the batch to find the records behind it."""
+
+    retriable = False
 

@@ -25,6 +25,18 @@ LOOP_HEARTBEAT = Gauge("monitor_loop_heartbeat_timestamp_seconds", "Unix time of
 CONSUMER_REPLACEMENTS = Counter(
     "monitor_consumer_replacements_total", "Kafka consumers replaced after their network thread stalled."
 )
+DUPLICATE_WINDOWS = Counter(
+    "monitor_duplicate_windows_total",
+    "Windows skipped because their sensor had just judged the same window (same start and end: a re-send).",
+)
+FAILING_BATCH_SINCE = Gauge(
+    "monitor_failing_batch_since_timestamp_seconds",
+    "Unix time since which batches keep failing without one becoming durable (0: the last batch was durable).",
+)
+RECORDS_LOST = Counter(
+    "monitor_records_lost_total",
+    "Records that expired from the log (retention) before they were read: data loss, also in consumer_offsets.",
+)
 STALE_BATCHES = Counter("monitor_stale_batches_total", "Batches dropped because a partition moved elsewhere.")
 CONSUMER_LAG = Gauge(
     "monitor_consumer_lag", "Records between the offset stored with the output and the partition's end.", ["partition"]

@@ -40,9 +40,10 @@ def retry_store(action: Callable[[], T], *, stop: threading.Event, sleep: Callab
     while True:
         try:
             return action()
-        except StoreError:
+        except StoreError as exc:
             if stop.is_set():
                 raise
+            health.batch_failed(f"database call failing: {exc}")
             _count_retry(stats)
             health.beat()
             log.warning("database unreachable; retrying in %.1f s", delay)

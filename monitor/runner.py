@@ -50,7 +50,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine as DbEngine
 
-from monitor import health, metrics, outages
+from monitor import health, metrics, outages, retention
 from monitor.batches import Batch, RunStats, make_durable
 from monitor.engine import BatchOutcome, Engine
 from monitor.errors import BrokerError, StoreError
@@ -260,6 +260,8 @@ class Runner:
     def _seek_to_durable(self, partitions: set[int]) -> None:
         """Seek to the offsets stored with the output and drop cached state of those partitions."""
         stored = self._with_db_retry(lambda: repository.load_offsets(self.db, self.group_id, self.topic))
+        stored = retention.skip_expired(self.consumer, self.db, group_id=self.group_id, topic=self.topic,
+                                        stored=stored, partitions=partitions, retry=self._with_db_retry)
         self.engine.forget(partitions)
         known: dict[int, int] = {}
         for p in partitions:
@@ -323,6 +325,7 @@ class Runner:
         try:
             outcome = future.result()
         except StaleOffsetError as exc:
+            health.batch_failed(f"batch dropped: {exc}")
             log.warning("batch dropped: %s; re-reading state", exc)
             self.stats.stale_batches += 1
             metrics.STALE_BATCHES.inc()
@@ -332,6 +335,7 @@ class Runner:
             self._dead_letters_failed(exc)
             return False
         except StoreError as exc:
+            health.batch_failed(f"batch not durable: {exc}")
             log.warning("batch not durable (%s); pausing and retrying from the stored offsets", exc)
             self.stats.failed_batches += 1
             outages.wait_for_database(self.db, self.consumer, stop=self._stop, sleep=self.sleep, stats=self.stats,
@@ -345,6 +349,7 @@ class Runner:
         """Dead letters not delivered: nothing of the batch is durable. Back off, then re-read it from the
         stored offsets (its dead letters are sent again)."""
         delay = self.dead_letters.backoff_s()
+        health.batch_failed(f"dead letters not delivered: {exc}")
         log.error("Kafka: %s; batch not durable, re-reading it from the stored offsets in %.1f s", exc, delay)
         self.stats.failed_batches += 1
         outages.back_off(self.consumer, delay, sleep=self.sleep, keep_alive=self._apply_rebalances)
@@ -366,17 +371,20 @@ class Runner:
         next_offsets = batch.next_offsets
         self.assignment.durable.update(next_offsets)
         self.stats.committed.extend((p, batch.first[p], o) for p, o in next_offsets.items())
-        for _, failure in batch.dead:
+        health.batch_durable()
+        for _, failure in (*batch.dead, *batch.late_dead):
             metrics.DECODE_FAILURES.labels(failure.reason).inc()
+        metrics.DUPLICATE_WINDOWS.inc(batch.duplicates)
         metrics.ALERTS_OPENED.inc(sum(1 for _, d in outcome.decisions if d.opened))
         metrics.ALERTS_CLOSED.inc(sum(1 for _, d in outcome.decisions if d.closed))
         self._commit_kafka(next_offsets)
         self.faults.at("after_kafka_commit")
-        self.stats.dead_letters += len(batch.dead)
-        self.stats.scored += len(batch.good)
+        self.stats.dead_letters += len(batch.dead) + len(batch.late_dead)
+        self.stats.duplicates += batch.duplicates
+        self.stats.scored += len(outcome.decisions)
         self.stats.alerts_written += len(outcome.alerts)
         self.stats.batches += 1
-        metrics.WINDOWS_SCORED.inc(len(batch.good))
+        metrics.WINDOWS_SCORED.inc(len(outcome.decisions))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - batch.started)
         if self.on_batch:
             self.on_batch(self.stats)
@@ -399,14 +407,18 @@ class Runner:
     def _update_lag(self) -> None:
         """Records between the stored offset (0 before the first commit) and the partition's high watermark
         (known from the last fetch response: no extra request); their sum picks the next poll's size."""
-        total = 0
+        total, unknown = 0, False
         for p in self.assignment.owned:
             high = self.consumer.highwater(TopicPartition(self.topic, p))
             if high is not None:
                 lag = self.assignment.lag(p, high)
                 total += lag
                 metrics.CONSUMER_LAG.labels(str(p)).set(lag)
+            else:
+                unknown = True
         self._behind = total > self.max_poll_records
+        if self.assignment.owned and total == 0 and not unknown and self._pending is None:
+            health.batch_durable()  # caught up: no batch is failing
 
     def _with_db_retry(self, action: Callable[[], T]) -> T:
         return outages.retry_store(action, stop=self._stop, sleep=self.sleep, stats=self.stats)

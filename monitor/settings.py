@@ -80,6 +80,14 @@ class DbSettings(BaseModel):
         description="Services apply pending schema migrations on start instead of refusing to run "
         "(an empty SQLite database is always initialised). Production: run `monitor db upgrade` as a step.",
     )
+    connect_timeout_s: float = Field(
+        10.0, gt=0, le=600,
+        description="Bound of opening a PostgreSQL connection (connect_timeout, whole seconds, at least 1); a "
+        "black-holed database fails fast instead of holding the consumer (and SIGTERM). SQLite opens a local file.")
+    statement_timeout_s: float = Field(
+        30.0, gt=0, le=3600,
+        description="Bound of one SQL statement: PostgreSQL statement_timeout; SQLite busy_timeout (how long a "
+        "statement waits for another writer's lock). A statement past it fails like an outage (retry with backoff).")
 
 
 class ModelSettings(BaseModel):
@@ -105,6 +113,17 @@ class ModelSettings(BaseModel):
         description="Weight of the level term in the score: each channel's window-mean residual, robustly "
         "standardised on the training windows, squared (a shift of a noisy or quantised channel that the squared "
         "error hides; 0 = reconstruction error only). Stored in the artifact. See monitor/scoring/scorer.py.",
+    )
+    linear_weight: float = Field(
+        1.0, ge=0,
+        description="Weight of the linear (PCA) term in the score: each channel's squared residual outside the "
+        "principal components of the training rows (the Q statistic), over its typical value on the training data "
+        "(a break of how channels move together, which the autoencoder reconstructs channel by channel; 0 = off). "
+        "Stored in the artifact. See monitor/scoring/linear.py.",
+    )
+    linear_variance: float = Field(
+        0.9, gt=0, lt=1,
+        description="Share of the training rows' variance the linear term's components keep (the rest is watched).",
     )
     drift_ratio: float = Field(
         0.6, ge=0, le=1,
@@ -195,6 +214,10 @@ class RunSettings(BaseModel):
     liveness_timeout_s: float = Field(
         120.0, ge=10.0,
         description="/healthz on the metrics port answers 503 once the poll loop has not turned for this long.")
+    failing_batch_timeout_s: float = Field(
+        300.0, ge=10.0,
+        description="/healthz answers 503 with the reason once batches have kept failing (database down or refusing, "
+        "dead letters undeliverable, offsets fenced) for this long without one becoming durable.")
     close_timeout_s: float = Field(
         2.0, gt=0, le=5, description="Bound of each Kafka call on shutdown (close, final flush); keeps exit < 10 s."
     )
@@ -214,7 +237,16 @@ class ApiSettings(BaseModel):
     public_url: str | None = Field(None, description="Base URL users reach the API at (printed links); default http://host:port.")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; empty = CORS off.")
     context_windows: int = Field(8, ge=0, le=64, description="Windows shown before and after an alert.")
-    kafka_timeout_s: float = Field(10.0, gt=0, description="How long reading an alert's context from Kafka may take.")
+    kafka_timeout_s: float = Field(
+        10.0, gt=0, description="How long reading an alert's context from Kafka may take (connecting included); "
+        "the alert is then answered without context.")
+    context_concurrency: int = Field(
+        4, ge=1, le=64,
+        description="Alert contexts (Kafka read + re-scoring) built at once, each on a thread of its own pool; a "
+        "request for one more is answered 503 with Retry-After, so /healthz and /readyz are never starved.")
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body; a larger one is refused with 413 before it is read.")
+
 class RegistrySettings(BaseModel):
     model_name: str = Field("default", description="Model name in the registry that `monitor run` serves and retraining replaces.")
     check_interval_s: float = Field(

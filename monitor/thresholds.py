@@ -12,7 +12,10 @@ Scores are compared on a log scale (reconstruction errors are heavy-tailed). For
   The warm-up never lowers them: a few correlated windows, or the model's own training rows, understate the
   spread of new data; a calibration too high to be reached is bounded by ``max_std`` below;
 * the std of the log score lies in [``min_std``, ``max_std``]: the open level is never more than
-  ``exp(k_enter * max_std)`` times the typical score (a threshold within reach of the data);
+  ``exp(k_enter * max_std)`` times the typical score (a threshold within reach of the data); and it is never
+  below the calibration's (capped) std: learning only from windows below the close level, the statistics
+  would otherwise shrink onto the lower mode of a sensor with two kinds of normal windows (a quantised
+  channel, flat or stepping) and every normal step would alert;
 * **protected**: a window above the close level (mean + k_exit * std), or any window while an alert is
   active, does not update the statistics, so anomalies never teach the threshold (river's ``protect_anomaly_detector`` idea);
 * **hysteresis**: an alert opens after ``min_hits`` consecutive windows above the open level
@@ -108,7 +111,10 @@ class SensorThreshold:
         return self.warm is not None
 
     def _std(self, sq: float) -> float:
-        return min(max(math.sqrt(sq if sq > 0.0 else 0.0), self.cfg.min_std), self.cfg.max_std)
+        # Never narrower than the calibration's spread: the statistics learn only from windows below the close
+        # level, so on a sensor whose scores have a second mode (a quantised channel's steps) they would shrink
+        # onto the lower one and every normal step would alert (issue 15: a threshold must not go hysterical).
+        return min(max(math.sqrt(sq if sq > 0.0 else 0.0), self.cfg.min_std, self.prior[1]), self.cfg.max_std)
 
     @property
     def std(self) -> float:

@@ -8,6 +8,7 @@ name, through ``deploy/local/postgres.sh``), kills and restarts those, and delet
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -358,7 +360,11 @@ def compare(ref: Reference, db: Engine) -> Verdict:
     actual: dict[tuple[str, Any], list[dict[str, Any]]] = {}
     for row in rows:
         for name in ("opened_at", "closed_at", "last_window_end"):
+            if isinstance(row[name], str):  # SQLite: a raw SELECT returns the stored text
+                row[name] = datetime.fromisoformat(row[name])
             row[name] = conv.process_result_value(row[name], dialect)
+        if isinstance(row["top_channels"], str):  # SQLite: JSON as text
+            row["top_channels"] = json.loads(row["top_channels"])
         actual.setdefault((row["sensor_id"], row["opened_at"]), []).append(row)
     for key, expected in ref.alerts.items():
         got = actual.get(key)
@@ -381,8 +387,6 @@ def compare(ref: Reference, db: Engine) -> Verdict:
     for sensor, seen in ref.seen.items():
         state = states.get(sensor)
         if isinstance(state, str):
-            import json
-
             state = json.loads(state)
         got_seen = int(state["threshold"]["seen"]) if state else 0
         verdict.lost_windows += max(0, seen - got_seen)

@@ -67,7 +67,7 @@ def inject(values: np.ndarray, kind: str, start: int, length: int, rng: np.rando
         burst = slice(start + length // 2, start + length // 2 + 6)
         values[burst, chosen] += rng.choice([-1, 1], size=len(chosen)) * 8 * scale[chosen]
     elif kind == "level_shift":
-        values[rows, chosen] += rng.choice([-1, 1], size=len(chosen)) * 3 * scale[chosen]
+        values[rows, chosen] += rng.choice([-1, 1], size=len(chosen)) * 5 * scale[chosen]
     elif kind == "variance":
         values[rows, chosen] += rng.normal(0, 2.5, size=(length, len(chosen))) * scale[chosen]
     elif kind == "freeze":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,10 +21,13 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import AwareDatetime
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from monitor import metrics as _runner_metrics  # noqa: F401 - the monitor's metric names live in one registry
 from monitor.api import context as ctx
 from monitor.api.auth import ApiError, require
+from monitor.api.gate import Gate
+from monitor.api.guard import RequestGuard
 from monitor.api.schemas import ActionIn, AlertDetail, AlertPage, FeedbackIn, FeedbackResult, SensorOut
 from monitor.contract import parse_time
 from monitor.errors import StoreError
@@ -45,6 +49,8 @@ Severity = Literal["minor", "major", "critical"]
 Sort = Literal["-opened_at", "opened_at", "-id", "id"]
 BIGINT_MAX = 2**63 - 1  # ids are BIGINT: a larger number never names an alert, and the databases refuse to bind it
 AlertId = Annotated[int, PathParam(ge=1, le=BIGINT_MAX, description="Alert id.")]
+CONTEXT_GRACE_S = 5.0  # beyond api.kafka_timeout_s: loading the serving model and re-scoring the windows
+READY_TIMEOUT_S = 5.0  # /readyz: a database that has not answered by then is not ready
 
 
 def encode_cursor(sort: str, key: tuple[Any, ...]) -> str:
@@ -91,6 +97,11 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.state.engine = engine
     app.state.settings = settings
     app.state.models = ctx.ModelCache(engine, settings.registry, settings.model.path)  # as `monitor run` serves
+    # blocking work that may hang on a service runs on pools of its own, never on the event loop or the
+    # shared thread pool of the plain endpoints (see monitor/api/gate.py)
+    app.state.context_gate = Gate(settings.api.context_concurrency, "alert-context")
+    app.state.ready_gate = Gate(2, "readyz")
+    app.add_middleware(RequestGuard, engine=engine, max_body_bytes=settings.api.max_body_bytes)  # inside CORS
     if settings.api.cors_origins:  # off unless origins are configured
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -127,15 +138,26 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         return JSONResponse({"error": "database_unavailable", "detail": str(exc)}, 503)
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:  # on the event loop: no thread pool can starve it
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"])
-    def readyz() -> JSONResponse:
-        try:
+    async def readyz() -> JSONResponse:
+        def answered() -> bool:
             ping(engine)
+            return True
+
+        gate: Gate = app.state.ready_gate
+        try:
+            done = await gate.run(answered, READY_TIMEOUT_S)
         except StoreError as exc:
             return JSONResponse({"status": "unavailable", "detail": str(exc)}, 503)
+        except TimeoutError:
+            return JSONResponse({"status": "unavailable",
+                                 "detail": f"the database did not answer within {READY_TIMEOUT_S:g} s"}, 503)
+        if done is None:
+            return JSONResponse({"status": "unavailable", "detail": "earlier readiness checks still wait for the "
+                                 "database"}, 503)
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", tags=["health"])
@@ -163,16 +185,26 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         rows, last = store.page_alerts(engine, flt, sort=sort, limit=limit, after=after)
         return {"items": rows, "next_cursor": encode_cursor(sort, last) if last else None}
 
-    @app.get("/alerts/{alert_id}", response_model=AlertDetail, tags=["alerts"])
-    def alert_detail(
+    @app.get("/alerts/{alert_id}", response_model=AlertDetail, tags=["alerts"],
+             responses={503: {"description": "Every alert-context slot is busy: retry after Retry-After seconds."}})
+    async def alert_detail(
         alert_id: AlertId,
         _: Reader,
         context: Annotated[bool, Query(description="Read the windows around the alert from Kafka.")] = True,
         around: Annotated[int | None, Query(ge=0, le=64, description="Windows before and after.")] = None,
     ) -> dict[str, Any]:
-        alert = store.get_alert(engine, alert_id)
+        alert: dict[str, Any] = await run_in_threadpool(store.get_alert, engine, alert_id)
         if context:
-            alert["context"] = _context(app, alert, settings.api.context_windows if around is None else around)
+            n = settings.api.context_windows if around is None else around
+            gate: Gate = app.state.context_gate
+            try:
+                found = await gate.run(lambda: _context(app, alert, n), _context_timeout_s(settings))
+            except TimeoutError:
+                found = _no_context(f"reading the context took longer than {_context_timeout_s(settings):g} s")
+            if found is None:
+                raise ApiError(503, "busy", f"{gate.slots} alert contexts are being read already: retry, or ask "
+                               "with context=false", {"Retry-After": str(math.ceil(settings.api.kafka_timeout_s))})
+            alert["context"] = found
         return alert
 
     @app.post("/alerts/{alert_id}/acknowledge", response_model=AlertDetail, tags=["actions"])
@@ -192,7 +224,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             # moved on since); threshold_applied keeps saying that the threshold holds them
             applied, note = True, "true positive: threshold left as is (an earlier false-positive verdict was applied)"
         if body.verdict == "false_positive":
-            found = _context(app, alert, 0)
+            found = _gated_context(app, alert, 0)
             scores = [w["score"] for w in found["windows"] if w["in_alert"] and w["score"] is not None]
             levels = levels_from_scores(scores, settings.threshold.smoothing) if found["available"] else []
             if found["scored_with"] not in (None, alert["model_version"]):
@@ -233,6 +265,30 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
 
     app.mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui")
     return app
+
+
+def _context_timeout_s(settings: Settings) -> float:
+    return settings.api.kafka_timeout_s + CONTEXT_GRACE_S
+
+
+def _no_context(note: str) -> dict[str, Any]:
+    return {"available": False, "note": note, "windows": [], "channels": [], "contributions": {},
+            "scored_with": None}
+
+
+def _gated_context(app: FastAPI, alert: dict[str, Any], around: int) -> dict[str, Any]:
+    """``_context`` from a worker thread (a sync endpoint): waits for a free slot of the context gate, then for
+    the context, each at most the context timeout; an unavailable context (with the reason) otherwise."""
+    settings: Settings = app.state.settings
+    timeout_s = _context_timeout_s(settings)
+    future = app.state.context_gate.submit(lambda: _context(app, alert, around), wait_s=timeout_s)
+    if future is None:
+        return _no_context(f"every alert-context slot stayed busy for {timeout_s:g} s")
+    try:
+        found: dict[str, Any] = future.result(timeout=timeout_s)
+    except TimeoutError:
+        return _no_context(f"reading the context took longer than {timeout_s:g} s")
+    return found
 
 
 def _context(app: FastAPI, alert: dict[str, Any], around: int) -> dict[str, Any]:

@@ -139,17 +139,24 @@ def read_windows(
 
     ``spread``: about how many records of the partition lie between two windows of this sensor (the number
     of sensors sharing the partition); the scan reaches ``around * spread * 2`` offsets beyond each end.
+    ``timeout_s`` bounds every step, connecting included (kafka-python waits 30 s for a broker by default).
     """
+    deadline = time.monotonic() + timeout_s
+
+    def left_ms() -> int:
+        return max(1, int((deadline - time.monotonic()) * 1000))
+
     try:
         consumer = make_consumer(cfg, group_id=None, enable_auto_commit=False, max_poll_records=5000,
-                                 request_timeout_ms=int(timeout_s * 1000) + 1000)
+                                 request_timeout_ms=int(timeout_s * 1000) + 1000,
+                                 bootstrap_timeout_ms=int(timeout_s * 1000))
     except BrokerError as exc:
         return ContextWindows(False, f"Kafka unreachable, context unavailable: {exc}")
     try:
         tp = TopicPartition(cfg.topic, partition)
         consumer.assign([tp])
-        begin = consumer.beginning_offsets([tp])[tp]
-        end = consumer.end_offsets([tp])[tp]
+        begin = consumer.beginning_offsets([tp], timeout_ms=left_ms())[tp]
+        end = consumer.end_offsets([tp], timeout_ms=left_ms())[tp]
         if last_offset < begin or first_offset >= end:
             return ContextWindows(False, f"the alert's records (partition {partition}, offsets {first_offset}.."
                                          f"{last_offset}) are no longer in {cfg.topic}: retention removed them")
@@ -159,9 +166,8 @@ def read_windows(
         consumer.seek(tp, start)
         key = sensor_id.encode()
         found: list[tuple[int, SensorWindow]] = []
-        deadline = time.monotonic() + timeout_s
-        while consumer.position(tp) < stop and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
+        while time.monotonic() < deadline and consumer.position(tp, timeout_ms=left_ms()) < stop:
+            for records in consumer.poll(timeout_ms=min(500, left_ms())).values():
                 for rec in records:
                     if rec.offset >= stop or rec.key != key:
                         continue
@@ -171,7 +177,7 @@ def read_windows(
     except (KafkaError, AssertionError, ValueError) as exc:
         return ContextWindows(False, f"cannot read the alert's records from Kafka: {exc.__class__.__name__}: {exc}")
     finally:
-        consumer.close()
+        consumer.close(timeout_ms=min(2000, left_ms()))
     before = [w for w in found if w[0] < first_offset][-around:] if around else []
     inside = [w for w in found if first_offset <= w[0] <= last_offset]
     after = [w for w in found if w[0] > last_offset][:around]

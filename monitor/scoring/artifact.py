@@ -26,6 +26,7 @@ import torch
 from monitor.errors import ArtifactError
 from monitor.scoring.model import LSTMAutoencoder
 from monitor.scoring.scaler import RobustScaler
+from monitor.scoring.linear import Linear
 from monitor.scoring.seasonal import Seasonality
 
 FORMAT = "monitor-lstm-ae/1"
@@ -35,12 +36,14 @@ FORMAT = "monitor-lstm-ae/1"
 class Calibration:
     """Score scale measured on the training data.
 
-    ``channel_error``: per-channel median reconstruction error on the validation windows (normalises
-    contributions); ``log_score_mean`` / ``log_score_std``: distribution of their log window scores (warm-starts
+    ``channel_error``: per-channel mean reconstruction error (the larger of the validation and the training
+    windows'; normalises contributions); ``log_score_mean`` / ``log_score_std``: distribution of their log window scores (warm-starts
     thresholds); ``level_weight`` / ``level_centre`` / ``level_scale``: the level term of the score (median and
     robust scale of each channel's window-mean residual over the training windows; weight 0, the default of
     artifacts made before it, leaves the score the reconstruction error alone); ``drifting``: channels whose
-    level the sensor baseline follows fast (empty: none). See monitor/scoring/scorer.py and baseline.py.
+    level the sensor baseline follows fast (empty: none); ``linear`` / ``linear_weight`` / ``linear_scale``: the
+    linear (PCA residual) term, monitor/scoring/linear.py (empty: none, as in artifacts made before it). See
+    monitor/scoring/scorer.py and baseline.py.
     """
 
     channel_error: list[float]
@@ -55,6 +58,9 @@ class Calibration:
     centre_drifting: bool = False  # drifting channels enter the model without their window mean (scorer.py)
     combine: str = "mean"  # how the per-channel values make the window score: mean, max, rms, topK (scorer.py)
     tail: dict[str, float] = field(default_factory=dict)  # peaks-over-threshold fit of the log scores (thresholds.py)
+    linear: dict[str, Any] = field(default_factory=dict)  # PCA residual term (linear.py; empty: none)
+    linear_weight: float = 0.0
+    linear_scale: list[float] = field(default_factory=list)  # per channel: typical window residual of the linear term
 
 
 @dataclass
@@ -93,6 +99,10 @@ class ModelMeta:
             Seasonality.from_dict(cal.seasonal, n)  # ValueError when it does not fit the channels
         except Exception as exc:  # noqa: BLE001 - any failure to read the profile is a damaged artifact
             raise ArtifactError(f"calibration.seasonal is damaged ({type(exc).__name__}: {str(exc)[:200]})") from exc
+        try:
+            Linear.from_dict(cal.linear, n)
+        except Exception as exc:  # noqa: BLE001 - any failure to read the term is a damaged artifact
+            raise ArtifactError(f"calibration.linear is damaged ({type(exc).__name__}: {str(exc)[:200]})") from exc
         return cls(**data)
 
 
@@ -321,6 +331,12 @@ def _check_meta(data: dict[str, Any], cal: Calibration) -> None:
         _per_channel(cal.level_scale, n, "calibration.level_scale", required=True)
         if not all(v > 0 for v in cal.level_scale):
             raise ArtifactError("calibration.level_scale must be positive")
+    if cal.linear_weight < 0:
+        raise ArtifactError("calibration.linear_weight must not be negative")
+    if cal.linear:
+        _per_channel(cal.linear_scale, n, "calibration.linear_scale", required=True)
+        if not all(v > 0 for v in cal.linear_scale):
+            raise ArtifactError("calibration.linear_scale must be positive")
 
 
 _NOT_PER_CHANNEL: frozenset[str] = frozenset()  # flat Calibration lists that do not hold one entry per channel

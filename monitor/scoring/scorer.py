@@ -1,22 +1,28 @@
 """Batch scoring: windows -> reconstruction-error score and per-channel contributions.
 
-Per window and channel, two terms are added:
+Per window and channel, up to three terms are added:
 
 * the **error**: the mean squared reconstruction error over time of the scaled values, divided by that
-  channel's median validation error (so channels with different predictability weigh alike);
+  channel's mean error on the training data (so channels with different predictability weigh alike);
 * the **level** (weight ``level_weight`` of the calibration): the channel's mean signed residual over the
-  window, standardised by the median and robust scale (1.4826 x MAD) it has over the training windows, squared.
+  window, standardised by the median and robust scale (1.4826 x MAD) it has over the training windows (never
+  narrower than the channel's natural spread of window means), squared.
   On a noisy or quantised channel (a flow meter toggling between two counts) the squared error is dominated by
   the noise, and a shift of the channel's level by one step barely moves it, while the window mean shifts by
-  many of its own standard deviations (docs/skab.md, round 5).
+  many of its own standard deviations (docs/skab.md, round 5);
+* for a model with several channels whose training rows share directions, the **linear** term (weight
+  ``linear_weight``): the channel's mean squared residual outside the principal components of the training
+  rows (the Q statistic), over its typical value on the training data (monitor/scoring/linear.py): a break in
+  how the channels move together, which the autoencoder (reconstructing each channel from itself) misses.
 
 The window score is the mean over channels of these per-channel values; contributions are their shares (sum
-to 1), so an alert names the channels whose error or level explains it.
+to 1), so an alert names the channels whose error, level or linear residual explains it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +30,7 @@ import torch
 from monitor.errors import DataError
 from monitor.scoring.artifact import Calibration, ModelBundle
 from monitor.scoring.device import resolve_device
+from monitor.scoring.linear import Linear
 from monitor.scoring.seasonal import Seasonality, row_times
 
 
@@ -36,9 +43,11 @@ class Scores:
 
 def channel_residuals(
     bundle: ModelBundle, windows: np.ndarray, batch_size: int = 512, bf16: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Raw values (batch, window_len, n_channels) -> (mean squared error, mean signed residual), each
-    (batch, n_channels); the residual is scaled input - reconstruction, averaged over time.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Raw values (batch, window_len, n_channels) -> (mean squared error, mean signed residual, linear residual),
+    each (batch, n_channels); the residual is scaled input - reconstruction, averaged over time; the linear
+    residual is the mean squared residual outside the model's principal components (None for a model without a
+    linear term, see monitor/scoring/linear.py).
 
     Inference runs on the module's device (see ``Scorer``) in chunks of ``batch_size`` windows under
     ``torch.inference_mode``; ``bf16`` runs the model under bfloat16 autocast (the errors themselves are computed
@@ -56,7 +65,23 @@ def channel_residuals(
             residual = chunk - recon.float()
             out[start : start + batch_size] = (residual**2).mean(dim=1).double().cpu().numpy()
             mean[start : start + batch_size] = residual.mean(dim=1).double().cpu().numpy()
-    return out, mean
+    linear = linear_of(bundle.meta.calibration, scaled.shape[2])
+    return out, mean, (linear.residual(scaled) if linear is not None else None)
+
+
+_LINEAR: dict[int, tuple[Calibration, dict[str, Any], Linear | None]] = {}
+
+
+def linear_of(calibration: Calibration, n_channels: int) -> Linear | None:
+    """The calibration's linear term, parsed once per calibration (scoring is the hot path)."""
+    cached = _LINEAR.get(id(calibration))
+    if cached is not None and cached[0] is calibration and cached[1] is calibration.linear:
+        return cached[2]
+    if len(_LINEAR) > 256:  # models come and go (hot swaps): keep the cache small
+        _LINEAR.clear()
+    linear = Linear.from_dict(calibration.linear, n_channels)
+    _LINEAR[id(calibration)] = (calibration, calibration.linear, linear)
+    return linear
 
 
 def centre_drifting(scaled: np.ndarray, calibration: Calibration) -> np.ndarray:
@@ -73,14 +98,19 @@ def centre_drifting(scaled: np.ndarray, calibration: Calibration) -> np.ndarray:
 
 
 def normalise(
-    errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None
+    errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None,
+    linear: np.ndarray | None = None,
 ) -> Scores:
-    """Per-channel errors and mean residuals (batch, n_channels) -> Scores, with ``calibration``'s scales.
+    """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> Scores, with
+    ``calibration``'s scales.
 
-    The level term needs ``residual_mean``; without it (or with ``level_weight`` 0) the score is the error alone.
+    The level term needs ``residual_mean``, the linear term ``linear``; without them (or with their weight 0)
+    the score is the error alone.
     """
     ref = np.maximum(np.asarray(calibration.channel_error, dtype=np.float64), 1e-9)
     normed = errors / ref
+    if linear is not None and calibration.linear_weight > 0 and calibration.linear_scale:
+        normed = normed + calibration.linear_weight * linear / np.asarray(calibration.linear_scale)
     if calibration.level_weight > 0 and calibration.level_scale and residual_mean is not None:
         z = (residual_mean - np.asarray(calibration.level_centre)) / np.asarray(calibration.level_scale)
         if calibration.centre_drifting and any(calibration.drifting):
@@ -148,5 +178,5 @@ class Scorer:
         """``windows``: (batch, window_len, n_channels) raw values; ``starts``/``ends`` (batch,): each window's
         first and last time in seconds since the epoch (needed by a model with a daily/weekly profile)."""
         windows = deseasonalise(self.seasonality, windows, starts, ends)
-        errors, residual_mean = channel_residuals(self.bundle, windows, self.batch_size, self.bf16)
-        return normalise(errors, self.bundle.meta.calibration, residual_mean)
+        errors, residual_mean, linear = channel_residuals(self.bundle, windows, self.batch_size, self.bf16)
+        return normalise(errors, self.bundle.meta.calibration, residual_mean, linear)

@@ -21,6 +21,7 @@ from monitor.scoring.artifact import Calibration, ModelBundle, ModelMeta, build_
 from monitor.scoring.device import resolve_device
 from monitor.scoring.scaler import RobustScaler
 from monitor.scoring.baseline import drifting_channels
+from monitor.scoring.linear import Linear
 from monitor.scoring.scorer import centre_drifting, channel_residuals, normalise
 from monitor.scoring.seasonal import Seasonality, fit_seasonality
 from monitor.settings import ModelSettings
@@ -299,6 +300,7 @@ def _fit(
     meta.calibration = calibrate(
         bundle, val_windows, error_floor=cfg.error_floor, level_weight=cfg.level_weight, fit_windows=train_windows,
         drifting=drifting, centre_drifting=cfg.centre_drifting, combine=cfg.combine,
+        linear_weight=cfg.linear_weight, linear_variance=cfg.linear_variance,
     )
     if seasonality is not None:
         meta.calibration.seasonal = seasonality.to_dict()
@@ -316,45 +318,100 @@ def calibrate(
     drifting: list[bool] | None = None,
     centre_drifting: bool = False,
     combine: str = "mean",
+    linear_weight: float = 0.0,
+    linear_variance: float = 0.9,
 ) -> Calibration:
     """Measure the score scale on (normal) validation windows (batch, window_len, n_channels).
 
-    Each channel's error scale is its median validation error, floored at ``error_floor`` x the median of
-    these over the channels: a channel the model reconstructs almost perfectly (a smooth, slow sensor such as
-    a temperature) would otherwise weigh up to orders of magnitude more than the others, and its slow drift
-    would dominate the score (docs/skab.md, round 3). ``error_floor`` 0 keeps the raw medians.
+    Each channel's error scale is its **mean** error, the larger of the validation windows' and the training
+    windows' (``fit_windows``), floored at ``error_floor`` x the median of these over the channels. The mean, not
+    the median: a quantised channel whose windows are flat two times in three and hold a step the third time
+    has a median error of the flat windows, and every normal step would then score ~100 times that (issue 15);
+    the larger of the two parts: a validation part that shows one operating state only (a few hundred rows)
+    must not make the others look anomalous. The floor: a channel the model reconstructs almost perfectly (a
+    smooth, slow sensor such as a temperature) would otherwise weigh up to orders of magnitude more than the
+    others, and its slow drift would dominate the score (docs/skab.md, round 3). ``error_floor`` 0: no floor.
 
     With ``level_weight`` > 0 the level term's centre and scale are the median and 1.4826 x MAD of each channel's
-    window-mean residual over ``fit_windows`` and the validation windows together (the validation part alone is
-    a few hundred overlapping windows: too few for a robust scale); the scale gets the same floor. The log-score
-    distribution is measured on the validation windows with the level term included. ``drifting`` is stored
-    as given (see monitor/scoring/baseline.py).
+    window-mean residual over ``fit_windows`` and the validation windows together; the scale gets the same
+    floor and is never narrower than the channel's natural spread of window means (``_window_mean_spread``).
+    With ``linear_weight`` > 0 the linear (PCA residual) term is fitted and scaled (``_calibrate_linear``,
+    monitor/scoring/linear.py). The log-score distribution is measured on the validation windows with every
+    term included; the tail fit (thresholds.py ``fit_tail``) on the validation and training windows. ``drifting``
+    is stored as given (see monitor/scoring/baseline.py).
     """
-    errors, means = channel_residuals(bundle, windows)
-    channel_error = np.median(errors, axis=0)
+    errors, means, _ = channel_residuals(bundle, windows)
+    channel_error = errors.mean(axis=0)
+    fit_errors = fit_means = None  # one pass over the training windows, for the level term and the tail
+    fit_sample = None
+    if fit_windows is not None and len(fit_windows):
+        step = max(1, len(fit_windows) // MAX_LEVEL_FIT_WINDOWS)  # bound the extra pass on huge training sets
+        fit_sample = fit_windows[::step]
+        fit_errors, fit_means, _ = channel_residuals(bundle, fit_sample)
+    if fit_errors is not None:
+        channel_error = np.maximum(channel_error, fit_errors.mean(axis=0))
     if error_floor > 0:
         channel_error = np.maximum(channel_error, error_floor * float(np.median(channel_error)))
     cal = Calibration([float(v) for v in channel_error], 0.0, 1.0, drifting=list(drifting or []),
                       centre_drifting=centre_drifting, combine=combine)
-    fit_errors = fit_means = None  # one pass over the training windows, for the level term and the tail
-    if fit_windows is not None and len(fit_windows):
-        step = max(1, len(fit_windows) // MAX_LEVEL_FIT_WINDOWS)  # bound the extra pass on huge training sets
-        fit_errors, fit_means = channel_residuals(bundle, fit_windows[::step])
     if level_weight > 0:
         fit = means if fit_means is None else np.concatenate([fit_means, means])
         centre = np.median(fit, axis=0)
         scale = 1.4826 * np.median(np.abs(fit - centre), axis=0)
         if error_floor > 0:
             scale = np.maximum(scale, error_floor * float(np.median(scale)))
+        scale = np.maximum(scale, _window_mean_spread(bundle, cal, fit_sample if fit_sample is not None else windows))
         cal.level_weight = float(level_weight)
         cal.level_centre = [float(v) for v in centre]
         cal.level_scale = [float(v) for v in np.maximum(scale, MIN_LEVEL_SCALE)]
-    log_scores = np.log(normalise(errors, cal, means).score)
+    val_linear = fit_linear = None
+    if linear_weight > 0:
+        val_linear, fit_linear = _calibrate_linear(bundle, cal, windows, fit_sample, linear_weight, linear_variance,
+                                                   error_floor)
+    log_scores = np.log(normalise(errors, cal, means, val_linear).score)
     tail_sample = log_scores
     if fit_errors is not None:
-        tail_sample = np.concatenate([log_scores, np.log(normalise(fit_errors, cal, fit_means).score)])
+        tail_sample = np.concatenate([log_scores, np.log(normalise(fit_errors, cal, fit_means, fit_linear).score)])
     cal.tail = fit_tail(tail_sample)
     cal.log_score_mean = float(log_scores.mean())
     cal.log_score_std = float(max(log_scores.std(), 1e-3))
     cal.log_score_quantiles = {f"q{int(q * 1000)}": float(np.quantile(log_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)}
     return cal
+
+
+def _calibrate_linear(
+    bundle: ModelBundle, cal: Calibration, windows: np.ndarray, fit_windows: np.ndarray | None, weight: float,
+    variance: float, error_floor: float,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Fit the linear term (monitor/scoring/linear.py) on the training windows' rows (the validation windows'
+    without them), store it in ``cal`` with each channel's scale, and return its residuals on the validation and
+    the training windows (None, None when the model has no linear term).
+
+    A channel's scale is the larger of its mean window residual on the validation and on the training windows:
+    a validation part that shows one operating state only (a few hundred rows) must not make every other normal
+    state look anomalous; it gets the same floor as the error scale."""
+    source = fit_windows if fit_windows is not None and len(fit_windows) else windows
+    scaled_fit = centre_drifting(bundle.scaler.transform(np.asarray(source, dtype=np.float32)), cal)
+    linear = Linear.fit(scaled_fit.reshape(-1, scaled_fit.shape[2]), variance)
+    if linear is None:
+        return None, None
+    val = linear.residual(centre_drifting(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), cal))
+    fit = linear.residual(scaled_fit)
+    scale = np.maximum(val.mean(axis=0), fit.mean(axis=0))
+    if error_floor > 0:
+        scale = np.maximum(scale, error_floor * float(np.median(scale)))
+    cal.linear = linear.to_dict()
+    cal.linear_weight = float(weight)
+    cal.linear_scale = [float(v) for v in np.maximum(scale, MIN_LEVEL_SCALE**2)]
+    return val, fit
+
+
+def _window_mean_spread(bundle: ModelBundle, cal: Calibration, windows: np.ndarray) -> np.ndarray:
+    """Each channel's natural spread of window means (1.4826 x MAD over ``windows``, in the scaled units the model
+    sees): the level term's scale is never narrower. An autoencoder reproduces the window means of its training
+    rows almost exactly, so their residuals alone give a scale far narrower than what new normal windows show;
+    a residual of one natural spread is then one unit, and the level term can only be large when the window's
+    mean itself is far outside what the channel does (on white noise, 0 false alerts instead of ~1 per day)."""
+    scaled = centre_drifting(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), cal)
+    means = scaled.mean(axis=1)
+    return 1.4826 * np.median(np.abs(means - np.median(means, axis=0)), axis=0)

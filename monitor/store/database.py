@@ -46,24 +46,45 @@ VERSION_TABLE = "alembic_version"
 _ALEMBIC_LOCK = threading.Lock()
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """SQLite gets WAL and a busy timeout (a reader and the consumer at once); PostgreSQL gets pre-ping."""
+def make_engine(url: str, *, echo: bool = False, connect_timeout_s: float = 10.0,
+                statement_timeout_s: float = 30.0) -> Engine:
+    """SQLite gets WAL and a busy timeout of ``statement_timeout_s`` (a reader and the consumer at once);
+    PostgreSQL gets pre-ping, ``connect_timeout`` (whole seconds, at least 1) and ``statement_timeout``, so a
+    black-holed or stuck database fails a call (an outage, retried) instead of holding it for ever. Options the
+    URL sets itself (``?connect_timeout=``, ``?options=-c statement_timeout=``) win."""
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+            busy_ms = int(statement_timeout_s * 1000)
+            engine = create_engine(url, echo=echo, connect_args={"timeout": statement_timeout_s})
 
             @event.listens_for(engine, "connect")
             def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cursor = dbapi_conn.cursor()
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
-                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
                 cursor.close()
 
             return engine
-        return create_engine(url, echo=echo, pool_pre_ping=True)
+        return create_engine(url, echo=echo, pool_pre_ping=True,
+                             connect_args=postgres_timeouts(url, connect_timeout_s, statement_timeout_s))
     except (SQLAlchemyError, ValueError, ImportError) as exc:
         raise ConfigError(f"cannot use database URL ({type(exc).__name__}: {exc})") from exc
+
+
+def postgres_timeouts(url: str, connect_timeout_s: float, statement_timeout_s: float) -> dict[str, Any]:
+    """libpq connection arguments bounding connects and statements, less what ``url`` already sets."""
+    query = make_url(url).query
+    args: dict[str, Any] = {}
+    if "connect_timeout" not in query:
+        args["connect_timeout"] = max(1, round(connect_timeout_s))  # libpq: whole seconds; 0 would mean never
+    options = query.get("options")
+    options_text = " ".join(options) if isinstance(options, tuple) else (options or "")
+    if "statement_timeout" not in options_text:
+        # connect_args replace the URL's ``options``: carry the URL's along
+        timeout = f"-c statement_timeout={max(1, round(statement_timeout_s * 1000))}"
+        args["options"] = f"{options_text} {timeout}".strip()
+    return args
 
 
 def sqlite_file(url: str) -> Path | None:

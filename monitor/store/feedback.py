@@ -35,9 +35,18 @@ def apply_false_positive(
 
     Once per alert: a feedback row already applied (by this or an earlier false-positive verdict; rewrites of
     the verdict keep the flag) is not applied again and returns (True, "already applied").
+
+    A locked read-modify-write: the state is read under the lock its write needs (PostgreSQL: SELECT ... FOR
+    UPDATE; SQLite: BEGIN IMMEDIATE, the database's write lock, taken before the first read), so a consumer's
+    batch committed in between cannot be overwritten by a state read before it; the revision bump then makes
+    the consumer re-read the state and replay its later windows (``repository.commit_batch``).
     """
     try:
         with engine.begin() as conn:
+            if engine.dialect.name == "sqlite":
+                # pysqlite begins a transaction only at the first write, so the read would see a snapshot a
+                # consumer's commit can overtake; IMMEDIATE takes the write lock now (waits up to busy_timeout)
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             fb_query = (
                 select(AlertFeedback.verdict, AlertFeedback.threshold_applied, Alert.sensor_id, Alert.model_version)
                 .join(Alert, Alert.id == AlertFeedback.alert_id)
@@ -53,7 +62,7 @@ def apply_false_positive(
                 return True, "already applied"
             query = select(SensorState.state, SensorState.model_version).where(SensorState.sensor_id == fb.sensor_id)
             if engine.dialect.name == "postgresql":
-                query = query.with_for_update()  # the runner's upsert waits; SQLite serialises writers anyway
+                query = query.with_for_update()  # the runner's upsert waits; on SQLite the transaction holds the lock
             row = conn.execute(query).first()
             if row is None:
                 note = f"sensor {fb.sensor_id} has no stored threshold state"

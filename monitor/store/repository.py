@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
-from monitor.errors import StoreError
+from monitor.errors import StoreError, StoreRejectedError
 from monitor.incidents import RESOLVED, AlertRecord
 from monitor.store.schema import Alert, ConsumerOffset, SensorState, utcnow
 
@@ -60,6 +60,25 @@ def load_offsets(engine: Engine, group_id: str, topic: str) -> dict[int, int]:
             return {int(p): int(o) for p, o in rows}
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read stored offsets: {exc.__class__.__name__}") from exc
+
+
+def record_lost_records(engine: Engine, group_id: str, topic: str, partition: int, stored: int, log_start: int) -> bool:
+    """Move a stored offset that fell out of the log (``stored`` < ``log_start``) to ``log_start``, adding the
+    gap to ``lost_records`` and setting ``lost_at``. Fenced on ``stored`` like a batch commit: False when the
+    stored offset moved meanwhile (nothing written, the caller re-reads it)."""
+    now = utcnow()
+    try:
+        with engine.begin() as conn:
+            moved = conn.execute(
+                update(ConsumerOffset)
+                .where(ConsumerOffset.group_id == group_id, ConsumerOffset.topic == topic,
+                       ConsumerOffset.partition == partition, ConsumerOffset.next_offset == stored)
+                .values(next_offset=log_start, lost_records=ConsumerOffset.lost_records + (log_start - stored),
+                        lost_at=now, updated_at=now)
+            )
+            return bool(moved.rowcount == 1)
+    except SQLAlchemyError as exc:
+        raise _store_error("cannot record lost records", exc) from exc
 
 
 def load_sensor_states(engine: Engine, sensor_ids: Iterable[str]) -> dict[str, SensorRow]:
@@ -118,64 +137,99 @@ def commit_batch(
                 if moved.rowcount != 1:
                     raise StaleOffsetError(f"partition {partition} moved on elsewhere (expected offset {before})")
             _check_revisions(engine, conn, sensors)
-            if alerts:
-                rows = [_alert_row(a, now) for a in alerts]
-                stmt = _insert(engine, Alert)
-                excluded = stmt.excluded
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[Alert.sensor_id, Alert.opened_at],
-                    set_={
-                        "closed_at": excluded.closed_at,
-                        "last_window_end": excluded.last_window_end,
-                        # resolved by the engine wins; a cooldown re-open of an engine-closed alert is open
-                        # again; otherwise an operator's status (acknowledged, resolved) is kept
-                        "status": case(
-                            (excluded.status == RESOLVED, RESOLVED),
-                            (and_(Alert.closed_at.is_not(None), excluded.closed_at.is_(None)), excluded.status),
-                            else_=Alert.status,
-                        ),
-                        "severity": excluded.severity,
-                        "peak_score": excluded.peak_score,
-                        "threshold_at_peak": excluded.threshold_at_peak,
-                        "window_count": excluded.window_count,
-                        "top_channels": excluded.top_channels,
-                        "last_offset": excluded.last_offset,
-                        "updated_at": excluded.updated_at,
-                    },
-                    # a replay that carries the stored content changes nothing, not even updated_at
-                    where=or_(
-                        Alert.closed_at.is_distinct_from(excluded.closed_at),
-                        Alert.last_window_end != excluded.last_window_end,
-                        Alert.window_count != excluded.window_count,
-                        Alert.last_offset != excluded.last_offset,
-                        Alert.peak_score != excluded.peak_score,
-                        Alert.severity != excluded.severity,
-                    ),
-                )
-                conn.execute(stmt, rows)  # executemany: the statement compiles once and stays cached
-            if sensors:
-                stmt = _insert(engine, SensorState)
-                rows = [
-                    {
-                        "sensor_id": s.sensor_id, "partition": s.partition, "state": s.state,
-                        "last_score": s.last_score, "last_threshold": s.last_threshold,
-                        "last_window_end": s.last_window_end, "model_version": s.model_version,
-                        "updated_at": now,
-                    }
-                    for s in sensors
-                ]
-                excluded = stmt.excluded
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[SensorState.sensor_id],
-                    set_={name: getattr(excluded, name) for name in (
-                        "partition", "state", "last_score", "last_threshold", "last_window_end", "model_version",
-                        "updated_at")},
-                )
-                conn.execute(stmt, rows)  # executemany (insertmanyvalues batches on PostgreSQL)
+            _write_outputs(engine, conn, alerts, sensors, now)
     except StaleOffsetError:
         raise
     except SQLAlchemyError as exc:
-        raise StoreError(f"batch commit failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}") from exc
+        raise _store_error("batch commit failed", exc) from exc
+
+
+def probe_outputs(engine: Engine, *, alerts: Sequence[AlertRecord], sensors: Sequence[SensorRow]) -> None:
+    """Write these alert upserts and sensor states in a transaction that is always rolled back: raises
+    StoreRejectedError when the database refuses the data, StoreError when it cannot be reached. Used to find
+    the records of a refused batch (``monitor.batches``); nothing is stored, no offset is fenced."""
+    try:
+        with engine.connect() as conn:
+            tx = conn.begin()
+            try:
+                _write_outputs(engine, conn, alerts, sensors, utcnow())
+            finally:
+                tx.rollback()
+    except SQLAlchemyError as exc:
+        raise _store_error("output refused", exc) from exc
+
+
+def is_data_refusal(exc: SQLAlchemyError) -> bool:
+    """The database (or the driver binding a value) refused the data itself: a constraint, an invalid value
+    (PostgreSQL: NUL in text, NaN in json), a value the column type cannot take. Connection failures,
+    timeouts and lock conflicts (OperationalError, InterfaceError) are not: they may pass on a retry."""
+    if isinstance(exc, (DataError, IntegrityError)):
+        return True
+    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)  # a bind parameter's processor raised
+
+
+def _store_error(what: str, exc: SQLAlchemyError) -> StoreError:
+    detail = f"{what}: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    return StoreRejectedError(detail) if is_data_refusal(exc) else StoreError(detail)
+
+
+def _write_outputs(engine: Engine, conn: Any, alerts: Sequence[AlertRecord], sensors: Sequence[SensorRow],
+                   now: datetime) -> None:
+    """Alert upserts and sensor states of a batch on ``conn`` (inside the caller's transaction)."""
+    if alerts:
+        rows = [_alert_row(a, now) for a in alerts]
+        stmt = _insert(engine, Alert)
+        excluded = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[Alert.sensor_id, Alert.opened_at],
+            set_={
+                "closed_at": excluded.closed_at,
+                "last_window_end": excluded.last_window_end,
+                # resolved by the engine wins; a cooldown re-open of an engine-closed alert is open
+                # again; otherwise an operator's status (acknowledged, resolved) is kept
+                "status": case(
+                    (excluded.status == RESOLVED, RESOLVED),
+                    (and_(Alert.closed_at.is_not(None), excluded.closed_at.is_(None)), excluded.status),
+                    else_=Alert.status,
+                ),
+                "severity": excluded.severity,
+                "peak_score": excluded.peak_score,
+                "threshold_at_peak": excluded.threshold_at_peak,
+                "window_count": excluded.window_count,
+                "top_channels": excluded.top_channels,
+                "last_offset": excluded.last_offset,
+                "updated_at": excluded.updated_at,
+            },
+            # a replay that carries the stored content changes nothing, not even updated_at
+            where=or_(
+                Alert.closed_at.is_distinct_from(excluded.closed_at),
+                Alert.last_window_end != excluded.last_window_end,
+                Alert.window_count != excluded.window_count,
+                Alert.last_offset != excluded.last_offset,
+                Alert.peak_score != excluded.peak_score,
+                Alert.severity != excluded.severity,
+            ),
+        )
+        conn.execute(stmt, rows)  # executemany: the statement compiles once and stays cached
+    if sensors:
+        stmt = _insert(engine, SensorState)
+        rows = [
+            {
+                "sensor_id": s.sensor_id, "partition": s.partition, "state": s.state,
+                "last_score": s.last_score, "last_threshold": s.last_threshold,
+                "last_window_end": s.last_window_end, "model_version": s.model_version,
+                "updated_at": now,
+            }
+            for s in sensors
+        ]
+        excluded = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[SensorState.sensor_id],
+            set_={name: getattr(excluded, name) for name in (
+                "partition", "state", "last_score", "last_threshold", "last_window_end", "model_version",
+                "updated_at")},
+        )
+        conn.execute(stmt, rows)  # executemany (insertmanyvalues batches on PostgreSQL)
 
 
 def _check_revisions(engine: Engine, conn: Any, sensors: Sequence[SensorRow]) -> None:

@@ -99,6 +99,10 @@ class ConsumerOffset(Base):
     partition: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     next_offset: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Records that expired from the log (retention) before they were read, and when the last gap was found
+    # (runner: the stored offset was below the partition's log start).
+    lost_records: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    lost_at: Mapped[datetime | None]
 
 
 # --- Query surface (API keys, operator actions, feedback). Appended; owned by the API. ---

@@ -80,11 +80,11 @@ def evaluate(
     """``windows``: (n, window_len, n_channels) raw values, each sensor's windows in time order; ``starts`` /
     ``ends``: their first and last times (seconds since the epoch), needed by a model with a daily profile."""
     windows = deseasonalise(seasonality_of(bundle), windows, starts, ends)
-    errors, residual_mean = channel_residuals(bundle, windows)  # (n, C) each, in the model's scaled units
+    errors, residual_mean, linear = channel_residuals(bundle, windows)  # (n, C) each, in the model's scaled units
     raw = errors * (bundle.scaler.scale.astype(np.float64) ** 2)
     var = holdout_variance(windows) if variance is None else variance
     error = float((raw / var).mean())
-    scores = normalise(errors, bundle.meta.calibration, residual_mean).score
+    scores = normalise(errors, bundle.meta.calibration, residual_mean, linear).score
     log_scores = np.log(scores)
     cal = bundle.meta.calibration
     alerts = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -67,3 +69,73 @@ def api_model_path(tmp_path_factory: pytest.TempPathFactory, api_bundle: ModelBu
     from monitor.scoring import artifact
 
     return artifact.save(api_bundle, tmp_path_factory.mktemp("api-model") / "model.pt")
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """``app`` behind a real uvicorn server (as `monitor serve` runs it) on a free port; yields its base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@contextmanager
+def serve_process(db: Engine, env: dict[str, str], log: Path) -> Iterator[str]:
+    """A real `monitor serve` process on ``db`` (plus ``env``, MONITOR_* settings) on a free port; yields its base
+    URL. Its own process: the test's client threads do not share its interpreter lock."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+    full.update({"MONITOR_DB__URL": db.url.render_as_string(hide_password=False), "MONITOR_API__PORT": str(port),
+                 **env})
+    root = Path(__file__).resolve().parents[2]
+    with log.open("w") as err:
+        server = subprocess.Popen([sys.executable, "-m", "monitor", "serve"], cwd=root, env=full,
+                                  stdout=subprocess.DEVNULL, stderr=err)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"monitor serve did not come up: {log.read_text()[-2000:]}") from None
+                time.sleep(0.3)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

@@ -111,3 +111,48 @@ def test_a_batch_never_overwrites_a_state_whose_revision_moved(db: Engine) -> No
     write({"v": 3}, 1, {0: 20}, {0: 10})  # re-read at revision 1: accepted, revision kept
     row = load_sensor_states(db, ["s1"])["s1"]
     assert row.state == {"v": 3} and row.revision == 1
+
+
+def test_feedback_reads_the_state_under_the_lock_of_a_batch_commit_in_progress(db: Engine) -> None:
+    """A locked read-modify-write on both databases: feedback that starts while a consumer's batch transaction
+    holds the sensor's state waits for it and forgives the committed state, so none of the batch's windows is
+    lost (without the lock, SQLite's feedback read the state from before the batch and wrote it back)."""
+    import threading
+    from datetime import datetime, timezone
+
+    from sqlalchemy import update
+
+    from monitor.batches import _rows
+    from monitor.engine import Engine as Judge
+    from monitor.scoring.scorer import Scorer
+    from monitor.store.repository import commit_batch, load_sensor_states
+    from pipelines.synthetic import normal_series
+    from tests.unit.artifacts import small_bundle
+    from tests.unit.helpers import records_of
+
+    bundle = small_bundle()
+    wl = bundle.meta.window_len
+    values = normal_series(12 * wl, 3, seed=5)
+    values[3 * wl : 4 * wl] += 1e3
+    records = records_of(bundle, values, "s1")
+    judge = Judge(Scorer(bundle), ThresholdSettings(), AlertSettings())
+    first = judge.process(records[:8])
+    commit_batch(db, group_id="g", topic="t", alerts=list(first.alerts.values()), sensors=_rows(first),
+                 offsets={0: 8}, expected={0: None})
+    alert_id = query_alerts(db, limit=10)[-1]["id"]
+    record_feedback(db, alert_id, "false_positive", "operator", "not a fault")
+    second = _rows(judge.process(records[8:]))  # the consumer's next batch
+    done: list[tuple[bool, str]] = []
+    feedback = threading.Thread(target=lambda: done.append(
+        apply_false_positive(db, alert_id, [3.0] * 4, ThresholdSettings(), AlertSettings())))
+    with db.begin() as conn:  # the batch's transaction, as commit_batch writes it, not committed yet
+        conn.execute(update(SensorState).where(SensorState.sensor_id == "s1").values(
+            state=second[0].state, updated_at=datetime.now(timezone.utc)))
+        feedback.start()
+        feedback.join(1.0)
+        assert feedback.is_alive(), "feedback must wait for the batch's lock"
+    feedback.join(30)
+    assert done and done[0][0] is True, done
+    row = load_sensor_states(db, ["s1"])["s1"]
+    assert row.revision == 1
+    assert row.state["order"]["judged"] == 12  # the forgiven state is the one the batch committed

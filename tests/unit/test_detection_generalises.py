@@ -15,12 +15,12 @@ from monitor.engine import Engine
 from monitor.errors import DataError
 from monitor.scoring.baseline import InputBaseline
 from monitor.scoring.scaler import RobustScaler
-from monitor.scoring.scorer import Scorer
+from monitor.scoring.scorer import Scorer, channel_residuals, normalise
 from monitor.scoring.seasonal import DAY, fit_seasonality, row_times
 from monitor.scoring.train import fit_shape, min_rows, train
 from monitor.settings import AlertSettings, ModelSettings, ThresholdSettings
 from monitor.thresholds import SensorThreshold
-from monitor.windows import read_wide_csv
+from monitor.windows import read_wide_csv, sliding_windows
 from tests.unit.helpers import records_of
 from pipelines.synthetic import normal_series
 
@@ -191,3 +191,69 @@ def test_a_model_swap_sends_no_known_sensor_back_to_warm_up(tiny_bundle) -> None
     engine.swap(other)
     assert not engine.sensors["old"].threshold.warming, "a sensor past its warm-up is judged at once by the new model"
     assert engine.sensors["new"].threshold.warming, "a sensor still warming up goes on warming up"
+
+
+# ------------------------------------------------------------------ calibration that holds on unseen data
+def _frame(values: np.ndarray, step_s: float = 300.0) -> pd.DataFrame:
+    index = pd.date_range("2026-01-05", periods=len(values), freq=pd.Timedelta(seconds=step_s), tz="UTC")
+    return pd.DataFrame(values, index=index, columns=[f"c{i}" for i in range(values.shape[1])])
+
+
+def test_the_level_scale_is_never_narrower_than_the_natural_spread_of_window_means(
+    tiny_model_cfg: ModelSettings,
+) -> None:
+    """White noise: the model reproduces its training windows' means, so their residuals alone give a tiny scale
+    and every extreme-but-normal window looked like a level shift. With the floor, new noise stays silent and a
+    real shift of the level is still found."""
+    rng = np.random.default_rng(4)
+    values = rng.normal(10.0, 1.0, size=(3000, 1)).astype(np.float32)
+    bundle = train(_frame(values[:1200]), tiny_model_cfg, progress=False, version="noise")
+    cal = bundle.meta.calibration
+    natural = 1 / math.sqrt(bundle.meta.window_len) / float(bundle.scaler.scale[0])  # SD of a window mean, scaled
+    assert cal.level_scale[0] >= 0.7 * natural
+    clean = run_backtest(_frame(values), bundle, ThresholdSettings(), AlertSettings(), stride=1)
+    assert len(clean.alerts) == 0, f"pure noise raised {len(clean.alerts)} alerts"
+    shifted = values.copy()
+    shifted[2000:2100] += 4.0
+    result = run_backtest(_frame(shifted), bundle, ThresholdSettings(), AlertSettings(), stride=1)
+    assert result.table["is_anomaly"].to_numpy()[2000:2100 + bundle.meta.window_len].any()
+
+
+def test_the_error_scale_is_the_mean_over_validation_and_training_windows(tiny_model_cfg: ModelSettings) -> None:
+    """A quantised channel that steps now and then: most windows are flat, so a median error scale was the flat
+    windows' and every normal step scored ~100 x that. The scale is the mean error, and never below the
+    training windows' (a validation part without any step must not make every step an anomaly)."""
+    rng = np.random.default_rng(5)
+    level = np.repeat(rng.integers(1, 4, size=40), 60).astype(np.float32)[:2400]  # a new level every 60 rows
+    level[int(0.8 * 1600):1600] = 2.0  # the validation part (last 20 % of the training rows) never steps
+    values = np.stack([level, 40 * level + rng.normal(0, 1.5, size=len(level))], axis=1).astype(np.float32)
+    bundle = train(_frame(values[:1600]), tiny_model_cfg, progress=False, version="steps")
+    n_train = 1600 - int(1600 * tiny_model_cfg.val_fraction)
+    windows = sliding_windows(values[:n_train], bundle.meta.window_len, 1)
+    errors = channel_residuals(bundle, windows)[0]
+    steps = np.array([np.diff(w[:, 0]).any() for w in windows])
+    assert 0.1 < steps.mean() < 0.5, "some training windows hold a step, most do not"
+    scale = np.asarray(bundle.meta.calibration.channel_error)
+    assert (scale >= 0.9 * errors.mean(axis=0)).all(), "the scale is at least the training windows' mean error"
+    assert (scale > 2 * np.median(errors, axis=0)).all(), "the flat windows' median would be far too small"
+    step_scores = normalise(errors[steps], bundle.meta.calibration).score
+    assert np.median(step_scores) < 10, "a normal step scores within an order of magnitude of the typical window"
+
+
+def test_a_correlation_break_is_found_by_the_linear_term(tiny_model_cfg: ModelSettings) -> None:
+    rng = np.random.default_rng(6)
+    n = 3000
+    latent = pd.Series(rng.normal(0, 1, n)).ewm(span=200).mean().to_numpy() * 10
+    a = 50 + 5 * latent + rng.normal(0, 0.5, n)
+    b = 30 + 3 * latent + rng.normal(0, 0.3, n)
+    values = np.stack([a, b], axis=1).astype(np.float32)
+    bundle = train(_frame(values[:1500]), tiny_model_cfg, progress=False, version="pair")
+    assert bundle.meta.calibration.linear, "two channels that move together get a linear term"
+    broken = values.copy()
+    broken[2200:2400, 1] = 30 + 3 * (2 * latent[2200] - latent[2200:2400])  # b mirrors the latent: each stays in range
+    result = run_backtest(_frame(broken), bundle, ThresholdSettings(), AlertSettings(), stride=1)
+    assert result.table["is_anomaly"].to_numpy()[2200:2400 + bundle.meta.window_len].any(), "the break was missed"
+    wl, scale = bundle.meta.window_len, np.asarray(bundle.meta.calibration.linear_scale)
+    normal_term = channel_residuals(bundle, sliding_windows(values[1600:2200], wl, wl))[2] / scale
+    broken_term = channel_residuals(bundle, sliding_windows(broken[2200:2400], wl, wl))[2] / scale
+    assert np.median(broken_term.mean(axis=1)) > 10 * np.median(normal_term.mean(axis=1)), "the linear term saw no break"

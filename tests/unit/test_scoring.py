@@ -138,7 +138,7 @@ def test_calibration_measures_the_level_term_on_the_training_windows(
     residual = channel_residuals(tiny_bundle, x)[1]
     np.testing.assert_allclose(fitted.level_centre, np.median(residual, axis=0), rtol=1e-5, atol=1e-7)
     # the log-score calibration includes the level term, so thresholds start on the scores they will see
-    errors, means = channel_residuals(tiny_bundle, x[-20:])
+    errors, means, _ = channel_residuals(tiny_bundle, x[-20:])
     scores = normalise(errors, fitted, means).score
     assert fitted.log_score_mean == pytest.approx(float(np.log(scores).mean()), rel=1e-6)
 

@@ -8,9 +8,18 @@ let shownQuery = null;  // the filter the listed rows (and nextCursor) belong to
 
 function el(tag, attrs = {}, text = null) {
   const node = tag.startsWith("svg:") ? document.createElementNS(SVGNS, tag.slice(4)) : document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "style") node.style.cssText = v;  // through the CSSOM: the page's CSP refuses style attributes
+    else node.setAttribute(k, v);
+  }
   if (text !== null) node.textContent = text;
   return node;
+}
+
+// A number from the API as text: null stands for a non-finite value (JSON has no Infinity), e.g. the peak of an
+// alert whose score overflowed; it must never stop the list or the detail from rendering.
+function num(x, digits) {
+  return typeof x === "number" && Number.isFinite(x) ? x.toFixed(digits) : (x === null ? "inf" : String(x));
 }
 
 function initKey() {
@@ -71,7 +80,7 @@ async function loadAlerts(append = false) {
 function alertRow(a) {
   const tr = el("tr", { "data-id": a.id });
   const cells = [a.id, a.sensor_id, a.opened_at.replace("T", " ").slice(0, 19), a.status, a.severity,
-    a.peak_score.toFixed(2) + " / " + a.threshold_at_peak.toFixed(2), a.window_count, a.top_channels.join(", ")];
+    num(a.peak_score, 2) + " / " + num(a.threshold_at_peak, 2), a.window_count, (a.top_channels || []).join(", ")];
   cells.forEach((c, i) => tr.appendChild(el("td", i === 3 ? { class: a.status } : i === 4 ? { class: a.severity } : {}, String(c))));
   tr.addEventListener("click", () => openAlert(a.id));
   return tr;
@@ -91,7 +100,7 @@ function render(a) {
   const facts = $("#facts");
   facts.replaceChildren();
   const items = [["status", a.status], ["severity", a.severity], ["opened", a.opened_at], ["closed", a.closed_at || "-"],
-    ["peak score", a.peak_score.toFixed(3)], ["threshold at peak", a.threshold_at_peak.toFixed(3)],
+    ["peak score", num(a.peak_score, 3)], ["threshold at peak", num(a.threshold_at_peak, 3)],
     ["windows", a.window_count], ["model", a.model_version], ["feedback", a.feedback ? a.feedback.verdict : "-"]];
   for (const [k, v] of items) {
     const span = el("span", { class: k === "status" || k === "severity" ? String(v) : "", id: "fact-" + k.replace(/ /g, "-") }, String(v));

@@ -1,0 +1,34 @@
+"""The short form of `make fuzz`: the real `monitor run` process on the real broker, SQLite and PostgreSQL, fed
+good windows mixed with a poison corpus and random mutations for a few seconds per database. No crash, no stall,
+lag back to 0, every bad record dead-lettered with the contract's reason, every good window applied exactly once,
+no non-finite number stored."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from monitor import contract
+from pipelines.fuzz import run, summary_line
+from tests.integration.api_helpers import api_bundle, api_model_path  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+
+
+def test_fuzz_short_form_on_both_databases(kafka_bootstrap: str, pg_url: str, api_model_path: Path,
+                                           tmp_path: Path) -> None:
+    outcomes = run(["sqlite", "postgresql"], duration_s=12, rate_per_s=60, seed=16, bootstrap=kafka_bootstrap,
+                   pg_url=pg_url, model=api_model_path, workdir=tmp_path)
+    assert [o.database for o in outcomes] == ["sqlite", "postgresql"]
+    for o in outcomes:
+        assert o.failures == [], (o.database, o.failures, o.facts.get("log"))
+        assert o.records >= 300 and o.bad >= 50, (o.database, o.records, o.bad)
+        assert o.dead_letters == o.bad
+        assert (o.crashes, o.stalls, o.nonfinite) == (0, 0, 0)
+        assert set(o.facts["reasons"]) == set(contract.REASONS), o.facts["reasons"]  # every rule was exercised
+        assert o.facts["kinds"]["extreme"] > 0 and o.facts["kinds"]["mutation"] > 0, o.facts["kinds"]
+        assert o.facts["health_samples"] >= 5, "the consumer's /healthz was not watched"
+    line = summary_line(outcomes)
+    assert re.fullmatch(r"fuzz: records=\d+ bad=\d+ dead_letters=\d+ crashes=0 stalls=0 nonfinite=0", line), line
