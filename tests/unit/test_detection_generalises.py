@@ -23,6 +23,7 @@ from monitor.thresholds import SensorThreshold
 from monitor.windows import read_wide_csv, sliding_windows
 from tests.unit.helpers import records_of
 from pipelines.synthetic import normal_series
+from pipelines.taxonomy import KINDS, generate
 
 ALERT = AlertSettings(min_hits=2, min_normal=3)
 
@@ -257,3 +258,23 @@ def test_a_correlation_break_is_found_by_the_linear_term(tiny_model_cfg: ModelSe
     normal_term = channel_residuals(bundle, sliding_windows(values[1600:2200], wl, wl))[2] / scale
     broken_term = channel_residuals(bundle, sliding_windows(broken[2200:2400], wl, wl))[2] / scale
     assert np.median(broken_term.mean(axis=1)) > 10 * np.median(normal_term.mean(axis=1)), "the linear term saw no break"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_on_every_taxonomy_series_the_threshold_stays_within_a_bounded_factor_of_normal_scores(kind: str) -> None:
+    """Neither deaf nor hysterical, with the default settings, on every generated series (pipelines/taxonomy.py,
+    quick form): on the normal test rows, the threshold's median ratio to the score is above 1 (the typical
+    normal window does not alert) and below exp(k_enter * max_std) (the open level stays within reach of the
+    data). (A tiny model, as in the tests above, reconstructs the quantised series too poorly for this: 0.53.)"""
+    series = generate(kind, 0, quick=True)
+    model = ModelSettings(threads=1)
+    bundle = train(series.frame.iloc[: series.train_rows], model, progress=False, version=kind)
+    cfg = ThresholdSettings()
+    table = run_backtest(series.frame, bundle, cfg, AlertSettings(), stride=1).table
+    normal = np.ones(len(table), dtype=bool)
+    normal[: series.train_rows] = False
+    for start, end in series.spans:
+        normal[start : end + bundle.meta.window_len] = False
+    ratio = (table["threshold"].to_numpy() / table["score"].to_numpy())[normal]
+    median = float(np.nanmedian(ratio))
+    assert 1.0 < median < math.exp(cfg.k_enter * cfg.max_std), f"{series.name}: threshold / score median {median:.2f}"
