@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: help tools install services kafka postgres down status demo test test-unit lint bench bench-skab bench-quality docs chaos fuzz
+.PHONY: help tools install services kafka postgres down status demo test test-unit lint bench bench-skab bench-quality bench-swap bench-memory docs chaos fuzz
 
 help:
 	@echo "make demo       train, stream a synthetic fleet through Kafka and 'monitor run', print the alerts"
@@ -11,6 +11,8 @@ help:
 	@echo "make test-unit  fast unit tests only (no services)"
 	@echo "make bench      end-to-end throughput/latency benchmark through the real broker (prints figures)"
 	@echo "make bench-quality  detection quality, one configuration: SKAB, TEP, fault taxonomy (QUALITY_ARGS=--quick)"
+	@echo "make bench-memory memory per sensor state held by a consumer (what run.max_sensors_in_memory bounds)"
+	@echo "make bench-swap  false alarms across a model hot swap: thresholds carried vs re-warmed (SKAB, TEP)"
 	@echo "make chaos      fault suite of the streaming engine on a PRIVATE Kafka + PostgreSQL (CHAOS_ARGS=--quick)"
 	@echo "make fuzz       live consumer fed poison + mutated records on the local Kafka, SQLite and PostgreSQL (FUZZ_ARGS)"
 	@echo "make services   start the local Kafka broker and PostgreSQL; 'make down' stops them"
@@ -18,7 +20,7 @@ help:
 # Installs the dependencies unless they are importable already (torch is large: pip caches it), then
 # (re)installs this checkout in editable mode so `monitor` runs the code of this very clone.
 install:
-	@$(PYTHON) -c "import torch, numpy, pandas, kafka, crc32c, river, sqlalchemy, psycopg, pydantic, pydantic_settings, typer, orjson, pybase64, alembic, yaml, fastapi, uvicorn, httpx, websocket, croniter, prometheus_client, tqdm, pytest, pytest_timeout, testcontainers, hypothesis" 2>/dev/null \
+	@$(PYTHON) -c "import torch, numpy, pandas, mypy, ruff, importlinter, kafka, crc32c, river, sqlalchemy, psycopg, pydantic, pydantic_settings, typer, orjson, pybase64, alembic, yaml, fastapi, uvicorn, httpx, websocket, croniter, prometheus_client, pythonjsonlogger, tqdm, pytest, pytest_timeout, testcontainers, hypothesis" 2>/dev/null \
 	  && echo "[install] dependencies present" \
 	  || $(PYTHON) -m pip install --progress-bar off -e '.[dev]'
 	@$(PYTHON) -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || $(PYTHON) -m pip install -q --no-deps -e .
@@ -47,6 +49,8 @@ tools:
 	@command -v docker-compose >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; }
 
 test: install services tools
+	$(PYTHON) -m ruff check monitor
+	$(PYTHON) -m mypy monitor
 	$(PYTHON) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test-unit: install
@@ -68,6 +72,13 @@ QUALITY_ARGS ?=
 bench-quality: install
 	$(PYTHON) -m pipelines.bench_quality $(QUALITY_ARGS)
 
+# False alarms across a model hot swap (thresholds carried vs re-warmed), SKAB + TEP; last line `swap: ...`.
+bench-swap: install
+	$(PYTHON) -m pipelines.bench_swap $(BENCH_ARGS)
+
+bench-memory: install
+	$(PYTHON) -m pipelines.bench_memory $(BENCH_ARGS)
+
 # Poison corpus + random mutations mixed with good windows through `monitor run` on the local services, SQLite
 # then PostgreSQL; last line `fuzz: records=... crashes=0 stalls=0 nonfinite=0`. FUZZ_ARGS="--duration-s 600 --seed 3"
 FUZZ_ARGS ?=
@@ -82,4 +93,5 @@ chaos: install
 	$(PYTHON) -m pipelines.chaos $(CHAOS_ARGS)
 
 lint:
+	$(PYTHON) -m ruff check monitor
 	$(PYTHON) -m mypy monitor

@@ -17,8 +17,8 @@ Row mapping (documented contract of ``monitor backtest``):
 ``retrain_every`` simulates scheduled retraining: every that many rows a new model is trained on all rows
 seen so far, with the starting model's architecture (window length, hidden/latent size, layers, dropout, taken
 from its metadata; the model settings give only the training knobs such as epochs and seed); sensor state
-carries over the way the streaming path carries it over a model swap (the open alert is kept, the threshold
-re-warms from the new model's calibration).
+carries over the way the streaming path carries it over a model swap (the open alert is kept, the threshold's
+statistics move to the new model's scale: ``threshold.carry_on_swap``; the input centres start afresh).
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ from typing import Any
 
 from sqlalchemy import Engine as DbEngine
 
-from monitor.contract import OUT_OF_ORDER, STORE_REJECTED, DecodeFailure, check_key, decode_batch
+from monitor import metrics
+from monitor.contract import OUT_OF_ORDER, STORE_REJECTED, DecodeFailure, check_key, decode_batch, format_time
 from monitor.engine import BatchOutcome, Engine, Record
 from monitor.errors import StoreRejectedError
 from monitor.ingest.faults import FaultInjector
@@ -43,6 +44,7 @@ class RunStats:
     failed_batches: int = 0
     db_retries: int = 0
     consumer_replacements: int = 0
+    evicted: int = 0  # sensor states dropped from memory (run.max_sensors_in_memory)
     # (partition, first offset, next offset) of every batch made durable by this process, in order
     committed: list[tuple[int, int, int]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -98,7 +100,8 @@ def load_states(engine: Engine, db: DbEngine, records: list[Record]) -> None:
 
 def make_durable(batch: Batch, *, engine: Engine, db: DbEngine, dead_letters: DeadLetters,
                  faults: FaultInjector, group_id: str, topic: str) -> BatchOutcome:
-    """Steps 2-4: state, order, scoring, dead-letter flush, ONE transaction (alerts + sensor state + fenced offsets).
+    """Steps 2-4: state, order, scoring, dead-letter flush, ONE transaction (alerts + their evidence + sensor
+    state + fenced offsets).
 
     Windows not newer than their sensor's last judged one are skipped (duplicates) or dead letters
     (``out_of_order``, see ``monitor.ordering``). When the database refuses the output for a data reason, the
@@ -106,19 +109,25 @@ def make_durable(batch: Batch, *, engine: Engine, db: DbEngine, dead_letters: De
     and the rest is committed. Raises StaleOffsetError when the fence (``batch.expected``) no longer holds,
     StoreError/BrokerError when the database or the dead-letter producer fails; nothing is durable then.
     """
-    load_states(engine, db, batch.good)
+    with metrics.timed("state_load"):
+        load_states(engine, db, batch.good)
     admission = admit(batch.good, {s: c.order for s, c in engine.sensors.items()},
                       lambda r: (r.window.sensor_id, r.window.window_start, r.window.window_end))
     batch.duplicates = len(admission.duplicates)
     records: list[Record] = admission.new
     late = [(batch.sources[(r.partition, r.offset)], DecodeFailure(OUT_OF_ORDER, detail)) for r, detail in admission.late]
+    started = time.perf_counter()
     outcome = engine.process(records)
-    for raw, failure in late:
-        dead_letters.send(raw, failure)
-    dead_letters.flush()
+    metrics.add_stage("scoring", engine.last_scoring_s)
+    metrics.add_stage("judge", time.perf_counter() - started - engine.last_scoring_s)
+    with metrics.timed("dead_letters"):
+        for raw, failure in late:
+            dead_letters.send(raw, failure)
+        dead_letters.flush()
     faults.at("before_db_commit")
     try:
-        _commit(batch, outcome, db=db, group_id=group_id, topic=topic)
+        with metrics.timed("store"):
+            _commit(batch, outcome, db=db, group_id=group_id, topic=topic)
     except StoreRejectedError as exc:
         log.warning("the database refused the batch's output (%s): bisecting it for the records behind it", exc)
         outcome, refused = isolate(records, engine=engine, db=db)
@@ -131,7 +140,28 @@ def make_durable(batch: Batch, *, engine: Engine, db: DbEngine, dead_letters: De
         _commit(batch, outcome, db=db, group_id=group_id, topic=topic)
     batch.late_dead = late
     faults.at("after_db_commit")
+    log_alert_events(outcome)
     return outcome
+
+
+def log_alert_events(outcome: BatchOutcome) -> None:
+    """One INFO line per alert opened or closed in a batch, once its output is durable (what the log says
+    happened is in the database)."""
+    for kind, alert in outcome.events:
+        fields = {"event": f"alert_{kind}", "sensor_id": alert.sensor_id, "severity": alert.severity,
+                  "peak": alert.peak_score, "threshold": alert.threshold_at_peak, "windows": alert.window_count,
+                  "top_channels": alert.top_channels, "model_version": alert.model_version,
+                  "opened_at": format_time(alert.opened_at),
+                  "closed_at": format_time(alert.closed_at) if alert.closed_at else None}
+        if kind == "opened":
+            log.info("alert opened: sensor=%s severity=%s peak=%.4g threshold=%.4g top=%s model=%s since=%s",
+                     alert.sensor_id, alert.severity, alert.peak_score, alert.threshold_at_peak,
+                     ",".join(alert.top_channels), alert.model_version, fields["opened_at"], extra=fields)
+        else:
+            log.info("alert closed: sensor=%s severity=%s peak=%.4g windows=%d top=%s model=%s since=%s until=%s",
+                     alert.sensor_id, alert.severity, alert.peak_score, alert.window_count,
+                     ",".join(alert.top_channels), alert.model_version, fields["opened_at"], fields["closed_at"],
+                     extra=fields)
 
 
 def _rows(outcome: BatchOutcome) -> list[SensorRow]:
@@ -146,7 +176,7 @@ def _commit(batch: Batch, outcome: BatchOutcome, *, db: DbEngine, group_id: str,
     repository.commit_batch(
         db, group_id=group_id, topic=topic, alerts=list(outcome.alerts.values()),
         sensors=_rows(outcome), offsets=batch.next_offsets,
-        expected=batch.expected,
+        expected=batch.expected, evidence=outcome.evidence, prunes=list(outcome.prunes.values()),
     )
     for c in outcome.touched.values():
         if c.revision is None:
@@ -170,7 +200,8 @@ def isolate(records: list[Record], *, engine: Engine, db: DbEngine) -> tuple[Bat
         load_states(engine, db, subset)
         outcome = engine.process(subset)
         try:
-            repository.probe_outputs(db, alerts=list(outcome.alerts.values()), sensors=_rows(outcome))
+            repository.probe_outputs(db, alerts=list(outcome.alerts.values()), sensors=_rows(outcome),
+                                     evidence=outcome.evidence)
         except StoreRejectedError as exc:
             return str(exc)
         return None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+from pythonjsonlogger.json import JsonFormatter
 
 from monitor.cli_config import config_app
 from monitor.cli_db import db_app
@@ -61,14 +62,28 @@ def _settings(worker: int | None = None) -> Settings:
         cause = f": {exc.__cause__}" if exc.__cause__ else ""
         typer.secho(f"error: {exc}{cause}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
-    tag = f"worker {worker} " if worker is not None else ""  # `monitor run --workers N`: which child logs
-    logging.basicConfig(
-        level=settings.log_level.upper(), format=f"%(asctime)s {tag}%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings, worker)
+    return settings
+
+
+def configure_logging(settings: Settings, worker: int | None = None) -> None:
+    """Log lines to stderr at ``log_level``, as text or (``log.format`` json) one JSON object per line."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(log_formatter(settings, worker))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     logging.getLogger("kafka").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # monitor.store.database logs what it migrates
-    return settings
+
+
+def log_formatter(settings: Settings, worker: int | None = None) -> logging.Formatter:
+    """Text: one readable line; json (``log.format``): one object per line with time, level, name, message and
+    the event's own fields (``extra``), plus ``worker`` under ``monitor run --workers N``."""
+    if settings.log.format == "json":
+        return JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                             rename_fields={"asctime": "time", "levelname": "level"},
+                             static_fields={} if worker is None else {"worker": worker})
+    tag = f"worker {worker} " if worker is not None else ""  # `monitor run --workers N`: which child logs
+    return logging.Formatter(f"%(asctime)s {tag}%(levelname)s %(name)s: %(message)s")
 
 
 def _fail(exc: MonitorError) -> None:
@@ -93,14 +108,13 @@ def _open_db(settings: Settings, *, read_only: bool = False) -> Engine:
 
 
 def _parse_when(text: str | None, name: str) -> datetime | None:
-    from monitor.contract import parse_time
+    from monitor.when import HELP, parse_when
 
     if text is None:
         return None
-    value = parse_time(text)
+    value = parse_when(text)
     if value is None:
-        raise typer.BadParameter(f"{text[:80]!r} is not an ISO-8601 time with a UTC offset within years 1..9999 "
-                                 "in UTC, e.g. 2026-01-01T00:00:00Z", param_hint=name)
+        raise typer.BadParameter(f"{text[:80]!r} is not {HELP}, within years 1..9999 in UTC", param_hint=name)
     return value
 
 
@@ -212,7 +226,9 @@ def run(
 
         health.start(port, settings.run.liveness_timeout_s, failing_limit_s=settings.run.failing_batch_timeout_s)
         log.info("metrics on http://127.0.0.1:%d/metrics, liveness on /healthz", port)
-    runner.install_signal_handlers()
+    from monitor.shutdown import ShutdownDeadline
+
+    runner.install_signal_handlers(ShutdownDeadline(settings.run.shutdown_timeout_s))
     log.info("model %s; consuming %s as group %s", bundle.meta.version, settings.kafka.topic, settings.kafka.group_id)
     stats = runner.run()
     typer.echo(
@@ -241,8 +257,8 @@ def _supervise(settings: Settings, workers: int, *, model: Path | None, idle_exi
 @app.command()
 def alerts(
     sensor: Annotated[Optional[str], typer.Option(help="Only this sensor.")] = None,
-    since: Annotated[Optional[str], typer.Option(help="Alerts active at or after this time (ISO-8601).")] = None,
-    until: Annotated[Optional[str], typer.Option(help="Alerts opened before this time (ISO-8601).")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Alerts active at or after this time: ISO-8601 with a zone, or before now (1h, 2d).")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Alerts opened before this time: ISO-8601 with a zone, or before now (30m).")] = None,
     status: Annotated[Optional[str], typer.Option(help="open, acknowledged or resolved.")] = None,
     severity: Annotated[Optional[str], typer.Option(help="minor, major or critical.")] = None,
     model_version: Annotated[Optional[str], typer.Option(help="Only alerts of this model version.")] = None,

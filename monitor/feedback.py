@@ -3,7 +3,10 @@
 A window judged anomalous never teaches a sensor's threshold statistics (protection). When an operator
 marks an alert a false positive, the windows were normal after all: their smoothed log scores ("levels")
 are fed to ``SensorThreshold.forgive`` so the sensor's mean/variance take them in, and the same pattern
-raises the open level a little instead of alerting again.
+raises the open level a little instead of alerting again. When an operator says an alert is a **new normal**
+(a lasting change of operating point), the sensor's current level becomes the centre its windows are judged
+against (``adopt_state``): the only way, besides the explicit horizon ``threshold.adopt_after_s``, that a
+lasting change becomes normal.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from monitor.scoring.baseline import MAX_OFFSET
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.thresholds import SensorThreshold
 
@@ -41,3 +45,26 @@ def forgive_state(
     threshold = SensorThreshold.restore(threshold_cfg, alert_cfg, state["threshold"])
     threshold.forgive(list(levels))
     return {**state, "threshold": threshold.snapshot()}
+
+
+def adopt_state(state: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """A sensor's stored state with its current level adopted as the new normal (the verdict ``new_normal``).
+
+    The input re-centring's offsets (``state["baseline"]``, scaler units) move by the last judged window's mean
+    residual, every channel (``InputBaseline.residual``), within ``MAX_OFFSET``: the next windows are judged relative to the level the
+    sensor holds now, so an alert that was only about a changed operating point closes by itself, and one about a
+    changed shape, variance or correlation keeps alerting. Returns (new state, whether anything moved); the input
+    is not mutated. A state without a judged window (no residual) is returned unchanged.
+    """
+    baseline = state.get("baseline")
+    if not isinstance(baseline, dict):
+        return state, False
+    offset, residual = baseline.get("offset"), baseline.get("residual")
+    if not isinstance(offset, list) or not isinstance(residual, list) or len(offset) != len(residual):
+        return state, False
+    moved = [float(o) + float(r) if math.isfinite(float(r)) else float(o) for o, r in zip(offset, residual)]
+    if moved == [float(o) for o in offset]:
+        return state, False
+    bound = MAX_OFFSET
+    adopted = {"offset": [min(max(v, -bound), bound) for v in moved], "residual": [0.0] * len(residual)}
+    return {**state, "baseline": {**baseline, **adopted}}, True

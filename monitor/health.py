@@ -80,7 +80,8 @@ def app(limit_s: float, failing_limit_s: float | None = None) -> Callable[..., I
             alive, body = liveness(limit_s, failing_limit_s=failing_limit_s)
             start_response("200 OK" if alive else "503 Service Unavailable", [("Content-Type", "application/json")])
             return [json.dumps(body).encode()]
-        return exposition(environ, start_response)
+        exposed: Iterable[bytes] = exposition(environ, start_response)
+        return exposed
 
     return serve
 

@@ -4,7 +4,7 @@ Order of I/O per batch (the delivery guarantee):
   1. poll raw records; decode them as one batch (bad ones -> dead-letter producer);
   2. score and judge the good ones (pure engine);
   3. flush the dead letters and wait for their acks (durable before the offset moves);
-  4. ONE database transaction: alert upserts + sensor state + next offset per partition (fenced);
+  4. ONE database transaction: alert upserts + their evidence + sensor state + next offset per partition (fenced);
   5. commit the same offsets to Kafka (for lag monitoring only; the database is the source of truth).
 With ``run.overlap`` (opt-in) steps 2-4 of batch N run on a worker thread while the loop polls and decodes
 batch N+1 (torch and the database drivers release the GIL). The loop waits for batch N before it sends N+1's
@@ -29,7 +29,9 @@ exponential backoff while polling to keep the group membership, then rewinds and
 cannot be delivered (send or flush: a BrokerError) pause likewise for one backoff step (growing while they keep
 failing), then rewind: the batch is read again, and its offsets never move before its dead letters are acked.
 Other broker outages are absorbed by the client's reconnects; every Kafka call of the loop has a bounded
-timeout, and waits are interruptible, so SIGTERM/SIGINT end the process within a few seconds.
+timeout, and waits are interruptible, so SIGTERM/SIGINT end the process within a few seconds; a call that
+cannot be interrupted (a black-holed database or broker) is cut short by the shutdown deadline of
+``monitor.shutdown`` (``run.shutdown_timeout_s``), which exits without committing anything more.
 
 The loop owns the order; the pieces live in monitor.batches (steps 1-4 of one batch, RunStats),
 monitor.ingest.membership (client, listener, owned partitions, stalled-client replacement), monitor.outages.
@@ -58,10 +60,12 @@ from monitor.ingest.faults import FaultInjector
 from monitor.ingest.kafka import DeadLetters, make_consumer, make_producer
 from monitor.ingest.membership import Assignment, GroupMember
 from monitor.ingest.netguard import NetWaitStalled, has_stalled
+from monitor.registry.shadow import Shadow
 from monitor.registry.watcher import ModelWatcher
 from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
+from monitor.shutdown import ShutdownDeadline
 from monitor.store import repository
 from monitor.store.repository import StaleOffsetError
 
@@ -72,6 +76,7 @@ __all__ = ["Runner", "RunStats", "build_runner"]
 T = TypeVar("T")
 
 DLQ_MAX_BLOCK_MS = 10_000  # bound of a dead-letter send waiting for topic metadata or buffer space
+KAFKA_RESYNC_S = 2.0  # least seconds between two retries of a failed Kafka offset commit while idle
 
 
 class Runner:
@@ -99,6 +104,7 @@ class Runner:
         overlap: bool = False,
         consumer_factory: Callable[[], KafkaConsumer] | None = None,
         stall_timeout_s: float = 60.0,
+        max_sensors: int = 0,
     ) -> None:
         self.stall_timeout_s = stall_timeout_s  # a client not a stable group member this long is replaced
         self.member = GroupMember(consumer, topic, factory=consumer_factory, close_timeout_s=close_timeout_s)
@@ -112,6 +118,9 @@ class Runner:
         # Adaptive batch size: live_poll_records while caught up (latency), max_poll_records with a backlog.
         self.live_poll_records = min(live_poll_records or max_poll_records, max_poll_records)
         self._behind = False  # set from the lag after every poll
+        self._lag = 0  # records behind on the owned partitions, from the last poll
+        self.heartbeat_s = 60.0  # one INFO line this often: throughput, lag, counters
+        self._last_heartbeat = (time.monotonic(), 0)  # (when, stats.consumed then)
         self.max_record_bytes = max_record_bytes
         self.idle_exit_s = idle_exit_s
         self.auto_offset_reset = auto_offset_reset
@@ -122,8 +131,15 @@ class Runner:
         self._stop = threading.Event()
         self.sleep = sleep or self._stop.wait  # interruptible by stop(): shutdown never waits out a backoff
         self.assignment = Assignment()  # owned partitions and their offsets stored in the database
+        self._event_ends: dict[int, float] = {}  # partition -> end of the newest window judged (event-lag gauge)
+        # partitions whose Kafka offset commit failed (e.g. mid-rebalance): committed again once idle and on exit,
+        # so the group's lag seen by Kafka tools does not stay behind the database for good
+        self._kafka_unsynced: set[int] = set()
+        self._kafka_resync_at = 0.0  # monotonic time of the next try (at most one per KAFKA_RESYNC_S)
         self.watcher: ModelWatcher | None = None  # hot swap (monitor.registry.watcher), set by the wiring
+        self.shadow: Shadow | None = None  # shadow mode (monitor.registry.shadow), from the watcher
         self.overlap = overlap
+        self.max_sensors = max_sensors  # sensors held in memory at most (0: no bound); Engine.evict
         self._pool: ThreadPoolExecutor | None = None
         self._pending: tuple[Batch, Future[BatchOutcome]] | None = None  # the batch in flight
         self._rewinds = 0  # counts rewinds: records polled before one are stale
@@ -141,9 +157,18 @@ class Runner:
         """The current Kafka client (a new one after a stall replacement)."""
         return self.member.consumer
 
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
+    def install_signal_handlers(self, deadline: ShutdownDeadline | None = None) -> None:
+        """SIGTERM/SIGINT stop the loop; with ``deadline`` they also arm it (monitor.shutdown): a call that
+        cannot be interrupted (a black-holed database or broker) never holds the exit past it."""
+        def handle(signum: int, _frame: Any) -> None:
+            self.stop()
+            if deadline is not None:
+                deadline.arm(signal.Signals(signum).name)
+
+        if deadline is not None:
+            deadline.start()
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
 
     def run(self) -> RunStats:
         try:
@@ -162,12 +187,20 @@ class Runner:
                 health.beat()
                 if self.watcher and (bundle := self.watcher.poll()):  # hot swap between batches
                     self._settle()
-                    self.engine.swap(bundle)
+                    # the shadow promoted: its contexts of sensors the active model judged normal throughout
+                    warmed = self.shadow.warmed() if self.shadow and self.shadow.version == bundle.meta.version \
+                        else None
+                    self.engine.swap(bundle, warmed)
                     metrics.show_model(bundle.meta.version)
+                if self.watcher and self.watcher.shadow_change is not None:  # shadow mode set or stopped
+                    self._settle()
+                    self._set_shadow(*self.watcher.shadow_change)
+                    self.watcher.shadow_change = None
                 rewinds = self._rewinds
                 try:
                     limit = self.max_poll_records if self._behind else self.live_poll_records
-                    batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=limit)
+                    with metrics.timed("fetch"):
+                        batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=limit)
                     wedged = self._wedged()
                 except KafkaTimeoutError as exc:  # NetWaitStalled, or a later kafka-python's own bound
                     wedged = exc
@@ -180,11 +213,13 @@ class Runner:
                 records = [r for tp, rs in batch.items() if tp.partition not in fresh
                            for r in rs if is_new(tp.partition, r.offset)] if rewinds == self._rewinds else []
                 self._update_lag()
+                self._heartbeat()
                 if records:
                     last_data = time.monotonic()
                     self._process(records)
                     continue
                 self._settle()  # nothing new: make the batch in flight durable now (latency)
+                self._resync_kafka(now=time.monotonic())
                 if self.idle_exit_s is not None and self.assignment.owned and (
                     time.monotonic() - last_data > self.idle_exit_s
                 ):
@@ -197,8 +232,22 @@ class Runner:
             log.warning("stopped during a database outage (%s): nothing past the durable output was committed", exc)
         finally:
             self._abandon()
+            try:
+                self._resync_kafka()
+            except Exception as exc:  # noqa: BLE001 - exiting anyway; the stored offsets are the truth
+                log.info("Kafka offsets not synced on exit: %s", exc)
+            self._set_shadow(None, None)  # its last counts written
             self._close()
         return self.stats
+
+    def _set_shadow(self, version: str | None, bundle: ModelBundle | None) -> None:
+        if self.shadow is not None:
+            self.shadow.flush()
+        self.shadow = None
+        if bundle is not None and self.watcher is not None:
+            scorer = self.engine.scorer
+            self.shadow = Shadow(self.db, self.watcher.name, bundle, self.engine.threshold_cfg, self.engine.alert_cfg,
+                                 batch_size=scorer.batch_size, device=scorer.device)
 
     def _close(self) -> None:
         self.member.close()
@@ -231,10 +280,16 @@ class Runner:
 
     def _revoke(self, partitions: set[int]) -> None:
         self.engine.forget(partitions)
+        if self.shadow is not None:
+            self.shadow.forget(partitions)
         self.assignment.revoke(partitions)
+        self._kafka_unsynced -= partitions  # the next owner seeks to the stored offsets and commits them
         for p in partitions:
             metrics.forget_partition(p)
         metrics.ASSIGNED_PARTITIONS.set(len(self.assignment.owned))
+        # The failing-batch clock (health) survives a revocation: a consumer whose session expired while its batch
+        # kept failing re-joins, gets the partition back and fails again; clearing the clock here kept /healthz
+        # green through that loop (seen on PostgreSQL). It ends with the next durable batch, or when caught up.
 
     # -- rebalance ---------------------------------------------------------------------------------------
     def _apply_rebalances(self) -> set[int]:
@@ -304,12 +359,12 @@ class Runner:
         self._settle()
 
     def _prepare(self, raw_records: list[Any]) -> Batch:
-        """Step 1 (loop thread): decode; nothing is sent or scored yet."""
-        self.stats.consumed += len(raw_records)
-        metrics.WINDOWS_CONSUMED.inc(len(raw_records))
+        """Step 1 (loop thread): decode; nothing is sent or scored yet (nor counted: a batch read again after a
+        rewind counts once, when it is durable)."""
         scorer = self.engine.scorer
-        return Batch.decode(raw_records, window_len=scorer.window_len, channels=scorer.channels,
-                            max_bytes=self.max_record_bytes)
+        with metrics.timed("decode"):
+            return Batch.decode(raw_records, window_len=scorer.window_len, channels=scorer.channels,
+                                max_bytes=self.max_record_bytes)
 
     def _execute(self, batch: Batch) -> BatchOutcome:
         """Steps 2-4 (worker thread with ``overlap``): state, scoring, dead-letter flush, one transaction."""
@@ -372,6 +427,16 @@ class Runner:
         self.assignment.durable.update(next_offsets)
         self.stats.committed.extend((p, batch.first[p], o) for p, o in next_offsets.items())
         health.batch_durable()
+        # before the count a scraper waits on
+        metrics.observe_alerts(self.engine.sensors.values(), outcome.decisions, self._event_ends)
+        self.stats.consumed += batch.size
+        metrics.WINDOWS_CONSUMED.inc(batch.size)
+        if self.shadow is not None:
+            try:
+                self.shadow.observe(outcome.decisions, self.engine.scorer.version)
+            except Exception as exc:  # noqa: BLE001 - a shadow never stops the consumer
+                log.error("shadow %s: stopped scoring (%s)", self.shadow.version, exc)
+                self.shadow = None
         for _, failure in (*batch.dead, *batch.late_dead):
             metrics.DECODE_FAILURES.labels(failure.reason).inc()
         metrics.DUPLICATE_WINDOWS.inc(batch.duplicates)
@@ -386,10 +451,27 @@ class Runner:
         self.stats.batches += 1
         metrics.WINDOWS_SCORED.inc(len(outcome.decisions))
         metrics.BATCH_SECONDS.observe(time.perf_counter() - batch.started)
+        self._bound_memory()
         if self.on_batch:
             self.on_batch(self.stats)
 
+    def _bound_memory(self) -> None:
+        """Between batches (this one durable, the next not begun): keep at most ``max_sensors`` sensor states in
+        memory, the shadow's too."""
+        if self.max_sensors:
+            dropped = self.engine.evict(self.max_sensors)
+            if self.shadow is not None:
+                self.shadow.engine.evict(self.max_sensors)
+            if dropped:
+                metrics.SENSORS_EVICTED.inc(dropped)
+                self.stats.evicted += dropped
+        metrics.SENSORS_IN_MEMORY.set(len(self.engine.sensors))
+
     def _commit_kafka(self, offsets: dict[int, int]) -> None:
+        with metrics.timed("kafka_commit"):
+            self._commit_offsets(offsets)
+
+    def _commit_offsets(self, offsets: dict[int, int]) -> None:
         try:
             self.consumer.commit(
                 {TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()},
@@ -397,11 +479,27 @@ class Runner:
             )
         except (KafkaError, RuntimeError) as exc:  # informational only: the database holds the truth
             log.info("Kafka offset commit skipped: %s", exc)
+            self._kafka_unsynced |= offsets.keys()
+        else:
+            self._kafka_unsynced -= offsets.keys()
+
+    def _resync_kafka(self, *, now: float | None = None) -> None:
+        """Commit the stored offsets of owned partitions whose last Kafka commit failed: when idle (at most once
+        per KAFKA_RESYNC_S, a broker outage must not turn every idle poll into a commit timeout) and on exit."""
+        offsets = {p: o for p in self._kafka_unsynced & self.assignment.owned
+                   if (o := self.assignment.durable.get(p)) is not None}
+        if not offsets or (now is not None and now < self._kafka_resync_at):
+            return
+        if now is not None:
+            self._kafka_resync_at = now + KAFKA_RESYNC_S
+        self._commit_kafka(offsets)
 
     def _rewind(self) -> None:
         """Forget every cached sensor state and seek every owned partition back to its stored offset."""
         self._rewinds += 1
         self.engine.forget()
+        if self.shadow is not None:
+            self.shadow.engine.forget()
         self._seek_to_durable(set(self.assignment.owned))
 
     def _update_lag(self) -> None:
@@ -416,9 +514,28 @@ class Runner:
                 metrics.CONSUMER_LAG.labels(str(p)).set(lag)
             else:
                 unknown = True
+        metrics.refresh_event_lag(self._event_ends, self.assignment.owned)
         self._behind = total > self.max_poll_records
+        self._lag = total
         if self.assignment.owned and total == 0 and not unknown and self._pending is None:
             health.batch_durable()  # caught up: no batch is failing
+
+    def _heartbeat(self, now: float | None = None) -> None:
+        """Every ``heartbeat_s``: one INFO line with the records consumed since the last one, the lag and the
+        run's counters (a silent consumer is indistinguishable from a stuck one)."""
+        now = time.monotonic() if now is None else now
+        since, consumed = self._last_heartbeat
+        if now - since < self.heartbeat_s:
+            return
+        s = self.stats
+        self._last_heartbeat = (now, s.consumed)
+        log.info("running: %d records in %.0f s (%.1f/s), lag %d records on %d partition(s); totals: %d consumed, "
+                 "%d judged, %d dead letters, %d duplicates, %d alert writes, %d stale / %d failed batches",
+                 s.consumed - consumed, now - since, (s.consumed - consumed) / max(now - since, 1e-9), self._lag,
+                 len(self.assignment.owned), s.consumed, s.scored, s.dead_letters, s.duplicates, s.alerts_written,
+                 s.stale_batches, s.failed_batches,
+                 extra={"event": "heartbeat", "records": s.consumed - consumed, "seconds": now - since,
+                        "lag_records": self._lag, "partitions": len(self.assignment.owned)})
 
     def _with_db_retry(self, action: Callable[[], T]) -> T:
         return outages.retry_store(action, stop=self._stop, sleep=self.sleep, stats=self.stats)
@@ -455,4 +572,5 @@ def build_runner(
         overlap=run.overlap,
         consumer_factory=lambda: make_consumer(kafka),
         stall_timeout_s=kafka.stall_timeout_s,
+        max_sensors=run.max_sensors_in_memory,
     )

@@ -36,7 +36,7 @@ from monitor.errors import ConfigError, MonitorError, StoreError
 from monitor.registry import versions
 from monitor.store.schema import SensorState, utcnow
 from monitor.training import lease
-from monitor.training.retrain import FAILED, PROMOTED, REJECTED, RetrainOutcome
+from monitor.training.retrain import FAILED, PROMOTED, REJECTED, SHADOWED, SKIPPED, RetrainOutcome
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class ScoreDrift:
         self.db = db
         self.model_name = model_name
         self.delta = delta
-        self.detector = ADWIN(delta=delta)
+        self.detector = ADWIN(delta=delta)  # type: ignore[no-untyped-call]  # river is untyped here
         self.version: str | None = None
         self.since: datetime | None = None
         self.seen = 0
@@ -92,7 +92,7 @@ class ScoreDrift:
         """Read new scores; True when ADWIN detected a change in their mean since the last poll."""
         active = versions.active_version(self.db, self.model_name)
         if active != self.version:  # a new model has another score scale: start over
-            self.version, self.detector, self.seen = active, ADWIN(delta=self.delta), 0
+            self.version, self.detector, self.seen = active, ADWIN(delta=self.delta), 0  # type: ignore[no-untyped-call]
         stmt = select(SensorState.last_score, SensorState.updated_at).where(SensorState.last_score.is_not(None))
         if active is not None:
             stmt = stmt.where(SensorState.model_version == active)
@@ -105,7 +105,7 @@ class ScoreDrift:
             raise StoreError(f"cannot read sensor scores: {exc.__class__.__name__}") from exc
         drift = False
         for score, updated_at in rows:
-            self.detector.update(math.log(max(float(score or 0.0), 1e-12)))
+            self.detector.update(math.log(max(float(score or 0.0), 1e-12)))  # type: ignore[no-untyped-call]
             self.seen += 1
             drift = drift or self.detector.drift_detected
             self.since = updated_at
@@ -127,6 +127,7 @@ class Scheduler:
         tick_s: float = 5.0,
         drift: ScoreDrift | None = None,
         drift_min_gap_s: float = 3600.0,
+        settle: Callable[[], str | None] | None = None,
         owner: str | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -138,6 +139,7 @@ class Scheduler:
         self.tick_s = tick_s
         self.drift = drift
         self.drift_min_gap_s = drift_min_gap_s
+        self.settle = settle  # ends a complete shadow period (monitor.registry.shadow.settle), each tick
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.clock = clock
         self.drift_at: datetime | None = None
@@ -177,9 +179,11 @@ class Scheduler:
     def tick(self) -> RetrainOutcome | None:
         """One pass: drift poll, due check, and the retrain if this replica wins the lease."""
         now, ticked = self.clock(), time.monotonic()  # the lease expires lease_s after ``now``
+        if self.settle is not None and (settled := self.settle()):
+            log.info("scheduler: %s", settled)
         if self.drift is not None and self.drift.poll():
             self.drift_at = now
-            metrics.DRIFT_DETECTIONS.inc()
+            metrics.scheduler_metrics().drift.inc()
             log.info("scheduler: drift detected in the score stream (ADWIN)")
         if self._due(lease.read(self.db, self.name), now) is None:
             return None
@@ -206,13 +210,13 @@ class Scheduler:
         finally:
             done.set()
             renewer.join()
-        if cancel.is_set() and outcome.outcome not in (FAILED, PROMOTED):  # a promotion is done: report it
+        if cancel.is_set() and outcome.outcome not in (FAILED, PROMOTED, SHADOWED):  # done: report it
             outcome = RetrainOutcome(FAILED, outcome.version, f"cancelled: the lease was lost ({outcome.reason})",
                                      outcome.gate, outcome.counts)
         self.runs += 1
-        metrics.RETRAIN_RUNS.labels(outcome.outcome).inc()
-        if outcome.outcome in (PROMOTED, REJECTED):
-            metrics.RETRAIN_LAST_SUCCESS.set(time.time())
+        metrics.scheduler_metrics().runs.labels(outcome.outcome).inc()
+        if outcome.outcome in (PROMOTED, SHADOWED, REJECTED, SKIPPED):
+            metrics.scheduler_metrics().last_success.set(time.time())
         log.info("scheduler: %s in %.1f s; next due %s", outcome.line(), time.monotonic() - started,
                  next_due.isoformat() if next_due else "-")
         if not self._release(last_finished_at=self.clock(), last_outcome=outcome.outcome,

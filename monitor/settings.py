@@ -194,6 +194,29 @@ class ThresholdSettings(BaseModel):
         "followed, so they are judged by their short-term behaviour and their relation to the other channels.",
     )
     drift_k: float = Field(6.0, gt=0, description="recentre_k of the drifting channels.")
+    drift_pace: float = Field(
+        0.0, ge=0,
+        description="During an alert, a drifting channel's input centre may still follow its level, inside its gate, "
+        "at most this many times the fastest pace its level moved in the training rows (per row elapsed). 0 = off "
+        "(the default): nothing moves during an alert. 1 keeps a slow process variable (a temperature) from "
+        "holding an alert open for ever by drifting on at its usual pace, but a fault that moves such a channel "
+        "slowly is then partly learned (docs/quality.md, variant 28).",
+    )
+    adopt_after_s: float = Field(
+        0.0, ge=0,
+        description="The horizon: once an alert has been open this long (window time, from its first window), the "
+        "sensor's current level becomes its new normal: the input centre of every channel outside its re-centring "
+        "gate (recentre_k / drift_k) moves to each further window's level until the alert closes. 0 = never (the default): an anomaly never teaches the detector that it is "
+        "normal, and a lasting change of operating point stays an alert until an operator gives the verdict "
+        "new_normal. Only levels are adopted: a changed shape, variance or correlation keeps alerting.",
+    )
+    carry_on_swap: bool = Field(
+        True,
+        description="On a model swap each sensor's threshold keeps what it learned online: its statistics are mapped to "
+        "the new model's score scale through the two models' calibrations (a sensor 0.5 std above the old model's "
+        "normal sits 0.5 std above the new one's). false: re-warm every sensor from the new calibration, as a "
+        "sensor seen for the first time.",
+    )
 
 
 class AlertSettings(BaseModel):
@@ -221,11 +244,21 @@ class RunSettings(BaseModel):
     close_timeout_s: float = Field(
         2.0, gt=0, le=5, description="Bound of each Kafka call on shutdown (close, final flush); keeps exit < 10 s."
     )
+    shutdown_timeout_s: float = Field(
+        8.0, gt=0, le=600,
+        description="Longest `monitor run` takes to exit after SIGTERM/SIGINT. Past it (a black-holed database or "
+        "broker holds a call that cannot be interrupted) it exits at once, status 0, without committing anything "
+        "more: the batch in flight is read again on restart. Keep it under the orchestrator's grace period.")
     overlap: bool = Field(
         False,
         description="Decode the next batch while the current one is scored and committed (a second thread); "
         "same delivery order and guarantees. Off (default): one batch at a time (measured as fast with packed values).",
     )
+    max_sensors_in_memory: int = Field(
+        20_000, ge=0,
+        description="Sensors whose state a consumer holds in memory at most (about 15 KiB each: docs/benchmarks.md, "
+        "`python -m pipelines.bench_memory`); beyond it the least recently seen ones without an open alert are dropped after a durable batch and read "
+        "back from the database when their next window comes. 0 = no bound.")
     fault: str | None = Field(
         None, description="TEST ONLY (fault suite): '<point>:<probability>[:kill|term[:seed]]', see monitor/ingest/faults.py."
     )
@@ -252,6 +285,9 @@ class RegistrySettings(BaseModel):
     check_interval_s: float = Field(
         5.0, gt=0, description="How often a running consumer reads the active-model pointer (hot swap latency)."
     )
+    shadow_min_windows: int = Field(
+        0, ge=0, description="`monitor models promote` refuses a version shadowed over fewer windows than this "
+        "(`monitor models shadow VERSION`; --force overrides). 0 = no shadow period required.")
 
 
 class RetrainSettings(BaseModel):
@@ -266,8 +302,17 @@ class RetrainSettings(BaseModel):
     min_windows: int = Field(64, ge=8, description="Fewer training windows than this (after exclusions) fail the run.")
     min_holdout_windows: int = Field(16, ge=1, description="The gate rejects a candidate with a smaller hold-out.")
     max_error_ratio: float = Field(
-        1.10, gt=0, description="Gate: candidate's hold-out reconstruction error at most this times the active's."
-    )
+        1.05, gt=0, description="Gate: candidate's hold-out reconstruction error at most this times the best of the "
+        "active model's and the `gate_history` earlier versions' errors on the same hold-out.")
+    gate_history: int = Field(
+        3, ge=0, description="Gate: also compare against this many versions active before the current one (no slide: "
+        "quality cannot drift down by repeated small losses). 0 = the active model alone.")
+    reference_context: int = Field(
+        32, ge=0, description="Gate: windows of the sensor before a confirmed alert kept with it in the reference set "
+        "(its threshold and input centres settle on them before the alert).")
+    min_new_windows: int = Field(
+        64, ge=0, description="A run with fewer windows newer than the active model's training range is `skipped` "
+        "(nothing trained, nothing promoted); `monitor retrain --force` trains anyway. 0 = never skip.")
     max_alert_rate: float = Field(
         0.01, ge=0, description="Gate: alerts opened per hold-out window (normal data) allowed when above the active's."
     )
@@ -279,6 +324,13 @@ class RetrainSettings(BaseModel):
     drift_min_gap_s: float = Field(3600.0, ge=0, description="No drift-triggered retrain sooner than this after the last run.")
     tick_s: float = Field(5.0, gt=0, description="Scheduler loop period: due check, drift polling, lease renewal.")
     lease_s: float = Field(120.0, gt=1, description="Single-flight lease duration; renewed while a retrain runs.")
+
+
+class LogSettings(BaseModel):
+    format: Literal["text", "json"] = Field(
+        "text", description="Log line format of the monitor's processes: text (one readable line) or json (one JSON "
+        "object per line: time, level, name, message, and the event's fields, e.g. event=alert_opened, sensor_id, "
+        "severity, peak, for a log pipeline).")
 
 
 class Settings(BaseSettings):
@@ -295,6 +347,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     log_level: LogLevel = Field(
         "INFO", description="Log level of the monitor's processes: DEBUG, INFO, WARNING, ERROR or CRITICAL (any case).")
+    log: LogSettings = LogSettings()
     registry: RegistrySettings = RegistrySettings()
     retrain: RetrainSettings = RetrainSettings()
 

@@ -218,6 +218,42 @@ class SensorThreshold:
         }
 
     @classmethod
+    def carried(cls, cfg: ThresholdSettings, alert: AlertSettings, data: dict[str, Any], cal: Any) -> SensorThreshold:
+        """A threshold learned under another model (``data``: its snapshot), moved to the score scale of the model
+        whose ``Calibration`` is ``cal``: every log level x becomes ``new_mean + (x - old_mean) * new_std / old_std``,
+        with (old_mean, old_std) the calibration it was learned under (its ``prior``), so each sensor keeps its
+        place relative to the model's normal, its learned spread, and its alert state. A snapshot without a usable
+        prior starts from the new calibration, as a sensor seen for the first time."""
+        fresh = cls.from_calibration(cfg, alert, cal)
+        prior = data.get("prior")
+        old_mean, old_std = (float(prior[0]), float(prior[1])) if isinstance(prior, list) and len(prior) == 2 else (
+            math.nan, math.nan)
+        new_mean, new_std = fresh.prior
+
+        def clamp(v: float) -> float:  # the spread from_calibration uses
+            return min(max(v, cfg.min_std), cfg.max_std)
+
+        if not (math.isfinite(old_mean) and math.isfinite(old_std) and math.isfinite(new_std)):
+            return fresh
+        ratio = clamp(new_std) / clamp(old_std)
+
+        def moved(x: float) -> float:
+            return new_mean + (x - old_mean) * ratio
+
+        mean, sq = float(data["mean"]), float(data["sq"])
+        if not (math.isfinite(mean) and math.isfinite(sq)):
+            return fresh
+        fresh._mean = _ewmean(cfg.fading, moved(mean))
+        fresh._sq = _ewmean(cfg.fading, max(sq, 0.0) * ratio * ratio)
+        level = data.get("level")
+        fresh.level = moved(float(level)) if isinstance(level, (int, float)) and math.isfinite(level) else None
+        fresh.hits, fresh.normals = int(data["hits"]), int(data["normals"])
+        fresh.active, fresh.seen = bool(data["active"]), int(data["seen"])
+        warm = data.get("warm")
+        fresh.warm = [moved(float(v)) for v in warm] if isinstance(warm, list) and cfg.warmup_windows > 0 else None
+        return fresh
+
+    @classmethod
     def restore(cls, cfg: ThresholdSettings, alert: AlertSettings, data: dict[str, Any]) -> SensorThreshold:
         obj = cls(cfg, alert, log_mean=float(data["mean"]), log_std=0.0)
         obj._sq = _ewmean(cfg.fading, float(data["sq"]))

@@ -12,7 +12,8 @@ shared 2-core machine are noisy):
   * scoring-only windows/s against the compute ceiling (a matmul measured in this process);
   * peak RSS of a consumer; scale-out: ``monitor run --workers <cores>`` (one consumer process per core, one
     group) versus one consumer, on SQLite and PostgreSQL.
-Ends with: ``bench: e2e_wps=<n> naive_wps=<n> scoring_wps=<n> ceiling_wps=<n> p99_ms=<n> rss_mb=<n>``.
+Ends with: ``bench: e2e_wps=<n> naive_wps=<n> scoring_wps=<n> ceiling_wps=<n> e2e_share=<0..1> p99_ms=<n>
+rss_mb=<n>`` (``e2e_share``: one consumer's end-to-end rate / its own scoring-only rate, same run).
 """
 
 from __future__ import annotations
@@ -46,7 +47,15 @@ from monitor.scoring.train import train
 from monitor.settings import KafkaSettings, ModelSettings
 from monitor.store.database import init_schema, make_engine
 from monitor.store.schema import ConsumerOffset
-from pipelines.bench_compute import alerts_of, flops_per_window, matmul_gflops, scoring_wps, scoring_wps_processes
+from pipelines.bench_compute import (
+    alerts_of,
+    bf16_check,
+    flops_per_window,
+    matmul_gflops,
+    scoring_wps,
+    scoring_wps_processes,
+)
+from pipelines.chaos_kit import free_port
 from pipelines.synthetic import EPOCH, channel_names, history_frame, inject, normal_series
 
 app = typer.Typer(add_completion=False)
@@ -177,11 +186,28 @@ class DrainResult:
     lag: list[tuple[float, int]]
     rss_mb: float
     done: int
+    stages: dict[str, float] = field(default_factory=dict)  # monitor_stage_seconds_total at the end (one consumer)
+    wall_s: float = 0.0  # from the consumers' start to the last durable record
+
+
+def scrape_stages(port: int) -> dict[str, float]:
+    """``monitor_stage_seconds_total`` by stage from a consumer's metrics endpoint ({} when unreachable)."""
+    import re
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            body = response.read().decode()
+    except OSError:
+        return {}
+    return {m.group(1): float(m.group(2))
+            for m in re.finditer(r'^monitor_stage_seconds_total\{stage="([a-z_]+)"\} (\S+)$', body, re.M)}
 
 
 def drain(cfg: KafkaSettings, env: dict[str, str], db: Engine, total: int, consumers: int = 1,
-          limit_s: float = 600, stop_after: int | None = None) -> DrainResult:
-    """Run consumers over a produced backlog until ``total`` (or ``stop_after``) records are durable."""
+          limit_s: float = 600, stop_after: int | None = None, metrics_port: int | None = None) -> DrainResult:
+    """Run consumers over a produced backlog until ``total`` (or ``stop_after``) records are durable;
+    ``metrics_port``: one consumer's metrics port, scraped for its per-stage seconds before it stops."""
     procs = start_consumers(consumers, env)
     target = stop_after or total
     lag: list[tuple[float, int]] = []
@@ -204,10 +230,11 @@ def drain(cfg: KafkaSettings, env: dict[str, str], db: Engine, total: int, consu
         if exited and done < target:
             typer.echo(f"  warning: a consumer exited early (exit codes {exited}) at {done}/{target} durable; "
                        "the rate covers the run until then")
+        stages = scrape_stages(metrics_port) if metrics_port else {}
     finally:
         rss = stop(procs)
     wps = (done - first_done) / (t_end - t_first) if t_first and t_end > t_first else 0.0
-    return DrainResult(wps, lag, rss, done)
+    return DrainResult(wps, lag, rss, done, stages, t_end - started)
 
 
 def latency(cfg: KafkaSettings, env: dict[str, str], db: Engine, load: Workload, rate: float, seconds: float
@@ -311,8 +338,16 @@ def main(
     for kind in backends:
         cfg = backlog.model_copy(update={"group_id": f"{backlog.group_id}-{kind}"})
         url, db = database(kind, f"e2e_{kind}")
-        res = drain(cfg, env_for(cfg, url), db, windows)
+        port = free_port()
+        res = drain(cfg, env_for(cfg, url, MONITOR_RUN__METRICS_PORT=str(port)), db, windows, metrics_port=port)
         results[kind] = res
+        if res.stages:
+            busy = sum(res.stages.values())
+            typer.echo(f"  {kind}: share of the consumer's time per stage (seconds / drain wall time, "
+                       f"{res.wall_s:.0f} s): " + ", ".join(f"{k} {v / res.wall_s:.0%}" for k, v in res.stages.items())
+                       + f"; all stages {busy / res.wall_s:.0%}")
+            table.append((f"  time per stage ({kind}, share of wall time)",
+                          ", ".join(f"{k} {v / res.wall_s:.0%}" for k, v in res.stages.items())))
         typer.echo(f"e2e {kind}: {res.wps:,.0f} windows/s, {res.done}/{windows} durable, peak RSS {res.rss_mb:.0f} MB")
         table.append((f"end to end, {kind}", f"{res.wps:,.0f} windows/s"))
         marks = res.lag[:: max(1, len(res.lag) // 8)]
@@ -351,20 +386,24 @@ def main(
     sample = np.stack([load.series[s][:window_len] for s in sorted(load.series)] * max(1, 20_000 // sensors))
     scoring = scoring_wps(scorer, sample, threads)
     scoring_all = scoring_wps_processes(str(model_path), sample, cores)  # the scale-out: a 1-thread consumer per core
-    bf16_wps = scoring_wps(Scorer(bundle, bf16=True), sample, threads)
     flops = flops_per_window(bundle.module, window_len)
     gflops = matmul_gflops(cores)
     ceiling = gflops * 1e9 / flops
     core_gflops = matmul_gflops(1)  # per core: separates the LSTM kernel's efficiency from the 2-core scaling
     core_ceiling = core_gflops * 1e9 / flops
-    same = alerts_of(scorer, load, min(windows, 40_000)) == alerts_of(Scorer(bundle, bf16=True), load,
-                                                                       min(windows, 40_000))
+    checked = min(windows, 40_000)
+    bf16_wps, same, bf16_skipped = bf16_check(lambda bf16: Scorer(bundle, bf16=bf16), sample, threads,
+                                                 lambda s: alerts_of(s, load, checked))
     table.append((f"scoring only (fp32, batch {scorer.batch_size}, 1 process, {threads} threads)",
                   f"{scoring:,.0f} windows/s"))
     table.append((f"scoring only (fp32, {cores} single-thread processes at once)", f"{scoring_all:,.0f} windows/s"))
-    table.append(("scoring only, bf16 autocast (not used)",
-                  f"{bf16_wps:,.0f} windows/s; alerts on {min(windows, 40_000)} windows "
-                  f"{'identical' if same else 'DIFFERENT'} to fp32"))
+    if bf16_wps is None:
+        typer.echo(f"bf16 autocast {bf16_skipped}")
+        table.append(("scoring only, bf16 autocast (not used)", bf16_skipped))
+    else:
+        table.append(("scoring only, bf16 autocast (not used)",
+                      f"{bf16_wps:,.0f} windows/s; alerts on {checked} windows "
+                      f"{'identical' if same else 'DIFFERENT'} to fp32"))
     table.append((f"compute ceiling (fp32 matmul, {cores} threads)",
                   f"{ceiling:,.0f} windows/s ({gflops:.0f} GFLOP/s / {flops / 1e6:.2f} MFLOP per window)"))
     table.append(("compute ceiling per core (fp32 matmul, 1 thread)",
@@ -382,8 +421,9 @@ def main(
                f"{cores} processes / 1 = {scoring_all / scoring:.2f}x, {cores}-thread / 1-thread matmul = "
                f"{gflops / core_gflops:.2f}x)")
     typer.echo("scale-out: " + " ".join(f"workers{workers}_{k}_wps={v:.0f}" for k, v in scale.items()))
+    share = e2e / scoring if scoring else 0.0  # one consumer end to end / its own scoring-only rate (1 process)
     typer.echo(f"bench: e2e_wps={e2e:.0f} naive_wps={naive.wps:.0f} scoring_wps={scoring_wps_:.0f} "
-               f"ceiling_wps={ceiling:.0f} p99_ms={p99:.0f} rss_mb={rss:.0f}")
+               f"ceiling_wps={ceiling:.0f} e2e_share={share:.2f} p99_ms={p99:.0f} rss_mb={rss:.0f}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import multiprocessing
 import multiprocessing.synchronize
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -128,3 +129,23 @@ def alerts_of(scorer: Scorer, load: "Workload", count: int, batch: int = 2000) -
     if pending:
         run(pending, done)
     return sorted((a.sensor_id, a.opened_at, a.closed_at, a.window_count) for a in final.values())  # type: ignore[attr-defined]
+
+
+def bf16_check(
+    make_scorer: Callable[[bool], Scorer], sample: np.ndarray, threads: int, alerts: Callable[[Scorer], object]
+) -> tuple[float | None, bool | None, str]:
+    """The bfloat16 autocast figures: (windows/s, alerts identical to fp32, ""), or (None, None, why skipped).
+    ``make_scorer(bf16)`` builds a scorer of the benchmark's model.
+
+    oneDNN has no bfloat16 LSTM without AVX-512 (seen on an AVX2-only AMD EPYC: "could not create a primitive
+    descriptor for the LSTM forward propagation primitive"): a CPU without it skips the figure with the reason
+    instead of ending the benchmark."""
+    scorer = make_scorer(True)
+    try:
+        scorer.score(sample[:8])  # the probe: the first bf16 LSTM forward is where an unsupported CPU fails
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, None, f"skipped: this CPU's torch cannot run it ({reason})"
+    wps = scoring_wps(scorer, sample, threads)
+    same = alerts(make_scorer(True)) == alerts(make_scorer(False))
+    return wps, same, ""

@@ -4,7 +4,8 @@ Each scenario uses a fresh topic, consumer group and database schema, runs real 
 processes, injects its fault, and compares the database with the expected alert set E: the same detector
 run offline (the pure Engine) over the records that are actually in the topic. A scenario passes when no
 expected alert is missing or different (lost), no extra alert exists (duplicated), every sensor's threshold
-has seen exactly its windows once (lost / duplicated windows), lag is 0 and its own checks hold.
+has seen exactly its windows once (lost / duplicated windows), every sensor's whole stored state equals the
+offline run's, lag is 0 and its own checks hold.
 
     python -m pipelines.chaos            # full suite (>= 10 kill iterations, 30 s database outage)
     python -m pipelines.chaos --quick    # short form, run by `make test` (tests/integration/test_faults_quick.py)
@@ -79,6 +80,7 @@ class Suite:
         result.checks["lag 0 (database offsets)"] = db_lag == 0
         result.checks["lag 0 (Kafka group offsets)"] = kafka_lag == 0
         result.checks["E has alerts"] = len(ref.alerts) > 0
+        result.checks["every sensor's whole state equals the reference run's"] = result.verdict.state_mismatches == 0
         result.facts.update(expected_alerts=len(ref.alerts), windows=ref.good, lag=(db_lag, kafka_lag))
         return result
 
@@ -238,6 +240,42 @@ def s5_replay(suite: Suite, case: Case) -> Result:
     return suite.judge(case, result)
 
 
+def s8_real_replay(suite: Suite) -> Result:
+    """A real replay of stored history: the stored offsets and sensor states are deleted (the alerts kept) and the
+    topic is read again from the start in batches of 1, 7 and 2,000 records. Every pass reprocesses every record
+    and leaves the same alerts (ids included; only ``updated_at`` moves) and the same state of every sensor as
+    the first pass; how many evidence rows differ is reported (pruning follows batch boundaries)."""
+    result = Result("8 real replay (offsets and state cleared; batches of 1, 7, 2000)")
+    case = kit.new_case("rereplay", suite.services)
+    kit.produce(case.kafka, suite.windows(6, 50 if suite.quick else 120, seed=28))
+    total = sum(kit.end_offsets(case.kafka).values())
+    result.checks["first pass exits cleanly"] = suite.drain(case) == 0
+    first = kit.stored_output(case.db)
+    reprocessed = []
+    notes: list[str] = []
+    evidence_diff: dict[int, int] = {}
+    for size in (1, 7, 2000):
+        kit.clear_progress(case)
+        c = suite.consumer(case, f"replay{size}", idle_exit_s=4.0, max_poll_records=size)
+        result.checks[f"batches of {size}: exits cleanly"] = c.wait(300) == 0
+        reprocessed.append(c.stat("consumed"))
+        result.checks[f"batches of {size}: every record reprocessed"] = reprocessed[-1] == total
+        again = kit.stored_output(case.db)
+        for part in ("alerts", "states"):
+            diff = kit.state_differences(first[part], again[part])
+            result.checks[f"batches of {size}: the same {part}"] = not diff
+            notes += [f"batches of {size}, {part}: {d}" for d in diff[:3]]
+        # Evidence rows are a fact, not a check: in one CI run all three passes left evidence rows that differ from
+        # the first pass (not reproduced here; likely cause: which middle windows of a long alert survive pruning
+        # follows batch boundaries, EvidenceLog.prune runs per batch). The alerts and states above must match.
+        evidence_diff[size] = len(kit.state_differences(first["evidence"], again["evidence"]))
+    result.facts.update(records=total, reprocessed=reprocessed, alerts=len(first["alerts"]),
+                        evidence_rows_differing=evidence_diff)
+    suite.judge(case, result)
+    result.verdict.notes += notes  # after the judge, which sets the verdict
+    return result
+
+
 def s6_rebalance_churn(suite: Suite) -> Result:
     """3 consumers join and leave under load, one is kill -9'd."""
     result = Result("6 rebalance churn (join, leave, kill -9)")
@@ -368,6 +406,8 @@ def main(
             _run(results, "6", lambda: s6_rebalance_churn(suite))
         if pick("7"):
             _run(results, "7", lambda: s7_sigterm(suite))
+        if pick("8"):
+            _run(results, "8", lambda: s8_real_replay(suite))
     finally:
         services.close()
     lost = sum(r.verdict.lost for r in results)

@@ -28,10 +28,11 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine, text
 
-from monitor.contract import DecodeFailure, check_key, decode
+from monitor.contract import OUT_OF_ORDER, DecodeFailure, check_key, decode
 from monitor.engine import Engine as Detector
 from monitor.engine import Record
 from monitor.incidents import AlertRecord
+from monitor.ordering import admit
 from monitor.ingest.kafka import ensure_topics, make_producer
 from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.scorer import Scorer
@@ -297,8 +298,10 @@ def produce(cfg: KafkaSettings, items: Sequence[tuple[bytes, bytes | None]]) -> 
 class Reference:
     alerts: dict[tuple[str, Any], AlertRecord] = field(default_factory=dict)
     seen: dict[str, int] = field(default_factory=dict)
-    good: int = 0
+    good: int = 0  # windows judged (new in their sensor's order)
     bad: dict[tuple[int, int], str] = field(default_factory=dict)  # (partition, offset) -> reason
+    duplicates: int = 0  # exact re-sends of a sensor's last judged window: skipped (monitor.ordering)
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)  # sensor -> its whole state, as stored
 
 
 def reference_run(bundle: ModelBundle, records: Sequence[Any], chunk: int = 256) -> Reference:
@@ -316,13 +319,39 @@ def reference_run(bundle: ModelBundle, records: Sequence[Any], chunk: int = 256)
             ref.bad[(raw.partition, raw.offset)] = result.reason
         else:
             decoded.setdefault(raw.partition, []).append(Record(raw.partition, raw.offset, result))
-    for part in sorted(decoded):
-        rows = decoded[part]
+    for part in sorted(decoded):  # a sensor lives on one partition: its order is the partition's offset order
+        admission = admit(decoded[part], {}, lambda r: (r.window.sensor_id, r.window.window_start, r.window.window_end))
+        ref.duplicates += len(admission.duplicates)
+        for record, _ in admission.late:
+            ref.bad[(record.partition, record.offset)] = OUT_OF_ORDER
+        rows = admission.new
         for i in range(0, len(rows), chunk):
             ref.alerts.update(detector.process(rows[i : i + chunk]).alerts)
         ref.good += len(rows)
     ref.seen = {s: c.threshold.seen for s, c in detector.sensors.items()}
+    ref.states = {s: json.loads(json.dumps(c.snapshot())) for s, c in detector.sensors.items()}
     return ref
+
+
+def state_differences(expected: Any, got: Any, path: str = "", rel: float = 1e-6) -> list[str]:
+    """Where two stored sensor states differ (paths), floats compared to ``rel`` (the same windows scored in
+    other batch compositions differ in the last bits)."""
+    if isinstance(expected, dict) and isinstance(got, dict):
+        out = [f"{path}/{k}: missing" for k in expected.keys() - got.keys()]
+        out += [f"{path}/{k}: unexpected" for k in got.keys() - expected.keys()]
+        for k in expected.keys() & got.keys():
+            out += state_differences(expected[k], got[k], f"{path}/{k}", rel)
+        return out
+    if isinstance(expected, list) and isinstance(got, list):
+        if len(expected) != len(got):
+            return [f"{path}: {len(got)} items, expected {len(expected)}"]
+        return [d for i, (a, b) in enumerate(zip(expected, got)) for d in state_differences(a, b, f"{path}[{i}]", rel)]
+    if isinstance(expected, float) or isinstance(got, float):
+        if isinstance(expected, (int, float)) and isinstance(got, (int, float)) and not isinstance(expected, bool) \
+                and abs(float(got) - float(expected)) <= rel * max(1.0, abs(float(expected))):
+            return []
+        return [f"{path}: {got!r}, expected {expected!r}"]
+    return [] if expected == got else [f"{path}: {got!r}, expected {expected!r}"]
 
 
 @dataclass
@@ -331,6 +360,7 @@ class Verdict:
     extra_alerts: int = 0
     lost_windows: int = 0
     duplicated_windows: int = 0
+    state_mismatches: int = 0  # sensors whose stored state differs from the reference run's beyond window counts
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -393,6 +423,9 @@ def compare(ref: Reference, db: Engine) -> Verdict:
         verdict.duplicated_windows += max(0, got_seen - seen)
         if got_seen != seen:
             verdict.notes.append(f"{sensor}: {got_seen} windows applied, expected {seen}")
+        elif state and (diff := state_differences(ref.states.get(sensor), state)):
+            verdict.state_mismatches += 1  # one lost and one duplicated window cancel in `seen`, not here
+            verdict.notes.append(f"{sensor}: state differs at {diff[:3]}")
     return verdict
 
 
@@ -424,6 +457,27 @@ def lag(case: Case) -> tuple[int, int]:
     committed = group_committed(case.kafka)
     return (sum(o - stored.get(p, 0) for p, o in ends.items()),
             sum(o - (committed.get(p) or 0) for p, o in ends.items()))
+
+
+def stored_output(db: Engine) -> dict[str, Any]:
+    """What a run leaves behind, for comparing two runs: the alerts by id (every column but ``updated_at``), the
+    decision-time evidence rows by key, and each sensor's stored state; JSON-like (times as text)."""
+    with db.connect() as conn:
+        alerts = {int(r["id"]): json.loads(json.dumps({k: v for k, v in r.items() if k != "updated_at"}, default=str))
+                  for r in conn.execute(text("SELECT * FROM alerts")).mappings()}
+        evidence = {f"{r['sensor_id']} {r['opened_at']} {r['window_end']}": json.loads(json.dumps(dict(r), default=str))
+                    for r in conn.execute(text("SELECT * FROM alert_evidence")).mappings()}
+        states = {r["sensor_id"]: json.loads(r["state"]) if isinstance(r["state"], str) else r["state"]
+                  for r in conn.execute(text("SELECT sensor_id, state FROM sensor_state")).mappings()}
+    return {"alerts": alerts, "evidence": evidence, "states": states}
+
+
+def clear_progress(case: Case) -> None:
+    """Forget where the group is and what each sensor learned (stored offsets and sensor states), keeping the
+    alerts: the next run reprocesses the topic from the start."""
+    with case.db.begin() as conn:
+        conn.execute(text("DELETE FROM consumer_offsets WHERE group_id = :g"), {"g": case.kafka.group_id})
+        conn.execute(text("DELETE FROM sensor_state"))
 
 
 def dump_tables(db: Engine) -> dict[str, list[tuple[Any, ...]]]:

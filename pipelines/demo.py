@@ -46,6 +46,18 @@ def _drop_old_demo_topics(bootstrap_servers: str) -> None:
         admin.close()
 
 
+def _screenshots(url: str, out_dir: Path) -> None:
+    """The list and an alert view at 1280 x 800 (pipelines/demo_shots.py); skipped, saying why, without Chromium."""
+    try:
+        from pipelines.demo_shots import save_views
+
+        saved = save_views(url, out_dir)
+    except (ImportError, RuntimeError, AssertionError, OSError) as exc:
+        typer.echo(f"screenshots skipped: {exc} (deploy/local/browser.sh installs Chromium)")
+        return
+    typer.echo("screenshots: " + ", ".join(str(p) for p in saved))
+
+
 @app.command()
 def main(
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its files.")] = Path(".demo"),
@@ -53,6 +65,8 @@ def main(
     windows_per_sensor: Annotated[int, typer.Option(min=20, help="Windows streamed per sensor.")] = 240,
     history_rows: Annotated[int, typer.Option(help="Rows of normal history to train on.")] = 20_000,
     epochs: Annotated[int, typer.Option(help="Training epochs at most.")] = 40,
+    screenshots: Annotated[Path | None, typer.Option(
+        help="Folder for screenshots of the web page (default: WORKDIR/screenshots; docs/img for the README).")] = None,
 ) -> None:
     base = Settings()
     window_len = base.model.window_len
@@ -113,7 +127,8 @@ def main(
     typer.echo(f"\nalerts on the clean sensor {clean}: {sum(1 for a in alerts if a['sensor_id'] == clean)}")
     dead = sum(topic_end_offsets(kafka_cfg.bootstrap_servers, kafka_cfg.dlq_topic).values())
     typer.echo(f"dead letters: {dead} records in {kafka_cfg.dlq_topic} ({len(poison)} malformed records were sent)")
-    start_web(env, workdir)
+    url = start_web(env, workdir)
+    _screenshots(url, screenshots or workdir / "screenshots")
     typer.echo(f"alerts={int(result['alerts'])} true_alerts={int(result['true_alerts'])} "
                f"injected={int(result['injected'])} found={int(result['found'])}")
     typer.echo(f"precision={result['precision']:.3f} recall={result['recall']:.3f}")

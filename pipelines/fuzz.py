@@ -1,5 +1,6 @@
 """`make fuzz`: a live run of the real consumer on the real broker, against SQLite and PostgreSQL, fed good windows
-interleaved with a poison corpus and random mutations of valid records (``pipelines/fuzz_corpus.py``).
+interleaved with a poison corpus, random mutations of valid records, and re-sent or late copies of windows
+(``pipelines/fuzz_corpus.py``).
 
 Per database: a fresh topic, dead-letter topic, consumer group and database (SQLite file, or a fresh schema in the
 PostgreSQL test database); one `python -m monitor run` subprocess (so a crash or restart is seen, not hidden), with
@@ -10,7 +11,8 @@ its liveness endpoint polled; a producer sending for ``--duration-s`` seconds. T
 - lag back to 0: the offsets in the database and the group's Kafka offsets reach the end of every partition;
 - every bad record is in the dead-letter topic, at its coordinates, with the reason the contract gives it;
 - every good window applied exactly once: the alerts and per-sensor window counts in the database equal those of
-  the same detector run offline over the topic (``pipelines.chaos_kit.reference_run``);
+  the same detector run offline over the topic (``pipelines.chaos_kit.reference_run``, which applies the
+  consumer's per-sensor order): a re-sent window is skipped, a late one is a dead letter ``out_of_order``;
 - no non-finite number anywhere in the database.
 
 Last line: ``fuzz: records=<n> bad=<n> dead_letters=<n> crashes=0 stalls=0 nonfinite=0``; exit 1 on any violation.
@@ -289,11 +291,13 @@ def _judge(out: Outcome, case: kit.Case, bundle: ModelBundle, producer: Producer
     if extra:
         out.failures.append(f"{len(extra)} good windows dead-lettered: {extra[:3]}")
     ref = kit.reference_run(bundle, kit.read_topic(case.kafka, case.kafka.topic))
-    good = sum(1 for _, _, item in sent if item.reason is None)
-    if ref.good != good or ref.bad != expected_bad:
+    good = sum(1 for _, _, item in sent if item.reason is None and item.kind != "resend")
+    resent = sum(1 for _, _, item in sent if item.kind == "resend")
+    if ref.good != good or ref.bad != expected_bad or ref.duplicates != resent:
         out.failures.append(f"the reference decoding disagrees with the producer: good {ref.good} vs {good}, "
-                            f"bad {len(ref.bad)} vs {len(expected_bad)}")
-    per_sensor = Counter(item.key.decode() for _, _, item in sent if item.reason is None and item.key is not None)
+                            f"bad {len(ref.bad)} vs {len(expected_bad)}, duplicates {ref.duplicates} vs {resent}")
+    per_sensor = Counter(item.key.decode() for _, _, item in sent
+                         if item.reason is None and item.kind != "resend" and item.key is not None)
     if ref.seen != dict(per_sensor):
         out.failures.append(f"windows judged per sensor offline {ref.seen} != good windows sent {dict(per_sensor)}")
     verdict = kit.compare(ref, case.db)  # the live consumer's alerts and windows judged per sensor == offline

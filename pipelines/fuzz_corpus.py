@@ -1,5 +1,5 @@
-"""What `make fuzz` sends (pure, seeded): good windows with unique, increasing times per sensor, a poison corpus
-and random mutations of valid records.
+"""What `make fuzz` sends (pure, seeded): good windows with unique, increasing times per sensor, a poison corpus,
+random mutations of valid records, and re-sent or late copies of a sensor's windows (``monitor.ordering``).
 
 Every record is classified by the contract's own decoder (``decode`` + ``check_key``, as the consumer and the
 reference run do): a poison or mutated record that still decodes as a valid window is never sent (it would be an
@@ -39,7 +39,7 @@ class Item:
     key: bytes | None
     value: bytes | None
     reason: str | None
-    kind: str  # good, extreme, poison:<name>, mutation:<op>
+    kind: str  # good, extreme, resend, late, poison:<name>, mutation:<op>
 
 
 @dataclass
@@ -51,7 +51,9 @@ class Stream:
     sensors: int
     rng: random.Random
     bad_share: float = 0.3
+    replay_share: float = 0.05  # re-sent and late windows (monitor.ordering), among the records
     next_index: dict[str, int] = field(default_factory=dict)
+    last_good: dict[str, Item] = field(default_factory=dict)  # per sensor, the latest good window sent
     still_valid: int = 0  # mutations the decoder accepted: not sent
     contract_holes: list[str] = field(default_factory=list)  # poison the decoder accepted: not sent, reported
 
@@ -95,7 +97,26 @@ class Stream:
         reason = self.classify(sensor.encode(), value)
         if reason is not None:
             raise AssertionError(f"a good window was refused ({reason}): {value[:300]!r}")
-        return Item(sensor.encode(), value, None, kind)
+        item = self.last_good[sensor] = Item(sensor.encode(), value, None, kind)
+        return item
+
+    def replayed(self) -> Item | None:
+        """A producer's re-send of a sensor's latest window (the same bytes: a duplicate, skipped, no dead letter)
+        or an older window of it (valid, but not after the last judged one: dead letter ``out_of_order``); None
+        before any sensor has sent two windows."""
+        ready = [s for s in self.ids if self.next_index[s] >= 2]
+        if not ready:
+            return None
+        sensor = self.rng.choice(ready)
+        if self.rng.random() < 0.5:
+            last = self.last_good[sensor]
+            return Item(last.key, last.value, None, "resend")
+        index = self.rng.randrange(self.next_index[sensor] - 1)  # before the latest window sent
+        start, end = self._times(index)
+        value = encode_values(sensor, start, end, self.channels, self._values(sensor, index) + 0.5)
+        if self.classify(sensor.encode(), value) is not None:
+            raise AssertionError(f"a late window was refused by the decoder: {value[:300]!r}")
+        return Item(sensor.encode(), value, contract.OUT_OF_ORDER, "late")
 
     def bad(self) -> Item | None:
         """A poison record (half the time) or a mutated valid record; None when the pick decoded as valid."""
@@ -116,6 +137,8 @@ class Stream:
         return Item(key, value, reason, f"mutation:{op}")
 
     def next(self) -> Item:
+        if self.rng.random() < self.replay_share and (replay := self.replayed()) is not None:
+            return replay
         while self.rng.random() < self.bad_share:
             item = self.bad()
             if item is not None:

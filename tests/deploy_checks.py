@@ -29,6 +29,9 @@ DASHBOARD = DEPLOY / "grafana" / "dashboards" / "monitor.json"
 PENDING_COMMANDS: frozenset[str] = frozenset()
 # Metrics the dashboard plots that no running `monitor run` exports yet.
 PENDING_METRICS: frozenset[str] = frozenset()
+# Metrics the dashboard plots that only `monitor scheduler` exports (a consumer exports only what it owns).
+SCHEDULER_METRICS: frozenset[str] = frozenset(
+    {"monitor_retrain_runs_total", "monitor_retrain_last_success_timestamp", "monitor_drift_detections_total"})
 
 MONITOR_IMAGES = ("sensor-monitor",)  # image names (before ':') that run the monitor
 

@@ -3,7 +3,8 @@
 # run from the jars on Maven Central (no tarball, no Docker).
 # Usage: deploy/local/kafka.sh fetch|start|wait|status|stop|restart|logs [-f]|reset
 # Environment: KAFKA_VERSION [4.3.1] (org.apache.kafka:kafka_2.13, 4.x needs Java 17+), KAFKA_PORT [9092],
-#   KAFKA_CONTROLLER_PORT [9093], KAFKA_HEAP [-Xmx512m -Xms256m], KAFKA_WAIT_S [90] (readiness timeout),
+#   KAFKA_CONTROLLER_PORT [9093], KAFKA_ADVERTISED_PORT [KAFKA_PORT] (port given to clients in metadata, e.g. a
+#   proxy's in front of the broker), KAFKA_HEAP [-Xmx512m -Xms256m], KAFKA_WAIT_S [90] (readiness timeout),
 #   KAFKA_BOOTSTRAP (host:port of an external broker: start/wait/status only check that it is reachable),
 #   MONITOR_CACHE [~/.cache/monitor] (jars: kafka-<version>/lib),
 #   MONITOR_STATE [~/.local/state/monitor] (kafka/: server.properties, data/, kafka.log, kafka.pid)
@@ -13,6 +14,7 @@ KAFKA_VERSION="${KAFKA_VERSION:-4.3.1}"
 SLF4J_VERSION="${SLF4J_VERSION:-2.0.17}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_ADVERTISED_PORT="${KAFKA_ADVERTISED_PORT:-$KAFKA_PORT}"
 KAFKA_HEAP="${KAFKA_HEAP:--Xmx512m -Xms256m}"
 KAFKA_WAIT_S="${KAFKA_WAIT_S:-90}"
 KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP:-}"
@@ -102,7 +104,7 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
 listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_ADVERTISED_PORT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT

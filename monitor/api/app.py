@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from pydantic import AwareDatetime
+from pydantic import BeforeValidator
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -28,16 +28,20 @@ from monitor.api import context as ctx
 from monitor.api.auth import ApiError, require
 from monitor.api.gate import Gate
 from monitor.api.guard import RequestGuard
-from monitor.api.schemas import ActionIn, AlertDetail, AlertPage, FeedbackIn, FeedbackResult, SensorOut
+from monitor.api.schemas import ActionIn, AlertDetail, AlertPage, FeedbackIn, FeedbackResult, FleetOut, SensorOut
 from monitor.contract import parse_time
+from monitor.when import HELP as WHEN_HELP
+from monitor.when import parse_when
 from monitor.errors import StoreError
 from monitor.feedback import levels_from_scores
 from monitor.incidents import ACKNOWLEDGED, RESOLVED
 from monitor.settings import Settings
 from monitor.store import alerts_api as store
+from monitor.store import fleet as fleet_store
 from monitor.store.apikeys import READ, WRITE, KeyInfo
 from monitor.store.database import ping
-from monitor.store.feedback import apply_false_positive
+from monitor.store.evidence import load_evidence
+from monitor.store.feedback import apply_false_positive, apply_new_normal
 
 STATIC = Path(__file__).parent / "static"
 API_REQUESTS = Counter("monitor_api_requests_total", "HTTP API requests, by route and status.", ["route", "status"])
@@ -79,12 +83,15 @@ def decode_cursor(text: str, sort: str) -> tuple[Any, ...]:
         raise ApiError(422, "invalid_request", "cursor is malformed: pass back next_cursor unchanged") from exc
 
 
-def _utc(value: datetime | None, name: str) -> datetime | None:
-    """An aware query time in UTC; ApiError 422 when that leaves datetime's range (0001-01-01T00:00:00+01:00)."""
-    try:
-        return None if value is None else value.astimezone(timezone.utc)
-    except OverflowError:
-        raise ApiError(422, "invalid_request", f"{name} lies outside years 1..9999 in UTC") from None
+def _when(value: object) -> datetime:
+    """A query time (``monitor.when``: ISO-8601 with a zone, or relative to now such as 1h), in UTC."""
+    parsed = parse_when(value) if isinstance(value, str) and len(value) <= 64 else None
+    if parsed is None:
+        raise ValueError(f"must be {WHEN_HELP}, within years 1..9999 in UTC")
+    return parsed
+
+
+When = Annotated[datetime, BeforeValidator(_when)]
 
 
 def _is_bigint(value: object) -> bool:
@@ -171,16 +178,16 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         status: Annotated[list[Status], Query(description="Status (repeatable).")] = [],
         severity: Annotated[list[Severity], Query(description="Severity (repeatable).")] = [],
         model_version: Annotated[list[str], Query(description="Model version (repeatable).")] = [],
-        since: Annotated[AwareDatetime | None, Query(description="Alerts active at or after (ISO-8601 with zone).")] = None,
-        until: Annotated[AwareDatetime | None, Query(description="Alerts opened before (ISO-8601 with zone).")] = None,
+        since: Annotated[When | None, Query(description=f"Alerts active at or after: {WHEN_HELP}.")] = None,
+        until: Annotated[When | None, Query(description=f"Alerts opened before: {WHEN_HELP}.")] = None,
         sort: Annotated[Sort, Query(description="Immutable keys only, so cursors never skip or repeat.")] = "-opened_at",
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Annotated[str | None, Query(max_length=500)] = None,
     ) -> dict[str, Any]:
-        since, until = _utc(since, "since"), _utc(until, "until")
-        if since is not None and until is not None and since >= until:
+        since_at, until_at = since, until
+        if since_at is not None and until_at is not None and since_at >= until_at:
             raise ApiError(422, "invalid_request", "since must be before until")
-        flt = store.AlertFilter(sensor, status, severity, model_version, since, until)
+        flt = store.AlertFilter(sensor, status, severity, model_version, since_at, until_at)
         after = decode_cursor(cursor, sort) if cursor else None
         rows, last = store.page_alerts(engine, flt, sort=sort, limit=limit, after=after)
         return {"items": rows, "next_cursor": encode_cursor(sort, last) if last else None}
@@ -223,8 +230,13 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             # levels admitted by an earlier false-positive verdict are not taken back (the statistics have
             # moved on since); threshold_applied keeps saying that the threshold holds them
             applied, note = True, "true positive: threshold left as is (an earlier false-positive verdict was applied)"
+        if body.verdict == "new_normal":  # the sensor's current level becomes the centre it is judged against
+            applied, note = apply_new_normal(engine, alert_id)
         if body.verdict == "false_positive":
-            found = _gated_context(app, alert, 0)
+            # the alert's scores as decided (its evidence); an alert without evidence is re-scored with the
+            # model version that fired it (the context), on that version's scale or not at all
+            evidence = load_evidence(engine, alert["sensor_id"], alert["opened_at"])
+            found = ctx.decided_windows(alert, evidence) if evidence else _gated_context(app, alert, 0)
             scores = [w["score"] for w in found["windows"] if w["in_alert"] and w["score"] is not None]
             levels = levels_from_scores(scores, settings.threshold.smoothing) if found["available"] else []
             if found["scored_with"] not in (None, alert["model_version"]):
@@ -245,6 +257,16 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             out.append({**{k: v for k, v in row.items() if not k.startswith("open_alert")}, "open_alert": open_alert})
         return out
 
+    @app.get("/fleet", response_model=FleetOut, tags=["sensors"])
+    def fleet(
+        _: Reader,
+        hours: Annotated[int, Query(ge=1, le=168, description="Hours of alert counts.")] = 24,
+        until: Annotated[When | None, Query(description=f"End of the counted hours (default: the latest event): "
+                                                        f"{WHEN_HELP}.")] = None,
+    ) -> dict[str, Any]:
+        """Sensors alerting now, alerts opened per hour (event time), for the page's overview."""
+        return fleet_store.overview(engine, hours, until)
+
     @app.get("/models", tags=["models"])
     def models(_: Reader) -> dict[str, Any]:
         cache: ctx.ModelCache = app.state.models
@@ -257,7 +279,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
                        "source": cache.source}
         # problem: why the model that should serve does not (damaged artifact, refused promotion), else None
         return {"serving": serving, "note": note or None, "problem": cache.problem,
-                "seen": store.alert_model_versions(engine)}
+                "seen": store.alert_model_versions(engine), "registry": _registry(engine, settings.registry.model_name)}
 
     @app.get("/", include_in_schema=False)
     def index() -> RedirectResponse:
@@ -265,6 +287,17 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
 
     app.mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui")
     return app
+
+
+def _registry(engine: Engine, name: str) -> dict[str, Any]:
+    """The registry's view of the model name: active and shadow versions, the shadow's report, recent retrains."""
+    from monitor.registry import shadow, versions
+
+    active, shadowing = versions.pointer(engine, name)
+    report = shadow.summary(engine, name, shadowing) if shadowing else None
+    return {"name": name, "active": active,
+            "shadow": None if shadowing is None else {"version": shadowing, **(report.to_json() if report else {})},
+            "retrains": versions.retrain_runs(engine, name, 10)}
 
 
 def _context_timeout_s(settings: Settings) -> float:
@@ -292,12 +325,18 @@ def _gated_context(app: FastAPI, alert: dict[str, Any], around: int) -> dict[str
 
 
 def _context(app: FastAPI, alert: dict[str, Any], around: int) -> dict[str, Any]:
+    """The alert's context: decision-time evidence (scores, thresholds) plus window values from Kafka; an alert
+    without evidence is re-scored with the model version that fired it (``monitor.api.context``)."""
     settings: Settings = app.state.settings
+    evidence = load_evidence(app.state.engine, alert["sensor_id"], alert["opened_at"])
     spread = max(1, sum(1 for s in store.list_sensors(app.state.engine) if s["partition"] == alert["partition"]))
     found = ctx.read_windows(
         settings.kafka, sensor_id=alert["sensor_id"], partition=alert["partition"],
         first_offset=alert["first_offset"], last_offset=alert["last_offset"], around=around, spread=spread,
         timeout_s=settings.api.kafka_timeout_s,
     )
-    bundle, note = ctx.load_model(app.state.models)
+    if evidence:
+        return ctx.evidence_context(alert, found, evidence, around)
+    cache: ctx.ModelCache = app.state.models
+    bundle, note = cache.version(alert["model_version"])
     return ctx.build_context(alert, found, bundle, note)

@@ -26,6 +26,9 @@ class AlertOut(BaseModel):
     last_offset: int
     created_at: datetime
     updated_at: datetime
+    acknowledged_by: str | None = Field(None, description="Name of the API key that acknowledged the alert.")
+    resolved_by: str | None = Field(
+        None, description="Name of the API key that resolved the alert; null for an alert the detector closed.")
 
 
 class AlertPage(BaseModel):
@@ -66,7 +69,7 @@ class ActionIn(BaseModel):
 
 
 class FeedbackIn(BaseModel):
-    verdict: Literal["true_positive", "false_positive"]
+    verdict: Literal["true_positive", "false_positive", "new_normal"]
     note: str | None = Field(None, max_length=2000)
 
 
@@ -85,3 +88,30 @@ class SensorOut(BaseModel):
     model_version: str
     updated_at: datetime
     open_alert: dict[str, Any] | None
+
+
+class AlertingSensor(BaseModel):
+    sensor_id: str
+    alert_id: int = Field(description="The sensor's newest open or acknowledged alert.")
+    status: str
+    severity: str = Field(description="The most severe of the sensor's open and acknowledged alerts.")
+    opened_at: datetime
+    peak_score: float | None
+    open_alerts: int = Field(description="How many open or acknowledged alerts the sensor has.")
+
+
+class HourCount(BaseModel):
+    hour: datetime = Field(description="Start of the hour (UTC).")
+    opened: int
+    minor: int
+    major: int
+    critical: int
+
+
+class FleetOut(BaseModel):
+    until: datetime = Field(description="End of the counted hours (the hour after the latest event, or `until`).")
+    until_source: Literal["given", "latest_event", "now"]
+    latest_event: datetime | None = Field(description="Newest window end the monitor has scored (event time).")
+    sensors: int = Field(description="Sensors the monitor has state for.")
+    alerting: list[AlertingSensor] = Field(description="Sensors with an open or acknowledged alert, worst first.")
+    per_hour: list[HourCount] = Field(description="Alerts opened per hour, oldest hour first.")

@@ -5,6 +5,8 @@ pipelines that receive these clients."""
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -90,12 +92,14 @@ class DeadLetters:
     """
 
     MAX_BACKOFF_S = 10.0
+    LOG_EVERY_S = 10.0  # per reason, at most one INFO line this often (with the count of those not logged)
 
     def __init__(self, producer: KafkaProducer, topic: str) -> None:
         self.producer = producer
         self.topic = topic
         self._pending: list[Any] = []
         self.failures = 0  # failed sends or flushes in a row
+        self._said: dict[str, tuple[float, int]] = {}  # reason -> (monotonic time of its last line, not logged since)
 
     def send(self, record: Any, failure: DecodeFailure) -> None:
         headers = [
@@ -112,6 +116,21 @@ class DeadLetters:
             self._pending = []  # the whole batch is re-read and its dead letters sent again
             raise self._failed("send", exc) from exc
         self._pending.append(future)
+        self._say(record, failure)
+
+    def _say(self, record: Any, failure: DecodeFailure, now: float | None = None) -> None:
+        """Log a dead letter (reason, coordinates, detail), rate-limited per reason."""
+        now = time.monotonic() if now is None else now
+        last, quiet = self._said.get(failure.reason, (-math.inf, 0))
+        if now - last < self.LOG_EVERY_S:
+            self._said[failure.reason] = (last, quiet + 1)
+            return
+        self._said[failure.reason] = (now, 0)
+        more = f" (+{quiet} more with this reason since the last line)" if quiet else ""
+        log.info("dead letter: reason=%s at %s[%s]@%s: %s%s", failure.reason, record.topic, record.partition,
+                 record.offset, failure.detail[:200], more,
+                 extra={"event": "dead_letter", "reason": failure.reason, "topic": record.topic,
+                        "partition": record.partition, "offset": record.offset, "not_logged_since": quiet})
 
     def flush(self, timeout_s: float = 10.0) -> int:
         """Block until every dead letter is acknowledged; raises BrokerError if any failed."""
@@ -129,7 +148,7 @@ class DeadLetters:
 
     def backoff_s(self) -> float:
         """How long to wait before the batch is read again after the latest failure (seconds)."""
-        return min(0.5 * 2 ** max(self.failures - 1, 0), self.MAX_BACKOFF_S)
+        return min(0.5 * 2.0 ** max(self.failures - 1, 0), self.MAX_BACKOFF_S)
 
     def _failed(self, step: str, exc: KafkaError) -> BrokerError:
         self.failures += 1

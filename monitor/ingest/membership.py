@@ -28,7 +28,7 @@ MAX_REPLACE_BACKOFF_S = 30.0
 AssignmentChange = tuple[str, set[TopicPartition]]  # ("revoked" | "assigned", partitions)
 
 
-class RebalanceQueue(ConsumerRebalanceListener):
+class RebalanceQueue(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
     """Records assignment changes for the loop; does no blocking work (runs on the network thread)."""
 
     def __init__(self) -> None:

@@ -30,7 +30,7 @@ _limit_s = 60.0  # seconds; install() sets it
 _ORIGINAL = NetworkSelector.run
 
 
-class NetWaitStalled(KafkaTimeoutError):
+class NetWaitStalled(KafkaTimeoutError):  # type: ignore[misc]  # kafka-python is untyped
     """kafka-python's network thread did not finish a call within the stall limit."""
 
 
@@ -63,7 +63,7 @@ def install(limit_s: float) -> bool:
     if not _has_unbounded_wait():
         return False
     _limit_s = float(limit_s)
-    NetworkSelector.run = _bounded_run  # type: ignore[method-assign]
+    NetworkSelector.run = _bounded_run
     return True
 
 

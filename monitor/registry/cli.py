@@ -1,4 +1,4 @@
-"""`monitor models list | show | promote | rollback | import`: the model registry from the command line."""
+"""`monitor models list | runs | show | promote | rollback | import | shadow`: the model registry from the command line."""
 
 from __future__ import annotations
 
@@ -57,14 +57,43 @@ def list_models(
                    f"{span:<41} {(r.reason or '')[:120]}")
 
 
+@models_app.command("runs")
+def runs(
+    name: NameOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output (each run's full report).")] = False,
+) -> None:
+    """Retraining runs, whatever their outcome (promoted, shadowed, rejected, skipped, failed), with why."""
+    from monitor.errors import MonitorError
+    from monitor.registry import versions
+
+    try:
+        db, model = _open(name, read_only=True)
+        rows = versions.retrain_runs(db, model, limit)
+    except MonitorError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        typer.echo(f"no retraining runs of model {model!r}")
+        return
+    typer.echo(f"{'started_at':<21} {'outcome':<9} {'version':<26} {'windows':>7} {'excluded':>8} {'by':<22} reason")
+    for r in rows:
+        counts = r["report"].get("counts", {})
+        typer.echo(f"{r['started_at'][:19] + 'Z':<21} {r['outcome']:<9} {(r['version'] or '-'):<26} "
+                   f"{counts.get('windows', '-'):>7} {counts.get('excluded', '-'):>8} {r['triggered_by'][:22]:<22} "
+                   f"{r['reason'][:160]}")
+
+
 @models_app.command("show")
 def show(
     version: Annotated[Optional[str], typer.Argument(help="Version (default: the active one).")] = None,
     name: NameOption = None,
 ) -> None:
-    """One version's full record (provenance, config, validation and gate metrics) as JSON."""
+    """One version's full record (provenance, config, validation and gate metrics, its shadow report) as JSON."""
     from monitor.errors import ConfigError, MonitorError
-    from monitor.registry import versions
+    from monitor.registry import shadow, versions
 
     try:
         db, model = _open(name, read_only=True)
@@ -72,9 +101,14 @@ def show(
         if chosen is None:
             raise ConfigError(f"model {model!r} has no active version; name one (see `monitor models list`)")
         info = versions.get(db, model, chosen)
+        _, shadowing = versions.pointer(db, model)
+        report = shadow.summary(db, model, chosen)
     except MonitorError as exc:
         _fail(exc)
-    typer.echo(json.dumps(info.to_json(), indent=2, default=str))
+    out = {**info.to_json(), "shadow": {"now": shadowing == chosen, **(report.to_json() if report else {})}}
+    typer.echo(json.dumps(out, indent=2, default=str))
+    if report is not None:
+        typer.echo(report.line(), err=True)
 
 
 @models_app.command("promote")
@@ -83,14 +117,26 @@ def promote(
     name: NameOption = None,
     reason: Annotated[str, typer.Option(help="Why (recorded).")] = "manual promotion",
     by: Annotated[str, typer.Option(help="Who (recorded).")] = "cli",
+    force: Annotated[bool, typer.Option(help="Promote without the shadow period registry.shadow_min_windows asks.")]
+    = False,
 ) -> None:
-    """Make a version active (the gate is not consulted: an operator's decision). Consumers swap to it."""
-    from monitor.errors import MonitorError
-    from monitor.registry import versions
+    """Make a version active (the gate is not consulted: an operator's decision). Consumers swap to it. With
+    registry.shadow_min_windows set, the version must first have been shadowed over that many windows."""
+    from monitor.cli import _settings
+    from monitor.errors import ConfigError, MonitorError
+    from monitor.registry import shadow, versions
 
     try:
         db, model = _open(name)
         before = versions.active_version(db, model)
+        needed = _settings().registry.shadow_min_windows
+        if needed and not force:
+            report = shadow.summary(db, model, version)
+            seen = report.counts["windows"] if report else 0
+            if seen < needed:
+                raise ConfigError(f"{model}/{version} was shadowed over {seen} windows, fewer than "
+                                  f"registry.shadow_min_windows={needed}: `monitor models shadow {version}` first, "
+                                  "or --force")
         info = versions.promote(db, model, version, by=by, reason=reason)
     except MonitorError as exc:
         _fail(exc)
@@ -126,18 +172,34 @@ def import_model(
     """Register a model file as a candidate version (for example the first model of a deployment)."""
     from monitor.errors import MonitorError
     from monitor.registry import versions
-    from monitor.scoring import artifact
 
     try:
         db, model = _open(name)
-        bundle = artifact.load(path)
-        training = bundle.meta.training
-        info = versions.register(db, model, bundle, sources={"kind": "file", "path": str(path.resolve()),
-                                                             "training": training},
-                                 config={"window_len": bundle.meta.window_len, "hidden_size": bundle.meta.hidden_size},
-                                 metrics=dict(bundle.meta.metrics), reason=f"imported from {path}")
-        if activate:
-            info = versions.promote(db, model, info.version, by=by, reason=f"imported from {path}")
+        info = versions.import_file(db, model, path, by=by, activate=activate)
     except MonitorError as exc:
         _fail(exc)
     typer.echo(f"{model}/{info.version} registered ({info.status}, {info.size_bytes} bytes, sha256 {info.sha256[:12]})")
+
+
+@models_app.command("shadow")
+def shadow_command(
+    version: Annotated[Optional[str], typer.Argument(help="Version to score alongside the active one.")] = None,
+    name: NameOption = None,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop shadowing.")] = False,
+    by: Annotated[str, typer.Option(help="Who (recorded).")] = "cli",
+) -> None:
+    """Score a version alongside the active model in the running consumers, never alerting; `models show VERSION`
+    reports where its decisions would have differed."""
+    from monitor.errors import ConfigError, MonitorError
+    from monitor.registry import versions
+
+    try:
+        if (version is None) == (not stop):
+            raise ConfigError("name a version to shadow, or --stop")
+        db, model = _open(name)
+        versions.set_shadow(db, model, None if stop else version, by=by)
+    except MonitorError as exc:
+        _fail(exc)
+    typer.echo(f"{model}: shadow stopped" if stop else
+               f"{model}: {version} is the shadow; running consumers score it alongside the active model from their "
+               "next registry check")

@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, select, update
+from sqlalchemy import Connection, Engine, Table, case, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from monitor.contract import parse_time
 from monitor.errors import ArtifactError, ConfigError, StoreError
 from monitor.scoring import artifact
 from monitor.scoring.artifact import ModelBundle
@@ -105,6 +107,49 @@ def register(
     return get(db, name, bundle.meta.version)
 
 
+def import_file(
+    db: Engine, name: str, path: Path, *, by: str, activate: bool, reason: str | None = None
+) -> VersionInfo:
+    """Register the model file at ``path`` (its ``meta.version`` names it; its training range, when the artifact
+    records one, becomes the version's), and make it active if ``activate``. A version of that name already
+    registered with the same artifact is reused (activated if asked); another artifact under that name is refused."""
+    bundle = artifact.load(path)
+    training = bundle.meta.training
+    why = reason or f"imported from {path}"
+    try:
+        info = register(db, name, bundle, train_start=parse_time(training.get("start")),
+                        train_end=parse_time(training.get("end")),
+                        sources={"kind": "file", "path": str(path.resolve()), "training": training},
+                        config={"window_len": bundle.meta.window_len, "hidden_size": bundle.meta.hidden_size},
+                        metrics=dict(bundle.meta.metrics), reason=why)
+    except ConfigError:  # already registered: the same artifact is the same version
+        info = get(db, name, bundle.meta.version)
+        if info.sha256 != hashlib.sha256(artifact.to_bytes(bundle)).hexdigest():
+            raise ConfigError(f"{path}: model {name} already has a version {bundle.meta.version!r} with another "
+                              "artifact (rename one of them, e.g. retrain the file with another version)") from None
+    if activate and info.status != ACTIVE:
+        info = promote(db, name, info.version, by=by, reason=why)
+    return info
+
+
+def recently_active(db: Engine, name: str, limit: int) -> list[str]:
+    """The ``limit`` versions of ``name`` promoted most recently (active or since retired, except those retired by
+    a rollback), newest first."""
+    if limit <= 0:
+        return []
+    try:
+        with db.connect() as conn:
+            rows = conn.execute(
+                select(_T.c.version).where(_T.c.name == name, _T.c.promoted_at.is_not(None),
+                                           # a version rolled back from was bad: never the bar to beat
+                                           or_(_T.c.reason.is_(None), _T.c.reason.not_like("rolled back to %")))
+                .order_by(_T.c.promoted_at.desc()).limit(limit)
+            ).all()
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot list model versions: {exc.__class__.__name__}") from exc
+    return [r[0] for r in rows]
+
+
 def get(db: Engine, name: str, version: str) -> VersionInfo:
     try:
         with db.connect() as conn:
@@ -181,6 +226,54 @@ def promote(
             raise ConfigError(f"no version {version!r} of model {name!r} in the registry")
         _switch(conn, name, current, version, by=by, reason=reason, previous=current, retire_reason=f"replaced by {version}")
     return get(db, name, version)
+
+
+def pointer(db: Engine, name: str) -> tuple[str | None, str | None]:
+    """(active version, shadow version) of ``name`` in one read (the consumers' watcher polls this)."""
+    try:
+        with db.connect() as conn:
+            row = conn.execute(select(ModelPointer.version, ModelPointer.shadow_version)
+                               .where(ModelPointer.name == name)).first()
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read the model pointer: {exc.__class__.__name__}") from exc
+    return (None, None) if row is None else (row[0], row[1])
+
+
+def set_shadow(db: Engine, name: str, version: str | None, *, by: str) -> None:
+    """Make ``version`` the shadow of ``name`` (scored by the consumers alongside the active model, never
+    alerting), or stop shadowing (None). The shadow must be a registered version other than the active one."""
+    with _transaction(db, "set the shadow version") as conn:
+        current = _lock_pointer(conn, name)
+        if current is None:
+            raise ConfigError(f"model {name!r} has no active version: a shadow is compared with the active model")
+        if version is not None:
+            if version == current:
+                raise ConfigError(f"{name}/{version} is the active version")
+            status = conn.execute(select(_T.c.status).where(_T.c.name == name, _T.c.version == version)).first()
+            if status is None:
+                raise ConfigError(f"no version {version!r} of model {name!r} in the registry")
+        conn.execute(update(ModelPointer).where(ModelPointer.name == name)
+                     .values(shadow_version=version, updated_at=utcnow(), updated_by=by[:200]))
+        if version is not None:  # a new shadow period counts from zero
+            from monitor.store.schema import ShadowReport
+
+            conn.execute(delete(ShadowReport).where(ShadowReport.name == name, ShadowReport.version == version))
+
+
+def retrain_runs(db: Engine, name: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The ``limit`` latest retraining runs of ``name`` (any outcome), newest first, with their reports."""
+    from monitor.contract import format_time
+    from monitor.store.schema import RetrainRun
+
+    t = RetrainRun.__table__.c
+    try:
+        with db.connect() as conn:
+            rows = conn.execute(select(RetrainRun.__table__).where(t.name == name)
+                                .order_by(t.started_at.desc(), t.id.desc()).limit(limit)).mappings().all()
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read retraining runs: {exc.__class__.__name__}") from exc
+    return [{**dict(r), "started_at": format_time(r["started_at"]), "finished_at": format_time(r["finished_at"])}
+            for r in rows]
 
 
 def rollback(db: Engine, name: str, *, by: str, reason: str = "rollback") -> VersionInfo:
@@ -267,7 +360,9 @@ def _switch(
     else:
         moved = conn.execute(
             update(ModelPointer).where(ModelPointer.name == name, ModelPointer.version == current)
-            .values(version=target, updated_at=now, updated_by=by)
+            .values(version=target, updated_at=now, updated_by=by,  # a shadow promoted is no longer a shadow
+                    shadow_version=case((ModelPointer.shadow_version == target, None),
+                                        else_=ModelPointer.shadow_version))
         )
         if moved.rowcount != 1:
             raise PromotionConflict(f"active model of {name} changed during the switch")

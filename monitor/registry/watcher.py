@@ -55,6 +55,10 @@ class ModelWatcher:
         self._next_check = clock()
         self._refused: set[str] = set()  # incompatible or damaged versions already reported
         self.problem: str | None = None  # why the active version is not serving (None once it serves)
+        # shadow mode (monitor/registry/shadow.py): the shadow version seen last, and a change for the runner to take
+        # (None: no change; (None, None): shadowing stopped; (version, bundle): start shadowing that version)
+        self.shadow_version: str | None = None
+        self.shadow_change: tuple[str | None, ModelBundle | None] | None = None
 
     def poll(self) -> ModelBundle | None:
         """The newly active model, or None (not time to check yet, unchanged, or unloadable)."""
@@ -63,11 +67,12 @@ class ModelWatcher:
             return None
         self._next_check = now + self.check_interval_s
         try:
-            version = versions.active_version(self.db, self.name)
+            version, shadow = versions.pointer(self.db, self.name)
         except MonitorError as exc:
             log.error("model watcher: cannot read the active version of %s (%s); the current model keeps serving",
                       self.name, exc)
             return None
+        self._watch_shadow(shadow)
         if version is None or version == self.current_version or version in self._refused:
             return None
         try:
@@ -96,3 +101,33 @@ class ModelWatcher:
         self.serving = bundle.meta
         self.problem = None
         return bundle
+
+    def _watch_shadow(self, shadow: str | None) -> None:
+        if shadow == self.shadow_version or (shadow is not None and shadow in self._refused):
+            return
+        if shadow is None:
+            log.info("model watcher: %s shadow %s stopped", self.name, self.shadow_version)
+            self.shadow_version, self.shadow_change = None, (None, None)
+            return
+        try:
+            bundle = versions.load_bundle(self.db, self.name, shadow)
+        except ArtifactError as exc:
+            self._refuse_shadow(shadow)
+            log.error("model watcher: shadow version %s of %s refused (%s)", shadow, self.name, exc)
+            return
+        except MonitorError as exc:  # the database: tried again at the next check
+            log.warning("model watcher: cannot load shadow version %s of %s (%s)", shadow, self.name, exc)
+            return
+        if problem := incompatibility(self.serving, bundle.meta):
+            self._refuse_shadow(shadow)
+            log.error("model watcher: shadow version %s of %s not scored: %s", shadow, self.name, problem)
+            return
+        log.info("model watcher: %s shadow version %s: scored alongside %s, never alerting", self.name, shadow,
+                 self.current_version)
+        self.shadow_version, self.shadow_change = shadow, (shadow, bundle)
+
+    def _refuse_shadow(self, shadow: str) -> None:
+        """A new shadow that cannot be scored: never tried again, and the previous one (if any) stops too."""
+        self._refused.add(shadow)
+        if self.shadow_version is not None:
+            self.shadow_version, self.shadow_change = None, (None, None)

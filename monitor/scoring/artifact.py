@@ -42,7 +42,8 @@ class Calibration:
     robust scale of each channel's window-mean residual over the training windows; weight 0, the default of
     artifacts made before it, leaves the score the reconstruction error alone); ``drifting``: channels whose
     level the sensor baseline follows fast (empty: none); ``linear`` / ``linear_weight`` / ``linear_scale``: the
-    linear (PCA residual) term, monitor/scoring/linear.py (empty: none, as in artifacts made before it). See
+    linear (PCA residual) term, monitor/scoring/linear.py (empty: none, as in artifacts made before it);
+    ``drift_speed``: per drifting channel the fastest its level moved in training (baseline.py; empty: none). See
     monitor/scoring/scorer.py and baseline.py.
     """
 
@@ -61,6 +62,7 @@ class Calibration:
     linear: dict[str, Any] = field(default_factory=dict)  # PCA residual term (linear.py; empty: none)
     linear_weight: float = 0.0
     linear_scale: list[float] = field(default_factory=list)  # per channel: typical window residual of the linear term
+    drift_speed: list[float] = field(default_factory=list)  # per channel, scaler units per row (baseline.py; empty: 0)
 
 
 @dataclass
@@ -333,6 +335,8 @@ def _check_meta(data: dict[str, Any], cal: Calibration) -> None:
             raise ArtifactError("calibration.level_scale must be positive")
     if cal.linear_weight < 0:
         raise ArtifactError("calibration.linear_weight must not be negative")
+    if any(v < 0 for v in cal.drift_speed):
+        raise ArtifactError("calibration.drift_speed must not be negative")
     if cal.linear:
         _per_channel(cal.linear_scale, n, "calibration.linear_scale", required=True)
         if not all(v > 0 for v in cal.linear_scale):
@@ -399,7 +403,7 @@ def _checked_state(state: object, meta: ModelMeta, source: str) -> dict[str, tor
                                 f"in its metadata needs {dtype} {shape}")
         if not bool(torch.isfinite(tensor).all()):
             raise ArtifactError(f"{source}: weight {name} holds NaN or Infinity")
-    return state  # type: ignore[return-value]
+    return state
 
 
 def _kind(value: object) -> str:

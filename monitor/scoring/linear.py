@@ -57,7 +57,8 @@ class Linear:
         x = np.asarray(scaled, dtype=np.float64) - self.centre
         inside = (x @ self.components.T) @ self.components
         r = x - inside
-        return (r * r).mean(axis=1)
+        out: np.ndarray = (r * r).mean(axis=1)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"centre": self.centre.tolist(), "components": self.components.tolist()}

@@ -27,4 +27,5 @@ class LSTMAutoencoder(nn.Module):
         latent = self.to_latent(h[-1])  # (batch, latent)
         repeated = latent.unsqueeze(1).expand(-1, x.shape[1], -1)
         decoded, _ = self.decoder(repeated)
-        return self.to_output(decoded)
+        out: torch.Tensor = self.to_output(decoded)
+        return out

@@ -25,7 +25,8 @@ class RobustScaler:
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         """Any array whose last axis is the channels."""
-        return ((values - self.center) / self.scale).astype(np.float32)
+        out: np.ndarray = ((values - self.center) / self.scale).astype(np.float32)
+        return out
 
     def to_dict(self) -> dict[str, list[float]]:
         return {"center": self.center.tolist(), "scale": self.scale.tolist()}

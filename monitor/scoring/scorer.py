@@ -146,7 +146,8 @@ def deseasonalise(
     if starts is None or ends is None:
         raise DataError("this model removes a daily/weekly profile: scoring needs each window's start and end time")
     profile = seasonality.component(row_times(starts, ends, windows.shape[1]))
-    return (np.asarray(windows, dtype=np.float64) - profile).astype(np.float32)
+    out: np.ndarray = (np.asarray(windows, dtype=np.float64) - profile).astype(np.float32)
+    return out
 
 
 class Scorer:

@@ -42,7 +42,8 @@ class Seasonality:
     def component(self, times: np.ndarray) -> np.ndarray:
         """``times`` of any shape (...) -> the profile (..., n_channels), zero mean over whole cycles."""
         feats = features(np.asarray(times, dtype=np.float64), self.periods, self.harmonics)
-        return feats @ self.coef.T
+        out: np.ndarray = feats @ self.coef.T
+        return out
 
     def to_dict(self) -> dict[str, list[float] | list[int] | list[list[float]]]:
         return {"periods": list(self.periods), "harmonics": list(self.harmonics), "coef": self.coef.tolist()}

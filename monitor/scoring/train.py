@@ -20,7 +20,7 @@ from monitor.errors import CancelledRunError, DataError
 from monitor.scoring.artifact import Calibration, ModelBundle, ModelMeta, build_module
 from monitor.scoring.device import resolve_device
 from monitor.scoring.scaler import RobustScaler
-from monitor.scoring.baseline import drifting_channels
+from monitor.scoring.baseline import drift_speeds, drifting_channels
 from monitor.scoring.linear import Linear
 from monitor.scoring.scorer import centre_drifting, channel_residuals, normalise
 from monitor.scoring.seasonal import Seasonality, fit_seasonality
@@ -302,6 +302,7 @@ def _fit(
         drifting=drifting, centre_drifting=cfg.centre_drifting, combine=cfg.combine,
         linear_weight=cfg.linear_weight, linear_variance=cfg.linear_variance,
     )
+    meta.calibration.drift_speed = drift_speeds(scaler.transform(train_rows), drifting, cfg.drift_span)
     if seasonality is not None:
         meta.calibration.seasonal = seasonality.to_dict()
     module.to("cpu")
@@ -414,4 +415,5 @@ def _window_mean_spread(bundle: ModelBundle, cal: Calibration, windows: np.ndarr
     mean itself is far outside what the channel does (on white noise, 0 false alerts instead of ~1 per day)."""
     scaled = centre_drifting(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), cal)
     means = scaled.mean(axis=1)
-    return 1.4826 * np.median(np.abs(means - np.median(means, axis=0)), axis=0)
+    spread: np.ndarray = 1.4826 * np.median(np.abs(means - np.median(means, axis=0)), axis=0)
+    return spread

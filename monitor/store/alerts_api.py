@@ -2,6 +2,10 @@
 with its audit trail, acknowledge / resolve / feedback (each with an audit event in the same transaction),
 and the per-sensor view. The caller owns the engine; every function runs its own short transaction.
 
+Every alert row read here carries ``acknowledged_by`` and ``resolved_by``: the key name of the latest
+acknowledge / resolve audit event (None when no person did it). A resolved alert without ``resolved_by`` was
+closed by the detector (its ``closed_at`` is set); one with both was resolved by a person and closed later.
+
 Pagination is keyset on an immutable key, (opened_at, id) or id, never OFFSET: rows inserted while a client
 pages never shift the rows it has not seen yet, so pages have no gaps and no repeats. Sorting by a mutable
 column (peak score, status) is deliberately not offered, because a cursor on it could skip or repeat rows.
@@ -19,12 +23,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
 from monitor.incidents import ACKNOWLEDGED, OPEN, RESOLVED
+from monitor.store.apikeys import actor_name
 from monitor.store.schema import Alert, AlertEvent, AlertFeedback, SensorState, utcnow
 
 STATUSES = (OPEN, ACKNOWLEDGED, RESOLVED)
 SEVERITIES = ("minor", "major", "critical")
-VERDICTS = ("true_positive", "false_positive")
+VERDICTS = ("true_positive", "false_positive", "new_normal")
 SORTS = ("-opened_at", "opened_at", "-id", "id")
+BY_ACTION = {"acknowledge": "acknowledged_by", "resolve": "resolved_by"}  # audit action -> field naming who
 
 
 class ConflictError(StoreError):
@@ -95,10 +101,12 @@ def page_alerts(
     try:
         with engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(stmt).mappings()]
+            more = len(rows) > limit
+            rows = rows[:limit]
+            people = _people(conn, [r["id"] for r in rows])
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot query alerts: {exc.__class__.__name__}") from exc
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows = [{**r, **people[r["id"]]} for r in rows]
     if not more or not rows:
         return rows, None
     last = rows[-1]
@@ -118,9 +126,24 @@ def get_alert(engine: Engine, alert_id: int) -> dict[str, Any]:
             feedback = conn.execute(
                 select(AlertFeedback.__table__).where(AlertFeedback.alert_id == alert_id)
             ).mappings().first()
+            people = _people(conn, [alert_id])[alert_id]
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read alert {alert_id}: {exc.__class__.__name__}") from exc
-    return {**dict(row), "events": [dict(e) for e in events], "feedback": dict(feedback) if feedback else None}
+    return {**dict(row), **people, "events": [dict(e) for e in events],
+            "feedback": dict(feedback) if feedback else None}
+
+
+def _people(conn: Any, alert_ids: list[int]) -> dict[int, dict[str, str | None]]:
+    """Per alert id: who acknowledged it and who resolved it (key names of the latest such audit events)."""
+    out: dict[int, dict[str, str | None]] = {i: {field: None for field in BY_ACTION.values()} for i in alert_ids}
+    if not alert_ids:
+        return out
+    e = AlertEvent.__table__.c
+    found = conn.execute(select(e.alert_id, e.action, e.actor)
+                         .where(e.alert_id.in_(alert_ids), e.action.in_(list(BY_ACTION))).order_by(e.id))
+    for alert_id, action, actor in found:
+        out[alert_id][BY_ACTION[action]] = actor_name(actor)
+    return out
 
 
 def change_status(engine: Engine, alert_id: int, to_status: str, actor: str, note: str | None) -> dict[str, Any]:

@@ -35,11 +35,18 @@ class KeyInfo:
 
     @property
     def actor(self) -> str:
-        """How the audit trail names whoever used this key."""
+        """How the audit trail names whoever used this key (``actor_name`` reads the name back)."""
         return f"key:{self.id}:{self.name}"
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or (scope == READ and WRITE in self.scopes)
+
+
+def actor_name(actor: str) -> str:
+    """The key name in an audit actor written by ``KeyInfo.actor`` (``key:<id>:<name>``); any other actor as is."""
+    kind, _, rest = actor.partition(":")
+    key_id, _, name = rest.partition(":")
+    return name if kind == "key" and key_id.isdigit() and name else actor
 
 
 def hash_secret(secret: str) -> str:

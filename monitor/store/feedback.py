@@ -5,6 +5,8 @@ and are marked for retraining.
   levels (``monitor.feedback.forgive_state``), write it back and mark the feedback applied. Skipped (with a
   reason kept in ``alert_feedback.threshold_note``) when the sensor's state belongs to another model version
   than the alert (another score scale) or when there is no state.
+* ``apply_new_normal``: the same locked read-modify-write for the verdict ``new_normal``: the sensor's current
+  level becomes its centre (``monitor.feedback.adopt_state``).
 * ``false_positive_ranges``: (sensor_id, start, end) of every alert whose current verdict is false
   positive; a retraining job admits the windows in these ranges to its training set instead of excluding
   them with the other alert windows.
@@ -12,14 +14,15 @@ and are marked for retraining.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
-from monitor.feedback import forgive_state
+from monitor.feedback import adopt_state, forgive_state
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.store.schema import Alert, AlertFeedback, SensorState, utcnow
 
@@ -41,49 +44,84 @@ def apply_false_positive(
     batch committed in between cannot be overwritten by a state read before it; the revision bump then makes
     the consumer re-read the state and replay its later windows (``repository.commit_batch``).
     """
+    def admit(state: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+        if not levels:
+            return None, "no window scores available (source records expired?)"
+        return (forgive_state(state, levels, threshold_cfg, alert_cfg),
+                f"{len(levels)} window levels admitted to the threshold statistics")
+
+    return _apply(engine, alert_id, "false_positive", admit,
+                  "scores are on different scales, threshold left as is")
+
+
+def apply_new_normal(engine: Engine, alert_id: int) -> tuple[bool, str]:
+    """The verdict ``new_normal``: the alert's sensor adopts its current level as the centre its windows are
+    judged against (``monitor.feedback.adopt_state``), in one locked read-modify-write like
+    ``apply_false_positive`` (the revision bump makes a consumer re-read the state). Once per verdict; skipped,
+    with the reason in ``threshold_note``, when the sensor's state is on another model version than the alert's
+    or holds no judged window. Returns (applied, note)."""
+    def adopt(state: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+        new_state, moved = adopt_state(state)
+        if not moved:
+            return None, "no judged window in the sensor's state: nothing to adopt"
+        return new_state, "the sensor's current level is its new normal (input centres moved)"
+
+    return _apply(engine, alert_id, "new_normal", adopt, "its levels are measured on another scale, nothing adopted")
+
+
+def _apply(engine: Engine, alert_id: int, verdict: str,
+           change: Callable[[dict[str, Any]], tuple[dict[str, Any] | None, str]], other_model: str) -> tuple[bool, str]:
+    """The locked read-modify-write of a verdict: ``change(state)`` -> (new state or None to leave it, note).
+    Once per alert: a verdict already applied returns (True, "already applied")."""
     try:
         with engine.begin() as conn:
-            if engine.dialect.name == "sqlite":
-                # pysqlite begins a transaction only at the first write, so the read would see a snapshot a
-                # consumer's commit can overtake; IMMEDIATE takes the write lock now (waits up to busy_timeout)
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            fb_query = (
-                select(AlertFeedback.verdict, AlertFeedback.threshold_applied, Alert.sensor_id, Alert.model_version)
-                .join(Alert, Alert.id == AlertFeedback.alert_id)
-                .where(AlertFeedback.alert_id == alert_id)
-            )
-            if engine.dialect.name == "postgresql":
-                # two concurrent verdicts (a double click) must not both read "not applied"
-                fb_query = fb_query.with_for_update(of=AlertFeedback)
-            fb = conn.execute(fb_query).first()
-            if fb is None or fb.verdict != "false_positive":
-                return False, "no false-positive feedback on this alert"
+            fb = _locked_feedback(conn, alert_id)
+            if fb is None or fb.verdict != verdict:
+                return False, f"no {verdict.replace('_', '-')} feedback on this alert"
             if fb.threshold_applied:
                 return True, "already applied"
-            query = select(SensorState.state, SensorState.model_version).where(SensorState.sensor_id == fb.sensor_id)
-            if engine.dialect.name == "postgresql":
-                query = query.with_for_update()  # the runner's upsert waits; on SQLite the transaction holds the lock
-            row = conn.execute(query).first()
+            row = _locked_state(conn, fb.sensor_id)
+            new_state: dict[str, Any] | None = None
             if row is None:
                 note = f"sensor {fb.sensor_id} has no stored threshold state"
             elif row.model_version != fb.model_version:
-                note = (f"sensor state is on model {row.model_version}, the alert on {fb.model_version}: "
-                        "scores are on different scales, threshold left as is")
-            elif not levels:
-                note = "no window scores available (source records expired?)"
+                note = f"sensor state is on model {row.model_version}, the alert on {fb.model_version}: {other_model}"
             else:
-                new_state = forgive_state(row.state, levels, threshold_cfg, alert_cfg)
+                new_state, note = change(row.state)
+            if new_state is not None:
                 conn.execute(update(SensorState).where(SensorState.sensor_id == fb.sensor_id)
                              .values(state=new_state, updated_at=utcnow(), revision=SensorState.revision + 1))
-                note = f"{len(levels)} window levels admitted to the threshold statistics"
-                conn.execute(update(AlertFeedback).where(AlertFeedback.alert_id == alert_id)
-                             .values(threshold_applied=True, threshold_note=note))
-                return True, note
             conn.execute(update(AlertFeedback).where(AlertFeedback.alert_id == alert_id)
-                         .values(threshold_note=note))
-            return False, note
+                         .values(threshold_applied=new_state is not None, threshold_note=note))
+            return new_state is not None, note
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot apply feedback to the threshold: {exc.__class__.__name__}") from exc
+        raise StoreError(f"cannot apply the {verdict} verdict: {exc.__class__.__name__}") from exc
+
+
+def _locked_feedback(conn: Connection, alert_id: int) -> Any:
+    """The alert's feedback row, read under the lock its write needs (PostgreSQL: SELECT ... FOR UPDATE, so
+    two concurrent verdicts (a double click) cannot both read "not applied"; SQLite: BEGIN IMMEDIATE, the
+    database's write lock, taken before the first read: pysqlite begins a transaction only at the first write,
+    so the read would otherwise see a snapshot a consumer's commit can overtake)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits up to busy_timeout
+    query = (
+        select(AlertFeedback.verdict, AlertFeedback.threshold_applied, Alert.sensor_id, Alert.model_version)
+        .join(Alert, Alert.id == AlertFeedback.alert_id)
+        .where(AlertFeedback.alert_id == alert_id)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=AlertFeedback)
+    return conn.execute(query).first()
+
+
+def _locked_state(conn: Connection, sensor_id: str) -> Any:
+    """The sensor's stored state and model version; on PostgreSQL locked (the runner's upsert waits), on SQLite
+    the transaction holds the write lock already."""
+    query = select(SensorState.state, SensorState.model_version).where(SensorState.sensor_id == sensor_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).first()
 
 
 def false_positive_ranges(engine: Engine) -> list[tuple[str, datetime, datetime]]:

@@ -17,7 +17,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
 from monitor.errors import StoreError, StoreRejectedError
+from monitor.evidence import EvidenceRow, Prune
 from monitor.incidents import RESOLVED, AlertRecord
+from monitor.store.evidence import write_evidence
 from monitor.store.schema import Alert, ConsumerOffset, SensorState, utcnow
 
 
@@ -104,8 +106,11 @@ def commit_batch(
     sensors: Sequence[SensorRow],
     offsets: Mapping[int, int],
     expected: Mapping[int, int | None],
+    evidence: Sequence[EvidenceRow] = (),
+    prunes: Sequence[Prune] = (),
 ) -> None:
-    """Write alert upserts, sensor state and next offsets in ONE transaction.
+    """Write alert upserts, their decision-time evidence (``monitor.store.evidence``), sensor state and next
+    offsets in ONE transaction.
 
     ``offsets``: partition -> next offset after this batch; ``expected``: partition -> the stored offset this
     batch started from (None when the partition had none). Alert upserts are idempotent on
@@ -137,14 +142,15 @@ def commit_batch(
                 if moved.rowcount != 1:
                     raise StaleOffsetError(f"partition {partition} moved on elsewhere (expected offset {before})")
             _check_revisions(engine, conn, sensors)
-            _write_outputs(engine, conn, alerts, sensors, now)
+            _write_outputs(engine, conn, alerts, sensors, now, evidence, prunes)
     except StaleOffsetError:
         raise
     except SQLAlchemyError as exc:
         raise _store_error("batch commit failed", exc) from exc
 
 
-def probe_outputs(engine: Engine, *, alerts: Sequence[AlertRecord], sensors: Sequence[SensorRow]) -> None:
+def probe_outputs(engine: Engine, *, alerts: Sequence[AlertRecord], sensors: Sequence[SensorRow],
+                  evidence: Sequence[EvidenceRow] = ()) -> None:
     """Write these alert upserts and sensor states in a transaction that is always rolled back: raises
     StoreRejectedError when the database refuses the data, StoreError when it cannot be reached. Used to find
     the records of a refused batch (``monitor.batches``); nothing is stored, no offset is fenced."""
@@ -152,7 +158,7 @@ def probe_outputs(engine: Engine, *, alerts: Sequence[AlertRecord], sensors: Seq
         with engine.connect() as conn:
             tx = conn.begin()
             try:
-                _write_outputs(engine, conn, alerts, sensors, utcnow())
+                _write_outputs(engine, conn, alerts, sensors, utcnow(), evidence)
             finally:
                 tx.rollback()
     except SQLAlchemyError as exc:
@@ -174,8 +180,8 @@ def _store_error(what: str, exc: SQLAlchemyError) -> StoreError:
 
 
 def _write_outputs(engine: Engine, conn: Any, alerts: Sequence[AlertRecord], sensors: Sequence[SensorRow],
-                   now: datetime) -> None:
-    """Alert upserts and sensor states of a batch on ``conn`` (inside the caller's transaction)."""
+                   now: datetime, evidence: Sequence[EvidenceRow] = (), prunes: Sequence[Prune] = ()) -> None:
+    """Alert upserts, their evidence and sensor states of a batch on ``conn`` (inside the caller's transaction)."""
     if alerts:
         rows = [_alert_row(a, now) for a in alerts]
         stmt = _insert(engine, Alert)
@@ -211,6 +217,7 @@ def _write_outputs(engine: Engine, conn: Any, alerts: Sequence[AlertRecord], sen
             ),
         )
         conn.execute(stmt, rows)  # executemany: the statement compiles once and stays cached
+    write_evidence(engine, conn, evidence, prunes)
     if sensors:
         stmt = _insert(engine, SensorState)
         rows = [

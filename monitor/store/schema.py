@@ -6,10 +6,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
-    JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator,
-    UniqueConstraint,
+    JSON, BigInteger, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
+    TypeDecorator, UniqueConstraint,
 )
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -50,6 +51,8 @@ class Alert(Base):
         UniqueConstraint("sensor_id", "opened_at", name="uq_alerts_sensor_opened"),
         Index("ix_alerts_opened_at", "opened_at"),
         Index("ix_alerts_status", "status"),
+        CheckConstraint("status IN ('open', 'acknowledged', 'resolved')", name="ck_alerts_status"),
+        CheckConstraint("severity IN ('minor', 'major', 'critical')", name="ck_alerts_severity"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
@@ -62,7 +65,7 @@ class Alert(Base):
     peak_score: Mapped[float] = mapped_column(Float)
     threshold_at_peak: Mapped[float] = mapped_column(Float)
     window_count: Mapped[int]
-    top_channels: Mapped[list[str]]
+    top_channels: Mapped[list[str]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))  # jsonb: SQL can query it
     model_version: Mapped[str] = mapped_column(String(64))
     partition: Mapped[int]
     first_offset: Mapped[int] = mapped_column(BigInteger)
@@ -87,6 +90,28 @@ class SensorState(Base):
     # Bumped by writers other than the owning consumer (operator feedback); the consumer's batch transaction
     # checks it and replays instead of overwriting a change it has not seen (repository.commit_batch).
     revision: Mapped[int] = mapped_column(default=0, server_default="0")
+
+
+class AlertEvidence(Base):
+    """Decision-time evidence of an alert (``monitor.evidence``): one judged window as the engine decided it.
+
+    Keyed by the alert's identity (sensor_id, opened_at) and the window's end; written in the batch transaction
+    with the alert upserts. ``score`` and ``threshold`` are the float64 values compared (NULL for a non-finite one:
+    nothing non-finite is stored); ``seq`` is the alert's window count at this window (0: before, pending or after it).
+    """
+
+    __tablename__ = "alert_evidence"
+
+    sensor_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    opened_at: Mapped[datetime] = mapped_column(primary_key=True)
+    window_end: Mapped[datetime] = mapped_column(primary_key=True)
+    window_start: Mapped[datetime]
+    record_offset: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int]
+    score: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    contributions: Mapped[list[float | None]] = mapped_column(JSON)
+    model_version: Mapped[str] = mapped_column(String(64))
 
 
 class ConsumerOffset(Base):
@@ -150,7 +175,7 @@ class AlertFeedback(Base):
     alert_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
     )
-    verdict: Mapped[str] = mapped_column(String(20))  # true_positive | false_positive
+    verdict: Mapped[str] = mapped_column(String(20))  # true_positive | false_positive | new_normal
     note: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(250))
     sensor_id: Mapped[str] = mapped_column(String(200))
@@ -205,6 +230,7 @@ class ModelPointer(Base):
     version: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(200))
+    shadow_version: Mapped[str | None] = mapped_column(String(64))  # scored alongside, never alerts (shadow mode)
 
 
 class SchedulerState(Base):
@@ -222,3 +248,62 @@ class SchedulerState(Base):
     last_version: Mapped[str | None] = mapped_column(String(64))
     last_reason: Mapped[str | None] = mapped_column(Text)
     runs: Mapped[int] = mapped_column(default=0)
+
+
+class ReferenceWindows(Base):
+    """Windows of an operator-confirmed alert, kept for the retraining gate: a true positive the next model must
+    still detect, a false positive it must not raise again (monitor/training/reference.py). Harvested from the
+    history a retrain reads and kept here, beyond the topic's retention; one row per model name and alert."""
+
+    __tablename__ = "reference_windows"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)  # model name
+    alert_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(20))  # true_positive | false_positive
+    sensor_id: Mapped[str] = mapped_column(String(200))
+    alert_start: Mapped[datetime]  # the confirmed alert's window range
+    alert_end: Mapped[datetime]
+    channels: Mapped[list[str]]
+    window_len: Mapped[int]
+    starts: Mapped[list[float]] = mapped_column(JSON)  # each window's start and end, unix seconds
+    ends: Mapped[list[float]] = mapped_column(JSON)
+    values: Mapped[bytes] = mapped_column(LargeBinary)  # float32 (n, window_len, channels), C order
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ShadowReport(Base):
+    """One consumer's comparison of a shadow version with the active model on the same windows (shadow mode):
+    windows judged, windows in an alert under both / only the active / only the shadow, alerts each opened."""
+
+    __tablename__ = "shadow_reports"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)  # the shadow version
+    consumer: Mapped[str] = mapped_column(String(200), primary_key=True)  # host:pid of the consumer process
+    active_version: Mapped[str] = mapped_column(String(64))
+    windows: Mapped[int] = mapped_column(BigInteger)
+    both: Mapped[int] = mapped_column(BigInteger)
+    only_active: Mapped[int] = mapped_column(BigInteger)
+    only_shadow: Mapped[int] = mapped_column(BigInteger)
+    opened_active: Mapped[int] = mapped_column(BigInteger)
+    opened_shadow: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RetrainRun(Base):
+    """One retraining run, whatever its outcome (promoted, shadowed, rejected, skipped, failed): its report."""
+
+    __tablename__ = "retrain_runs"
+    __table_args__ = (Index("ix_retrain_runs_name_started", "name", "started_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    triggered_by: Mapped[str] = mapped_column(String(200))
+    trigger_reason: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(20))
+    version: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    report: Mapped[dict[str, Any]]  # data range, windows read / excluded / used, both models' gate figures

@@ -21,7 +21,7 @@ def retrain_command(
     start: Annotated[Optional[str], typer.Option(help="Range start, ISO-8601 (default: end - retrain.lookback_s).")] = None,
     end: Annotated[Optional[str], typer.Option(help="Range end, exclusive, ISO-8601 (default: now).")] = None,
     from_file: Annotated[Optional[Path], typer.Option(
-        help="Train on a wide CSV/Parquet file instead of Kafka (Parquet: pip install 'sensor-monitor[parquet]').")] = None,
+        help="Train on a wide CSV/Parquet file instead of Kafka (Parquet: pip install 'sensor-monitor\\[parquet]').")] = None,
     sep: Annotated[str, typer.Option(help="CSV separator (--from-file).")] = ",",
     time_column: Annotated[str, typer.Option(help="Time column (--from-file; '' for none).")] = "timestamp",
     ignore: Annotated[Optional[list[str]], typer.Option(help="Columns to drop (--from-file, repeatable).")] = None,
@@ -29,6 +29,9 @@ def retrain_command(
     warm_start: Annotated[Optional[bool], typer.Option("--warm-start/--no-warm-start",
                                                        help="Start from the active model's weights.")] = None,
     reason: Annotated[str, typer.Option(help="Why (recorded with the version).")] = "manual retrain",
+    force: Annotated[bool, typer.Option(
+        help="Train even when fewer than retrain.min_new_windows windows are newer than the active model's "
+             "training range (otherwise the run is skipped).")] = False,
 ) -> None:
     """Retrain now: read history, exclude alerts, train, gate against the active model, promote or reject."""
     from monitor.cli import _fail, _open_db, _parse_when, _settings
@@ -41,6 +44,7 @@ def retrain_command(
     request = RetrainRequest(
         start=_parse_when(start, "--start"), end=_parse_when(end, "--end"), path=from_file, sep=sep,
         time_column=time_column or None, ignore=tuple(ignore or ()), triggered_by="cli", reason=reason,
+        force=force,
     )
     try:
         db = _open_db(settings)
@@ -82,6 +86,9 @@ def scheduler_command(
         from prometheus_client import start_http_server
 
         start_http_server(port)
+    from monitor import metrics
+
+    metrics.scheduler_metrics()  # exported from the start (at 0), by this process only
 
     def job(trigger: str, reason: str, cancel: Any) -> Any:
         # No bars in a long-running service: progress lines (records read every ~10 s, one per epoch) go to
@@ -89,7 +96,13 @@ def scheduler_command(
         return retrain(db, cfg, RetrainRequest(triggered_by=trigger, reason=reason), cancel=cancel)
 
     drift = ScoreDrift(db, settings.registry.model_name, settings.retrain.drift_delta) if settings.retrain.drift else None
+    from monitor.registry import shadow
+
+    def settle() -> str | None:
+        return shadow.settle(db, settings.registry.model_name, settings.registry.shadow_min_windows, by="scheduler")
+
     scheduler = Scheduler(db, job, name=settings.registry.model_name, schedule=plan, lease_s=settings.retrain.lease_s,
+                          settle=settle,
                           tick_s=tick_s or settings.retrain.tick_s, drift=drift,
                           drift_min_gap_s=settings.retrain.drift_min_gap_s)
     signal.signal(signal.SIGTERM, scheduler.stop)

@@ -2,7 +2,8 @@
 
 An alert covers ``[opened_at, closed_at]`` (an open alert: until now). A window ``[window_start, window_end]``
 of the same sensor that overlaps it is excluded. Alerts that an operator marked as false positives are
-normal data after all and are not excluded (``false_positive_alert_ids`` reads the operators' feedback).
+normal data after all and are not excluded, nor are those marked a new normal (a lasting change of operating
+point the next model must learn); ``false_positive_alert_ids`` reads the operators' feedback.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from monitor.store.schema import AlertFeedback
 from monitor.training.history import HistoryWindow
 
 log = logging.getLogger(__name__)
+NORMAL_VERDICTS = ("false_positive", "new_normal")  # verdicts that say the alert's windows were normal data
 
 @dataclass(frozen=True)
 class Interval:
@@ -32,11 +34,12 @@ class Interval:
 
 
 def false_positive_alert_ids(db: Engine) -> set[int]:
-    """Ids of alerts an operator marked ``false_positive`` (their windows are normal data: kept in training)."""
+    """Ids of alerts an operator marked ``false_positive`` or ``new_normal`` (their windows are normal data: kept in
+    training)."""
     fb = AlertFeedback.__table__.c
     try:
         with db.connect() as conn:
-            return {int(a) for a in conn.execute(select(fb.alert_id).where(fb.verdict == "false_positive")).scalars()}
+            return {int(a) for a in conn.execute(select(fb.alert_id).where(fb.verdict.in_(NORMAL_VERDICTS))).scalars()}
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read operator feedback: {exc.__class__.__name__}") from exc
 

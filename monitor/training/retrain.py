@@ -5,8 +5,10 @@ Steps (each reported through ``progress``):
   2. drop windows that overlap alerts of their sensor (minus operator-confirmed false positives);
   3. keep the most recent ``holdout_fraction`` of the windows (by record time) out of training;
   4. train a candidate (optionally warm-started from the active model);
-  5. evaluate candidate and active on the hold-out and apply the gate (a candidate with other channels or
-     another window length than the active model is rejected: it would dead-letter the whole fleet);
+  5. evaluate candidate and active on the hold-out, the best earlier versions' error on it, and both models on
+     the reference set of confirmed alerts (monitor/training/reference.py), then apply the gate (a candidate
+     with other channels or another window length than the active model is rejected: it would dead-letter the
+     whole fleet);
   6. register the candidate and, if the gate passed, promote it atomically (compare-and-set on the
      active pointer); otherwise record it as rejected with the reason.
 Any failure before step 6's single transaction leaves the active model serving untouched.
@@ -19,18 +21,21 @@ and epochs; the outcome is then ``failed``.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine as DbEngine
+from sqlalchemy import insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import ArtifactError, CancelledRunError, ConfigError, DataError, MonitorError
 from monitor.registry import versions
@@ -40,8 +45,8 @@ from monitor.scoring.train import EpochCallback, train, train_on_windows
 from monitor.settings import (
     AlertSettings, KafkaSettings, ModelSettings, RegistrySettings, RetrainSettings, ThresholdSettings,
 )
-from monitor.store.schema import utcnow
-from monitor.training import gate
+from monitor.store.schema import RetrainRun, utcnow
+from monitor.training import gate, reference
 from monitor.training.exclusion import alert_intervals, exclude
 from monitor.training.history import HistoryWindow, read_history
 
@@ -49,7 +54,8 @@ log = logging.getLogger(__name__)
 
 PARQUET_EXTRA = "sensor-monitor[parquet]"  # pyproject's optional extra that reads --from-file *.parquet
 
-PROMOTED, REJECTED, FAILED = "promoted", "rejected", "failed"
+PROMOTED, REJECTED, SKIPPED, FAILED = "promoted", "rejected", "skipped", "failed"
+SHADOWED = "shadowed"  # passed the gate; scored alongside the active model until its shadow period ends
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ class RetrainRequest:
     ignore: tuple[str, ...] = ()
     triggered_by: str = "cli"
     reason: str = "manual"
+    force: bool = False  # train even when too few windows are newer than the active model's training range
 
 
 @dataclass(frozen=True)
@@ -81,14 +88,15 @@ class RetrainConfig:
 
 @dataclass
 class RetrainOutcome:
-    outcome: str  # promoted | rejected | failed
+    outcome: str  # promoted | shadowed | rejected | skipped | failed
     version: str | None
     reason: str
     gate: gate.GateResult | None = None
     counts: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
-        counts = " ".join(f"{k}={v}" for k, v in self.counts.items() if not isinstance(v, dict))
+        counts = " ".join(f"{k}={v}" for k, v in self.counts.items()
+                          if not isinstance(v, (dict, list)) and k != "active")
         return f"retrain: outcome={self.outcome} version={self.version or '-'} {counts} reason={self.reason}"
 
 
@@ -102,19 +110,63 @@ def retrain(
     clock: Callable[[], datetime] = utcnow,
     cancel: threading.Event | None = None,
 ) -> RetrainOutcome:
-    """Run one retraining; never raises for a failed step (the outcome says ``failed`` and why).
+    """Run one retraining; never raises for a failed step (the outcome says ``failed`` and why). Every run, whatever
+    its outcome, leaves its report in ``retrain_runs`` (`monitor models runs`).
 
     ``progress_bars``: tqdm bars for the history read and the epochs (interactive); without them ``progress``
     gets a line with the records read every ~10 s and one line per epoch (train/validation loss)."""
+    started = utcnow()
+    outcome = _run(db, cfg, request, progress=progress, progress_bars=progress_bars, clock=clock, cancel=cancel)
+    _record(db, cfg.registry.model_name, request, started, outcome)
+    return outcome
+
+
+def _record(db: DbEngine, name: str, request: RetrainRequest, started: datetime, outcome: RetrainOutcome) -> None:
+    report = {"counts": outcome.counts, "gate": outcome.gate.to_json() if outcome.gate else None}
+    try:
+        with db.begin() as conn:
+            conn.execute(insert(RetrainRun).values(
+                name=name, started_at=started, finished_at=utcnow(), triggered_by=request.triggered_by[:200],
+                trigger_reason=request.reason, outcome=outcome.outcome, version=outcome.version,
+                reason=outcome.reason, report=gate.finite(json.loads(json.dumps(report, default=str)))))
+    except SQLAlchemyError as exc:  # the outcome stands; only its report is missing
+        log.warning("retrain run report not stored (%s): %s", exc.__class__.__name__, outcome.line())
+
+
+def _run(
+    db: DbEngine,
+    cfg: RetrainConfig,
+    request: RetrainRequest,
+    *,
+    progress: Callable[[str], None],
+    progress_bars: bool,
+    clock: Callable[[], datetime],
+    cancel: threading.Event | None,
+) -> RetrainOutcome:
     name = cfg.registry.model_name
     counts: dict[str, Any] = {}
     version: str | None = None
     registered = False
     try:
-        active_name = versions.active_version(db, name)
+        active_name = versions.active_version(db, name) or _import_serving_file(db, cfg, progress)
+        read: list[HistoryWindow] = []  # every window read, alerts included: the reference set's harvest
         windows, channels, window_len, sources, start, end = _load(db, cfg, request, counts, progress, progress_bars,
-                                                                   clock, cancel)
+                                                                   clock, cancel, read)
         _check(cancel, "after reading the history")
+        counts.update(data_range=[start.isoformat(), end.isoformat()], active=active_name)
+        if active_name is not None and not request.force and cfg.registry.shadow_min_windows > 0 and (
+            shadowing := versions.pointer(db, name)[1]
+        ) is not None:
+            why = (f"the shadow period of {name}/{shadowing} is still running (registry.shadow_min_windows="
+                   f"{cfg.registry.shadow_min_windows}): a new candidate would replace it before it ends "
+                   "(use --force to train anyway)")
+            progress(f"skipped: {why}")
+            return RetrainOutcome(SKIPPED, None, why, None, counts)
+        if active_name is not None and not request.force:
+            stale = _nothing_new(db, name, active_name, windows, channels, window_len, cfg.retrain)
+            if stale is not None:
+                progress(f"skipped: {stale}")
+                return RetrainOutcome(SKIPPED, None, stale, None, counts)
         train_part, holdout = _split(windows, cfg.retrain.holdout_fraction)
         capped = _cap(train_part, cfg.retrain.max_train_rows)
         counts.update(train_windows=len(capped), holdout_windows=len(holdout))
@@ -145,20 +197,33 @@ def retrain(
                 progress=progress_bars, warm_start=warm, on_epoch=on_epoch, cancel=cancel)
         progress(f"trained {version}: val_loss={candidate.meta.metrics['val_loss']:.4f} "
                  f"epochs={candidate.meta.training['epochs']}")
-        result = _gate(candidate, active, holdout, cfg)
+        added = reference.harvest(db, name, read, channels, window_len, cfg.retrain.reference_context)
+        refs = reference.load(db, name, channels, window_len)
+        counts.update(references=len(refs), references_added=added)
+        if refs:
+            progress(f"reference set: {len(refs)} confirmed alert(s) ({added} new in this range)")
+        result = _gate(candidate, active, holdout, cfg, _earlier(db, name, active_name, cfg.retrain.gate_history,
+                                                                 progress), refs)
         progress(f"gate {'PASSED' if result.passed else 'FAILED'}: {result.summary}")
         _check(cancel, "before registering the candidate")
         versions.register(
             db, name, candidate, train_start=start, train_end=end, sources=sources,
             config={"model": model_cfg.model_dump(mode="json"), "retrain": cfg.retrain.model_dump(mode="json"),
                     "triggered_by": request.triggered_by, "trigger_reason": request.reason},
-            metrics={**candidate.meta.metrics, "gate": result.to_json(), "counts": counts},
+            metrics=gate.finite({**candidate.meta.metrics, "gate": result.to_json(), "counts": counts}),
             reason=request.reason,
         )
         registered = True
         if not result.passed:
             versions.reject(db, name, version, result.summary)
             return RetrainOutcome(REJECTED, version, result.summary, result, counts)
+        if cfg.registry.shadow_min_windows > 0 and active_name is not None:
+            versions.set_shadow(db, name, version, by=request.triggered_by)
+            progress(f"{name}/{version} passed the gate and is now the shadow: consumers score it alongside "
+                     f"{active_name}; `monitor scheduler` promotes or rejects it after "
+                     f"registry.shadow_min_windows={cfg.registry.shadow_min_windows} windows (`monitor models show "
+                     f"{version}`)")
+            return RetrainOutcome(SHADOWED, version, result.summary, result, counts)
         versions.promote(db, name, version, by=request.triggered_by, reason=f"{request.reason}: {result.summary}",
                          expected_active=active_name)
         progress(f"promoted {name}/{version} (was {active_name or 'none'}); consumers pick it up on their next check")
@@ -176,6 +241,67 @@ def retrain(
         return RetrainOutcome(FAILED, version, reason, None, counts)
 
 
+def _import_serving_file(db: DbEngine, cfg: RetrainConfig, progress: Callable[[str], None]) -> str | None:
+    """An empty registry: the model file consumers serve (``model.path``) is imported and made active first, so
+    the candidate competes against what actually runs instead of replacing it unchecked. None: no such file."""
+    path = cfg.model.path
+    if not path.is_file():
+        progress(f"no active model for {cfg.registry.model_name!r} and no serving file at {path}: "
+                 "the gate checks the candidate alone")
+        return None
+    info = versions.import_file(db, cfg.registry.model_name, path, by="retrain", activate=True,
+                                reason=f"the serving model file {path}, imported before the first retrain")
+    progress(f"the registry had no active model: imported the serving file {path} as "
+             f"{cfg.registry.model_name}/{info.version} (active), which the candidate must now beat")
+    return info.version
+
+
+def _nothing_new(
+    db: DbEngine, name: str, active_name: str, windows: list[HistoryWindow], channels: tuple[str, ...],
+    window_len: int, cfg: RetrainSettings,
+) -> str | None:
+    """Why this run has nothing to learn (too few windows ending after the active model's training range, in
+    window time: a replay of old data is not new), or None.
+    A feed whose channels or window length changed is new by definition: the gate then says what changed."""
+    if cfg.min_new_windows <= 0:
+        return None
+    info = versions.get(db, name, active_name)
+    trained_to = info.train_end
+    if trained_to is None:
+        return None
+    if trained_to.tzinfo is None:
+        trained_to = trained_to.replace(tzinfo=timezone.utc)
+    try:
+        active_meta = versions.load_bundle(db, name, active_name).meta
+    except ArtifactError:
+        return None
+    if list(active_meta.channels) != list(channels) or active_meta.window_len != window_len:
+        return None
+    new = sum(1 for w in windows if w.window_end > trained_to)  # window (event) times, like the training range
+    if new >= cfg.min_new_windows:
+        return None
+    return (f"only {new} window(s) newer than the active model {name}/{active_name}'s training range (ends "
+            f"{trained_to.isoformat()}), fewer than retrain.min_new_windows={cfg.min_new_windows}: nothing new to "
+            "learn (use --force to train anyway)")
+
+
+def _earlier(
+    db: DbEngine, name: str, active_name: str | None, limit: int, progress: Callable[[str], None]
+) -> list[ModelBundle]:
+    """Up to ``limit`` versions active before the current one (newest first) that still load."""
+    if active_name is None or limit <= 0:
+        return []
+    out = []
+    for version in versions.recently_active(db, name, limit + 1):
+        if version == active_name:
+            continue
+        try:
+            out.append(versions.load_bundle(db, name, version))
+        except ArtifactError as exc:
+            progress(f"earlier version {version} is unloadable ({exc}): left out of the gate")
+    return out[:limit]
+
+
 def _check(cancel: threading.Event | None, where: str) -> None:
     if cancel is not None and cancel.is_set():
         raise CancelledRunError(f"retraining cancelled {where}")
@@ -191,10 +317,13 @@ def _epoch_lines(progress: Callable[[str], None]) -> EpochCallback:
 def _load(
     db: DbEngine, cfg: RetrainConfig, request: RetrainRequest, counts: dict[str, Any],
     progress: Callable[[str], None], progress_bars: bool, clock: Callable[[], datetime],
-    cancel: threading.Event | None,
+    cancel: threading.Event | None, read: list[HistoryWindow],
 ) -> tuple[list[HistoryWindow], tuple[str, ...], int, dict[str, Any], datetime, datetime]:
+    """The training windows (alerts excluded), their channels, window length, sources and time range; ``read``
+    gets every window read."""
     if request.path is not None:
         windows, channels, start, end = _file_windows(request, cfg.model.window_len)
+        read.extend(windows)
         counts.update(windows=len(windows))
         progress(f"read {len(windows)} windows of {cfg.model.window_len} rows from {request.path}")
         return windows, channels, cfg.model.window_len, {"kind": "file", "path": str(request.path)}, start, end
@@ -213,6 +342,7 @@ def _load(
     else:
         intervals = []
     kept, excluded = exclude(history.windows, intervals)
+    read.extend(history.windows)
     counts.update(records=history.records_in_range, windows=len(history.windows), excluded=excluded,
                   alerts=len(intervals), dropped=dict(history.dropped))
     progress(f"read {history.records_in_range} records in range (scanned {history.records_read}) -> "
@@ -220,7 +350,10 @@ def _load(
              f"({dict(history.dropped) or 'none dropped'}); excluded {excluded} windows inside {len(intervals)} alerts")
     sources = {"kind": "kafka", "topic": history.topic, "offsets": {str(p): list(b) for p, b in history.offsets.items()},
                "records": history.records_in_range, "windows": len(history.windows), "excluded_windows": excluded,
-               "excluded_alerts": [i.alert_id for i in intervals][:1000]}
+               "excluded_alerts": [i.alert_id for i in intervals][:1000],
+               "requested_range": [start.isoformat(), end.isoformat()]}
+    if history.windows:  # the version's training range is the data's (window times), not the lookback asked for
+        return kept, history.channels, history.window_len, sources, first, last
     return kept, history.channels, history.window_len, sources, start, end
 
 
@@ -305,6 +438,7 @@ def _load_active(db: DbEngine, name: str, version: str | None, progress: Callabl
 
 def _gate(
     candidate: ModelBundle, active: ModelBundle | None, holdout: list[HistoryWindow], cfg: RetrainConfig,
+    earlier: Sequence[ModelBundle] = (), refs: Sequence[reference.Reference] = (),
 ) -> gate.GateResult:
     # A candidate that does not fit the active model's windows is rejected outright (it is still evaluated,
     # so its figures are recorded with the rejection); the active model is then not evaluated at all. A
@@ -320,6 +454,12 @@ def _gate(
     ends = np.array([w.window_end.timestamp() for w in holdout])
     cand = gate.evaluate(candidate, arrays, sensors, cfg.threshold, cfg.alert, variance, starts, ends)
     act = None
+    errors: list[tuple[str, float]] = []
     if active is not None and problem is None:
         act = gate.evaluate(active, arrays, sensors, cfg.threshold, cfg.alert, variance, starts, ends)
-    return gate.decide(cand, act, cfg.retrain, incompatible=problem)
+        errors = [(b.meta.version, gate.reconstruction_error(b, arrays, variance, starts, ends))
+                  for b in earlier if artifact.incompatibility(b.meta, candidate.meta) is None]
+    check = None
+    if active is not None and problem is None and refs:
+        check = reference.compare(candidate, active, refs, cfg.threshold, cfg.alert)
+    return gate.decide(cand, act, cfg.retrain, incompatible=problem, earlier=errors, reference=check)

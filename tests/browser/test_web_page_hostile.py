@@ -13,7 +13,7 @@ from monitor.api.app import create_app
 from monitor.settings import KafkaSettings, Settings
 from monitor.store.apikeys import create_key
 from monitor.store.database import init_schema, make_engine
-from tests.browser.cdp import Browser
+from pipelines.cdp import Browser
 from tests.integration.api_helpers import alert_row, insert_alerts, served
 
 pytestmark = pytest.mark.integration

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Engine
@@ -78,9 +79,11 @@ def produce(cfg: KafkaSettings, windows: list[tuple[str, datetime, datetime, np.
         producer.close()
 
 
-def retrain_config(kafka: KafkaSettings, **retrain: object) -> RetrainConfig:
+def retrain_config(kafka: KafkaSettings, model_path: Path | None = None, **retrain: object) -> RetrainConfig:
+    """``model_path``: the file consumers serve (imported into an empty registry first); default: none."""
     settings = RetrainSettings(min_windows=16, min_holdout_windows=8, **retrain)  # type: ignore[arg-type]
-    return RetrainConfig(kafka, TINY, ThresholdSettings(), AlertSettings(), settings,
+    model = TINY.model_copy(update={"path": model_path or Path("/nonexistent/serving-model.pt")})
+    return RetrainConfig(kafka, model, ThresholdSettings(), AlertSettings(), settings,
                          RegistrySettings(model_name="test", check_interval_s=0.5))
 
 

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
 
@@ -223,3 +223,21 @@ def test_sensors_and_models(db: Engine) -> None:
     models = api.get("/models", headers=read).json()
     assert models["seen"] == [{"version": "m1", "alerts": 2, "sensors": 2}]
     assert models["serving"] is None and "does not exist" in models["note"]
+
+
+def test_since_and_until_take_relative_times_and_an_unencoded_plus(db: Engine) -> None:
+    now = datetime.now(timezone.utc)
+    old, recent = alert_row(1), alert_row(2)
+    old.update(opened_at=now - timedelta(days=3), last_window_end=now - timedelta(days=3), closed_at=now - timedelta(days=3))
+    recent.update(opened_at=now - timedelta(minutes=20), last_window_end=now - timedelta(minutes=10), closed_at=None)
+    old_id, recent_id = insert_alerts(db, [old, recent])
+    read, _ = keys(db)
+    api = client(db)
+    ids = lambda q: [a["id"] for a in api.get(f"/alerts?{q}", headers=read).json()["items"]]  # noqa: E731
+    assert ids("since=1h") == [recent_id]
+    assert ids("since=4d") == [recent_id, old_id]
+    assert ids("since=4d&until=1d") == [old_id]
+    day = (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    assert ids(f"since={day}+00:00") == [recent_id]  # '+' not encoded: arrives as a space, read as '+'
+    r = api.get("/alerts?since=1y", headers=read)
+    assert r.status_code == 422 and r.json()["detail"][0]["where"] == "query.since"

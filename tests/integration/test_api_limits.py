@@ -76,7 +76,8 @@ def test_query_times_that_leave_the_datetime_range_in_utc_are_422_not_a_database
     for name in ("since", "until"):
         got = api.get("/alerts", headers=read, params={name: when})
         assert got.status_code == 422, got.text  # was 503 database_unavailable: a monitoring false alarm
-        assert f"{name} lies outside" in got.json()["detail"]
+        [problem] = got.json()["detail"]
+        assert problem["where"] == f"query.{name}" and "within years 1..9999 in UTC" in problem["reason"], problem
     utc = when[:19] + "Z"  # the same wall time in UTC is in range
     assert api.get("/alerts", headers=read, params={"since": utc}).status_code == 200
 
@@ -123,6 +124,7 @@ def test_models_keeps_the_serving_model_and_reports_a_damaged_promotion(db: Engi
     api = _registry_client(db, tmp_path)
     first = api.get("/models", headers=read).json()
     assert first["serving"]["version"] == "v1" and first["problem"] is None
+    assert first["registry"] == {"name": "monitor", "active": "v1", "shadow": None, "retrains": []}
 
     _store_damaged(db, "monitor", "v2", crafted(small_bundle("v2"), meta=_no_digest))
     versions.promote(db, "monitor", "v2", by="test", reason="damaged")

@@ -37,6 +37,25 @@ def _send(cfg: KafkaSettings, items: list[tuple[bytes, bytes | None]]) -> list[A
         producer.close()
 
 
+def _lifecycles(alerts: dict[Any, dict[str, Any]]) -> dict[Any, tuple[Any, ...]]:
+    return {k: tuple(a[f] for f in LIFECYCLE) for k, a in alerts.items()}
+
+
+def _offline_lifecycles(bundle: ModelBundle, sent: list[Any], items: list[tuple[bytes, bytes | None]]
+                        ) -> dict[Any, tuple[Any, ...]]:
+    """The alerts of one offline pass of the pure engine over what was sent, partition by partition."""
+    detector = Detector(Scorer(bundle), ThresholdSettings(), AlertSettings())
+    by_part: dict[int, list[Record]] = {}
+    for meta, (_, value) in zip(sent, items):
+        window = contract.decode(value)
+        assert isinstance(window, contract.SensorWindow)
+        by_part.setdefault(meta.partition, []).append(Record(meta.partition, meta.offset, window))
+    expected: dict[Any, Any] = {}
+    for records in by_part.values():
+        expected.update(detector.process(records).alerts)
+    return {k: tuple(getattr(a, f) for f in LIFECYCLE) for k, a in expected.items()}
+
+
 def _dump(db: Engine) -> dict[str, list[tuple[Any, ...]]]:
     with db.connect() as conn:
         return {t: sorted((tuple(r) for r in conn.execute(text(f"SELECT * FROM {t}"))), key=repr)
@@ -74,18 +93,7 @@ def test_an_incident_opens_then_closes_across_runs_with_its_lifecycle_fields(
     assert same["severity"] in ("minor", "major", "critical")
     assert not [a for a in alerts.values() if a["sensor_id"] == fleet.sensor_ids[-1]], "clean sensor alerted"
     # The stream, stopped and resumed through the database, equals one offline pass of the pure engine.
-    detector = Detector(Scorer(e2e_bundle), ThresholdSettings(), AlertSettings())
-    expected: dict[Any, Any] = {}
-    by_part: dict[int, list[Record]] = {}
-    for meta, (_, value) in zip(sent, items):
-        window = contract.decode(value)
-        assert isinstance(window, contract.SensorWindow)
-        by_part.setdefault(meta.partition, []).append(Record(meta.partition, meta.offset, window))
-    for records in by_part.values():
-        expected.update(detector.process(records).alerts)
-    assert {k: tuple(a[f] for f in LIFECYCLE) for k, a in alerts.items()} == {
-        k: tuple(getattr(a, f) for f in LIFECYCLE) for k, a in expected.items()
-    }
+    assert _lifecycles(alerts) == _offline_lifecycles(e2e_bundle, sent, items)
 
 
 def test_a_replay_after_resetting_the_group_offsets_changes_nothing(
@@ -108,6 +116,62 @@ def test_a_replay_after_resetting_the_group_offsets_changes_nothing(
 
     assert group_committed(kafka_cfg) == {p: o for p, o in end_offsets(kafka_cfg).items()}, "Kafka lag back to 0"
 
+
+
+def test_a_failed_kafka_offset_commit_is_made_good_once_idle(
+    kafka_cfg: KafkaSettings, db: Engine, e2e_bundle: ModelBundle
+) -> None:
+    """A commit refused by the broker (as mid-rebalance) must not leave the group's Kafka lag behind the
+    database for good: the runner commits the stored offsets again once idle. Seen in the fault suite's
+    rebalance churn: lag (0, 1) after every member had left."""
+    from kafka.errors import CommitFailedError
+
+    from pipelines.chaos_kit import group_committed
+
+    wl = e2e_bundle.meta.window_len
+    fleet = make_fleet(3, wl * 20, seed=13, per_sensor=1, length=4 * wl)
+    _send(kafka_cfg, [(s.encode(), contract.encode_values(s, a, b, fleet.channels, v))
+                      for s, a, b, v in fleet_windows(fleet, wl)])
+    runner = build_runner(kafka_cfg, RunSettings(), ThresholdSettings(), AlertSettings(), e2e_bundle, db,
+                          idle_exit_s=3.0)
+    real_commit = runner.consumer.commit
+    refused: list[Any] = []
+
+    def commit(offsets: Any = None, **kwargs: Any) -> Any:
+        if offsets and len(refused) < 3:  # every commit during the first batches is refused
+            refused.append(offsets)
+            raise CommitFailedError("injected: group rebalancing")
+        return real_commit(offsets, **kwargs)
+
+    runner.consumer.commit = commit  # type: ignore[method-assign]
+    runner.run()
+
+    assert len(refused) == 3, "the injected refusals fired"
+    ends = {p: o for p, o in end_offsets(kafka_cfg).items() if o > 0}
+    assert load_offsets(db, kafka_cfg.group_id, kafka_cfg.topic) == ends
+    committed = group_committed(kafka_cfg)
+    assert {p: committed[p] for p in ends} == ends, "Kafka lag back to 0"
+
+
+def test_a_bounded_sensor_memory_reads_dropped_states_back_and_decides_the_same(
+    kafka_cfg: KafkaSettings, db: Engine, e2e_bundle: ModelBundle
+) -> None:
+    """run.max_sensors_in_memory far below the fleet: states are dropped after durable batches and read back from
+    the database when their sensor's next window comes; the alerts equal one offline pass of the pure engine."""
+    wl = e2e_bundle.meta.window_len
+    fleet = make_fleet(6, wl * 40, seed=14, per_sensor=1, length=4 * wl)
+    items = [(s.encode(), contract.encode_values(s, a, b, fleet.channels, v)) for s, a, b, v in fleet_windows(fleet, wl)]
+    sent = _send(kafka_cfg, items)
+    kafka = kafka_cfg.model_copy(update={"max_poll_records": 7, "live_poll_records": 7})  # many small batches
+    runner = build_runner(kafka, RunSettings(max_sensors_in_memory=2), ThresholdSettings(), AlertSettings(),
+                          e2e_bundle, db, idle_exit_s=3.0)
+    stats = runner.run()
+
+    assert stats.evicted > 0 and stats.consumed == len(items)
+    assert len(runner.engine.sensors) <= 2 + sum(c.incidents.current is not None for c in runner.engine.sensors.values())
+    expected = _offline_lifecycles(e2e_bundle, sent, items)
+    assert expected, "the fleet's anomalies should raise alerts"
+    assert _lifecycles({(a["sensor_id"], a["opened_at"]): a for a in query_alerts(db, limit=10_000)}) == expected
 
 def test_every_dead_letter_reason_is_routed_with_its_coordinates_and_good_records_flow(
     kafka_cfg: KafkaSettings, db: Engine, e2e_bundle: ModelBundle

@@ -75,6 +75,14 @@ def test_metrics_endpoint_reports_the_stream_and_sigterm_exits_cleanly(
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=30)
         assert rc == 0 and time.monotonic() - started < 10.0
+        # the log tells the story: every alert opened and closed (as counted by the metrics), the dead letter
+        log = proc.stderr.read() if proc.stderr else ""
+        opened = [line for line in log.splitlines() if "alert opened: sensor=" in line]
+        closed = [line for line in log.splitlines() if "alert closed: sensor=" in line]
+        assert len(opened) == metrics["monitor_alerts_opened_total"], log[-3000:]
+        assert len(closed) == metrics["monitor_alerts_closed_total"], log[-3000:]
+        assert all(" severity=" in line and " top=" in line and " model=e2e-1 " in line for line in opened), opened
+        assert sum("dead letter: reason=bad_json" in line for line in log.splitlines()) == 1, log[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,4 +1,4 @@
-"""The fault suite's short form (`python -m pipelines.chaos --quick`): all 7 scenarios on a private broker
+"""The fault suite's short form (`python -m pipelines.chaos --quick`): all 8 scenarios on a private broker
 and PostgreSQL cluster that it starts and removes itself (the shared services are not touched)."""
 
 from __future__ import annotations
@@ -23,6 +23,6 @@ def test_quick_fault_suite_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     match = re.fullmatch(r"faults: scenarios=(\d+) passed=(\d+) lost=(\d+) duplicated=(\d+)", last)
     assert match, f"no summary line; stdout tail:\n{proc.stdout[-3000:]}\nstderr tail:\n{proc.stderr[-3000:]}"
     scenarios, passed, lost, duplicated = map(int, match.groups())
-    assert (scenarios, lost, duplicated) == (7, 0, 0), proc.stdout[-3000:]
+    assert (scenarios, lost, duplicated) == (8, 0, 0), proc.stdout[-3000:]
     assert passed == scenarios, proc.stdout[-3000:]
     assert proc.returncode == 0

@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ from sqlalchemy import Engine
 
 from monitor.registry import versions
 from monitor.registry.watcher import ModelWatcher
-from monitor.runner import build_runner
+from monitor.runner import Runner, build_runner
+from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.train import train
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.store.repository import load_sensor_states, query_alerts
@@ -48,20 +50,32 @@ def _model_info(version: str) -> float | None:
     return REGISTRY.get_sample_value("monitor_model_info", {"version": version})
 
 
-def test_running_consumer_swaps_to_a_promoted_model_and_back_on_rollback(
-    kafka_cfg: KafkaSettings, db: Engine
-) -> None:
+def _active_and_candidate(db: Engine, **b_settings: Any) -> tuple[ModelBundle, ModelBundle]:
+    """Model A active in the registry, model B (``b_settings`` on the tiny settings) registered beside it."""
     tag = uuid.uuid4().hex[:6]
     frame = _history()
     a = train(frame, TINY, progress=False, version=f"A-{tag}")
-    b = train(frame, TINY.model_copy(update={"seed": 1, "hidden_size": 12}), progress=False, version=f"B-{tag}")
+    b = train(frame, TINY.model_copy(update=b_settings), progress=False, version=f"B-{tag}")
     versions.register(db, "test", a)
     versions.promote(db, "test", a.meta.version, by="test", reason="first")
     versions.register(db, "test", b)
+    return a, b
+
+
+def _watched_runner(kafka_cfg: KafkaSettings, db: Engine, a: ModelBundle) -> tuple[Runner, threading.Thread]:
+    """A runner serving ``a`` with a watcher on the registry's pointer, running in a thread."""
     runner = build_runner(kafka_cfg, RunSettings(), ThresholdSettings(), AlertSettings(), a, db)
-    runner.watcher = ModelWatcher(db, "test", a.meta.version, serving=a.meta, check_interval_s=0.5)
+    runner.watcher = ModelWatcher(db, "test", a.meta.version, serving=a.meta, check_interval_s=0.3)
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
+    return runner, thread
+
+
+def test_running_consumer_swaps_to_a_promoted_model_and_back_on_rollback(
+    kafka_cfg: KafkaSettings, db: Engine
+) -> None:
+    a, b = _active_and_candidate(db, seed=1, hidden_size=12)
+    runner, thread = _watched_runner(kafka_cfg, db, a)
     base = base_time()
     try:
         produce(kafka_cfg, [w for s in range(2) for w in sensor_windows(s, 20, base)])
@@ -97,3 +111,35 @@ def test_running_consumer_swaps_to_a_promoted_model_and_back_on_rollback(
         runner.stop()
         thread.join(timeout=30)
     assert not thread.is_alive()
+
+
+def test_a_shadow_version_is_scored_alongside_never_alerts_and_reports_its_differences(
+    kafka_cfg: KafkaSettings, db: Engine
+) -> None:
+    from monitor.registry import shadow
+
+    a, b = _active_and_candidate(db, seed=1)
+    versions.set_shadow(db, "test", b.meta.version, by="test")
+    assert versions.pointer(db, "test") == (a.meta.version, b.meta.version)
+    runner, thread = _watched_runner(kafka_cfg, db, a)
+    base = base_time()
+    try:
+        _wait("the shadow to load", lambda: runner.shadow is not None)
+        produce(kafka_cfg, [w for s in range(2) for w in sensor_windows(s, 30, base, shift_windows=range(20, 26))])
+        _wait("every window", lambda: runner.stats.scored >= 60)
+    finally:
+        runner.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    alerts = query_alerts(db)
+    assert alerts and {al["model_version"] for al in alerts} == {a.meta.version}  # the shadow never alerts
+    report = shadow.summary(db, "test", b.meta.version)  # written on stop
+    assert report is not None and report.consumers == 1 and report.active_versions == [a.meta.version]
+    assert report.counts["windows"] == 60
+    # the active model's own alert windows are counted where both or only it alert
+    in_alert_active = report.counts["both"] + report.counts["only_active"]
+    assert in_alert_active > 0 and report.counts["opened_active"] == len(alerts)
+    assert report.counts["opened_shadow"] >= 1  # the blatant shifts: the shadow would have alerted too
+    # promoting the shadow ends shadowing (the pointer clears)
+    versions.promote(db, "test", b.meta.version, by="test", reason="after the shadow period")
+    assert versions.pointer(db, "test") == (b.meta.version, None)

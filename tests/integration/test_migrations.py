@@ -16,6 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from monitor.errors import ConfigError
 from monitor.store.database import (
@@ -64,7 +65,7 @@ def _model_diff(engine: Engine) -> list[object]:
 
 def _sample_alert() -> dict[str, object]:
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    return dict(sensor_id="s-1", opened_at=t0, closed_at=None, last_window_end=t0, status="open", severity="high",
+    return dict(sensor_id="s-1", opened_at=t0, closed_at=None, last_window_end=t0, status="open", severity="major",
                 peak_score=3.5, threshold_at_peak=1.2, window_count=2, top_channels=["c0", "c1"], model_version="m1",
                 partition=0, first_offset=10, last_offset=11, created_at=t0, updated_at=t0)
 
@@ -104,6 +105,13 @@ def test_upgrade_from_baseline_to_head_keeps_data(empty_db: tuple[Engine, str]) 
     with engine.connect() as conn:
         rows = conn.execute(select(Alert.__table__.c.sensor_id, Alert.__table__.c.top_channels)).all()
     assert [(r.sensor_id, r.top_channels) for r in rows] == [("s-1", ["c0", "c1"])]
+    # head constrains status and severity to their values; on PostgreSQL the channels are jsonb (queryable)
+    for bad in ({"severity": "high"}, {"status": "closed"}):
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(insert(Alert.__table__).values(**{**_sample_alert(), "sensor_id": "s-2", **bad}))
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM alerts WHERE top_channels ? 'c1'")).scalar_one() == 1
 
 
 def test_downgrade_to_base_and_back(empty_db: tuple[Engine, str]) -> None:

@@ -5,22 +5,27 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from monitor.registry import versions
+from monitor.scoring import artifact
+from monitor.scoring.train import train
 from monitor.settings import KafkaSettings
-from monitor.store.schema import utcnow
+from monitor.store.schema import Alert, AlertFeedback, utcnow
+from monitor.training import reference
 from monitor.training.history import read_history
-from monitor.training.retrain import PROMOTED, REJECTED, RetrainRequest, retrain
+from monitor.training.retrain import PROMOTED, REJECTED, SHADOWED, SKIPPED, RetrainRequest, retrain
 from pipelines.synthetic import history_frame
 from tests.integration.retrain_helpers import (
-    WL, base_time, db_url, insert_alert, produce, retrain_config, sensor_windows,
+    TINY, WL, base_time, db_url, insert_alert, produce, retrain_config, sensor_windows,
 )
 
 pytestmark = pytest.mark.integration
@@ -67,7 +72,10 @@ def test_retrain_reads_exactly_the_range_excludes_alert_windows_and_leaves_group
     assert outcome.counts["train_windows"] + outcome.counts["holdout_windows"] == len(inside) - 5
     info = versions.get(db, "test", outcome.version or "")
     assert info.status == versions.ACTIVE and versions.active_version(db, "test") == info.version
-    assert info.train_start == start and info.train_end == end
+    # the version's training range is the data's (window times of the records read), not the range asked for
+    assert info.train_start == min(r.start for r in sent if start <= r.start < end)
+    assert info.train_end == max(r.end for r in sent if start <= r.start < end)
+    assert info.sources["requested_range"] == [start.isoformat(), end.isoformat()]
     assert info.sources["excluded_windows"] == 5 and info.sources["records"] == len(inside)
     assert info.metrics["gate"]["passed"] is True
     assert versions.load_bundle(db, "test", info.version).meta.window_len == WL
@@ -134,3 +142,129 @@ def test_candidate_with_an_extra_column_is_rejected_naming_it_and_the_active_mod
     rejected = versions.get(db, "test", outcome.version or "")
     assert rejected.status == versions.REJECTED and "adds ch_new" in (rejected.reason or "")
     assert rejected.metrics["gate"]["active"] is None and rejected.metrics["gate"]["passed"] is False
+
+
+def test_an_empty_registry_imports_the_serving_file_model_and_the_candidate_must_beat_it(
+    db: Engine, tmp_path: Path
+) -> None:
+    frame = history_frame(2400, n_channels=4, sensors=2)
+    serving = tmp_path / "model.pt"
+    artifact.save(train(frame.iloc[:800], TINY, progress=False, version="serving-file"), serving)
+    # later data: a broken feed (heavy noise on every channel), then a clean tail (the most recent 20 %: the hold-out)
+    later = frame.iloc[800:].copy()
+    broken = slice(0, 1100)
+    later.iloc[broken] = later.iloc[broken] + np.random.default_rng(3).normal(0, 8, later.iloc[broken].shape)
+    later.to_csv(tmp_path / "later.csv")
+
+    outcome = retrain(db, retrain_config(KafkaSettings(), model_path=serving),
+                      RetrainRequest(path=tmp_path / "later.csv", reason="first scheduled"))
+
+    imported = versions.get(db, "test", "serving-file")
+    assert imported.sources["kind"] == "file" and imported.train_end is not None
+    assert outcome.gate is not None and outcome.gate.active is not None
+    assert outcome.gate.active.version == "serving-file"  # gated against what actually runs
+    assert outcome.outcome == REJECTED and "reconstruction error" in outcome.reason
+    assert versions.active_version(db, "test") == "serving-file"  # the serving model was not replaced
+    assert imported.status == versions.ACTIVE
+
+
+def test_a_run_without_new_data_is_skipped_and_force_trains_anyway(db: Engine, tmp_path: Path) -> None:
+    cfg = retrain_config(KafkaSettings())
+    history_frame(1600, n_channels=4, sensors=2).to_csv(tmp_path / "history.csv")
+    first = retrain(db, cfg, RetrainRequest(path=tmp_path / "history.csv", reason="first"))
+    assert first.outcome == PROMOTED, first.reason
+    for run in range(10):  # the scheduler coming back to unchanged data: nothing trained, nothing promoted
+        again = retrain(db, cfg, RetrainRequest(path=tmp_path / "history.csv", reason=f"unchanged {run}"),
+                        clock=lambda run=run: utcnow() + timedelta(seconds=run + 1))  # type: ignore[misc]
+        assert again.outcome == SKIPPED and again.version is None
+        assert "min_new_windows" in again.reason and first.version in again.reason
+    assert [v.version for v in versions.list_versions(db, "test")] == [first.version]
+    assert versions.active_version(db, "test") == first.version
+    forced = retrain(db, cfg, RetrainRequest(path=tmp_path / "history.csv", reason="forced", force=True),
+                     clock=lambda: utcnow() + timedelta(seconds=10))
+    assert forced.outcome in (PROMOTED, REJECTED) and forced.version not in (None, first.version)
+    assert len(versions.list_versions(db, "test")) == 2
+    runs = versions.retrain_runs(db, "test", 50)  # every run reported, newest first, skipped ones included
+    assert [r["outcome"] for r in runs] == [forced.outcome] + [SKIPPED] * 10 + [PROMOTED]
+    assert runs[1]["version"] is None and "min_new_windows" in runs[1]["reason"]
+    assert runs[-1]["report"]["counts"]["data_range"][0].startswith(str(history_frame(1600, 4, sensors=2).index[0].date()))
+    assert runs[0]["report"]["gate"]["candidate"]["version"] == forced.version and runs[0]["trigger_reason"] == "forced"
+
+
+def _confirm(db: Engine, sensor_id: str, start: datetime, end: datetime, verdict: str) -> int:
+    insert_alert(db, sensor_id, start, end)
+    with db.begin() as conn:
+        alert_id = conn.execute(select(Alert.id).where(Alert.sensor_id == sensor_id, Alert.opened_at == start)
+                                ).scalar_one()
+        conn.execute(AlertFeedback.__table__.insert().values(
+            alert_id=alert_id, verdict=verdict, note=None, actor="ops", sensor_id=sensor_id, window_start=start,
+            window_end=end, threshold_applied=False, threshold_note=None, updated_at=utcnow()))
+    return int(alert_id)
+
+
+def test_a_candidate_that_misses_a_confirmed_true_positive_is_rejected(db: Engine, tmp_path: Path) -> None:
+    cfg = retrain_config(KafkaSettings(), reference_context=16)
+    frame = history_frame(3200, n_channels=4, sensors=2)
+    first, later = frame.iloc[:1600].copy(), frame.iloc[1600:].copy()
+    first.to_csv(tmp_path / "first.csv")
+    assert retrain(db, cfg, RetrainRequest(path=tmp_path / "first.csv")).outcome == PROMOTED
+    active = versions.active_version(db, "test")
+    # The later feed: channel 0 steps +8 std in an incident the operator confirmed, and the same step recurs,
+    # unalerted, through much of the rest of the feed: a candidate trained on it learns the step as normal.
+    spread = float(first["ch0"].std())
+    step = np.zeros(len(later), dtype=bool)
+    incident = slice(200, 280)
+    step[incident] = True
+    for s in range(400, 1200, 160):
+        step[s : s + 100] = True
+    later.loc[step, "ch0"] += 8 * spread
+    later.to_csv(tmp_path / "later.csv")
+    alert_id = _confirm(db, "later.csv", later.index[incident.start].to_pydatetime(),
+                        later.index[incident.stop - 1].to_pydatetime(), "true_positive")
+
+    outcome = retrain(db, cfg, RetrainRequest(path=tmp_path / "later.csv", reason="learns the fault"))
+
+    assert outcome.counts["references"] == 1 and outcome.counts["references_added"] == 1
+    assert outcome.gate is not None and outcome.gate.reference is not None
+    check = outcome.gate.reference
+    assert check.true_positives == 1 and check.detected_by_active == 1 and check.detected_by_candidate == 0
+    assert outcome.outcome == REJECTED
+    assert f"misses 1 confirmed true positive(s) the active model detects: alert #{alert_id}" in outcome.reason
+    assert versions.active_version(db, "test") == active
+    stored = reference.load(db, "test", [f"ch{i}" for i in range(4)], TINY.window_len)
+    assert [(r.alert_id, r.kind) for r in stored] == [(alert_id, "true_positive")]
+    assert len(stored[0].values) > 16  # the context before the alert and its windows, kept beyond the feed
+    # the operator changes the verdict: the reference follows it, and leaves the set as a new normal
+    with db.begin() as conn:
+        conn.execute(AlertFeedback.__table__.update().where(AlertFeedback.alert_id == alert_id)
+                     .values(verdict="false_positive"))
+    assert reference.harvest(db, "test", [], [f"ch{i}" for i in range(4)], TINY.window_len, 16) == 0
+    assert [r.kind for r in reference.load(db, "test", [f"ch{i}" for i in range(4)], TINY.window_len)] == [
+        "false_positive"]
+    with db.begin() as conn:
+        conn.execute(AlertFeedback.__table__.update().where(AlertFeedback.alert_id == alert_id)
+                     .values(verdict="new_normal"))
+    reference.harvest(db, "test", [], [f"ch{i}" for i in range(4)], TINY.window_len, 16)
+    assert reference.load(db, "test", [f"ch{i}" for i in range(4)], TINY.window_len) == []
+
+
+def test_with_a_shadow_period_a_passing_candidate_becomes_the_shadow_not_the_active_model(
+    db: Engine, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    cfg = retrain_config(KafkaSettings(), max_error_ratio=100.0)
+    cfg = dataclasses.replace(cfg, registry=cfg.registry.model_copy(update={"shadow_min_windows": 500}))
+    frame = history_frame(3200, n_channels=4, sensors=2)
+    frame.iloc[:1600].to_csv(tmp_path / "first.csv")
+    frame.iloc[1600:].to_csv(tmp_path / "later.csv")
+    first = retrain(db, cfg, RetrainRequest(path=tmp_path / "first.csv"))
+    assert first.outcome == PROMOTED, first.reason  # nothing to compare with yet: no shadow period
+    second = retrain(db, cfg, RetrainRequest(path=tmp_path / "later.csv"), clock=lambda: utcnow() + timedelta(seconds=5))
+    assert second.outcome == SHADOWED, second.reason
+    assert versions.pointer(db, "test") == (first.version, second.version)
+    assert versions.get(db, "test", second.version or "").status == versions.CANDIDATE
+    frame.iloc[1600:].set_axis(frame.index[1600:] + pd.Timedelta(hours=2)).to_csv(tmp_path / "newer.csv")
+    third = retrain(db, cfg, RetrainRequest(path=tmp_path / "newer.csv"), clock=lambda: utcnow() + timedelta(seconds=9))
+    assert third.outcome == SKIPPED and "shadow period" in third.reason  # the running shadow is not replaced
+    assert versions.pointer(db, "test") == (first.version, second.version)

@@ -7,12 +7,14 @@ import math
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.api.app import decode_cursor, encode_cursor
 from monitor.api.auth import ApiError
 from monitor.feedback import forgive_state, levels_from_scores
 from monitor.settings import AlertSettings, ThresholdSettings
-from monitor.store.apikeys import KeyInfo, hash_secret
+from monitor.store.apikeys import KeyInfo, actor_name, hash_secret
 from monitor.thresholds import SensorThreshold
 
 
@@ -57,3 +59,31 @@ def test_key_hash_and_scopes() -> None:
     assert reader.allows("read") and not reader.allows("write")
     assert writer.allows("read") and writer.allows("write")
     assert writer.actor == "key:2:w"
+    on_call = KeyInfo(3, "on-call: night", "mk_", ("write",), now, None)
+    assert actor_name(on_call.actor) == "on-call: night"  # a colon in the name survives
+    assert [actor_name(a) for a in ("system", "key:x:y", "key:4:", "cli:7:z")] == ["system", "key:x:y", "key:4:", "cli:7:z"]
+
+
+def test_when_reads_relative_times_iso_with_a_zone_and_an_unencoded_plus() -> None:
+    from datetime import datetime, timezone
+
+    from monitor.when import parse_when
+
+    now = datetime(2026, 12, 4, 12, tzinfo=timezone.utc)
+    assert parse_when("1h", now) == datetime(2026, 12, 4, 11, tzinfo=timezone.utc)
+    assert parse_when(" 1.5h ", now) == datetime(2026, 12, 4, 10, 30, tzinfo=timezone.utc)
+    assert parse_when("2w", now) == datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+    assert parse_when("2026-01-01T01:00:00 01:00") == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert parse_when("2026-01-01T00:00:00Z") == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for bad in ("1y", "h", "-1h", "yesterday", "2026-01-01T00:00:00", "9999999999d", "99999999w", ""):
+        assert parse_when(bad, now) is None, bad
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.from_regex(r"\d{1,12}(\.\d{1,8})?\s*[smhdwy]?", fullmatch=True),
+                 st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat().replace("+", " "))))
+def test_when_never_raises_and_names_an_aware_time_or_nothing(text: str) -> None:
+    from monitor.when import parse_when
+
+    value = parse_when(text)
+    assert value is None or (value.tzinfo is not None and value.utcoffset().total_seconds() == 0)  # type: ignore[union-attr]

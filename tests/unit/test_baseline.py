@@ -6,7 +6,7 @@ import numpy as np
 
 from monitor.engine import Engine, Record
 from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.baseline import InputBaseline, drifting_channels
+from monitor.scoring.baseline import InputBaseline, drift_speeds, drifting_channels
 from monitor.scoring.scaler import RobustScaler
 from monitor.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, ThresholdSettings
@@ -119,3 +119,33 @@ def test_drifting_channels_follow_larger_residuals_faster() -> None:
     np.testing.assert_array_equal(again.offset, base.offset)
     assert InputBaseline(SCALER, rate=0.0, k=2.0, drifting=[True, False], drift_rate=0.1).enabled
     assert not InputBaseline(SCALER, rate=0.0, k=2.0, drifting=[True, False], drift_rate=0.0).enabled
+
+
+def test_drift_speed_is_the_fastest_move_of_a_drifting_channels_level() -> None:
+    n = 400
+    ramp = np.concatenate([np.linspace(0, 1, n // 2), np.linspace(1, 5, n // 2)])  # 1/200 then 4/200 per row
+    rows = np.column_stack([ramp, np.random.default_rng(0).normal(0, 1, n)])
+    speeds = drift_speeds(rows, [True, False], span=20)
+    assert speeds[1] == 0.0  # not drifting: never moves during an alert
+    assert abs(speeds[0] - 4 / 199) < 1e-3, speeds
+    assert drift_speeds(rows[:50], [True, False], span=20) == [0.0, 0.0]  # too short to tell
+
+
+def test_during_an_alert_a_drifting_channel_keeps_at_most_its_natural_pace() -> None:
+    def paced(speed: list[float]) -> InputBaseline:
+        return InputBaseline(SCALER, rate=0.01, k=2.0, drifting=[True, False], drift_rate=0.1, drift_k=6.0,
+                             speed=speed)
+
+    base = paced([0.02, 0.0])
+    in_alert = np.array([False])
+    InputBaseline.learn_many([base], np.array([[4.0, 1.0]]), in_alert, rows=np.array([3.0]))
+    np.testing.assert_allclose(base.offset, [0.06, 0.0])  # 0.1 x 4 = 0.4 wanted, 3 rows x 0.02 allowed
+    InputBaseline.learn_many([base], np.array([[-0.2, 1.0]]), in_alert, rows=np.array([3.0]))
+    np.testing.assert_allclose(base.offset, [0.04, 0.0])  # a small move is taken whole
+    InputBaseline.learn_many([base], np.array([[7.0, 1.0]]), in_alert, rows=np.array([100.0]))
+    np.testing.assert_allclose(base.offset, [0.04, 0.0])  # a step beyond the gate: never
+    off = paced([0.0, 0.0])  # threshold.drift_pace 0 (the default): nothing moves during an alert
+    InputBaseline.learn_many([off], np.array([[4.0, 1.0]]), in_alert, rows=np.array([3.0]))
+    np.testing.assert_array_equal(off.offset, [0.0, 0.0])
+    InputBaseline.learn_many([off], np.array([[4.0, 1.0]]), np.array([True]), rows=np.array([3.0]))
+    np.testing.assert_allclose(off.offset, [0.4, 0.01])  # judged normal: the usual rates, no pace limit

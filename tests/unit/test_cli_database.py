@@ -118,5 +118,6 @@ def test_alerts_with_a_time_outside_the_datetime_range_is_a_usage_error(in_tmp: 
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
     text = " ".join(result.output.replace("│", " ").split())  # the message as one line, without its box
-    assert "not an ISO-8601 time" in text and option in text and "Traceback" not in text
+    assert "is not ISO-8601 with a zone" in text and "(90s, 30m, 1h, 2d, 1w)" in text and option in text
+    assert "Traceback" not in text
     assert not (in_tmp / "monitor.db").exists(), "arguments are checked before the database is opened"

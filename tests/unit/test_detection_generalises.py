@@ -13,6 +13,7 @@ import pytest
 from monitor.backtest import run_backtest
 from monitor.engine import Engine
 from monitor.errors import DataError
+from monitor.feedback import adopt_state
 from monitor.scoring.baseline import InputBaseline
 from monitor.scoring.scaler import RobustScaler
 from monitor.scoring.scorer import Scorer, channel_residuals, normalise
@@ -104,6 +105,54 @@ def test_learn_many_respects_the_normal_mask() -> None:
     a, b = InputBaseline(scaler, rate=0.5, k=5.0), InputBaseline(scaler, rate=0.5, k=5.0)
     InputBaseline.learn_many([a, b], np.array([[1.0, 1.0], [1.0, np.nan]]), np.array([False, True]))
     assert np.array_equal(a.offset, [0.0, 0.0]) and np.array_equal(b.offset, [0.5, 0.0])
+
+
+def test_a_lasting_shift_is_adopted_only_past_the_explicit_horizon(tiny_model_cfg: ModelSettings) -> None:
+    history = pd.DataFrame(normal_series(1200, 3, seed=3), columns=["a", "b", "c"],
+                           index=pd.date_range("2026-01-01", periods=1200, freq="s", tz="UTC"))
+    bundle = train(history, tiny_model_cfg.model_copy(update={"drift_ratio": 0.0}), progress=False)
+    wl = bundle.meta.window_len
+    values = normal_series(80 * wl, 3, seed=7)
+    values[30 * wl :, 0] += 12.0 * float(bundle.scaler.scale[0])  # a lasting change of operating point
+
+    def alert_windows(horizon_s: float) -> list[bool]:
+        engine = Engine(Scorer(bundle), ThresholdSettings(warmup_windows=0, adopt_after_s=horizon_s),
+                        AlertSettings(min_hits=1, min_normal=3))
+        return [d.active or d.above for _, d in engine.process(records_of(bundle, values)).decisions]
+
+    never = alert_windows(0.0)  # default: no horizon, the shift stays an alert to the end
+    assert all(never[32:]), "without a horizon a lasting shift must keep alerting"
+    horizon = 10 * wl  # seconds: the windows are 1 s rows
+    adopted = alert_windows(float(horizon))
+    assert all(adopted[30:40]), "nothing is adopted before the horizon"
+    assert not all(adopted[40:50]), "past the horizon the new level must become normal and the alert close"
+    assert sum(adopted[45:]) < 0.5 * len(adopted[45:]), "the adopted level must be judged normal from then on"
+
+
+def test_learn_many_adopts_the_current_level_ungated_and_keeps_it_finite() -> None:
+    scaler = RobustScaler(np.zeros(2, dtype=np.float32), np.ones(2, dtype=np.float32))
+    a, b = InputBaseline(scaler, rate=0.0, k=3.0), InputBaseline(scaler, rate=0.0, k=3.0)
+    InputBaseline.learn_many([a, b], np.array([[30.0, np.inf], [1e300, -2.0]]), np.array([False, False]),
+                             np.array([True, False]))
+    assert np.array_equal(a.offset, [30.0, 0.0])  # far outside the gate, taken at once; non-finite never
+    assert np.array_equal(b.offset, [0.0, 0.0])  # not past the horizon: nothing (rate 0)
+    assert np.array_equal(b.residual, [1e300, -2.0]) and np.array_equal(a.residual, [30.0, 0.0])
+    InputBaseline.learn_many([b], np.array([[1e300, -2.0]]), np.array([False]), np.array([True]))
+    assert np.array_equal(b.offset, [1e6, 0.0]), "a centre stays within reach of float32 inputs; -2 is in the gate"
+
+
+def test_new_normal_feedback_moves_the_stored_centres_by_the_current_level() -> None:
+    scaler = RobustScaler(np.zeros(2, dtype=np.float32), np.ones(2, dtype=np.float32))
+    base = InputBaseline(scaler, rate=0.01, k=2.0)
+    InputBaseline.learn_many([base], np.array([[5.0, -0.25]]), np.array([False]))
+    state = {"threshold": {}, "incidents": {}, "baseline": base.snapshot()}
+    adopted, moved = adopt_state(state)
+    assert moved and adopted["baseline"]["offset"] == [5.0, -0.25] and adopted["baseline"]["residual"] == [0.0, 0.0]
+    assert state["baseline"]["offset"] == [0.0, 0.0], "the input state is not mutated"
+    restored = InputBaseline.restore(scaler, 0.01, 2.0, adopted["baseline"])
+    assert np.array_equal(restored.offset, [5.0, -0.25])
+    assert adopt_state(adopted) == (adopted, False)  # nothing judged since: nothing to adopt
+    assert adopt_state({"threshold": {}}) == ({"threshold": {}}, False)
 
 
 # ------------------------------------------------------------------ cycles longer than a window

@@ -73,3 +73,139 @@ def test_a_swap_leaves_the_metrics_to_the_runner(tiny_bundle: ModelBundle) -> No
     Engine(Scorer(tiny_bundle), ThresholdSettings(), AlertSettings()).swap(tiny_bundle)
     assert REGISTRY.get_sample_value("monitor_model_info", {"version": "before-swap"}) == 1
     assert REGISTRY.get_sample_value("monitor_model_info", {"version": tiny_bundle.meta.version}) is None
+
+
+def test_the_opening_and_closing_of_an_alert_are_logged_once_each(tiny_bundle: ModelBundle, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from monitor.batches import log_alert_events
+
+    outcome = Engine(Scorer(tiny_bundle), THRESH, ALERT).process(records(tiny_bundle))
+    assert [kind for kind, _ in outcome.events] == ["opened", "closed"]
+    assert outcome.events[0][1].closed_at is None and outcome.events[1][1].closed_at is not None
+    with caplog.at_level(logging.INFO, logger="monitor.batches"):
+        log_alert_events(outcome)
+    # only this logger: a Kafka client left by an earlier test in the same session may log meanwhile
+    lines = [r.getMessage() for r in caplog.records if r.name == "monitor.batches"]
+    assert len(lines) == 2 and lines[0].startswith("alert opened: sensor=s1 ") and "model=tiny-1" in lines[0]
+    assert lines[1].startswith("alert closed: sensor=s1 ") and "until=" in lines[1], lines
+
+
+def test_dead_letters_are_logged_at_most_once_per_reason_and_interval(caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+    from types import SimpleNamespace
+
+    from monitor.contract import DecodeFailure
+    from monitor.ingest.kafka import DeadLetters
+
+    letters = DeadLetters(None, "dlq")  # type: ignore[arg-type]  # only the log is exercised
+    record = SimpleNamespace(topic="windows", partition=2, offset=7)
+    with caplog.at_level(logging.INFO, logger="monitor.ingest.kafka"):
+        for i, now in enumerate([0.0, 1.0, 2.0, 11.0]):
+            letters._say(record, DecodeFailure("bad_json", f"case {i}"), now=now)
+        letters._say(record, DecodeFailure("shape", "other reason"), now=3.0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "monitor.ingest.kafka"]
+    assert lines == ["dead letter: reason=bad_json at windows[2]@7: case 0",
+                     "dead letter: reason=bad_json at windows[2]@7: case 3 (+2 more with this reason since the last line)",
+                     "dead letter: reason=shape at windows[2]@7: other reason"]  # another reason has its own clock
+
+
+def test_json_log_lines_carry_the_alert_events_fields(tiny_bundle: ModelBundle) -> None:
+    import io
+    import json
+    import logging
+
+    from monitor.batches import log_alert_events
+    from monitor.cli import log_formatter
+    from monitor.settings import Settings
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(log_formatter(Settings(log={"format": "json"}), worker=2))
+    logger = logging.getLogger("monitor.batches")
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    try:
+        log_alert_events(Engine(Scorer(tiny_bundle), THRESH, ALERT).process(records(tiny_bundle)))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(x["event"], x["level"], x["name"], x["worker"]) for x in lines] == [
+        ("alert_opened", "INFO", "monitor.batches", 2), ("alert_closed", "INFO", "monitor.batches", 2)]
+    assert lines[0]["sensor_id"] == "s1" and lines[0]["closed_at"] is None and lines[1]["closed_at"]
+    assert lines[1]["message"].startswith("alert closed: sensor=s1 ") and len(lines[1]["top_channels"]) == 3
+
+
+def test_open_alerts_by_severity_and_event_time_lag_are_gauged_after_a_batch(tiny_bundle: ModelBundle) -> None:
+    import time
+
+    recs = records(tiny_bundle, anomaly=slice(50, 60))  # still open at the end
+    engine = Engine(Scorer(tiny_bundle), THRESH, ALERT)
+    outcome = engine.process(recs)
+    current = engine.sensors["s1"].incidents.current
+    assert current is not None
+    ends: dict[int, float] = {}
+    metrics.observe_alerts(engine.sensors.values(), outcome.decisions, ends)
+    for severity in metrics.SEVERITIES:
+        expected = 1.0 if severity == current.severity else 0.0
+        assert REGISTRY.get_sample_value("monitor_open_alerts", {"severity": severity}) == expected
+    lag = REGISTRY.get_sample_value("monitor_event_lag_seconds", {"partition": str(recs[-1].partition)})
+    assert lag is not None and abs(lag - (time.time() - recs[-1].window.window_end.timestamp())) < 60
+    metrics.forget_partition(recs[-1].partition)
+    assert REGISTRY.get_sample_value("monitor_event_lag_seconds", {"partition": str(recs[-1].partition)}) is None
+    # assigned back (or simply polled again with nothing new): the gauge is set again from the newest window judged,
+    # and it grows while the partition stays silent instead of freezing at the last batch's value
+    time.sleep(0.05)
+    metrics.refresh_event_lag(ends, [recs[-1].partition, recs[-1].partition + 1])
+    later = REGISTRY.get_sample_value("monitor_event_lag_seconds", {"partition": str(recs[-1].partition)})
+    assert later is not None and later > lag
+    assert REGISTRY.get_sample_value("monitor_event_lag_seconds", {"partition": str(recs[-1].partition + 1)}) is None
+    metrics.forget_partition(recs[-1].partition)
+
+
+def test_a_consumer_process_does_not_export_the_schedulers_metrics() -> None:
+    import subprocess
+    import sys
+
+    probe = ("import monitor.cli, monitor.runner; from prometheus_client import REGISTRY; "
+             "print(REGISTRY.get_sample_value('monitor_retrain_runs_total', {'outcome': 'promoted'})); "
+             "from monitor import metrics; metrics.scheduler_metrics(); "
+             "print(REGISTRY.get_sample_value('monitor_retrain_runs_total', {'outcome': 'promoted'}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["None", "0.0"], out.stdout + out.stderr
+
+
+def test_stage_timers_add_the_time_spent_and_the_engine_reports_its_model_time(tiny_bundle: ModelBundle) -> None:
+    import time
+
+    before = REGISTRY.get_sample_value("monitor_stage_seconds_total", {"stage": "decode"}) or 0.0
+    with metrics.timed("decode"):
+        time.sleep(0.02)
+    after = REGISTRY.get_sample_value("monitor_stage_seconds_total", {"stage": "decode"})
+    assert after is not None and 0.02 <= after - before < 1.0
+    engine = Engine(Scorer(tiny_bundle), THRESH, ALERT)
+    started = time.perf_counter()
+    engine.process(records(tiny_bundle))
+    total = time.perf_counter() - started
+    assert 0.0 < engine.last_scoring_s < total
+    engine.process([])
+    assert engine.last_scoring_s == 0.0
+    assert set(metrics.STAGES) == {"fetch", "decode", "state_load", "scoring", "judge", "dead_letters", "store",
+                                   "kafka_commit"}
+
+
+def test_evict_drops_the_least_recently_judged_sensors_without_an_open_alert(tiny_bundle: ModelBundle) -> None:
+    wl, n = tiny_bundle.meta.window_len, len(tiny_bundle.meta.channels)
+    engine = Engine(Scorer(tiny_bundle), ThresholdSettings(), AlertSettings(min_hits=1))
+    values = normal_series(30 * wl, n, seed=9)
+    hot = values.copy()
+    hot[20 * wl :] += 12 * values.std(axis=0)  # s0 ends in an open alert
+    engine.process(records_of(tiny_bundle, hot, sensor_id="s0"))
+    for i in range(1, 10):  # s1 .. s9, judged in this order
+        engine.process(records_of(tiny_bundle, values[: 2 * wl], sensor_id=f"s{i}"))
+    assert engine.sensors["s0"].incidents.current is not None
+    assert engine.evict(20) == 0 and len(engine.sensors) == 10  # under the bound: nothing happens
+    dropped = engine.evict(5)  # down to 90 % of 5 = 4, but the alerting s0 stays whatever its age
+    assert dropped == 6 and set(engine.sensors) == {"s0", "s7", "s8", "s9"}
+    assert engine.evict(0) == 3 and set(engine.sensors) == {"s0"}

@@ -27,19 +27,28 @@ def _stream(seed: int) -> Stream:
 def test_good_windows_are_valid_and_newer_than_the_last_of_their_sensor() -> None:
     stream = _stream(1)
     last: dict[str, datetime] = {}
+    last_value: dict[bytes, bytes | None] = {}
     kinds: Counter[str] = Counter()
     for _ in range(600):
         item = stream.next()
         kinds[item.kind.split(":")[0]] += 1
-        if item.reason is not None:
+        if item.kind == "resend":  # the same bytes as its sensor's latest good window: a duplicate
+            assert item.reason is None and item.key is not None and last_value[item.key] == item.value
+            continue
+        if item.reason is not None and item.kind != "late":
             assert stream.classify(item.key, item.value) == item.reason
             continue
         window = decode(item.value, window_len=8, channels=CHANNELS, max_bytes=MAX_RECORD_BYTES)
         assert isinstance(window, SensorWindow), window
         assert item.key == window.sensor_id.encode()
-        assert window.window_start > last.get(window.sensor_id, datetime.min.replace(tzinfo=timezone.utc))
+        newer = window.window_start > last.get(window.sensor_id, datetime.min.replace(tzinfo=timezone.utc))
+        if item.kind == "late":  # valid, but not after the sensor's last window: out_of_order
+            assert item.reason == "out_of_order" and not newer and stream.classify(item.key, item.value) is None
+            continue
+        assert newer
         last[window.sensor_id] = window.window_end
-    assert set(kinds) == {"good", "extreme", "poison", "mutation"}, kinds
+        last_value[item.key] = item.value
+    assert set(kinds) == {"good", "extreme", "poison", "mutation", "resend", "late"}, kinds
     assert stream.contract_holes == []
 
 

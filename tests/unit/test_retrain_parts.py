@@ -38,6 +38,20 @@ def test_gate_rejects_a_worse_error_and_a_higher_alert_rate_and_passes_a_compara
     assert decide(_eval("c", 5.0, 0), None, cfg).passed  # first model: absolute alert rate only
 
 
+def test_gate_measures_against_the_best_of_the_earlier_versions_so_quality_cannot_slide() -> None:
+    cfg = RetrainSettings(max_error_ratio=1.05, max_alert_rate=0.01, min_holdout_windows=10)
+    # each step 4 % worse than the active model: allowed once, stopped when it falls behind the best earlier one
+    active = _eval("v2", 0.208, 0)
+    earlier = [("v1", 0.200), ("v0", 0.210)]
+    slid = decide(_eval("v3", 0.2163, 0), active, cfg, earlier=earlier)
+    assert not slid.passed and "earlier v1's 0.2000" in slid.summary
+    assert decide(_eval("v3", 0.2163, 0), active, cfg).passed  # against the active model alone it would pass
+    kept = decide(_eval("v3", 0.2090, 0), active, cfg, earlier=earlier)
+    assert kept.passed and "best of the last 3 versions: v1 0.2000" in "; ".join(kept.notes)
+    assert kept.to_json()["earlier"] == [{"version": "v1", "error": 0.2}, {"version": "v0", "error": 0.21}]
+    assert decide(_eval("v3", 0.2090, 0), active, cfg, earlier=[("v1", float("nan"))]).passed  # unusable: ignored
+
+
 def _meta(version: str, channels: list[str], window_len: int = 8) -> ModelMeta:
     return ModelMeta(channels=channels, window_len=window_len, hidden_size=4, latent_size=2, num_layers=1,
                      dropout=0.0, scaler={}, calibration=Calibration([1.0] * len(channels), 0.0, 1.0), version=version)
@@ -103,3 +117,47 @@ def test_parquet_without_its_extra_names_the_install_command(tmp_path: Path, mon
     (tmp_path / "history.parquet").write_bytes(b"PAR1")
     with pytest.raises(ConfigError, match=r"pip install 'sensor-monitor\[parquet\]'"):
         _file_windows(RetrainRequest(path=tmp_path / "history.parquet"), 8)
+
+
+def test_reference_windows_are_the_alerts_windows_after_their_context() -> None:
+    from monitor.training.reference import select_windows
+
+    windows = [_window(s, i) for s in ("a", "b") for i in range(20)]
+    chosen = select_windows(windows[::-1], "a", T0 + timedelta(seconds=95), T0 + timedelta(seconds=121), context=3)
+    assert [(w.sensor_id, w.offset) for w in chosen] == [("a", i) for i in range(6, 13)]  # 3 before, 9..12 overlap
+    assert select_windows(windows, "a", T0 + timedelta(seconds=5), T0 + timedelta(seconds=12), context=3)[0].offset == 0
+    assert select_windows(windows, "a", T0 + timedelta(hours=1), T0 + timedelta(hours=2), context=3) == []
+    assert select_windows(windows, "c", T0, T0 + timedelta(seconds=50), context=3) == []
+
+
+def test_gate_rejects_a_candidate_that_loses_a_confirmed_alert_or_raises_a_confirmed_false_one() -> None:
+    from monitor.training.gate import ReferenceCheck
+
+    cfg = RetrainSettings(max_error_ratio=1.05, max_alert_rate=0.01, min_holdout_windows=10)
+    active = _eval("a", 0.2, 0)
+    same = ReferenceCheck(2, 1, 2, 2, 0, 0)
+    passed = decide(_eval("c", 0.2, 0), active, cfg, reference=same)
+    assert passed.passed and "2/2 confirmed true positives detected" in "; ".join(passed.notes)
+    lost = decide(_eval("c", 0.2, 0), active, cfg,
+                  reference=ReferenceCheck(2, 1, 2, 1, 0, 0, missed=["alert #7 (s1, t)"]))
+    assert not lost.passed and "misses 1 confirmed true positive(s) the active model detects: alert #7" in lost.summary
+    noisy = decide(_eval("c", 0.2, 0), active, cfg,
+                   reference=ReferenceCheck(2, 1, 2, 2, 0, 1, raised=["alert #9 (s1, t)"]))
+    assert not noisy.passed and "raises 1 confirmed false positive(s), the active model 0" in noisy.summary
+    assert noisy.to_json()["reference"]["raised"] == ["alert #9 (s1, t)"]
+    # a candidate that detects a confirmed alert the active model missed is not held back by it
+    assert decide(_eval("c", 0.2, 0), active, cfg, reference=ReferenceCheck(1, 0, 0, 1, 0, 0)).passed
+
+
+def test_gate_figures_that_are_not_finite_are_stored_as_null() -> None:
+    import json
+
+    from monitor.training.gate import finite
+
+    cfg = RetrainSettings(max_error_ratio=1.05, max_alert_rate=0.01, min_holdout_windows=10)
+    result = decide(_eval("c", float("nan"), 0), _eval("a", 0.2, 0), cfg, earlier=[("v0", float("inf"))])
+    body = result.to_json()
+    json.dumps(body, allow_nan=False)  # what PostgreSQL's JSON and the API's renderer demand
+    assert body["candidate"]["error"] is None and body["earlier"] == [{"version": "v0", "error": None}]
+    assert finite({"a": [1.0, float("-inf")], "b": (float("nan"),), "c": "x"}) == {"a": [1.0, None], "b": [None],
+                                                                                  "c": "x"}

@@ -1,13 +1,12 @@
-// The alert page: plain DOM + SVG, no external code, works offline. Every text that comes from data is set
-// with textContent (sensor ids and notes are untrusted).
+// The alert page: plain DOM, no build step, works offline (plots: plots.js with the vendored uPlot; the fleet
+// overview: fleet.js). Every text that comes from data is set with textContent (sensor ids and notes are untrusted).
 "use strict";
-const SVGNS = "http://www.w3.org/2000/svg";
 const $ = (sel) => document.querySelector(sel);
 let apiKey = null, nextCursor = null, current = null;
 let shownQuery = null;  // the filter the listed rows (and nextCursor) belong to: "Load more" reuses it
 
 function el(tag, attrs = {}, text = null) {
-  const node = tag.startsWith("svg:") ? document.createElementNS(SVGNS, tag.slice(4)) : document.createElement(tag);
+  const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k === "style") node.style.cssText = v;  // through the CSSOM: the page's CSP refuses style attributes
     else node.setAttribute(k, v);
@@ -51,8 +50,7 @@ function query() {
   const form = new FormData($("#filters"));
   const params = new URLSearchParams();
   for (const [k, v] of form.entries()) {
-    if (!v) continue;
-    params.set(k, (k === "since" || k === "until") ? v + ":00Z" : v);
+    if (v.trim()) params.set(k, v.trim());  // since / until: 1h, 2d or an ISO time with a zone (the API says why not)
   }
   return params;
 }
@@ -77,11 +75,29 @@ async function loadAlerts(append = false) {
   } catch (e) { $("#error").textContent = e.message; }
 }
 
+const utcSecond = (iso) => iso.replace("T", " ").slice(0, 19) + " UTC";
+
+// Who ended an alert matters to the on-call engineer: a person (acknowledged / resolved by a key) or the
+// detector (closed_at set, no person resolved it).
+function statusChip(a) {
+  let kind = a.status, text = a.status;
+  if (a.status === "acknowledged") text = "acknowledged" + (a.acknowledged_by ? " by " + a.acknowledged_by : "");
+  else if (a.status === "resolved" && a.resolved_by) text = "resolved by " + a.resolved_by;
+  else if (a.status === "resolved" && a.closed_at) [kind, text] = ["detector", "closed by detector"];
+  return el("span", { class: "chip st-" + kind, "data-status": a.status }, text);
+}
+
 function alertRow(a) {
   const tr = el("tr", { "data-id": a.id });
-  const cells = [a.id, a.sensor_id, a.opened_at.replace("T", " ").slice(0, 19), a.status, a.severity,
+  const labels = [...document.querySelectorAll("#alerts thead th")].map((th) => th.textContent);  // card labels on a phone
+  const cells = [a.id, a.sensor_id, a.opened_at.replace("T", " ").slice(0, 19), statusChip(a),
+    el("span", { class: "chip sev-" + a.severity }, a.severity),
     num(a.peak_score, 2) + " / " + num(a.threshold_at_peak, 2), a.window_count, (a.top_channels || []).join(", ")];
-  cells.forEach((c, i) => tr.appendChild(el("td", i === 3 ? { class: a.status } : i === 4 ? { class: a.severity } : {}, String(c))));
+  cells.forEach((c, i) => {
+    const td = el("td", { "data-label": labels[i], class: "c" + i }, c instanceof Node ? null : String(c));
+    if (c instanceof Node) td.appendChild(c);
+    tr.appendChild(td);
+  });
   tr.addEventListener("click", () => openAlert(a.id));
   return tr;
 }
@@ -90,7 +106,9 @@ async function openAlert(id) {
   document.querySelectorAll("#alerts tbody tr").forEach((r) => r.classList.toggle("sel", r.dataset.id === String(id)));
   $("#detail").hidden = false;
   $("#title").textContent = "Alert " + id + " (loading context...)";
+  clearAlertPlots();
   $("#charts").replaceChildren();
+  $("#detail").scrollIntoView({ block: "start" });
   try { render(await api("/alerts/" + id)); } catch (e) { $("#title").textContent = e.message; }
 }
 
@@ -99,36 +117,34 @@ function render(a) {
   $("#title").textContent = "Alert " + a.id + ": " + a.sensor_id;
   const facts = $("#facts");
   facts.replaceChildren();
-  const items = [["status", a.status], ["severity", a.severity], ["opened", a.opened_at], ["closed", a.closed_at || "-"],
+  const items = [["status", statusChip(a)], ["severity", el("span", { class: "chip sev-" + a.severity }, a.severity)],
+    ["opened", utcSecond(a.opened_at)], ["closed", a.closed_at ? utcSecond(a.closed_at) : "-"],
     ["peak score", num(a.peak_score, 3)], ["threshold at peak", num(a.threshold_at_peak, 3)],
-    ["windows", a.window_count], ["model", a.model_version], ["feedback", a.feedback ? a.feedback.verdict : "-"]];
+    ["windows", a.window_count], ["top channels", (a.top_channels || []).join(", ") || "-"], ["model", a.model_version],
+    ["feedback", a.feedback ? a.feedback.verdict : "-"]];
   for (const [k, v] of items) {
-    const span = el("span", { class: k === "status" || k === "severity" ? String(v) : "", id: "fact-" + k.replace(/ /g, "-") }, String(v));
-    facts.append(el("b", {}, k + ": "), span, document.createTextNode("  "));
+    const value = v instanceof Node ? v : el("span", {}, String(v));
+    value.id = "fact-" + k.replace(/ /g, "-");
+    const fact = el("span", { class: "fact" });
+    fact.append(el("b", {}, k + ": "), value);
+    facts.appendChild(fact);
   }
   $("#ack").disabled = a.status !== "open";
   $("#resolve").disabled = a.status === "resolved";
   const ctx = a.context || { available: false, note: "context not requested", windows: [] };
   $("#contextnote").textContent = ctx.available ? (ctx.note === "ok" ? "" : ctx.note) : "no plot: " + ctx.note;
+  renderEvidence(a, ctx);
   const charts = $("#charts");
+  clearAlertPlots();
   charts.replaceChildren();
-  if (ctx.windows.length) {
-    const band = alertBand(ctx.windows);
-    const span = [t(ctx.windows[0].window_start), t(ctx.windows[ctx.windows.length - 1].window_end)];
-    const scored = ctx.windows.filter((w) => w.score !== null);
-    if (scored.length) {
-      charts.appendChild(chart("score (log scale) and threshold", "score", [
-        { cls: "score", points: scored.map((w) => [t(w.window_end), Math.log10(w.score)]), dots: true },
-        { cls: "threshold", points: scored.map((w) => [t(w.window_end), Math.log10(w.threshold)]) },
-      ], band, span));
-    }
-    ctx.channels.forEach((name, c) => charts.appendChild(chart(name, "channel", [{ cls: "signal", points: signal(ctx.windows, c) }], band, span)));
-  }
+  $("#plotkey").hidden = !ctx.windows.length;
+  if (ctx.windows.length) drawAlertPlots(charts, a, ctx);
   const contrib = $("#contrib");
   contrib.replaceChildren();
+  const top = a.top_channels || [];
   for (const [name, share] of Object.entries(ctx.contributions || {}).sort((x, y) => y[1] - x[1])) {
-    const row = el("div", { class: "bar" });
-    row.append(el("span", { style: "width:8em" }, name), el("span", { class: "fill", style: "width:" + Math.round(share * 300) + "px" }),
+    const row = el("div", { class: "bar" + (top.includes(name) ? " top" : "") });
+    row.append(el("span", { class: "bar-name" }, name), el("span", { class: "fill", style: "width:" + Math.round(share * 300) + "px" }),
       el("span", {}, (share * 100).toFixed(1) + "%"));
     contrib.appendChild(row);
   }
@@ -137,49 +153,41 @@ function render(a) {
   for (const e of a.events) events.appendChild(el("li", {}, e.at + "  " + e.action + "  by " + e.actor + (e.note ? "  \u201c" + e.note + "\u201d" : "")));
 }
 
-const t = (iso) => Date.parse(iso);
-
-function alertBand(windows) {
-  const inside = windows.filter((w) => w.in_alert);
-  return inside.length ? [t(inside[0].window_start), t(inside[inside.length - 1].window_end)] : null;
-}
-
-function signal(windows, c) {
-  const byTime = new Map();  // overlapping windows repeat samples: keep one per time stamp
-  for (const w of windows) {
-    const t0 = t(w.window_start), t1 = t(w.window_end), n = w.values.length;
-    w.values.forEach((row, i) => byTime.set(n > 1 ? t0 + (i * (t1 - t0)) / (n - 1) : t0, row[c]));
+// The evidence of the decision: the windows of the alert whose score was above the threshold in force, as the
+// detector decided them (context source "evidence"), or re-scored (older alerts; the context note says so).
+function renderEvidence(a, ctx) {
+  const box = $("#evidence");
+  box.replaceChildren();
+  const inside = ctx.windows.filter((w) => w.in_alert);
+  const scored = inside.filter((w) => w.score !== null && w.threshold !== null);
+  if (!scored.length) {
+    box.appendChild(el("p", { class: "muted" }, "no decision evidence for this alert" + (ctx.note ? " (" + ctx.note + ")" : "")));
+    return;
   }
-  return [...byTime.entries()].sort((x, y) => x[0] - y[0]);
-}
-
-function chart(title, kind, series, band, span) {
-  const W = 800, H = 150, L = 50, R = 10, T = 16, B = 18;
-  const svg = el("svg:svg", { class: "chart", "data-kind": kind, viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" });
-  const all = series.flatMap((s) => s.points);
-  let [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
-  let [y0, y1] = [Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1]))];
-  if (band) { x0 = Math.min(x0, band[0]); x1 = Math.max(x1, band[1]); }
-  if (span) { x0 = Math.min(x0, span[0]); x1 = Math.max(x1, span[1]); }  // every chart shares one time axis
-  if (x1 === x0) x1 = x0 + 1;
-  if (y1 === y0) { y0 -= 1; y1 += 1; }
-  const pad = (y1 - y0) * 0.08; y0 -= pad; y1 += pad;
-  const X = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
-  const Y = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
-  if (band) svg.appendChild(el("svg:rect", { class: "band", x: X(band[0]), y: T, width: Math.max(1, X(band[1]) - X(band[0])), height: H - T - B }));
-  svg.appendChild(el("svg:line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
-  svg.appendChild(el("svg:line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }));
-  svg.appendChild(el("svg:text", { x: L, y: 12 }, title));
-  svg.appendChild(el("svg:text", { x: 2, y: T + 10 }, y1.toPrecision(3)));
-  svg.appendChild(el("svg:text", { x: 2, y: H - B }, y0.toPrecision(3)));
-  svg.appendChild(el("svg:text", { x: L, y: H - 4 }, new Date(x0).toISOString().slice(11, 19)));
-  svg.appendChild(el("svg:text", { x: W - R - 50, y: H - 4 }, new Date(x1).toISOString().slice(11, 19)));
-  for (const s of series) {
-    const d = s.points.map((p, i) => (i ? "L" : "M") + X(p[0]).toFixed(1) + " " + Y(p[1]).toFixed(1)).join(" ");
-    svg.appendChild(el("svg:path", { class: s.cls, d }));
-    if (s.dots) for (const p of s.points) svg.appendChild(el("svg:circle", { cx: X(p[0]), cy: Y(p[1]), r: 2 }));
+  const fired = scored.filter((w) => w.score > w.threshold);
+  const ratio = typeof a.peak_score === "number" && typeof a.threshold_at_peak === "number" && a.threshold_at_peak > 0
+    ? " (" + (a.peak_score / a.threshold_at_peak).toFixed(1) + "\u00d7)" : "";
+  const how = ctx.source === "evidence" ? "as decided" : "re-computed (no decision-time evidence)";
+  box.appendChild(el("p", { id: "evidence-summary" }, fired.length + " of " + inside.length + " windows in the alert scored " +
+    "above their threshold (" + how + "); peak score " + num(a.peak_score, 3) + " against a threshold of " +
+    num(a.threshold_at_peak, 3) + ratio + "."));
+  const shown = fired.length > 12 ? [...fired].sort((x, y) => y.score - x.score).slice(0, 12)
+    .sort((x, y) => Date.parse(x.window_end) - Date.parse(y.window_end)) : fired;
+  const table = el("table", { class: "evidence" });
+  const head = el("tr");
+  for (const h of ["window end (UTC)", "score", "threshold", "score / threshold", "largest contributions"]) head.appendChild(el("th", {}, h));
+  table.appendChild(el("thead")).appendChild(head);
+  const body = table.appendChild(el("tbody"));
+  for (const w of shown) {
+    const tr = el("tr", w.score === a.peak_score ? { class: "peak" } : {});
+    const parts = (w.contributions || []).map((c, i) => [ctx.channels[i], c]).filter((p) => p[1] !== null)
+      .sort((x, y) => y[1] - x[1]).slice(0, 3).map((p) => p[0]);
+    for (const c of [w.window_end.replace("T", " ").slice(0, 19), num(w.score, 3), num(w.threshold, 3),
+      (w.score / w.threshold).toFixed(2) + "\u00d7", parts.join(", ")]) tr.appendChild(el("td", {}, c));
+    body.appendChild(tr);
   }
-  return svg;
+  box.appendChild(table);
+  if (shown.length < fired.length) box.appendChild(el("p", { class: "muted" }, "the " + shown.length + " highest of " + fired.length + " shown"));
 }
 
 async function act(path, body) {
@@ -190,6 +198,7 @@ async function act(path, body) {
     const alert = out.alert || out;
     render({ ...alert, context: current.context });
     $("#actionmsg").textContent = out.threshold_note ? "saved: " + out.threshold_note : "saved";
+    loadFleet();  // an acknowledged or resolved alert changes who is alerting
     const row = document.querySelector(`#alerts tbody tr[data-id="${alert.id}"]`);
     if (row) row.replaceWith(alertRow(alert)), document.querySelector(`#alerts tbody tr[data-id="${alert.id}"]`).classList.add("sel");
   } catch (e) { $("#actionmsg").textContent = e.message; }
@@ -202,7 +211,7 @@ window.addEventListener("DOMContentLoaded", () => {
   $("#keyform").addEventListener("submit", (ev) => {
     ev.preventDefault();
     localStorage.setItem("monitor.apiKey", $("#keyinput").value.trim());
-    initKey(); loadAlerts();
+    initKey(); loadFleet(); loadAlerts();
   });
   $("#filters").addEventListener("submit", (ev) => { ev.preventDefault(); loadAlerts(); });
   $("#more").addEventListener("click", () => loadAlerts(true));
@@ -210,6 +219,8 @@ window.addEventListener("DOMContentLoaded", () => {
   $("#resolve").addEventListener("click", () => act("/resolve", { note: note() }));
   $("#tp").addEventListener("click", () => act("/feedback", { verdict: "true_positive", note: note() }));
   $("#fp").addEventListener("click", () => act("/feedback", { verdict: "false_positive", note: note() }));
+  $("#newnormal").addEventListener("click", () => act("/feedback", { verdict: "new_normal", note: note() }));
+  if (apiKey) loadFleet();
   if (apiKey) loadAlerts();
   const wanted = new URL(window.location.href).searchParams.get("alert");
   if (apiKey && wanted) openAlert(wanted);

@@ -1,7 +1,7 @@
 """initial schema: alerts, sensor_state, consumer_offsets
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-27 (baseline: the schema of the walking skeleton)
 """
 

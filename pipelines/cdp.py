@@ -1,4 +1,5 @@
-"""A small Chrome DevTools Protocol client over a websocket (websocket-client), enough to drive one page."""
+"""A small Chrome DevTools Protocol client over a websocket (websocket-client), enough to drive one page: the
+browser tests (tests/browser) and the screenshots of `make demo` (pipelines/demo_shots.py)."""
 
 from __future__ import annotations
 
@@ -93,10 +94,16 @@ class Browser:
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
 
-    def screenshot(self, path: Path) -> Path:
+    def viewport(self, width: int, height: int, mobile: bool = False) -> None:
+        """Lay the page out at ``width`` x ``height`` CSS pixels (scale 1), as a phone when ``mobile``."""
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
+                  mobile=mobile)
+
+    def screenshot(self, path: Path, full_page: bool = True) -> Path:
+        """A PNG of the whole page, or of the viewport only (``full_page=False``)."""
         import base64
 
-        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=full_page)["data"]
         path.write_bytes(base64.b64decode(data))
         return path
 
