@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Engine as DbEngine
@@ -127,7 +127,7 @@ def make_durable(batch: Batch, *, engine: Engine, db: DbEngine, dead_letters: De
     faults.at("before_db_commit")
     try:
         with metrics.timed("store"):
-            _commit(batch, outcome, db=db, group_id=group_id, topic=topic)
+            _commit(batch, outcome, db=db, group_id=group_id, topic=topic, faults=faults)
     except StoreRejectedError as exc:
         log.warning("the database refused the batch's output (%s): bisecting it for the records behind it", exc)
         outcome, refused = isolate(records, engine=engine, db=db)
@@ -137,7 +137,7 @@ def make_durable(batch: Batch, *, engine: Engine, db: DbEngine, dead_letters: De
         dead_letters.flush()
         late += rejected
         log.warning("%d record(s) refused by the database sent to the dead-letter topic", len(refused))
-        _commit(batch, outcome, db=db, group_id=group_id, topic=topic)
+        _commit(batch, outcome, db=db, group_id=group_id, topic=topic, faults=faults)
     batch.late_dead = late
     faults.at("after_db_commit")
     log_alert_events(outcome)
@@ -172,15 +172,22 @@ def _rows(outcome: BatchOutcome) -> list[SensorRow]:
     ]
 
 
-def _commit(batch: Batch, outcome: BatchOutcome, *, db: DbEngine, group_id: str, topic: str) -> None:
+def _commit(batch: Batch, outcome: BatchOutcome, *, db: DbEngine, group_id: str, topic: str,
+            faults: FaultInjector) -> None:
+    expected, rows = batch.expected, _rows(outcome)
+    if faults.fence_broken:  # the fault suite's self-test: a stale batch is written instead of refused (both fences)
+        stored = repository.load_offsets(db, group_id, topic)
+        expected = {p: stored.get(p) for p in batch.next_offsets}
+        states = repository.load_sensor_states(db, [r.sensor_id for r in rows])
+        rows = [replace(r, revision=states[r.sensor_id].revision if r.sensor_id in states else None) for r in rows]
     repository.commit_batch(
         db, group_id=group_id, topic=topic, alerts=list(outcome.alerts.values()),
-        sensors=_rows(outcome), offsets=batch.next_offsets,
-        expected=batch.expected, evidence=outcome.evidence, prunes=list(outcome.prunes.values()),
+        sensors=rows, offsets=batch.next_offsets,
+        expected=expected, evidence=outcome.evidence, prunes=list(outcome.prunes.values()),
+        fenced=lambda: faults.at("in_db_commit"),
     )
-    for c in outcome.touched.values():
-        if c.revision is None:
-            c.revision = 0  # inserted at the column default
+    for c in outcome.touched.values():  # the revisions this commit wrote (inserted at 0, each update + 1)
+        c.revision = 0 if c.revision is None else c.revision + 1
 
 
 def isolate(records: list[Record], *, engine: Engine, db: DbEngine) -> tuple[BatchOutcome, list[tuple[Record, str]]]:

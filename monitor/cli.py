@@ -183,6 +183,7 @@ def run(
         min=1, help="Consumer processes to start on this host, one per core (default: settings run.workers, 1)."
     )] = None,
     worker_index: Annotated[Optional[int], typer.Option(hidden=True)] = None,  # set by the --workers supervisor
+    supervisor_pid: Annotated[Optional[int], typer.Option(hidden=True)] = None,  # likewise: the child stops with it
 ) -> None:
     """Consume sensor windows, score them, and write alerts (Ctrl-C or SIGTERM stops cleanly)."""
     # Before torch loads libgomp: OpenMP workers that spin-wait collapse throughput when the cores are shared
@@ -229,6 +230,10 @@ def run(
     from monitor.shutdown import ShutdownDeadline
 
     runner.install_signal_handlers(ShutdownDeadline(settings.run.shutdown_timeout_s))
+    if supervisor_pid is not None:  # a child of `--workers N`: it stops with its supervisor (even a kill -9 of it)
+        from monitor.workers import exit_with_supervisor
+
+        exit_with_supervisor(supervisor_pid)
     log.info("model %s; consuming %s as group %s", bundle.meta.version, settings.kafka.topic, settings.kafka.group_id)
     stats = runner.run()
     typer.echo(

@@ -27,6 +27,9 @@ class KafkaSettings(BaseModel):
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a group with no stored offset starts."
     )
+    metadata_max_age_ms: int = Field(
+        30000, ge=1000, description="How often a consumer refreshes the topic's metadata: partitions added to the "
+        "topic are assigned and read within about this long (kafka-python's default: 5 minutes).")
     max_poll_records: int = Field(
         2000, ge=1, description="Records per poll (and per database transaction) at most, while behind: a backlog "
         "is drained in batches this large (throughput)."
@@ -86,7 +89,8 @@ class DbSettings(BaseModel):
         "black-holed database fails fast instead of holding the consumer (and SIGTERM). SQLite opens a local file.")
     statement_timeout_s: float = Field(
         30.0, gt=0, le=3600,
-        description="Bound of one SQL statement: PostgreSQL statement_timeout; SQLite busy_timeout (how long a "
+        description="Bound of one SQL statement: PostgreSQL statement_timeout (and idle_in_transaction_session_timeout: "
+        "a client paused inside a transaction, a zombie, loses its locks after it); SQLite busy_timeout (how long a "
         "statement waits for another writer's lock). A statement past it fails like an outage (retry with backoff).")
 
 
@@ -260,7 +264,8 @@ class RunSettings(BaseModel):
         "`python -m pipelines.bench_memory`); beyond it the least recently seen ones without an open alert are dropped after a durable batch and read "
         "back from the database when their next window comes. 0 = no bound.")
     fault: str | None = Field(
-        None, description="TEST ONLY (fault suite): '<point>:<probability>[:kill|term[:seed]]', see monitor/ingest/faults.py."
+        None, description="TEST ONLY (fault suite): '<point>:<probability>[:kill|term|stop[:seed]]' and/or "
+        "'break_fence' (the suite's self-test), see monitor/ingest/faults.py."
     )
 
 

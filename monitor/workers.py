@@ -13,6 +13,9 @@ Supervision is deliberately simple and predictable:
   supervisor exits with that code (128 + signal for a child killed by a signal): the service manager
   (systemd ``Restart=on-failure``, compose ``restart:``) restarts the whole set. Nothing is lost: the
   stopped members' partitions resume from the offsets stored with their output.
+* A supervisor killed without a chance to forward anything (kill -9, the OOM killer) takes its children down
+  with it: each child watches its parent and stops as on SIGTERM once it is gone (``exit_with_supervisor``).
+  Orphans would go on consuming, unsupervised, beside the new set the service manager starts.
 * Children that exit 0 on their own (``--idle-exit-s``) end the run; the supervisor exits 0 once all have.
   A child that the forwarded SIGTERM ends before it installed its own handler (still importing at start-up)
   has processed nothing: that counts as a clean stop too.
@@ -24,6 +27,7 @@ In Kubernetes, scale the Deployment's replicas instead (one liveness probe per p
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -34,6 +38,27 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+def exit_with_supervisor(supervisor: int, poll_s: float = 1.0) -> threading.Thread:
+    """In a worker child: send this process SIGTERM (a clean stop) once its supervisor (process id ``supervisor``,
+    passed on the child's command line) is gone, also if it was gone before this was called.
+
+    When the supervisor dies the child is re-parented (to init or a subreaper), so ``os.getppid()`` is no longer
+    the supervisor's id. Checked at once, then every ``poll_s`` seconds on a daemon thread."""
+    parent = supervisor
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                log.error("the supervisor (pid %d) is gone: stopping this worker", parent)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(poll_s)
+
+    thread = threading.Thread(target=watch, name="monitor-supervisor-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass(frozen=True)
@@ -49,7 +74,8 @@ def child_commands(workers: int, args: WorkerArgs) -> list[list[str]]:
     """The command line of each child: ``python -m monitor run`` with one worker and its own metrics port."""
     commands = []
     for index in range(workers):
-        cmd = [sys.executable, "-m", "monitor", "run", "--workers", "1", "--worker-index", str(index)]
+        cmd = [sys.executable, "-m", "monitor", "run", "--workers", "1", "--worker-index", str(index),
+               "--supervisor-pid", str(os.getpid())]
         if args.model is not None:
             cmd += ["--model", str(args.model)]
         if args.idle_exit_s is not None:

@@ -8,6 +8,7 @@
 #   PG_CLUSTER [monitor]  cluster name (pg_lsclusters)
 #   PG_VERSION            major version to create the cluster with [newest installed]
 #   PG_WAIT_S [60]        readiness timeout in seconds
+#   PG_STOP_MODE [fast]   shutdown mode of `stop`: fast, smart, or immediate (a crash: the fault suite)
 #   MONITOR_PG_URL        external database (SQLAlchemy URL): only check that it is reachable
 # Creates role monitor/monitor (LOGIN CREATEDB) and databases monitor, monitor_test owned by it.
 set -euo pipefail
@@ -15,6 +16,7 @@ set -euo pipefail
 PG_PORT="${PG_PORT:-5433}"
 PG_CLUSTER="${PG_CLUSTER:-monitor}"
 PG_WAIT_S="${PG_WAIT_S:-60}"
+PG_STOP_MODE="${PG_STOP_MODE:-fast}"
 MONITOR_PG_URL="${MONITOR_PG_URL:-}"
 DB_USER=monitor
 DB_PASSWORD=monitor
@@ -186,8 +188,8 @@ cmd_stop() {
   if [[ -n "$MONITOR_PG_URL" ]]; then log "external database: nothing to stop"; return 0; fi
   local ver; ver="$(cluster_version)"
   if [[ -z "$ver" ]] || ! cluster_online; then log "not running"; return 0; fi
-  log "stopping cluster $ver/$PG_CLUSTER"
-  pg_ctlcluster "$ver" "$PG_CLUSTER" stop -m fast
+  log "stopping cluster $ver/$PG_CLUSTER (mode $PG_STOP_MODE)"
+  pg_ctlcluster "$ver" "$PG_CLUSTER" stop -m "$PG_STOP_MODE"
   log "stopped"
 }
 

@@ -1,14 +1,20 @@
 """TEST ONLY: fault injection points of the consumer loop, used by the fault suite (`make chaos`).
 
-Off unless ``run.fault`` is set (``MONITOR_RUN__FAULT``). The spec is ``<point>:<probability>[:<action>[:<seed>]]``:
+Off unless ``run.fault`` is set (``MONITOR_RUN__FAULT``). The spec is one or more comma-separated items, each
+``<point>:<probability>[:<action>[:<seed>]]`` or the word ``break_fence``:
 
 * ``point``: ``mid_batch`` (records decoded, dead letters sent but not flushed, nothing scored),
-  ``before_db_commit`` (dead letters durable, database transaction not begun), ``after_db_commit`` (batch
+  ``before_db_commit`` (dead letters durable, database transaction not begun), ``in_db_commit`` (inside the
+  batch transaction, the offset rows updated and locked, nothing committed), ``after_db_commit`` (batch
   durable in the database, Kafka offsets not committed), ``after_kafka_commit``, or ``any``;
 * ``probability``: chance per batch and point (0..1);
-* ``action``: ``kill`` (SIGKILL this process, the default) or ``term`` (SIGTERM this process, which asks for a
-  clean shutdown and carries on with the batch);
-* ``seed``: seeds the draws (default: the process id).
+* ``action``: ``kill`` (SIGKILL this process, the default), ``term`` (SIGTERM this process, which asks for a
+  clean shutdown and carries on with the batch) or ``stop`` (SIGSTOP this process: a zombie, until the suite
+  sends SIGCONT; fires once per process, so the resumed zombie carries on with the batch it held);
+* ``seed``: seeds the draws (default: the process id);
+* ``break_fence``: the suite's self-test only. The batch commit takes the offsets and sensor revisions stored at
+  that moment as the ones it started from, so a stale batch (a zombie's) is written instead of refused: the
+  fault suite must fail.
 
 Each firing logs ``FAULT <action> at <point>`` on the ``monitor.faults`` logger before it acts.
 """
@@ -22,8 +28,9 @@ import signal
 
 from monitor.errors import ConfigError
 
-POINTS = ("mid_batch", "before_db_commit", "after_db_commit", "after_kafka_commit")
-ACTIONS = {"kill": signal.SIGKILL, "term": signal.SIGTERM}
+POINTS = ("mid_batch", "before_db_commit", "in_db_commit", "after_db_commit", "after_kafka_commit")
+ACTIONS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "stop": signal.SIGSTOP}
+BREAK_FENCE = "break_fence"
 
 log = logging.getLogger("monitor.faults")
 
@@ -35,10 +42,21 @@ class FaultInjector:
         self.point: str | None = None
         self.probability = 0.0
         self.action = "kill"
+        self.fence_broken = False
         self._rng = random.Random(os.getpid())
         if not spec:
             return
-        parts = spec.split(":")
+        items = [item.strip() for item in spec.split(",") if item.strip()]
+        self.fence_broken = BREAK_FENCE in items
+        points = [item for item in items if item != BREAK_FENCE]
+        if len(points) > 1:
+            raise ConfigError(f"run.fault {spec!r}: one injection point at most (and optionally {BREAK_FENCE})")
+        if points:
+            self._parse(points[0], spec)
+        log.warning("TEST-ONLY fault injection armed: %s", spec)
+
+    def _parse(self, item: str, spec: str) -> None:
+        parts = item.split(":")
         try:
             self.point = parts[0]
             self.probability = float(parts[1]) if len(parts) > 1 else 1.0
@@ -50,7 +68,6 @@ class FaultInjector:
             raise ConfigError(f"run.fault {spec!r}: expected <point>:<probability>[:<action>[:<seed>]]") from exc
         if self.point not in (*POINTS, "any") or self.action not in ACTIONS or not 0 <= self.probability <= 1:
             raise ConfigError(f"run.fault {spec!r}: point one of {POINTS + ('any',)}, action one of {tuple(ACTIONS)}")
-        log.warning("TEST-ONLY fault injection armed: %s", spec)
 
     def at(self, point: str) -> None:
         """Called by the loop at each point; a no-op unless armed for it."""
@@ -58,7 +75,10 @@ class FaultInjector:
             return
         if self._rng.random() >= self.probability:
             return
-        log.warning("FAULT %s at %s", self.action, point)
+        action = self.action
+        if action == "stop":
+            self.point = None  # once: the resumed zombie carries on with the batch it held
+        log.warning("FAULT %s at %s", action, point)
         for handler in logging.getLogger().handlers:
             handler.flush()
-        os.kill(os.getpid(), ACTIONS[self.action])
+        os.kill(os.getpid(), ACTIONS[action])

@@ -29,6 +29,7 @@ def make_consumer(cfg: KafkaSettings, **overrides: Any) -> KafkaConsumer:
         "group_id": cfg.group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": cfg.auto_offset_reset,
+        "metadata_max_age_ms": cfg.metadata_max_age_ms,
         "max_poll_records": cfg.max_poll_records,
         "session_timeout_ms": cfg.session_timeout_ms,
         "heartbeat_interval_ms": max(300, cfg.session_timeout_ms // 4),

@@ -70,11 +70,23 @@ class Assignment:
 
 
 def close_consumer(consumer: KafkaConsumer, timeout_s: float) -> None:
-    """Close without committing (the database holds the offsets); errors are logged, not raised."""
+    """Close without committing (the database holds the offsets); errors are logged, not raised.
+
+    When the orderly close fails (a wedged client: leaving the group timed out), kafka-python 3.0.12 skips closing
+    its network layer, and the client's I/O thread would outlive it: once the wedge cleared it would go on
+    heartbeating as a ghost group member holding partitions nobody polls, and fetching metadata for ever. Its
+    network layer is then stopped directly; that waits for the I/O thread's current call (callers that must not
+    wait run this on a thread of its own)."""
     try:
         consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
     except (KafkaError, RuntimeError, OSError) as exc:  # nothing left to save: the database holds it
-        log.info("consumer close: %s", exc)
+        log.info("consumer close: %s; stopping its network thread", exc)
+        net: Any = getattr(consumer, "_net", None)  # kafka-python 3.x's NetworkSelector (private)
+        if net is not None:
+            try:
+                net.close()
+            except Exception as error:  # noqa: BLE001 - nothing more can be done for a client given up
+                log.info("consumer network thread: %s", error)
 
 
 class GroupMember:

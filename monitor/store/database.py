@@ -49,9 +49,10 @@ _ALEMBIC_LOCK = threading.Lock()
 def make_engine(url: str, *, echo: bool = False, connect_timeout_s: float = 10.0,
                 statement_timeout_s: float = 30.0) -> Engine:
     """SQLite gets WAL and a busy timeout of ``statement_timeout_s`` (a reader and the consumer at once);
-    PostgreSQL gets pre-ping, ``connect_timeout`` (whole seconds, at least 1) and ``statement_timeout``, so a
-    black-holed or stuck database fails a call (an outage, retried) instead of holding it for ever. Options the
-    URL sets itself (``?connect_timeout=``, ``?options=-c statement_timeout=``) win."""
+    PostgreSQL gets pre-ping, ``connect_timeout`` (whole seconds, at least 1), ``statement_timeout`` and
+    ``idle_in_transaction_session_timeout`` (both ``statement_timeout_s``), so a black-holed or stuck database
+    fails a call (an outage, retried) instead of holding it for ever, and a paused client cannot hold its locks
+    for ever. Options the URL sets itself (``?connect_timeout=``, ``?options=-c statement_timeout=``) win."""
     try:
         if url.startswith("sqlite"):
             busy_ms = int(statement_timeout_s * 1000)
@@ -80,10 +81,17 @@ def postgres_timeouts(url: str, connect_timeout_s: float, statement_timeout_s: f
         args["connect_timeout"] = max(1, round(connect_timeout_s))  # libpq: whole seconds; 0 would mean never
     options = query.get("options")
     options_text = " ".join(options) if isinstance(options, tuple) else (options or "")
+    extra = []
+    bound_ms = max(1, round(statement_timeout_s * 1000))
     if "statement_timeout" not in options_text:
-        # connect_args replace the URL's ``options``: carry the URL's along
-        timeout = f"-c statement_timeout={max(1, round(statement_timeout_s * 1000))}"
-        args["options"] = f"{options_text} {timeout}".strip()
+        extra.append(f"-c statement_timeout={bound_ms}")
+    if "idle_in_transaction_session_timeout" not in options_text:
+        # A process paused inside a transaction (SIGSTOP, a frozen VM: a zombie) would hold its row locks, the
+        # consumer offsets among them, for as long as it stays paused, and the partition's new owner could never
+        # commit. No transaction of this product waits on its client that long: the server ends such a session.
+        extra.append(f"-c idle_in_transaction_session_timeout={bound_ms}")
+    if extra:  # connect_args replace the URL's ``options``: carry the URL's along
+        args["options"] = " ".join([options_text, *extra]).strip()
     return args
 
 

@@ -7,7 +7,7 @@ partition in a rebalance cannot overwrite the new owner's progress (``StaleOffse
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,8 +30,9 @@ class StaleOffsetError(StoreError):
 
 
 class StaleStateError(StaleOffsetError):
-    """A sensor's stored state changed under the consumer (operator feedback bumped its revision): the batch
-    is dropped; the consumer re-reads the state and replays from the stored offsets."""
+    """A sensor's stored state changed under the consumer (operator feedback, or another consumer that received
+    windows of the same sensor, bumped its revision): the batch is dropped; the consumer re-reads the state and
+    replays from the stored offsets."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ def commit_batch(
     expected: Mapping[int, int | None],
     evidence: Sequence[EvidenceRow] = (),
     prunes: Sequence[Prune] = (),
+    fenced: Callable[[], None] | None = None,
 ) -> None:
     """Write alert upserts, their decision-time evidence (``monitor.store.evidence``), sensor state and next
     offsets in ONE transaction.
@@ -115,7 +117,8 @@ def commit_batch(
     ``offsets``: partition -> next offset after this batch; ``expected``: partition -> the stored offset this
     batch started from (None when the partition had none). Alert upserts are idempotent on
     (sensor_id, opened_at) and skip rows whose content is already stored, so a replay changes nothing; an
-    operator's acknowledgement survives later updates until the alert resolves.
+    operator's acknowledgement survives later updates until the alert resolves. ``fenced`` is called inside the
+    transaction once the offset rows are updated (and, on PostgreSQL, locked): the fault suite's ``in_db_commit``.
     """
     now = utcnow()
     try:
@@ -141,6 +144,8 @@ def commit_batch(
                 )
                 if moved.rowcount != 1:
                     raise StaleOffsetError(f"partition {partition} moved on elsewhere (expected offset {before})")
+            if fenced is not None:
+                fenced()
             _check_revisions(engine, conn, sensors)
             _write_outputs(engine, conn, alerts, sensors, now, evidence, prunes)
     except StaleOffsetError:
@@ -232,25 +237,30 @@ def _write_outputs(engine: Engine, conn: Any, alerts: Sequence[AlertRecord], sen
         excluded = stmt.excluded
         stmt = stmt.on_conflict_do_update(
             index_elements=[SensorState.sensor_id],
-            set_={name: getattr(excluded, name) for name in (
+            set_={**{name: getattr(excluded, name) for name in (
                 "partition", "state", "last_score", "last_threshold", "last_window_end", "model_version",
-                "updated_at")},
+                "updated_at")}, "revision": SensorState.revision + 1},  # every write: one writer per sensor
         )
         conn.execute(stmt, rows)  # executemany (insertmanyvalues batches on PostgreSQL)
 
 
 def _check_revisions(engine: Engine, conn: Any, sensors: Sequence[SensorRow]) -> None:
-    """Raise StaleStateError when a stored sensor state moved past the revision the consumer read.
+    """Raise StaleStateError when a stored sensor state is not the one the consumer's state grew from: written
+    since at another revision (operator feedback, or another consumer: each write bumps the revision), or stored
+    by someone else while the consumer believed the sensor new (revision None).
 
-    Runs after the offset fence, inside the batch transaction: on SQLite that transaction already holds the
-    write lock; on PostgreSQL the rows are locked (FOR UPDATE) so a concurrent feedback write waits for it."""
-    known = {s.sensor_id: s.revision for s in sensors if s.revision is not None}
+    This makes every sensor's state single-writer even when one sensor's windows reach several consumers (keyless
+    records, partitions added to the topic): the later writer's batch is dropped and read again from the
+    stored state, where windows older than the other writer's become ``out_of_order`` dead letters. Runs after
+    the offset fence, inside the batch transaction: on SQLite that transaction already holds the write lock; on
+    PostgreSQL the rows are locked (FOR UPDATE) so a concurrent writer waits for it."""
+    known = {s.sensor_id: s.revision for s in sensors}
     if not known:
         return
     query = select(SensorState.sensor_id, SensorState.revision).where(SensorState.sensor_id.in_(list(known)))
     if engine.dialect.name == "postgresql":
         query = query.with_for_update()
-    moved = sorted(sid for sid, rev in conn.execute(query) if rev != known[sid])
+    moved = sorted(sid for sid, rev in conn.execute(query) if known[sid] is None or rev != known[sid])
     if moved:
         raise StaleStateError(f"state of {len(moved)} sensor(s) changed in the database meanwhile ({', '.join(moved[:3])})")
 

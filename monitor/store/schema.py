@@ -87,7 +87,7 @@ class SensorState(Base):
     last_window_end: Mapped[datetime | None]
     model_version: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # Bumped by writers other than the owning consumer (operator feedback); the consumer's batch transaction
+    # Bumped by every write (each batch that touches the sensor, operator feedback); a consumer's batch transaction
     # checks it and replays instead of overwriting a change it has not seen (repository.commit_batch).
     revision: Mapped[int] = mapped_column(default=0, server_default="0")
 

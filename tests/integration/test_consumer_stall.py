@@ -32,6 +32,7 @@ def test_a_stalled_consumer_is_replaced_and_resumes_from_the_stored_offsets(
     runner.max_poll_records = 20
     stalled, release = threading.Event(), threading.Event()
     first = runner.consumer
+    io_thread = first._net._io_thread  # kafka-python 3.x's network thread of the client that will be given up
 
     def stall_once(stats: RunStats) -> None:
         if stats.batches == 2 and not stalled.is_set():
@@ -47,6 +48,9 @@ def test_a_stalled_consumer_is_replaced_and_resumes_from_the_stored_offsets(
         release.set()
 
     assert stalled.is_set() and runner.consumer is not first
+    # The given-up client does not outlive its wedge: no ghost group member heartbeating, no metadata fetches for ever
+    io_thread.join(timeout=30)
+    assert not io_thread.is_alive(), "the replaced client's network thread is still running"
     assert stats.consumer_replacements == 1
     assert stats.scored == sent and stats.failed_batches == 0
     spans = {}

@@ -1,16 +1,18 @@
 """Database calls are bounded: a black-holed PostgreSQL fails the connect after connect_timeout, a stuck
-statement is cancelled after statement_timeout, and a SQLite writer waits for a lock at most busy_timeout."""
+statement is cancelled after statement_timeout, a session paused inside a transaction loses its locks after the same
+bound, and a SQLite writer waits for a lock at most busy_timeout."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from monitor.errors import StoreError
 from monitor.store.database import make_engine, ping
@@ -83,3 +85,36 @@ def test_a_sqlite_writer_waits_for_the_lock_at_most_the_statement_timeout(tmp_pa
         assert isinstance(error, OperationalError) and "locked" in str(error), error
     holder.dispose()
     waiter.dispose()
+
+
+def test_a_postgresql_session_paused_inside_a_transaction_loses_its_row_locks(pg_url: str) -> None:
+    """A zombie (a consumer paused by SIGSTOP or a frozen VM inside its batch transaction) must not hold the offset
+    row lock for as long as it stays paused: the server ends its session after the statement timeout, and the
+    partition's new owner can write."""
+    sep = "&" if "?" in pg_url else "?"
+    url = f"{pg_url}{sep}options=-csearch_path%3Dpublic"
+    zombie = make_engine(url, statement_timeout_s=1.0)
+    heir = make_engine(url, statement_timeout_s=10.0)
+    table = f"zombie_{uuid.uuid4().hex[:8]}"
+    try:
+        with heir.begin() as conn:
+            conn.execute(text(f"CREATE TABLE {table} (id int PRIMARY KEY, v int)"))
+            conn.execute(text(f"INSERT INTO {table} VALUES (1, 0)"))
+        paused = zombie.connect()
+        paused.execute(text(f"UPDATE {table} SET v = 1 WHERE id = 1"))  # row locked; the client now 'pauses'
+        started = time.monotonic()
+        with heir.begin() as conn:  # blocks on the lock until the server ends the paused session
+            assert conn.execute(text(f"UPDATE {table} SET v = 2 WHERE id = 1")).rowcount == 1
+        waited = time.monotonic() - started
+        assert waited < 8.0, waited
+        with pytest.raises(DBAPIError, match="idle-in-transaction"):  # the zombie, resumed: its session is gone
+            paused.execute(text("SELECT 1"))
+            paused.commit()
+        paused.close()
+        with heir.connect() as conn:
+            assert conn.execute(text(f"SELECT v FROM {table} WHERE id = 1")).scalar() == 2
+    finally:
+        with heir.begin() as conn:
+            conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        zombie.dispose()
+        heir.dispose()

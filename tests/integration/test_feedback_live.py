@@ -70,7 +70,7 @@ def test_feedback_during_a_run_survives_the_owning_consumer(
     assert load_offsets(db, kafka_cfg.group_id, kafka_cfg.topic) == {
         p: o for p, o in end_offsets(kafka_cfg).items() if o > 0}
     state, revision = _state(db, "sensor-000")
-    assert revision == 1
+    assert revision >= 2  # every write moves it: the batches' and the feedback's
     with db.connect() as conn:
         assert conn.execute(select(AlertFeedback.threshold_applied)).scalar_one() is True
 
@@ -86,7 +86,8 @@ def test_feedback_during_a_run_survives_the_owning_consumer(
 
 
 def test_a_batch_never_overwrites_a_state_whose_revision_moved(db: Engine) -> None:
-    """The fence itself, on both databases: a state read at revision 0 cannot be written once feedback moved it."""
+    """The fence itself, on both databases: a state read at revision 0 cannot be written once feedback moved it,
+    each write moves the revision, and a writer that believed the sensor new cannot overwrite it."""
     from datetime import datetime, timezone
 
     from monitor.store.repository import SensorRow, StaleStateError, commit_batch, load_sensor_states
@@ -108,9 +109,13 @@ def test_a_batch_never_overwrites_a_state_whose_revision_moved(db: Engine) -> No
     row = load_sensor_states(db, ["s1"])["s1"]
     assert row.state == {"v": "feedback"} and row.revision == 1
     assert load_offsets(db, "g", "t") == {0: 10}  # the whole batch was rolled back, its offset too
-    write({"v": 3}, 1, {0: 20}, {0: 10})  # re-read at revision 1: accepted, revision kept
+    write({"v": 3}, 1, {0: 20}, {0: 10})  # re-read at revision 1: accepted; every write moves the revision
     row = load_sensor_states(db, ["s1"])["s1"]
-    assert row.state == {"v": 3} and row.revision == 1
+    assert row.state == {"v": 3} and row.revision == 2
+    # another writer that believed the sensor new (its windows reached a second consumer): refused as well
+    with pytest.raises(StaleStateError, match="s1"):
+        write({"v": "second writer"}, None, {1: 5}, {1: None})
+    assert load_sensor_states(db, ["s1"])["s1"].state == {"v": 3} and load_offsets(db, "g", "t") == {0: 20}
 
 
 def test_feedback_reads_the_state_under_the_lock_of_a_batch_commit_in_progress(db: Engine) -> None:

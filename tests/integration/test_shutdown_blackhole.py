@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from monitor import contract
@@ -28,7 +28,7 @@ from monitor.settings import KafkaSettings
 from monitor.store.database import init_schema, make_engine
 from pipelines import chaos_kit as kit
 from pipelines.synthetic import fleet_windows, make_fleet
-from tests.integration.blackhole import BlackholeProxy
+from pipelines.blackhole import BlackholeProxy
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

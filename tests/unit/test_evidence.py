@@ -4,6 +4,7 @@ judging through that same engine."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from monitor.engine import BatchOutcome, Engine, Record
 from monitor.evidence import EvidenceLog, EvidencePolicy, EvidenceRow, Mark
@@ -129,4 +130,6 @@ def test_the_gate_counts_the_alerts_the_engine_opens(tiny_bundle: ModelBundle) -
     assert alerts == opened >= 2
     evaluation = evaluate(tiny_bundle, windows, sensors, THRESH, ALERT, None, starts, ends)
     assert evaluation.alerts == opened and evaluation.windows == len(recs)
-    assert np.isfinite(scores).all() and evaluation.log_score_p50 == float(np.median(np.log(scores)))
+    # the same windows in other batch compositions: float32 scores may differ in the last bits (seen on AVX-512)
+    assert np.isfinite(scores).all() and evaluation.log_score_p50 == pytest.approx(float(np.median(np.log(scores))),
+                                                                                    rel=1e-6, abs=1e-6)

@@ -109,11 +109,16 @@ def test_data_refusals_are_told_from_outages() -> None:
 
 def test_postgres_timeouts_are_added_unless_the_url_sets_them() -> None:
     base = "postgresql+psycopg://u:p@h:5432/db"
-    assert postgres_timeouts(base, 2.4, 1.5) == {"connect_timeout": 2, "options": "-c statement_timeout=1500"}
-    assert postgres_timeouts(base, 0.1, 0.0001) == {"connect_timeout": 1, "options": "-c statement_timeout=1"}
+    idle = "idle_in_transaction_session_timeout"
+    assert postgres_timeouts(base, 2.4, 1.5) == {"connect_timeout": 2,
+                                                 "options": f"-c statement_timeout=1500 -c {idle}=1500"}
+    assert postgres_timeouts(base, 0.1, 0.0001) == {"connect_timeout": 1, "options": f"-c statement_timeout=1 -c {idle}=1"}
     args = postgres_timeouts(f"{base}?connect_timeout=7&options=-csearch_path%3Ds1", 2, 3)
-    assert args == {"options": "-csearch_path=s1 -c statement_timeout=3000"}
-    assert postgres_timeouts(f"{base}?options=-c%20statement_timeout%3D5", 2, 3) == {"connect_timeout": 2}
+    assert args == {"options": f"-csearch_path=s1 -c statement_timeout=3000 -c {idle}=3000"}
+    assert postgres_timeouts(f"{base}?options=-c%20statement_timeout%3D5%20-c%20{idle}%3D9", 2, 3) == {
+        "connect_timeout": 2}
+    assert postgres_timeouts(f"{base}?options=-c%20statement_timeout%3D5", 2, 3) == {
+        "connect_timeout": 2, "options": f"-c statement_timeout=5 -c {idle}=3000"}
 
 
 def test_a_back_dated_window_cannot_reopen_an_older_incident_key(tiny_bundle: ModelBundle) -> None:

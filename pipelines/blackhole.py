@@ -1,9 +1,12 @@
-"""A TCP proxy in front of a real service that can black-hole it on command (integration tests only).
+"""A TCP proxy in front of a real service that can black-hole it on command (the fault suite and integration
+tests).
 
 While forwarding, every accepted connection is piped to ``target`` both ways. After ``blackhole()`` the proxy
 keeps every socket open but reads and sends nothing, and keeps accepting new connections (the kernel completes
 the handshake) without ever answering them: to its clients the service looks alive at the TCP level and never
 replies, which no client-side error or server-side timeout (PostgreSQL's ``statement_timeout``) ends.
+``heal()`` ends the black hole the way a partition usually ends for long-lived connections: the connections held
+through it are reset (their clients reconnect) and new ones are forwarded again.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class BlackholeProxy:
         self.port: int = self._listener.getsockname()[1]
         self._holed = threading.Event()
         self._closed = threading.Event()
+        self._generation = 0  # heal() starts a new one: the pipes of older connections end
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = [self._listener]
         self._accepter = threading.Thread(target=self._accept, name=f"proxy-{self.port}", daemon=True)
@@ -37,6 +41,18 @@ class BlackholeProxy:
     def blackhole(self) -> None:
         """From now on nothing is read or forwarded on any connection, old or new; all stay open."""
         self._holed.set()
+
+    def heal(self) -> None:
+        """Reset every connection held so far (old ones and those accepted in the hole) and forward again."""
+        with self._lock:
+            held, self._sockets = self._sockets[1:], self._sockets[:1]
+            self._generation += 1
+        self._holed.clear()
+        for sock in held:
+            try:
+                sock.close()
+            except OSError:
+                pass
 
     def _keep(self, sock: socket.socket) -> None:
         with self._lock:
@@ -64,10 +80,11 @@ class BlackholeProxy:
 
     def _pipe(self, a: socket.socket, b: socket.socket) -> None:
         peer = {a: b, b: a}
+        generation = self._generation
         with selectors.DefaultSelector() as sel:
             sel.register(a, selectors.EVENT_READ)
             sel.register(b, selectors.EVENT_READ)
-            while not self._closed.is_set():
+            while not self._closed.is_set() and generation == self._generation:
                 if self._holed.is_set():
                     self._closed.wait(0.2)  # read nothing: the peers' data stays in the kernel's buffers
                     continue
