@@ -75,18 +75,24 @@ def close_consumer(consumer: KafkaConsumer, timeout_s: float) -> None:
     When the orderly close fails (a wedged client: leaving the group timed out), kafka-python 3.0.12 skips closing
     its network layer, and the client's I/O thread would outlive it: once the wedge cleared it would go on
     heartbeating as a ghost group member holding partitions nobody polls, and fetching metadata for ever. Its
-    network layer is then stopped directly; that waits for the I/O thread's current call (callers that must not
-    wait run this on a thread of its own)."""
+    network layer is then stopped directly, on a thread of its own: stopping waits for the I/O thread's current
+    call, which a wedge may hold, so the caller waits ``timeout_s`` for it at most (shutdown stays bounded)."""
     try:
         consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
     except (KafkaError, RuntimeError, OSError) as exc:  # nothing left to save: the database holds it
         log.info("consumer close: %s; stopping its network thread", exc)
         net: Any = getattr(consumer, "_net", None)  # kafka-python 3.x's NetworkSelector (private)
         if net is not None:
-            try:
-                net.close()
-            except Exception as error:  # noqa: BLE001 - nothing more can be done for a client given up
-                log.info("consumer network thread: %s", error)
+            stopper = threading.Thread(target=_stop_network, args=(net,), name="monitor-consumer-net-stop", daemon=True)
+            stopper.start()
+            stopper.join(timeout_s)
+
+
+def _stop_network(net: Any) -> None:
+    try:
+        net.close()
+    except Exception as error:  # noqa: BLE001 - nothing more can be done for a client given up
+        log.info("consumer network thread: %s", error)
 
 
 class GroupMember:

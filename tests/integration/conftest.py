@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,3 +132,22 @@ def e2e_model_path(tmp_path_factory: pytest.TempPathFactory, e2e_bundle: ModelBu
     from monitor.scoring import artifact
 
     return artifact.save(e2e_bundle, tmp_path_factory.mktemp("model") / "model.pt")
+
+
+@pytest.fixture(autouse=True)
+def no_kafka_client_left_running() -> Iterator[None]:
+    """A test must not leave a Kafka client's network thread running (kafka-python 3.x names them ``kafka-io-*``).
+
+    One did: a replaced (wedged) consumer whose close failed kept its I/O thread, which went on fetching metadata
+    for a deleted topic for the rest of the CI run; the product now stops it (``membership.close_consumer``)."""
+    import threading
+
+    before = {t.ident for t in threading.enumerate() if t.name.startswith("kafka-io")}
+    yield
+    deadline = time.monotonic() + 10.0  # a client closed in the background may still be finishing
+    while True:
+        left = [t.name for t in threading.enumerate() if t.name.startswith("kafka-io") and t.ident not in before]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not left, f"Kafka client network thread(s) still running after the test: {left}"

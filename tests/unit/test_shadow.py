@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine as DbEngine
 from typer.testing import CliRunner
 
 from monitor.cli import app
@@ -29,11 +31,18 @@ def _twin(bundle: ModelBundle, version: str, log_shift: float) -> ModelBundle:
     return ModelBundle(bundle.module, bundle.scaler, dataclasses.replace(bundle.meta, version=version, calibration=cal))
 
 
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[DbEngine]:
+    """A fresh SQLite database with the schema."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'shadow.db'}")
+    init_schema(engine)
+    yield engine
+    engine.dispose()
+
+
 def test_the_shadow_counts_where_its_decisions_differ_and_writes_one_row_per_consumer(
-    tiny_bundle: ModelBundle, tmp_path: Path
+    tiny_bundle: ModelBundle, db: DbEngine
 ) -> None:
-    db = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
-    init_schema(db)
     wl, n = tiny_bundle.meta.window_len, len(tiny_bundle.meta.channels)
     values = normal_series(80 * wl, n, seed=9)
     values[50 * wl : 56 * wl] += 6 * values.std(axis=0)  # a shift both should see
@@ -119,10 +128,8 @@ def test_models_runs_lists_every_retraining_run_with_its_outcome(
 
 
 def test_a_complete_shadow_period_promotes_a_quiet_shadow_and_rejects_a_noisy_one(
-    tiny_bundle: ModelBundle, tmp_path: Path
+    tiny_bundle: ModelBundle, db: DbEngine
 ) -> None:
-    db = make_engine(f"sqlite:///{tmp_path / 's.db'}")
-    init_schema(db)
     versions.register(db, "m", tiny_bundle)
     versions.promote(db, "m", "tiny-1", by="t", reason="t")
     passed = {"gate": {"passed": True}}
@@ -176,10 +183,8 @@ def test_a_complete_shadow_period_promotes_a_quiet_shadow_and_rejects_a_noisy_on
 
 
 def test_a_promotion_takes_no_shadow_context_of_a_sensor_the_active_model_held_in_an_alert(
-    tiny_bundle: ModelBundle, tmp_path: Path
+    tiny_bundle: ModelBundle, db: DbEngine
 ) -> None:
-    db = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
-    init_schema(db)
     wl, n = tiny_bundle.meta.window_len, len(tiny_bundle.meta.channels)
     calm = records_of(tiny_bundle, normal_series(30 * wl, n, seed=21), sensor_id="calm")
     values = normal_series(30 * wl, n, seed=22)
