@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,12 +31,8 @@ def _twin(bundle: ModelBundle, version: str, log_shift: float) -> ModelBundle:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[DbEngine]:
-    """A fresh SQLite database with the schema."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'shadow.db'}")
-    init_schema(engine)
-    yield engine
-    engine.dispose()
+def db(sqlite_db: DbEngine) -> DbEngine:
+    return sqlite_db
 
 
 def test_the_shadow_counts_where_its_decisions_differ_and_writes_one_row_per_consumer(

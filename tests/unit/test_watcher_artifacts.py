@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,16 +15,7 @@ from monitor.errors import ArtifactError
 from monitor.registry import versions
 from monitor.registry.versions import _T as MODEL_VERSIONS
 from monitor.registry.watcher import ModelWatcher
-from monitor.store.database import init_schema, make_engine
 from tests.unit.artifacts import crafted, small_bundle
-
-
-@pytest.fixture
-def sqlite_db(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'monitor.db'}")
-    init_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def _refused() -> float:
