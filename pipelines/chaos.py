@@ -275,7 +275,7 @@ def s8_real_replay(suite: Suite) -> Result:
     the first pass; how many evidence rows differ is reported (pruning follows batch boundaries)."""
     result = Result("8 real replay (offsets and state cleared; batches of 1, 7, 2000)")
     case = kit.new_case("rereplay", suite.services)
-    kit.produce(case.kafka, suite.windows(case, 6, 30 if suite.quick else 120, seed=28))
+    kit.produce(case.kafka, suite.windows(case, 6, 50 if suite.quick else 120, seed=28))
     total = sum(kit.end_offsets(case.kafka).values())
     result.checks["first pass exits cleanly"] = suite.drain(case) == 0
     first = kit.stored_output(case.db)
@@ -426,7 +426,7 @@ def s11_random_kills(suite: Suite) -> Result:
     orphans = 0
     by_config: dict[str, int] = {}
     dead_ok = True
-    duplicates = 0
+    duplicates = spurious_late = 0
     for sqlite in (True, False):
         case = kit.new_case("rkill-lite" if sqlite else "rkill-pg", suite.services, sqlite=sqlite)
         runs = want // 2
@@ -465,7 +465,12 @@ def s11_random_kills(suite: Suite) -> Result:
         where = {coords[items.index((k, v))]: reason for k, v, reason in poison}
         dead = [{k: v.decode() for k, v in r.headers} for r in kit.read_topic(case.kafka, case.kafka.dlq_topic)]
         got = [((int(h["dlq.partition"]), int(h["dlq.offset"])), h["dlq.reason"]) for h in dead]
-        dead_ok = dead_ok and set(got) == set(where.items())
+        # out_of_order is judged from the sensor's state: a batch dropped by a fence after its dead letters were
+        # flushed may have judged a window late that the batch read again then applied (the verdict below checks
+        # every window was applied once); such letters are counted, every other one must be exactly the poison
+        late = {g for g in got if g[1] == contract.OUT_OF_ORDER and g[0] not in where}
+        dead_ok = dead_ok and set(got) - late == set(where.items())
+        spurious_late += len(late)
         duplicates += len(got) - len(set(got))
         part = Result(result.name)
         suite.judge(case, part)
@@ -480,8 +485,9 @@ def s11_random_kills(suite: Suite) -> Result:
     result.checks[f">= {want} kills"] = result.kills >= want
     result.checks["every process ended as its kill says (no crash, no hang)"] = not unexpected
     result.checks["no worker outlived its killed supervisor"] = orphans == 0
-    result.checks["dead letters set-equal to the poison, with their reasons"] = dead_ok
-    result.facts.update(kills=by_config, unexpected=unexpected[:5], orphans=orphans, dead_letter_duplicates=duplicates)
+    result.checks["dead letters set-equal to the poison, with their reasons (besides out_of_order)"] = dead_ok
+    result.facts.update(kills=by_config, unexpected=unexpected[:5], orphans=orphans, dead_letter_duplicates=duplicates,
+                        out_of_order_letters_of_dropped_batches=spurious_late)
     return result
 
 
