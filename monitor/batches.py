@@ -120,6 +120,13 @@ def make_durable(batch: Batch, *, engine: Engine, db: DbEngine, dead_letters: De
     outcome = engine.process(records)
     metrics.add_stage("scoring", engine.last_scoring_s)
     metrics.add_stage("judge", time.perf_counter() - started - engine.last_scoring_s)
+    if late and not faults.fence_broken:
+        # Lateness is judged from the sensors' state: only a batch whose fence still holds may say so. A member
+        # whose partition moved on elsewhere (a zombie, a lost rebalance) read a newer owner's state and would
+        # letter windows that owner has applied; the batch is dropped here, before any letter is sent.
+        repository.check_fence(db, group_id=group_id, topic=topic, expected=batch.expected,
+                               revisions={r.window.sensor_id: engine.sensors[r.window.sensor_id].revision
+                                          for r, _ in admission.late})
     with metrics.timed("dead_letters"):
         for raw, failure in late:
             dead_letters.send(raw, failure)

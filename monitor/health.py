@@ -10,6 +10,12 @@ A loop that turns but gets nowhere is not healthy either: the runner reports eve
 (``batch_failed``: database down or refusing, dead letters undeliverable, offsets fenced) and every durable one
 (``batch_durable``); once batches have kept failing for ``run.failing_batch_timeout_s`` without a durable one,
 ``/healthz`` answers 503 with the latest reason instead of the loop retrying silently.
+
+A loop that turns but cannot reach its broker is blind: a black-holed broker answers nothing, so kafka-python's
+polls just come back empty and no batch fails. The runner reports each Kafka call that fails (an offset commit,
+a replaced client: ``kafka_failed``) and each answer that proves the broker is there (a commit, a completed
+assignment: ``kafka_ok``); once the failures have lasted ``run.failing_batch_timeout_s`` without such an
+answer, ``/healthz`` answers 503 with that reason too.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from monitor import metrics
 
 _last_beat: float | None = None  # monotonic seconds of the last beat (None: not started)
 _failing: tuple[float, str] | None = None  # (monotonic seconds of the first failure in a row, latest reason)
+_kafka_failing: tuple[float, str] | None = None  # the same for calls to the broker
 
 
 def beat() -> None:
@@ -53,10 +60,23 @@ def batch_durable() -> None:
         metrics.FAILING_BATCH_SINCE.set(0)
 
 
+def kafka_failed(reason: str, now: float | None = None) -> None:
+    """A call to the broker failed (no answer, or an error); the first failure in a row starts the clock."""
+    global _kafka_failing
+    now = time.monotonic() if now is None else now
+    _kafka_failing = (now if _kafka_failing is None else _kafka_failing[0], reason[:500])
+
+
+def kafka_ok() -> None:
+    """The broker answered (an offset commit went through, the group assigned partitions)."""
+    global _kafka_failing
+    _kafka_failing = None
+
+
 def liveness(limit_s: float, now: float | None = None, last: float | None = None,
              failing_limit_s: float | None = None) -> tuple[bool, dict[str, Any]]:
-    """(alive, body): alive unless the last beat is older than ``limit_s`` seconds, or batches have kept failing
-    for more than ``failing_limit_s`` seconds (None: not checked)."""
+    """(alive, body): alive unless the last beat is older than ``limit_s`` seconds, or batches (or calls to the
+    broker) have kept failing for more than ``failing_limit_s`` seconds (None: not checked)."""
     now = time.monotonic() if now is None else now
     last = _last_beat if last is None else last
     if last is None:
@@ -64,10 +84,10 @@ def liveness(limit_s: float, now: float | None = None, last: float | None = None
     silent = now - last
     if silent > limit_s:
         return False, {"status": "stalled", "seconds_since_loop": round(silent, 1), "limit_s": limit_s}
-    failing = _failing
-    if failing is not None and failing_limit_s is not None and now - failing[0] > failing_limit_s:
-        return False, {"status": "failing", "reason": failing[1], "seconds_failing": round(now - failing[0], 1),
-                       "limit_s": failing_limit_s}
+    for failing in (_failing, _kafka_failing):
+        if failing is not None and failing_limit_s is not None and now - failing[0] > failing_limit_s:
+            return False, {"status": "failing", "reason": failing[1], "seconds_failing": round(now - failing[0], 1),
+                           "limit_s": failing_limit_s}
     return True, {"status": "ok", "seconds_since_loop": round(silent, 1), "limit_s": limit_s}
 
 

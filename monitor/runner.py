@@ -272,6 +272,7 @@ class Runner:
         if self.member.factory is None:
             raise BrokerError(f"the Kafka consumer stalled and this runner cannot replace it: {exc}") from exc
         log.error("Kafka consumer stalled (%s): replacing it; processing resumes from the stored offsets", exc)
+        health.kafka_failed(f"Kafka consumer stalled, replaced: {exc}")
         self.stats.consumer_replacements += 1
         metrics.CONSUMER_REPLACEMENTS.inc()
         self._settle()
@@ -304,6 +305,7 @@ class Runner:
                 fresh -= partitions
                 log.info("partitions revoked: %s", sorted(partitions))
             else:
+                health.kafka_ok()  # the group answered
                 self.assignment.assign(partitions)
                 metrics.ASSIGNED_PARTITIONS.set(len(self.assignment.owned))
                 fresh |= partitions
@@ -479,8 +481,11 @@ class Runner:
             )
         except (KafkaError, RuntimeError) as exc:  # informational only: the database holds the truth
             log.info("Kafka offset commit skipped: %s", exc)
+            said = str(exc) if str(exc) not in ("", "None") else "no answer in time"
+            health.kafka_failed(f"Kafka offset commit failed: {exc.__class__.__name__}: {said}")
             self._kafka_unsynced |= offsets.keys()
         else:
+            health.kafka_ok()
             self._kafka_unsynced -= offsets.keys()
 
     def _resync_kafka(self, *, now: float | None = None) -> None:

@@ -41,8 +41,8 @@ from pipelines.blackhole import BlackholeProxy
 from pipelines.chaos_kit import Case, Consumer, PacedProducer, PrivateServices, Verdict, say
 from pipelines.synthetic import fleet_windows, history_frame, make_fleet
 
-FULL_ONLY = ("13",)  # not in --quick: the PostgreSQL black hole (tests/integration/test_shutdown_blackhole.py keeps
-# the SIGTERM part of it in `make test`)
+FULL_ONLY = ("13", "15")  # not in --quick: the PostgreSQL and Kafka black holes (tests/integration/
+# test_shutdown_blackhole.py keeps the SIGTERM part of both in `make test`)
 KILL_POINTS = ("mid_batch", "before_db_commit", "in_db_commit", "after_db_commit", "after_kafka_commit")
 
 
@@ -426,7 +426,7 @@ def s11_random_kills(suite: Suite) -> Result:
     orphans = 0
     by_config: dict[str, int] = {}
     dead_ok = True
-    duplicates = spurious_late = 0
+    duplicates = 0
     for sqlite in (True, False):
         case = kit.new_case("rkill-lite" if sqlite else "rkill-pg", suite.services, sqlite=sqlite)
         runs = want // 2
@@ -465,12 +465,9 @@ def s11_random_kills(suite: Suite) -> Result:
         where = {coords[items.index((k, v))]: reason for k, v, reason in poison}
         dead = [{k: v.decode() for k, v in r.headers} for r in kit.read_topic(case.kafka, case.kafka.dlq_topic)]
         got = [((int(h["dlq.partition"]), int(h["dlq.offset"])), h["dlq.reason"]) for h in dead]
-        # out_of_order is judged from the sensor's state: a batch dropped by a fence after its dead letters were
-        # flushed may have judged a window late that the batch read again then applied (the verdict below checks
-        # every window was applied once); such letters are counted, every other one must be exactly the poison
-        late = {g for g in got if g[1] == contract.OUT_OF_ORDER and g[0] not in where}
-        dead_ok = dead_ok and set(got) - late == set(where.items())
-        spurious_late += len(late)
+        # exactly the poison: out_of_order is judged from the sensor's state, and a batch whose fence no longer
+        # holds is dropped before it sends one (monitor.batches.make_durable; once seen in CI before that fix)
+        dead_ok = dead_ok and set(got) == set(where.items())
         duplicates += len(got) - len(set(got))
         part = Result(result.name)
         suite.judge(case, part)
@@ -485,9 +482,8 @@ def s11_random_kills(suite: Suite) -> Result:
     result.checks[f">= {want} kills"] = result.kills >= want
     result.checks["every process ended as its kill says (no crash, no hang)"] = not unexpected
     result.checks["no worker outlived its killed supervisor"] = orphans == 0
-    result.checks["dead letters set-equal to the poison, with their reasons (besides out_of_order)"] = dead_ok
-    result.facts.update(kills=by_config, unexpected=unexpected[:5], orphans=orphans, dead_letter_duplicates=duplicates,
-                        out_of_order_letters_of_dropped_batches=spurious_late)
+    result.checks["dead letters set-equal to the poison, with their reasons"] = dead_ok
+    result.facts.update(kills=by_config, unexpected=unexpected[:5], orphans=orphans, dead_letter_duplicates=duplicates)
     return result
 
 
@@ -501,9 +497,10 @@ class Watched:
     producer: PacedProducer
 
 
-def watched_under_load(suite: Suite, case: Case, result: Result, seconds: float, seed: int) -> Watched:
+def watched_under_load(suite: Suite, case: Case, result: Result, seconds: float, seed: int,
+                       poisoned: bool = False) -> tuple[Watched, list[tuple[bytes, bytes | None, str]]]:
     """Start the pair (the watched one with a metrics port), wait for both to join, then produce 25 records/s for
-    about ``seconds``."""
+    about ``seconds`` (with poison records of every kind among them when ``poisoned``; returned)."""
     port = kit.free_port()
     live = suite.consumer(case, "live", max_poll_records=50, env={"MONITOR_RUN__METRICS_PORT": str(port)})
     leaver = suite.consumer(case, "leaver", max_poll_records=50)
@@ -512,9 +509,11 @@ def watched_under_load(suite: Suite, case: Case, result: Result, seconds: float,
     probe = kit.HealthProbe(port)
     probe.start()
     rate = 25.0
-    producer = PacedProducer(case.kafka, suite.windows(case, 6, int(seconds * rate / 6), seed=seed), rate_per_s=rate)
+    items = suite.windows(case, 6, int(seconds * rate / 6), seed=seed)
+    items, poison = with_poison(items) if poisoned else (items, [])
+    producer = PacedProducer(case.kafka, items, rate_per_s=rate)
     producer.start()
-    return Watched(live, leaver, probe, producer)
+    return Watched(live, leaver, probe, producer), poison
 
 
 def through_fault(w: Watched, result: Result, started: float, seconds: float, what: str) -> None:
@@ -552,7 +551,7 @@ def s12_postgres_crash(suite: Suite) -> Result:
     result = Result(f"12 PostgreSQL crashed (-m immediate) {outage_s:.0f} s under load")
     case = kit.new_case("pgcrash", suite.services)
     case.extra_env["MONITOR_RUN__FAILING_BATCH_TIMEOUT_S"] = "10"
-    w = watched_under_load(suite, case, result, outage_s + 20, seed=33)
+    w, _ = watched_under_load(suite, case, result, outage_s + 20, seed=33)
     time.sleep(6.0)
     healthy_before = w.probe.ok is True
     suite.services.crash_postgres()
@@ -576,7 +575,7 @@ def s13_database_black_hole(suite: Suite) -> Result:
         case.db_url = case.db_url.replace(f"127.0.0.1:{suite.services.pg_port}/", f"127.0.0.1:{proxy.port}/")
         case.extra_env.update({"MONITOR_DB__STATEMENT_TIMEOUT_S": "4", "MONITOR_DB__CONNECT_TIMEOUT_S": "3",
                                "MONITOR_RUN__LIVENESS_TIMEOUT_S": "10", "MONITOR_RUN__FAILING_BATCH_TIMEOUT_S": "10"})
-        w = watched_under_load(suite, case, result, long_s + 30, seed=34)
+        w, _ = watched_under_load(suite, case, result, long_s + 30, seed=34)
         time.sleep(5.0)
         proxy.blackhole()
         time.sleep(2.0)
@@ -590,6 +589,42 @@ def s13_database_black_hole(suite: Suite) -> Result:
         proxy.heal()
         recovered(w, case, result)
     return suite.judge(case, result)
+
+
+def s15_broker_black_hole(suite: Suite) -> Result:
+    """The Kafka broker black-holed (a second private broker that advertises a proxy's port, so every connection of
+    every client goes through the proxy): first shorter than the timeouts (2 s), then longer (25 s: past the
+    session timeout, 4 s here, and the stall limit, 15 s). Poison records keep dead letters to send. The short hole
+    passes unnoticed (no 503, no client replaced); during the long one ``/healthz`` answers 503 (the consumer has
+    been no working group member for ``run.failing_batch_timeout_s``) and a member stopped with SIGTERM exits 0
+    within 10 s; when the hole heals (its connections reset) the consumer recovers by itself, and the database
+    equals the offline reference run, with every poison record dead-lettered once or more."""
+    long_s = 25.0
+    result = Result(f"15 Kafka broker black-holed 2 s, then {long_s:.0f} s, under load (SQLite)")
+    with kit.HoledBroker(suite.services.workdir / "holed-kafka") as broker:
+        assert broker.proxy is not None
+        case = kit.new_case("kafkahole", suite.services, sqlite=True, bootstrap=broker.bootstrap)
+        case.extra_env["MONITOR_RUN__FAILING_BATCH_TIMEOUT_S"] = "10"
+        w, poison = watched_under_load(suite, case, result, long_s + 30, seed=36, poisoned=True)
+        time.sleep(5.0)
+        broker.proxy.blackhole()
+        time.sleep(2.0)
+        broker.proxy.heal()
+        time.sleep(5.0)
+        result.checks["a hole shorter than the timeouts: no 503, still running, no client replaced"] = (
+            w.probe.episodes == 0 and w.live.proc.poll() is None and w.live.first("Kafka consumer stalled") is None)
+        broker.proxy.blackhole()
+        through_fault(w, result, time.monotonic(), long_s, "the long hole")
+        result.checks["/healthz 503 during the long hole"] = w.probe.episodes >= 1
+        broker.proxy.heal()
+        recovered(w, case, result)
+        dead = [{k: v.decode() for k, v in r.headers} for r in kit.read_topic(case.kafka, case.kafka.dlq_topic)]
+        acked = {value for _, _, value in w.producer.acked}
+        want = {(value, reason) for _, value, reason in poison if value in acked}
+        got = {(r.value, h["dlq.reason"]) for r, h in zip(kit.read_topic(case.kafka, case.kafka.dlq_topic), dead)}
+        result.checks["every acknowledged poison record dead-lettered with its reason"] = want <= got and bool(want)
+        result.facts["dead_letters"] = len(dead)
+        return suite.judge(case, result)
 
 
 def s14_topology(suite: Suite) -> Result:
@@ -658,6 +693,51 @@ def s14_topology(suite: Suite) -> Result:
 
 
 # -- driver -------------------------------------------------------------------------------------------------------
+def s16_retention_gap(suite: Suite) -> Result:
+    """Records that expired from the log before the group read them: the group is stopped (one member killed
+    with -9, the other with SIGTERM), more records arrive, and retention moves each partition's log
+    start past the stored offset (``delete_records``, what retention does). On restart the gap must be detected,
+    logged as DATA LOSS and recorded once per partition (``consumer_offsets.lost_records`` = log start - stored
+    offset, also after a second restart), and every record after the log start applied exactly once."""
+    result = Result("16 records expired before they were read (log start past the stored offsets)")
+    case = kit.new_case("retention", suite.services)
+    items = suite.windows(case, 6, 60 if suite.quick else 120, seed=37)
+    half = len(items) // 2
+    kit.produce(case.kafka, items[:half])
+    victim = suite.consumer(case, "victim", max_poll_records=10)
+    other = suite.consumer(case, "other", max_poll_records=10)
+    result.checks["consumers joined"] = (victim.wait_for("partitions assigned", 90)
+                                         and other.wait_for("partitions assigned", 90))
+    time.sleep(suite.rng.uniform(0.5, 2.0))
+    victim.kill()
+    result.kills += 1
+    other.terminate()
+    stored = kit.db_offsets(case)
+    coords = kit.produce(case.kafka, items[half:])
+    gap = 5
+    ends = kit.end_offsets(case.kafka)
+    starts = {p: min(stored.get(p, 0) + gap, ends[p]) for p in ends if ends[p] > 0}
+    kit.delete_records(case.kafka, starts)
+    after = suite.consumer(case, "after", idle_exit_s=4.0, max_poll_records=50)
+    result.checks["the restarted consumer exits cleanly"] = after.wait(180) == 0
+    want = {p: o - stored.get(p, 0) for p, o in starts.items() if o > stored.get(p, 0)}
+    lost = kit.lost_records(case)
+    result.checks["each gap recorded as data loss: lost_records = log start - stored offset"] = lost == want and bool(want)
+    result.checks["the loss logged as DATA LOSS"] = after.first("DATA LOSS") is not None
+    result.checks["a second restart counts no gap again"] = suite.drain(case, "again") == 0 and kit.lost_records(
+        case) == want
+    before_gap = sum(stored.values())  # every record of the first part is a good window (no poison here)
+    after_gap = sum(1 for p, o in coords if o >= starts.get(p, 0))
+    judged = kit.judged_windows(case)
+    result.checks["every record after the log start applied exactly once"] = judged == before_gap + after_gap
+    result.verdict.lost_windows = max(0, before_gap + after_gap - judged)
+    result.verdict.duplicated_windows = max(0, judged - before_gap - after_gap)
+    db_lag, _ = kit.lag(case)
+    result.checks["lag 0 (database offsets)"] = db_lag == 0
+    result.facts.update(stored=stored, log_start=starts, lost=lost, judged=judged, expected=before_gap + after_gap)
+    return result
+
+
 def _run(results: list[Result], name: str, fn: Callable[[], Result]) -> None:
     started = time.monotonic()
     say(f"scenario {name} ...")
@@ -729,7 +809,8 @@ def main(
             ("8", lambda: s8_real_replay(suite)), ("9", lambda: s9_zombie(suite, sqlite=True)),
             ("10", lambda: s9_zombie(suite, sqlite=False)), ("11", lambda: s11_random_kills(suite)),
             ("12", lambda: s12_postgres_crash(suite)), ("13", lambda: s13_database_black_hole(suite)),
-            ("14", lambda: s14_topology(suite)),
+            ("14", lambda: s14_topology(suite)), ("15", lambda: s15_broker_black_hole(suite)),
+            ("16", lambda: s16_retention_gap(suite)),
         ]
         for number, scenario in scenarios:
             if quick and number in FULL_ONLY and not wanted:

@@ -41,6 +41,7 @@ from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.scorer import Scorer
 from monitor.settings import KafkaSettings, Settings
 from monitor.store.database import init_schema, make_engine
+from pipelines.blackhole import BlackholeProxy
 from pipelines.produce import read_topic as read_whole_topic
 from pipelines.produce import topic_end_offsets
 from pipelines.synthetic import Injected, evaluate
@@ -114,6 +115,37 @@ class PrivateServices:
         say("private services removed")
 
 
+class HoledBroker:
+    """A second private Kafka broker that advertises the port of a ``BlackholeProxy`` in front of it: clients learn
+    broker addresses from metadata, so every connection of every client (consumers, producers, the suite's own
+    reads) goes through the proxy, which the suite can black-hole and heal. ``with HoledBroker(dir) as broker:``"""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.kafka_port, self.controller_port, self.proxy_port = free_port(), free_port(), free_port()
+        base = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP"}
+        self.env = {**base, "KAFKA_PORT": str(self.kafka_port), "KAFKA_CONTROLLER_PORT": str(self.controller_port),
+                    "KAFKA_ADVERTISED_PORT": str(self.proxy_port), "MONITOR_STATE": str(workdir / "state"),
+                    "KAFKA_WAIT_S": "120"}
+        self.bootstrap = f"127.0.0.1:{self.proxy_port}"
+        self.proxy: BlackholeProxy | None = None
+
+    def __enter__(self) -> HoledBroker:
+        out = subprocess.run([str(ROOT / "deploy/local/kafka.sh"), "start"], env=self.env, capture_output=True,
+                             text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"the black-holed broker did not start:\n{out.stdout}\n{out.stderr}")
+        self.proxy = BlackholeProxy(("127.0.0.1", self.kafka_port), port=self.proxy_port)
+        say(f"private Kafka behind a black-hole proxy: clients on {self.bootstrap}, broker on {self.kafka_port}")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.proxy is not None:
+            self.proxy.close()
+        subprocess.run([str(ROOT / "deploy/local/kafka.sh"), "stop"], env=self.env, capture_output=True)
+        shutil.rmtree(self.workdir / "state", ignore_errors=True)
+
+
 def alive(pid: int) -> bool:
     """True while a process exists and is not a zombie (exited, not yet reaped)."""
     return "State:\tZ" not in _proc_state(pid) and _proc_state(pid) != "zombie"
@@ -154,11 +186,11 @@ class Case:
         return env
 
 
-def new_case(name: str, services: PrivateServices, *, sqlite: bool = False) -> Case:
-    """A fresh topic and group, and a fresh database: a schema of the private PostgreSQL cluster, or a SQLite file
-    (the product's default store) in the suite's work directory."""
+def new_case(name: str, services: PrivateServices, *, sqlite: bool = False, bootstrap: str | None = None) -> Case:
+    """A fresh topic and group (on the suite's broker, or on ``bootstrap``), and a fresh database: a schema of the
+    private PostgreSQL cluster, or a SQLite file (the product's default store) in the suite's work directory."""
     tag = f"{name}-{uuid.uuid4().hex[:6]}"
-    cfg = KafkaSettings(bootstrap_servers=services.bootstrap, topic=f"{tag}.windows", dlq_topic=f"{tag}.dlq",
+    cfg = KafkaSettings(bootstrap_servers=bootstrap or services.bootstrap, topic=f"{tag}.windows", dlq_topic=f"{tag}.dlq",
                         group_id=f"{tag}-group")
     ensure_topics(cfg, [cfg.topic, cfg.dlq_topic], partitions=3)
     if sqlite:
@@ -336,6 +368,15 @@ def reset_group_to_earliest(cfg: KafkaSettings) -> None:
         consumer.commit({tp: OffsetAndMetadata(begin[tp], "", -1) for tp in parts})
     finally:
         consumer.close()
+
+
+def delete_records(cfg: KafkaSettings, starts: dict[int, int]) -> None:
+    """What retention does: each partition's log now starts at ``starts[partition]`` (`kafka-delete-records`)."""
+    admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers)
+    try:
+        admin.delete_records({TopicPartition(cfg.topic, p): o for p, o in starts.items()})
+    finally:
+        admin.close()
 
 
 def read_topic(cfg: KafkaSettings, topic: str) -> list[Any]:
@@ -557,6 +598,22 @@ def db_offsets(case: Case) -> dict[int, int]:
         rows = conn.execute(text("SELECT partition, next_offset FROM consumer_offsets WHERE group_id = :g AND topic = :t"),
                             {"g": case.kafka.group_id, "t": case.kafka.topic})
         return {int(p): int(o) for p, o in rows}
+
+
+def lost_records(case: Case) -> dict[int, int]:
+    """Partition -> records recorded as lost (expired from the log before they were read), where any."""
+    with case.db.connect() as conn:
+        rows = conn.execute(text("SELECT partition, lost_records FROM consumer_offsets WHERE group_id = :g AND "
+                                 "topic = :t AND lost_records > 0"), {"g": case.kafka.group_id, "t": case.kafka.topic})
+        return {int(p): int(n) for p, n in rows}
+
+
+def judged_windows(case: Case) -> int:
+    """Windows judged over every sensor, from the stored states' order marks."""
+    with case.db.connect() as conn:
+        states = [json.loads(s) if isinstance(s, str) else s
+                  for (s,) in conn.execute(text("SELECT state FROM sensor_state"))]
+    return sum(int((st.get("order") or {}).get("judged", 0)) for st in states)
 
 
 def wait_caught_up(case: Case, timeout_s: float) -> bool:

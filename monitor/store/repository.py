@@ -154,6 +154,35 @@ def commit_batch(
         raise _store_error("batch commit failed", exc) from exc
 
 
+def check_fence(engine: Engine, *, group_id: str, topic: str, expected: Mapping[int, int | None],
+                revisions: Mapping[str, int | None]) -> None:
+    """Raise StaleOffsetError when the fence of a batch no longer holds: a partition's stored offset is not the
+    one the batch started from (``expected``, None: no row), or (StaleStateError) a sensor's stored revision is
+    not the one its state was read at (``revisions``, None: not stored). Reads only; the batch transaction checks
+    the same again. Run before a batch sends dead letters that it judged from the sensors' state
+    (``out_of_order``): judged against a state someone else has since moved on, they would be wrong."""
+    try:
+        with engine.connect() as conn:
+            stored = {int(p): int(o) for p, o in conn.execute(
+                select(ConsumerOffset.partition, ConsumerOffset.next_offset).where(
+                    ConsumerOffset.group_id == group_id, ConsumerOffset.topic == topic,
+                    ConsumerOffset.partition.in_(list(expected))))}
+            for partition, before in expected.items():
+                if stored.get(partition) != before:
+                    raise StaleOffsetError(f"partition {partition} moved on elsewhere (expected offset {before}, "
+                                           f"stored {stored.get(partition)})")
+            if revisions:
+                rows = conn.execute(select(SensorState.sensor_id, SensorState.revision).where(
+                    SensorState.sensor_id.in_(list(revisions))))
+                now = {sid: rev for sid, rev in rows}
+                moved = sorted(sid for sid, rev in revisions.items() if now.get(sid) != rev)
+                if moved:
+                    raise StaleStateError(
+                        f"state of {len(moved)} sensor(s) changed in the database meanwhile ({', '.join(moved[:3])})")
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read the batch's fence: {exc.__class__.__name__}") from exc
+
+
 def probe_outputs(engine: Engine, *, alerts: Sequence[AlertRecord], sensors: Sequence[SensorRow],
                   evidence: Sequence[EvidenceRow] = ()) -> None:
     """Write these alert upserts and sensor states in a transaction that is always rolled back: raises

@@ -1,5 +1,5 @@
-"""The fault suite's short form (`python -m pipelines.chaos --quick --self-test`): 13 of its 14 scenarios (the
-PostgreSQL black hole is in the full run only) on a private broker and PostgreSQL cluster that it starts and
+"""The fault suite's short form (`python -m pipelines.chaos --quick --self-test`): 14 of its 16 scenarios (the
+PostgreSQL and Kafka black holes are in the full run only) on a private broker and PostgreSQL cluster that it starts and
 removes itself (the shared services are not touched); then its self-test: with the offset and revision fences
 deliberately broken, the zombie scenario must fail."""
 
@@ -26,9 +26,9 @@ def test_quick_fault_suite_loses_and_duplicates_nothing_and_fails_when_the_fence
                          last)
     assert match, f"no summary line; stdout tail:\n{proc.stdout[-3000:]}\nstderr tail:\n{proc.stderr[-3000:]}"
     scenarios, passed, kills, lost, duplicated, _seed = map(int, match.groups())
-    assert (scenarios, lost, duplicated) == (13, 0, 0), proc.stdout[-3000:]
+    assert (scenarios, lost, duplicated) == (14, 0, 0), proc.stdout[-3000:]
     assert passed == scenarios, proc.stdout[-3000:]
-    assert kills >= 5 + 4, proc.stdout[-3000:]  # scenario 1 at each injected point, scenario 11 from outside
+    assert kills >= 5 + 4 + 1, proc.stdout[-3000:]  # scenario 1 at each injected point, 11 and 16 from outside
     assert proc.returncode == 0
     # The self-test: consumers that write a stale batch instead of refusing it (run.fault break_fence) make the
     # zombie scenario fail on its fencing check (proving the suite can fail)

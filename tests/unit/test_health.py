@@ -67,3 +67,24 @@ def test_the_consumer_logs_a_heartbeat_with_throughput_and_lag(caplog) -> None: 
     lines = [r.getMessage() for r in caplog.records if r.name == "monitor.runner"]
     assert len(lines) == 1 and lines[0].startswith("running: 60 records in 60 s (1.0/s), lag 17 records on 3 "), lines
     assert runner._last_heartbeat == (60.0, 100)
+
+
+def test_healthz_turns_503_once_the_broker_has_not_answered_for_the_failing_limit() -> None:
+    """A black-holed broker fails no batch (polls come back empty): failed Kafka calls count on their own clock,
+    and an answer of the broker (a commit, an assignment) ends them."""
+    health.kafka_ok()
+    health.batch_durable()
+    try:
+        health.kafka_failed("Kafka offset commit failed: KafkaTimeoutError: None", now=100.0)
+        health.kafka_failed("Kafka consumer stalled, replaced: not a stable group member", now=120.0)
+        assert health.liveness(60.0, now=139.0, last=138.0, failing_limit_s=40.0) == (
+            True, {"status": "ok", "seconds_since_loop": 1.0, "limit_s": 60.0})
+        alive, body = health.liveness(60.0, now=141.0, last=140.0, failing_limit_s=40.0)
+        assert not alive and body["status"] == "failing" and body["seconds_failing"] == 41.0
+        assert body["reason"] == "Kafka consumer stalled, replaced: not a stable group member"
+        health.batch_durable()  # a batch made durable from records fetched before says nothing about the broker
+        assert not health.liveness(60.0, now=141.0, last=140.0, failing_limit_s=40.0)[0]
+        health.kafka_ok()
+        assert health.liveness(60.0, now=141.0, last=140.0, failing_limit_s=40.0)[0]
+    finally:
+        health.kafka_ok()
