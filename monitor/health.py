@@ -12,10 +12,11 @@ A loop that turns but gets nowhere is not healthy either: the runner reports eve
 ``/healthz`` answers 503 with the latest reason instead of the loop retrying silently.
 
 A loop that turns but cannot reach its broker is blind: a black-holed broker answers nothing, so kafka-python's
-polls just come back empty and no batch fails. The runner reports each Kafka call that fails (an offset commit,
-a replaced client: ``kafka_failed``) and each answer that proves the broker is there (a commit, a completed
-assignment: ``kafka_ok``); once the failures have lasted ``run.failing_batch_timeout_s`` without such an
-answer, ``/healthz`` answers 503 with that reason too.
+polls just come back empty and no batch fails. The runner reports the broker as failing (``kafka_failed``) when
+the group coordinator has not answered for longer than the session timeout (heartbeats; the broker has dropped
+the member by then), when an offset commit fails and when a client is replaced, each from the moment it went
+quiet; an answer (a heartbeat, a commit, an assignment: ``kafka_ok``) ends it. Once it has lasted
+``run.failing_batch_timeout_s``, ``/healthz`` answers 503 with that reason too.
 """
 
 from __future__ import annotations

@@ -208,6 +208,7 @@ class Runner:
                     self._replace_consumer(wedged)
                     last_data = time.monotonic()
                     continue
+                self._watch_broker(time.monotonic())
                 fresh = self._apply_rebalances()  # may settle the batch in flight, which may rewind
                 is_new = self.assignment.is_new
                 records = [r for tp, rs in batch.items() if tp.partition not in fresh
@@ -264,6 +265,15 @@ class Runner:
         if self.member.unstable_for(time.monotonic()) > self.stall_timeout_s:
             return BrokerError(f"not a stable group member for {self.stall_timeout_s:.0f} s")
         return None
+
+    def _watch_broker(self, now: float) -> None:
+        """Tell /healthz whether the broker answers: silent past the session timeout (the broker has dropped the
+        member by then) counts as failing from the last answer on; any answer since ends it."""
+        silent, answered = self.member.coordinator_silence(now)
+        if silent > self.member.session_timeout_s():
+            health.kafka_failed(f"no answer from the Kafka group coordinator for {silent:.0f} s", now=now - silent)
+        elif answered:
+            health.kafka_ok()
 
     def _replace_consumer(self, exc: Exception) -> None:
         """The consumer's network thread stopped answering (see monitor.ingest.netguard): drop this client and

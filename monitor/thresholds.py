@@ -212,7 +212,7 @@ class SensorThreshold:
             "normals": self.normals,
             "active": self.active,
             "seen": self.seen,
-            "warm": self.warm,
+            "warm": None if self.warm is None else list(self.warm),  # a copy: the snapshot is of its moment
             "prior": list(self.prior),
             "lift": self.lift,
         }

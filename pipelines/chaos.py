@@ -595,8 +595,9 @@ def s15_broker_black_hole(suite: Suite) -> Result:
     """The Kafka broker black-holed (a second private broker that advertises a proxy's port, so every connection of
     every client goes through the proxy): first shorter than the timeouts (2 s), then longer (25 s: past the
     session timeout, 4 s here, and the stall limit, 15 s). Poison records keep dead letters to send. The short hole
-    passes unnoticed (no 503, no client replaced); during the long one ``/healthz`` answers 503 (the consumer has
-    been no working group member for ``run.failing_batch_timeout_s``) and a member stopped with SIGTERM exits 0
+    passes unnoticed (no 503, no client replaced); during the long one ``/healthz`` answers 503 (the broker has not
+    answered for ``run.failing_batch_timeout_s``, or the loop is held in a call past ``run.liveness_timeout_s``,
+    10 s each here) and a member stopped with SIGTERM exits 0
     within 10 s; when the hole heals (its connections reset) the consumer recovers by itself, and the database
     equals the offline reference run, with every poison record dead-lettered once or more."""
     long_s = 25.0
@@ -604,7 +605,9 @@ def s15_broker_black_hole(suite: Suite) -> Result:
     with kit.HoledBroker(suite.services.workdir / "holed-kafka") as broker:
         assert broker.proxy is not None
         case = kit.new_case("kafkahole", suite.services, sqlite=True, bootstrap=broker.bootstrap)
-        case.extra_env["MONITOR_RUN__FAILING_BATCH_TIMEOUT_S"] = "10"
+        # 503 either way: the loop turning blind (no answer from the group coordinator past the failing limit) or
+        # stuck in a call the hole holds (a dead-letter flush: the loop's beat past the liveness limit)
+        case.extra_env.update({"MONITOR_RUN__FAILING_BATCH_TIMEOUT_S": "10", "MONITOR_RUN__LIVENESS_TIMEOUT_S": "10"})
         w, poison = watched_under_load(suite, case, result, long_s + 30, seed=36, poisoned=True)
         time.sleep(5.0)
         broker.proxy.blackhole()

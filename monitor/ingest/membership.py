@@ -9,8 +9,10 @@ only queues the change; the runner applies it on its own thread (see ``monitor.r
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -107,6 +109,7 @@ class GroupMember:
         self.listener = RebalanceQueue()
         self.dead = False  # the client was given up (closing in the background): never touch it again
         self._unstable_since: float | None = None  # monotonic time it stopped being a stable member
+        self._built_at = time.monotonic()  # when the current client was built: its answers come after
 
     def next_change(self) -> AssignmentChange | None:
         """The oldest queued assignment change of the current client, or None."""
@@ -147,6 +150,25 @@ class GroupMember:
             self._unstable_since = now
         return now - self._unstable_since
 
+    def coordinator_silence(self, now: float) -> tuple[float, bool]:
+        """(seconds since the group coordinator last answered the current client, whether it ever has): a
+        heartbeat answered, the coordinator found, the group joined; since the client was built when none has.
+        A black-holed broker answers nothing and kafka-python's polls just come back empty, so this is how the
+        loop learns it is blind (``/healthz``, see monitor.health). kafka-python's heartbeat bookkeeping, read
+        without a lock; (0, True) where a client has none."""
+        heartbeat: Any = getattr(getattr(self.consumer, "_coordinator", None), "heartbeat", None)
+        if heartbeat is None:
+            return 0.0, True
+        # last_reset is set when the client is built (no answer) and when a coordinator is found or a join ends
+        answered = max(heartbeat.last_receive, heartbeat.last_reset if heartbeat.last_reset > self._built_at
+                       else -math.inf)
+        if answered == -math.inf:
+            return max(0.0, now - self._built_at), False
+        return max(0.0, now - answered), True
+
+    def session_timeout_s(self) -> float:
+        return float(getattr(self.consumer, "config", {}).get("session_timeout_ms", 10_000)) / 1000.0
+
     def replace(self, stop: threading.Event, sleep: Callable[[float], Any]) -> None:
         """Drop the stalled client and join the group with a new one, retrying with backoff (1 s doubling to
         30 s) until it subscribes or ``stop`` is set. The caller has already revoked every partition."""
@@ -159,6 +181,7 @@ class GroupMember:
             health.beat()  # retrying is the loop at work (/healthz)
             try:
                 self.consumer = self.factory()
+                self._built_at = time.monotonic()
                 self.dead = False
                 self.subscribe()
                 log.info("replacement consumer subscribed to %s", self.topic)
