@@ -69,7 +69,7 @@ def kafka_failed(reason: str, now: float | None = None) -> None:
 
 
 def kafka_ok() -> None:
-    """The broker answered (an offset commit went through, the group assigned partitions)."""
+    """The broker answered (a heartbeat, an offset commit went through, the group assigned partitions)."""
     global _kafka_failing
     _kafka_failing = None
 

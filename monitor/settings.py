@@ -244,8 +244,8 @@ class RunSettings(BaseModel):
     failing_batch_timeout_s: float = Field(
         300.0, ge=10.0,
         description="/healthz answers 503 with the reason once batches have kept failing (database down or refusing, "
-        "dead letters undeliverable, offsets fenced) for this long without one becoming durable, or calls to the "
-        "broker have (offset commits, client replacements) without an answer from it.")
+        "dead letters undeliverable, offsets fenced) for this long without one becoming durable, or the broker has "
+        "not answered for this long (no heartbeat answered by the group coordinator, offset commits failing).")
     close_timeout_s: float = Field(
         2.0, gt=0, le=5, description="Bound of each Kafka call on shutdown (close, final flush); keeps exit < 10 s."
     )
