@@ -171,14 +171,7 @@ def check_fence(engine: Engine, *, group_id: str, topic: str, expected: Mapping[
                 if stored.get(partition) != before:
                     raise StaleOffsetError(f"partition {partition} moved on elsewhere (expected offset {before}, "
                                            f"stored {stored.get(partition)})")
-            if revisions:
-                rows = conn.execute(select(SensorState.sensor_id, SensorState.revision).where(
-                    SensorState.sensor_id.in_(list(revisions))))
-                now = {sid: rev for sid, rev in rows}
-                moved = sorted(sid for sid, rev in revisions.items() if now.get(sid) != rev)
-                if moved:
-                    raise StaleStateError(
-                        f"state of {len(moved)} sensor(s) changed in the database meanwhile ({', '.join(moved[:3])})")
+            _raise_if_moved(conn, revisions, lock=False)
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read the batch's fence: {exc.__class__.__name__}") from exc
 
@@ -283,13 +276,19 @@ def _check_revisions(engine: Engine, conn: Any, sensors: Sequence[SensorRow]) ->
     stored state, where windows older than the other writer's become ``out_of_order`` dead letters. Runs after
     the offset fence, inside the batch transaction: on SQLite that transaction already holds the write lock; on
     PostgreSQL the rows are locked (FOR UPDATE) so a concurrent writer waits for it."""
-    known = {s.sensor_id: s.revision for s in sensors}
-    if not known:
+    _raise_if_moved(conn, {s.sensor_id: s.revision for s in sensors}, lock=engine.dialect.name == "postgresql")
+
+
+def _raise_if_moved(conn: Any, revisions: Mapping[str, int | None], *, lock: bool) -> None:
+    """StaleStateError when a sensor's stored revision is not ``revisions[sensor]`` (None: must not be stored);
+    ``lock``: read the rows FOR UPDATE (PostgreSQL, inside the batch transaction)."""
+    if not revisions:
         return
-    query = select(SensorState.sensor_id, SensorState.revision).where(SensorState.sensor_id.in_(list(known)))
-    if engine.dialect.name == "postgresql":
+    query = select(SensorState.sensor_id, SensorState.revision).where(SensorState.sensor_id.in_(list(revisions)))
+    if lock:
         query = query.with_for_update()
-    moved = sorted(sid for sid, rev in conn.execute(query) if known[sid] is None or rev != known[sid])
+    stored = {sid: rev for sid, rev in conn.execute(query)}
+    moved = sorted(sid for sid, rev in revisions.items() if stored.get(sid) != rev)
     if moved:
         raise StaleStateError(f"state of {len(moved)} sensor(s) changed in the database meanwhile ({', '.join(moved[:3])})")
 
