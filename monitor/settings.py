@@ -292,8 +292,11 @@ class RegistrySettings(BaseModel):
         5.0, gt=0, description="How often a running consumer reads the active-model pointer (hot swap latency)."
     )
     shadow_min_windows: int = Field(
-        0, ge=0, description="`monitor models promote` refuses a version shadowed over fewer windows than this "
-        "(`monitor models shadow VERSION`; --force overrides). 0 = no shadow period required.")
+        1000, ge=0, description="Shadow period before a model replaces an active one: a retrain whose candidate passes "
+        "the gate makes it the shadow (scored alongside the active model by the running consumers, never alerting) "
+        "and `monitor scheduler` promotes it only after this many windows judged by both, if it was no noisier and "
+        "no deafer; `monitor models promote` refuses a version shadowed over fewer (--force overrides). The first "
+        "model of a name needs none. 0 = promote a passing candidate at once.")
 
 
 class RetrainSettings(BaseModel):

@@ -120,8 +120,9 @@ def promote(
     force: Annotated[bool, typer.Option(help="Promote without the shadow period registry.shadow_min_windows asks.")]
     = False,
 ) -> None:
-    """Make a version active (the gate is not consulted: an operator's decision). Consumers swap to it. With
-    registry.shadow_min_windows set, the version must first have been shadowed over that many windows."""
+    """Make a version active (the gate is not consulted: an operator's decision). Consumers swap to it. When
+    another version is active, this one must first have been shadowed over registry.shadow_min_windows windows
+    (`monitor models shadow VERSION`; --force skips the shadow period)."""
     from monitor.cli import _settings
     from monitor.errors import ConfigError, MonitorError
     from monitor.registry import shadow, versions
@@ -130,7 +131,7 @@ def promote(
         db, model = _open(name)
         before = versions.active_version(db, model)
         needed = _settings().registry.shadow_min_windows
-        if needed and not force:
+        if needed and not force and before is not None and before != version:
             report = shadow.summary(db, model, version)
             seen = report.counts["windows"] if report else 0
             if seen < needed:

@@ -33,7 +33,9 @@ def retrain_command(
         help="Train even when fewer than retrain.min_new_windows windows are newer than the active model's "
              "training range (otherwise the run is skipped).")] = False,
 ) -> None:
-    """Retrain now: read history, exclude alerts, train, gate against the active model, promote or reject."""
+    """Retrain now: read history, exclude alerts, train, gate against the active model; a passing candidate becomes
+    the shadow (registry.shadow_min_windows; 0: promoted at once), a failing one is rejected. A complete shadow
+    period is ended first."""
     from monitor.cli import _fail, _open_db, _parse_when, _settings
     from monitor.errors import MonitorError
     from monitor.training.retrain import FAILED, RetrainRequest, retrain

@@ -38,7 +38,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import ArtifactError, CancelledRunError, ConfigError, DataError, MonitorError
-from monitor.registry import versions
+from monitor.registry import shadow, versions
 from monitor.scoring import artifact
 from monitor.scoring.artifact import ModelBundle
 from monitor.scoring.train import EpochCallback, train, train_on_windows
@@ -149,6 +149,10 @@ def _run(
     registered = False
     try:
         active_name = versions.active_version(db, name) or _import_serving_file(db, cfg, progress)
+        if active_name is not None and (settled := shadow.settle(db, name, cfg.registry.shadow_min_windows,
+                                                                 by=request.triggered_by)):
+            progress(settled)  # a one-shot run (a CronJob) ends a complete shadow period as the scheduler does
+            active_name = versions.active_version(db, name)
         read: list[HistoryWindow] = []  # every window read, alerts included: the reference set's harvest
         windows, channels, window_len, sources, start, end = _load(db, cfg, request, counts, progress, progress_bars,
                                                                    clock, cancel, read)
@@ -157,9 +161,12 @@ def _run(
         if active_name is not None and not request.force and cfg.registry.shadow_min_windows > 0 and (
             shadowing := versions.pointer(db, name)[1]
         ) is not None:
-            why = (f"the shadow period of {name}/{shadowing} is still running (registry.shadow_min_windows="
-                   f"{cfg.registry.shadow_min_windows}): a new candidate would replace it before it ends "
-                   "(use --force to train anyway)")
+            report = shadow.summary(db, name, shadowing, active_name)
+            why = (f"the shadow period of {name}/{shadowing} is still running: "
+                   f"{report.counts['windows'] if report else 0} of registry.shadow_min_windows="
+                   f"{cfg.registry.shadow_min_windows} windows judged by it and {active_name} so far (running "
+                   "consumers report them); a new candidate would replace it before it ends (`monitor models show "
+                   f"{shadowing}`; --force trains anyway, `monitor models shadow --stop` ends the period)")
             progress(f"skipped: {why}")
             return RetrainOutcome(SKIPPED, None, why, None, counts)
         if active_name is not None and not request.force:

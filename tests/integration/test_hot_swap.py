@@ -143,3 +143,47 @@ def test_a_shadow_version_is_scored_alongside_never_alerts_and_reports_its_diffe
     # promoting the shadow ends shadowing (the pointer clears)
     versions.promote(db, "test", b.meta.version, by="test", reason="after the shadow period")
     assert versions.pointer(db, "test") == (b.meta.version, None)
+
+
+def test_by_default_a_retrained_candidate_serves_only_after_a_shadow_period_the_consumers_judged(
+    kafka_cfg: KafkaSettings, db: Engine, tmp_path: Path
+) -> None:
+    """The default path end to end: `retrain` makes a passing candidate the shadow (not the active model), a running
+    consumer scores it alongside, and the scheduler's settle promotes it only once the period is complete."""
+    from monitor.registry import shadow
+    from monitor.settings import RegistrySettings
+    from monitor.training.retrain import PROMOTED, SHADOWED, RetrainRequest, retrain
+    from tests.integration.retrain_helpers import retrain_config
+
+    cfg = retrain_config(kafka_cfg, max_error_ratio=100.0)
+    assert cfg.registry.shadow_min_windows == RegistrySettings().shadow_min_windows > 0  # the default, untouched
+    frame = _history().rename_axis("timestamp")
+    frame.iloc[:2000].to_csv(tmp_path / "first.csv")
+    frame.iloc[2000:].to_csv(tmp_path / "later.csv")
+    first = retrain(db, cfg, RetrainRequest(path=tmp_path / "first.csv"))
+    assert first.outcome == PROMOTED, first.reason  # the first model of the name: nothing to shadow
+    second = retrain(db, cfg, RetrainRequest(path=tmp_path / "later.csv"))
+    assert second.outcome == SHADOWED, second.reason
+    a_version, b_version = first.version or "", second.version or ""
+    assert versions.pointer(db, "test") == (a_version, b_version)
+    runner, thread = _watched_runner(kafka_cfg, db, versions.load_bundle(db, "test", a_version))
+    try:
+        _wait("the shadow to load", lambda: runner.shadow is not None)
+        produce(kafka_cfg, [w for s in range(2) for w in sensor_windows(s, 30, base_time())])
+        _wait("every window", lambda: runner.stats.scored >= 60)
+    finally:
+        runner.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    report = shadow.summary(db, "test", b_version, a_version)
+    assert report is not None and report.counts["windows"] == 60
+    assert shadow.settle(db, "test", cfg.registry.shadow_min_windows, by="scheduler") is None  # 60 < the period
+    assert versions.pointer(db, "test") == (a_version, b_version)
+    assert {al["model_version"] for al in query_alerts(db)} <= {a_version}  # the shadow never alerted
+    done = shadow.settle(db, "test", 60, by="scheduler")  # a period these 60 windows complete
+    assert done is not None, report.line()
+    # quiet windows: the shadow opened no more alerts than the active model, so the complete period promotes it
+    assert report.counts["opened_shadow"] <= report.counts["opened_active"], report.line()
+    assert done.startswith(f"promoted test/{b_version} after its shadow period"), done
+    assert versions.pointer(db, "test") == (b_version, None)
+    assert versions.get(db, "test", b_version).status == versions.ACTIVE

@@ -15,10 +15,10 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine, select
 
-from monitor.registry import versions
+from monitor.registry import shadow, versions
 from monitor.scoring import artifact
 from monitor.scoring.train import train
-from monitor.settings import KafkaSettings
+from monitor.settings import AlertSettings, KafkaSettings, ThresholdSettings
 from monitor.store.schema import Alert, AlertFeedback, utcnow
 from monitor.training import reference
 from monitor.training.history import read_history
@@ -182,7 +182,9 @@ def test_a_run_without_new_data_is_skipped_and_force_trains_anyway(db: Engine, t
     assert versions.active_version(db, "test") == first.version
     forced = retrain(db, cfg, RetrainRequest(path=tmp_path / "history.csv", reason="forced", force=True),
                      clock=lambda: utcnow() + timedelta(seconds=10))
-    assert forced.outcome in (PROMOTED, REJECTED) and forced.version not in (None, first.version)
+    # passing the gate, it becomes the shadow (the default shadow period), never the active model at once
+    assert forced.outcome in (SHADOWED, REJECTED) and forced.version not in (None, first.version)
+    assert versions.active_version(db, "test") == first.version
     assert len(versions.list_versions(db, "test")) == 2
     runs = versions.retrain_runs(db, "test", 50)  # every run reported, newest first, skipped ones included
     assert [r["outcome"] for r in runs] == [forced.outcome] + [SKIPPED] * 10 + [PROMOTED]
@@ -248,13 +250,12 @@ def test_a_candidate_that_misses_a_confirmed_true_positive_is_rejected(db: Engin
     assert reference.load(db, "test", [f"ch{i}" for i in range(4)], TINY.window_len) == []
 
 
-def test_with_a_shadow_period_a_passing_candidate_becomes_the_shadow_not_the_active_model(
+def test_by_default_a_passing_candidate_becomes_the_shadow_not_the_active_model(
     db: Engine, tmp_path: Path
 ) -> None:
     import dataclasses
 
-    cfg = retrain_config(KafkaSettings(), max_error_ratio=100.0)
-    cfg = dataclasses.replace(cfg, registry=cfg.registry.model_copy(update={"shadow_min_windows": 500}))
+    cfg = retrain_config(KafkaSettings(), max_error_ratio=100.0)  # the default shadow period (1000 windows)
     frame = history_frame(3200, n_channels=4, sensors=2)
     frame.iloc[:1600].to_csv(tmp_path / "first.csv")
     frame.iloc[1600:].to_csv(tmp_path / "later.csv")
@@ -266,5 +267,23 @@ def test_with_a_shadow_period_a_passing_candidate_becomes_the_shadow_not_the_act
     assert versions.get(db, "test", second.version or "").status == versions.CANDIDATE
     frame.iloc[1600:].set_axis(frame.index[1600:] + pd.Timedelta(hours=2)).to_csv(tmp_path / "newer.csv")
     third = retrain(db, cfg, RetrainRequest(path=tmp_path / "newer.csv"), clock=lambda: utcnow() + timedelta(seconds=9))
-    assert third.outcome == SKIPPED and "shadow period" in third.reason  # the running shadow is not replaced
+    assert third.outcome == SKIPPED  # the running shadow is not replaced; the reason says how far it got
+    assert f"0 of registry.shadow_min_windows=1000 windows judged by it and {first.version}" in third.reason
     assert versions.pointer(db, "test") == (first.version, second.version)
+    # the consumers report a complete, quiet period: the next one-shot run (a CronJob) promotes the shadow first
+    judge = shadow.Shadow(db, "test", versions.load_bundle(db, "test", second.version or ""), ThresholdSettings(),
+                          AlertSettings(), consumer="c-1")
+    judge.active_version = first.version or ""
+    judge.counts = shadow.ShadowCounts(windows=1000, opened_active=1, opened_shadow=1)
+    judge.flush()
+    lines: list[str] = []
+    fourth = retrain(db, cfg, RetrainRequest(path=tmp_path / "newer.csv"), progress=lines.append,
+                     clock=lambda: utcnow() + timedelta(seconds=13))
+    assert any(line.startswith(f"promoted test/{second.version} after its shadow period") for line in lines), lines
+    assert fourth.outcome == SHADOWED, fourth.reason  # then trains on the newer data: its candidate is the shadow
+    assert versions.pointer(db, "test") == (second.version, fourth.version)
+    off = dataclasses.replace(cfg, registry=cfg.registry.model_copy(update={"shadow_min_windows": 0}))
+    fifth = retrain(db, off, RetrainRequest(path=tmp_path / "newer.csv", force=True),
+                    clock=lambda: utcnow() + timedelta(seconds=17))
+    assert fifth.outcome == PROMOTED, fifth.reason  # 0: a passing candidate replaces the active model at once
+    assert versions.active_version(db, "test") == fifth.version

@@ -89,14 +89,40 @@ def test_models_shadow_show_and_a_promotion_that_needs_a_shadow_period(
     assert cli.invoke(app, ["models", "shadow", "tiny-1"]).exit_code == 2  # the active one cannot be its own shadow
     shown = json.loads(cli.invoke(app, ["models", "show", "tiny-2"]).stdout)
     assert shown["shadow"] == {"now": True}  # no consumer reported yet
+    refused = cli.invoke(app, ["models", "promote", "tiny-2"])  # the default asks for a shadow period
+    assert refused.exit_code == 2 and "shadowed over 0 windows, fewer than registry.shadow_min_windows=1000" in \
+        refused.stderr
     monkeypatch.setenv("MONITOR_REGISTRY__SHADOW_MIN_WINDOWS", "100")
     refused = cli.invoke(app, ["models", "promote", "tiny-2"])
-    assert refused.exit_code == 2 and "shadowed over 0 windows" in refused.stderr
+    assert refused.exit_code == 2 and "shadowed over 0 windows, fewer than registry.shadow_min_windows=100" in \
+        refused.stderr
+    monkeypatch.setenv("MONITOR_REGISTRY__SHADOW_MIN_WINDOWS", "0")
+    assert versions.pointer(make_engine(registry), "default")[0] != "tiny-2"
     forced = cli.invoke(app, ["models", "promote", "tiny-2", "--force"])
     assert forced.exit_code == 0, forced.output
     db = make_engine(registry)
     assert versions.pointer(db, "default") == ("tiny-2", None)
     assert cli.invoke(app, ["models", "shadow", "--stop"]).exit_code == 0
+
+
+def test_the_first_model_of_a_name_needs_no_shadow_period_a_replacement_does(
+    tmp_path: Path, tiny_bundle: ModelBundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'first.db'}"
+    db = make_engine(url)
+    init_schema(db)
+    versions.register(db, "default", tiny_bundle)
+    monkeypatch.setenv("MONITOR_DB__URL", url)
+    cli = CliRunner()
+    first = cli.invoke(app, ["models", "promote", tiny_bundle.meta.version])  # nothing active to compare it with
+    assert first.exit_code == 0, first.output
+    assert versions.pointer(db, "default") == (tiny_bundle.meta.version, None)
+    again = cli.invoke(app, ["models", "promote", tiny_bundle.meta.version])
+    assert again.exit_code == 2 and "already active" in again.stderr and "shadow" not in again.stderr
+    versions.register(db, "default", _twin(tiny_bundle, "tiny-2", 0.1))
+    refused = cli.invoke(app, ["models", "promote", "tiny-2"])
+    assert refused.exit_code == 2 and "`monitor models shadow tiny-2` first" in refused.stderr
+    assert versions.pointer(db, "default") == (tiny_bundle.meta.version, None)
 
 
 def test_models_runs_lists_every_retraining_run_with_its_outcome(
