@@ -138,6 +138,7 @@ class Runner:
         self._kafka_resync_at = 0.0  # monotonic time of the next try (at most one per KAFKA_RESYNC_S)
         self.watcher: ModelWatcher | None = None  # hot swap (monitor.registry.watcher), set by the wiring
         self.shadow: Shadow | None = None  # shadow mode (monitor.registry.shadow), from the watcher
+        self.shadow_flush_s = 30.0  # how often the shadow's counts are written to `shadow_reports`
         self.overlap = overlap
         self.max_sensors = max_sensors  # sensors held in memory at most (0: no bound); Engine.evict
         self._pool: ThreadPoolExecutor | None = None
@@ -248,7 +249,7 @@ class Runner:
         if bundle is not None and self.watcher is not None:
             scorer = self.engine.scorer
             self.shadow = Shadow(self.db, self.watcher.name, bundle, self.engine.threshold_cfg, self.engine.alert_cfg,
-                                 batch_size=scorer.batch_size, device=scorer.device)
+                                 flush_s=self.shadow_flush_s, batch_size=scorer.batch_size, device=scorer.device)
 
     def _close(self) -> None:
         self.member.close()
