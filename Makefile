@@ -57,7 +57,7 @@ test-unit: install
 	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: install services
-	$(PYTHON) -m pipelines.bench $(BENCH_ARGS)
+	$(PYTHON) -m pipelines.bench.throughput $(BENCH_ARGS)
 
 # Regenerate the configuration reference after changing settings (a test checks it is current).
 docs:
@@ -65,32 +65,32 @@ docs:
 	$(PYTHON) -m monitor config reference -f env --out deploy/monitor.env.example
 
 bench-skab: install
-	$(PYTHON) -m pipelines.bench_skab $(BENCH_ARGS)
+	$(PYTHON) -m pipelines.bench.skab $(BENCH_ARGS)
 
 # SKAB + TEP (../shared/data) + the generated fault taxonomy with the default settings; last line `quality: ...`.
 QUALITY_ARGS ?=
 bench-quality: install
-	$(PYTHON) -m pipelines.bench_quality $(QUALITY_ARGS)
+	$(PYTHON) -m pipelines.bench.quality $(QUALITY_ARGS)
 
 # False alarms across a model hot swap (thresholds carried vs re-warmed), SKAB + TEP; last line `swap: ...`.
 bench-swap: install
-	$(PYTHON) -m pipelines.bench_swap $(BENCH_ARGS)
+	$(PYTHON) -m pipelines.bench.swap $(BENCH_ARGS)
 
 bench-memory: install
-	$(PYTHON) -m pipelines.bench_memory $(BENCH_ARGS)
+	$(PYTHON) -m pipelines.bench.memory $(BENCH_ARGS)
 
 # Poison corpus + random mutations mixed with good windows through `monitor run` on the local services, SQLite
 # then PostgreSQL; last line `fuzz: records=... crashes=0 stalls=0 nonfinite=0`. FUZZ_ARGS="--duration-s 600 --seed 3"
 FUZZ_ARGS ?=
 fuzz: install services
-	$(PYTHON) -m pipelines.fuzz $(FUZZ_ARGS)
+	$(PYTHON) -m pipelines.faults.fuzz $(FUZZ_ARGS)
 
 # Fault suite: starts its own broker and PostgreSQL cluster (other ports/state), kills them, removes them.
 CHAOS_ARGS ?=
 chaos: install
 	deploy/local/postgres.sh install
 	deploy/local/kafka.sh fetch
-	$(PYTHON) -m pipelines.chaos $(CHAOS_ARGS)
+	$(PYTHON) -m pipelines.faults.chaos $(CHAOS_ARGS)
 
 lint:
 	$(PYTHON) -m ruff check monitor

@@ -1,3 +1,3 @@
-from monitor.cli import app
+from monitor.commands.app import app
 
 app(prog_name="monitor")

@@ -10,7 +10,7 @@
         └── StoreError          the SQL database unreachable or refusing
             └── StoreRejectedError  the database refused the data itself (not retriable as it is)
 
-Bad input records are data, not crashes: the decoder returns a `DecodeFailure` (see `monitor.contract`)
+Bad input records are data, not crashes: the decoder returns a `DecodeFailure` (see `monitor.core.contract`)
 that the consumer routes to the dead-letter topic.
 Library errors are wrapped at the seam with ``raise OwnError(...) from exc``.
 """

@@ -116,14 +116,14 @@ class ModelSettings(BaseModel):
         0.5, ge=0,
         description="Weight of the level term in the score: each channel's window-mean residual, robustly "
         "standardised on the training windows, squared (a shift of a noisy or quantised channel that the squared "
-        "error hides; 0 = reconstruction error only). Stored in the artifact. See monitor/scoring/scorer.py.",
+        "error hides; 0 = reconstruction error only). Stored in the artifact. See monitor/core/scoring/scorer.py.",
     )
     linear_weight: float = Field(
         1.0, ge=0,
         description="Weight of the linear (PCA) term in the score: each channel's squared residual outside the "
         "principal components of the training rows (the Q statistic), over its typical value on the training data "
         "(a break of how channels move together, which the autoencoder reconstructs channel by channel; 0 = off). "
-        "Stored in the artifact. See monitor/scoring/linear.py.",
+        "Stored in the artifact. See monitor/core/scoring/linear.py.",
     )
     linear_variance: float = Field(
         0.9, gt=0, lt=1,
@@ -185,7 +185,7 @@ class ThresholdSettings(BaseModel):
     recentre_rate: float = Field(
         0.01, ge=0, lt=1,
         description="Per window, how fast each channel's input centre follows slow drift (EW weight; 0 = off). "
-        "See monitor/scoring/baseline.py.",
+        "See monitor/core/scoring/baseline.py.",
     )
     recentre_k: float = Field(
         2.0, gt=0,
@@ -237,7 +237,7 @@ class RunSettings(BaseModel):
     workers: int = Field(
         1, ge=1, le=256,
         description="Consumer processes `monitor run` starts on this host, one group member each (one per core: "
-        "a consumer is bound by one core). With a metrics port P, worker i serves it on P + i. See monitor/workers.py.")
+        "a consumer is bound by one core). With a metrics port P, worker i serves it on P + i. See monitor/consumer/workers.py.")
     liveness_timeout_s: float = Field(
         120.0, ge=10.0,
         description="/healthz on the metrics port answers 503 once the poll loop has not turned for this long.")
@@ -262,7 +262,7 @@ class RunSettings(BaseModel):
     max_sensors_in_memory: int = Field(
         20_000, ge=0,
         description="Sensors whose state a consumer holds in memory at most (about 15 KiB each: docs/benchmarks.md, "
-        "`python -m pipelines.bench_memory`); beyond it the least recently seen ones without an open alert are dropped after a durable batch and read "
+        "`python -m pipelines.bench.memory`); beyond it the least recently seen ones without an open alert are dropped after a durable batch and read "
         "back from the database when their next window comes. 0 = no bound.")
     fault: str | None = Field(
         None, description="TEST ONLY (fault suite): '<point>:<probability>[:kill|term|stop[:seed]]' and/or "

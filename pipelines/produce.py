@@ -12,7 +12,7 @@ import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from tqdm import tqdm
 
-from monitor.contract import encode_values
+from monitor.core.contract import encode_values
 
 
 def send_windows(

@@ -17,9 +17,9 @@ import typer
 
 from monitor.errors import MonitorError
 from monitor.ingest.kafka import ensure_topics, make_producer
-from monitor.scoring import artifact
+from monitor.core.scoring import artifact
 from monitor.settings import ModelSettings, Settings
-from monitor.windows import read_wide_csv, sliding_windows, window_starts
+from monitor.core.windows import read_wide_csv, sliding_windows, window_starts
 from pipelines.produce import send_windows
 
 app = typer.Typer(add_completion=False)

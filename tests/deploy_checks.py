@@ -156,7 +156,7 @@ def all_commands() -> list[ContainerCommand]:
 
 def monitor_cli() -> Any:
     """The click group behind the typer app (typer may vendor its own click: duck-typed on purpose)."""
-    from monitor.cli import app
+    from monitor.commands.app import app
 
     command = typer.main.get_command(app)
     assert hasattr(command, "list_commands"), "the monitor CLI is not a command group"

@@ -23,18 +23,18 @@ from pydantic import BeforeValidator
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from monitor import metrics as _runner_metrics  # noqa: F401 - the monitor's metric names live in one registry
+from monitor.observe import metrics as _runner_metrics  # noqa: F401 - the monitor's metric names live in one registry
 from monitor.api import context as ctx
 from monitor.api.auth import ApiError, require
 from monitor.api.gate import Gate
 from monitor.api.guard import RequestGuard
 from monitor.api.schemas import ActionIn, AlertDetail, AlertPage, FeedbackIn, FeedbackResult, FleetOut, SensorOut
-from monitor.contract import parse_time
-from monitor.when import HELP as WHEN_HELP
-from monitor.when import parse_when
+from monitor.core.contract import parse_time
+from monitor.core.when import HELP as WHEN_HELP
+from monitor.core.when import parse_when
 from monitor.errors import StoreError
-from monitor.feedback import levels_from_scores
-from monitor.incidents import ACKNOWLEDGED, RESOLVED
+from monitor.core.feedback import levels_from_scores
+from monitor.core.incidents import ACKNOWLEDGED, RESOLVED
 from monitor.settings import Settings
 from monitor.store import alerts_api as store
 from monitor.store import fleet as fleet_store
@@ -84,7 +84,7 @@ def decode_cursor(text: str, sort: str) -> tuple[Any, ...]:
 
 
 def _when(value: object) -> datetime:
-    """A query time (``monitor.when``: ISO-8601 with a zone, or relative to now such as 1h), in UTC."""
+    """A query time (``monitor.core.when``: ISO-8601 with a zone, or relative to now such as 1h), in UTC."""
     parsed = parse_when(value) if isinstance(value, str) and len(value) <= 64 else None
     if parsed is None:
         raise ValueError(f"must be {WHEN_HELP}, within years 1..9999 in UTC")

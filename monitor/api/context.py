@@ -1,4 +1,4 @@
-"""An alert's context for plotting: the scores and thresholds decided at the time (``monitor.evidence``, stored
+"""An alert's context for plotting: the scores and thresholds decided at the time (``monitor.core.evidence``, stored
 with the alert), and the sensor's window values read back from Kafka by the alert's source offsets.
 
 Scores are never re-computed for an alert with evidence: the page plots exactly what fired (each window's score,
@@ -31,16 +31,16 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 from sqlalchemy import Engine as DbEngine
 
-from monitor.contract import SensorWindow, decode, format_time
+from monitor.core.contract import SensorWindow, decode, format_time
 from monitor.errors import ArtifactError, BrokerError, MonitorError
-from monitor.evidence import EvidenceRow, Mark
+from monitor.core.evidence import EvidenceRow, Mark
 from monitor.ingest.kafka import make_consumer
 from monitor.registry import versions
 from monitor.registry.serving import serving_model
 from monitor.registry.watcher import ModelWatcher
-from monitor.scoring import artifact
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.scorer import Scorer
+from monitor.core.scoring import artifact
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.scorer import Scorer
 from monitor.settings import KafkaSettings, RegistrySettings
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """Thin Kafka adapters (kafka-python 3.x). Clients are built here from ``KafkaSettings``; nothing else in the
-package imports kafka directly except the runner (with monitor.ingest.membership and monitor.outages) and the
+package imports kafka directly except the runner (with monitor.ingest.membership and monitor.consumer.outages) and the
 pipelines that receive these clients."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from monitor.contract import DecodeFailure
+from monitor.core.contract import DecodeFailure
 from monitor.errors import BrokerError
 from monitor.ingest import netguard
 from monitor.settings import KafkaSettings

@@ -3,7 +3,7 @@ it owns with their stored offsets, and the replacement of a client whose network
 ``monitor.ingest.netguard``).
 
 Rebalance callbacks run on kafka-python's network thread, where blocking consumer calls raise: the listener
-only queues the change; the runner applies it on its own thread (see ``monitor.runner``).
+only queues the change; the runner applies it on its own thread (see ``monitor.consumer.runner``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import MemberState
 
-from monitor import health
+from monitor.observe import health
 from monitor.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class GroupMember:
         """(seconds since the group coordinator last answered the current client, whether it ever has): a
         heartbeat answered, the coordinator found, the group joined; since the client was built when none has.
         A black-holed broker answers nothing and kafka-python's polls just come back empty, so this is how the
-        loop learns it is blind (``/healthz``, see monitor.health). kafka-python's heartbeat bookkeeping, read
+        loop learns it is blind (``/healthz``, see monitor.observe.health). kafka-python's heartbeat bookkeeping, read
         without a lock; (0, True) where a client has none."""
         heartbeat: Any = getattr(getattr(self.consumer, "_coordinator", None), "heartbeat", None)
         if heartbeat is None:

@@ -9,8 +9,8 @@ from sqlalchemy import Engine as DbEngine
 
 from monitor.registry import versions
 from monitor.registry.watcher import ModelWatcher
-from monitor.scoring import artifact
-from monitor.scoring.artifact import ModelBundle
+from monitor.core.scoring import artifact
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import RegistrySettings
 
 log = logging.getLogger(__name__)

@@ -25,13 +25,13 @@ from sqlalchemy import Engine as DbEngine
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.engine import Engine, Record
+from monitor.core.engine import Engine, Record
 from monitor.errors import StoreError
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.scorer import Scorer
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.store.schema import ShadowReport, utcnow
-from monitor.thresholds import Decision
+from monitor.core.thresholds import Decision
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class ShadowSummary:
     counts: dict[str, int]
 
     def to_json(self) -> dict[str, Any]:
-        from monitor.contract import format_time
+        from monitor.core.contract import format_time
 
         return {"version": self.version, "consumers": self.consumers, "active_versions": self.active_versions,
                 "started_at": format_time(self.started_at) if self.started_at else None,

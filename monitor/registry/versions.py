@@ -18,10 +18,10 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, Table, case, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from monitor.contract import parse_time
+from monitor.core.contract import parse_time
 from monitor.errors import ArtifactError, ConfigError, StoreError
-from monitor.scoring import artifact
-from monitor.scoring.artifact import ModelBundle
+from monitor.core.scoring import artifact
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.store.schema import ModelPointer, ModelVersion, utcnow
 
 CANDIDATE, ACTIVE, REJECTED, RETIRED = "candidate", "active", "rejected", "retired"
@@ -54,7 +54,7 @@ class VersionInfo:
     reason: str | None
 
     def to_json(self) -> dict[str, Any]:
-        from monitor.contract import format_time
+        from monitor.core.contract import format_time
 
         out: dict[str, Any] = {}
         for key, value in self.__dict__.items():
@@ -262,7 +262,7 @@ def set_shadow(db: Engine, name: str, version: str | None, *, by: str) -> None:
 
 def retrain_runs(db: Engine, name: str, limit: int = 20) -> list[dict[str, Any]]:
     """The ``limit`` latest retraining runs of ``name`` (any outcome), newest first, with their reports."""
-    from monitor.contract import format_time
+    from monitor.core.contract import format_time
     from monitor.store.schema import RetrainRun
 
     t = RetrainRun.__table__.c

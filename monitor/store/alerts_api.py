@@ -22,7 +22,7 @@ from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
-from monitor.incidents import ACKNOWLEDGED, OPEN, RESOLVED
+from monitor.core.incidents import ACKNOWLEDGED, OPEN, RESOLVED
 from monitor.store.apikeys import actor_name
 from monitor.store.schema import Alert, AlertEvent, AlertFeedback, SensorState, utcnow
 

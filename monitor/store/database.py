@@ -1,6 +1,6 @@
 """Engine creation and schema management (Alembic migrations). No engine is created at import time.
 
-The schema is owned by the migrations in ``monitor/migrations/versions``: `upgrade` applies them,
+The schema is owned by the migrations in ``monitor/store/migrations/versions``: `upgrade` applies them,
 `require_current_schema` is what services call before they touch the database. Policy:
 
 - up to date: go on;
@@ -37,7 +37,7 @@ from monitor.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 
-SCRIPT_LOCATION = "monitor:migrations"
+SCRIPT_LOCATION = "monitor.store:migrations"
 BASELINE_REVISION = "0001"  # the schema of the walking skeleton (alerts, sensor_state, consumer_offsets)
 BASELINE_TABLES = frozenset({"alerts", "sensor_state", "consumer_offsets"})
 VERSION_TABLE = "alembic_version"
@@ -134,7 +134,7 @@ def head_revision() -> str:
     """The newest revision this code knows."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:  # pragma: no cover - the package always ships revisions
-        raise ConfigError("no migrations found in monitor/migrations/versions")
+        raise ConfigError("no migrations found in monitor/store/migrations/versions")
     return head
 
 

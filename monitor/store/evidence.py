@@ -1,4 +1,4 @@
-"""Reads and writes of decision-time evidence (``monitor.evidence``; table ``alert_evidence``).
+"""Reads and writes of decision-time evidence (``monitor.core.evidence``; table ``alert_evidence``).
 
 ``write_evidence`` runs on the caller's connection, inside the batch transaction that upserts the alerts
 (``repository.commit_batch``): evidence is durable exactly when its alerts are, before the offsets move.
@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
-from monitor.evidence import EvidenceRow, Mark, Prune, finite_list, finite_or_none
+from monitor.core.evidence import EvidenceRow, Mark, Prune, finite_list, finite_or_none
 from monitor.store.schema import AlertEvidence
 
 

@@ -2,11 +2,11 @@
 and are marked for retraining.
 
 * ``apply_false_positive``: in ONE transaction, read the sensor's stored state, admit the alert windows'
-  levels (``monitor.feedback.forgive_state``), write it back and mark the feedback applied. Skipped (with a
+  levels (``monitor.core.feedback.forgive_state``), write it back and mark the feedback applied. Skipped (with a
   reason kept in ``alert_feedback.threshold_note``) when the sensor's state belongs to another model version
   than the alert (another score scale) or when there is no state.
 * ``apply_new_normal``: the same locked read-modify-write for the verdict ``new_normal``: the sensor's current
-  level becomes its centre (``monitor.feedback.adopt_state``).
+  level becomes its centre (``monitor.core.feedback.adopt_state``).
 * ``false_positive_ranges``: (sensor_id, start, end) of every alert whose current verdict is false
   positive; a retraining job admits the windows in these ranges to its training set instead of excluding
   them with the other alert windows.
@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
-from monitor.feedback import adopt_state, forgive_state
+from monitor.core.feedback import adopt_state, forgive_state
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.store.schema import Alert, AlertFeedback, SensorState, utcnow
 
@@ -56,7 +56,7 @@ def apply_false_positive(
 
 def apply_new_normal(engine: Engine, alert_id: int) -> tuple[bool, str]:
     """The verdict ``new_normal``: the alert's sensor adopts its current level as the centre its windows are
-    judged against (``monitor.feedback.adopt_state``), in one locked read-modify-write like
+    judged against (``monitor.core.feedback.adopt_state``), in one locked read-modify-write like
     ``apply_false_positive`` (the revision bump makes a consumer re-read the state). Once per verdict; skipped,
     with the reason in ``threshold_note``, when the sensor's state is on another model version than the alert's
     or holds no judged window. Returns (applied, note)."""

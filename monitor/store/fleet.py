@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
-from monitor.incidents import ACKNOWLEDGED, OPEN
+from monitor.core.incidents import ACKNOWLEDGED, OPEN
 from monitor.store.alerts_api import SEVERITIES
 from monitor.store.schema import Alert, SensorState
 

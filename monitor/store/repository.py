@@ -17,8 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
 from monitor.errors import StoreError, StoreRejectedError
-from monitor.evidence import EvidenceRow, Prune
-from monitor.incidents import RESOLVED, AlertRecord
+from monitor.core.evidence import EvidenceRow, Prune
+from monitor.core.incidents import RESOLVED, AlertRecord
 from monitor.store.evidence import write_evidence
 from monitor.store.schema import Alert, ConsumerOffset, SensorState, utcnow
 
@@ -180,7 +180,7 @@ def probe_outputs(engine: Engine, *, alerts: Sequence[AlertRecord], sensors: Seq
                   evidence: Sequence[EvidenceRow] = ()) -> None:
     """Write these alert upserts and sensor states in a transaction that is always rolled back: raises
     StoreRejectedError when the database refuses the data, StoreError when it cannot be reached. Used to find
-    the records of a refused batch (``monitor.batches``); nothing is stored, no offset is fenced."""
+    the records of a refused batch (``monitor.consumer.batches``); nothing is stored, no offset is fenced."""
     try:
         with engine.connect() as conn:
             tx = conn.begin()

@@ -93,7 +93,7 @@ class SensorState(Base):
 
 
 class AlertEvidence(Base):
-    """Decision-time evidence of an alert (``monitor.evidence``): one judged window as the engine decided it.
+    """Decision-time evidence of an alert (``monitor.core.evidence``): one judged window as the engine decided it.
 
     Keyed by the alert's identity (sensor_id, opened_at) and the window's end; written in the batch transaction
     with the alert upserts. ``score`` and ``threshold`` are the float64 values compared (NULL for a non-finite one:

@@ -6,7 +6,7 @@ Two measures per model, on the same hold-out windows (alerts already excluded, s
   divided by the hold-out's own per-channel variance, so models with different scalers compare fairly;
   plus quantiles of the log window score against the model's own calibration;
 * **expected alert rate**: the hold-out windows, each sensor's in time order, are judged by the one judge,
-  ``monitor.engine.Engine``, with a fresh sensor context per sensor (exactly as a consumer starting on the
+  ``monitor.core.engine.Engine``, with a fresh sensor context per sensor (exactly as a consumer starting on the
   model would judge them: input re-centring, threshold warm-up, hysteresis) and the alerts it opens are counted,
   per window. The log-score quantiles are those of the scores it decided with.
 
@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from monitor.contract import SensorWindow
-from monitor.engine import Engine, Record
-from monitor.evidence import finite_or_none
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.scorer import Scorer, channel_residuals, deseasonalise, seasonality_of
+from monitor.core.contract import SensorWindow
+from monitor.core.engine import Engine, Record
+from monitor.core.evidence import finite_or_none
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.scorer import Scorer, channel_residuals, deseasonalise, seasonality_of
 from monitor.settings import AlertSettings, RetrainSettings, ThresholdSettings
 
 
@@ -194,7 +194,7 @@ def decide(
     earlier: Sequence[tuple[str, float]] = (), reference: ReferenceCheck | None = None,
 ) -> GateResult:
     """Apply the gate's rules (see the module docstring). ``incompatible``: why the candidate does not fit the
-    active model's windows (``monitor.scoring.artifact.incompatibility``), which rejects it. ``earlier``: (version,
+    active model's windows (``monitor.core.scoring.artifact.incompatibility``), which rejects it. ``earlier``: (version,
     reconstruction error on this hold-out) of versions active before the current one: the error bar is the best
     of them and the active model, so a chain of candidates each a little worse than the last cannot slide.
     ``reference``: both models on the confirmed alerts: the candidate must detect every confirmed true positive

@@ -29,7 +29,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from tqdm import tqdm
 
-from monitor.contract import DecodeFailure, decode
+from monitor.core.contract import DecodeFailure, decode
 from monitor.errors import BrokerError, CancelledRunError, DataError
 from monitor.ingest.kafka import make_consumer
 from monitor.settings import KafkaSettings

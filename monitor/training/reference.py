@@ -6,7 +6,7 @@ where it matters). Each retrain harvests, from the history it reads, the windows
 alert's windows plus ``retrain.reference_context`` windows of the same sensor before it, on which the threshold
 and the input centres settle) and keeps them in ``reference_windows``, beyond the topic's retention. A
 reference is judged like the hold-out: the sensor's windows in time order through the one judge
-(``monitor.engine.Engine``, a fresh sensor context), flagged when an alert is active on a window that overlaps
+(``monitor.core.engine.Engine``, a fresh sensor context), flagged when an alert is active on a window that overlaps
 the confirmed range.
 """
 
@@ -21,11 +21,11 @@ from sqlalchemy import Engine as DbEngine
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from monitor.contract import SensorWindow
-from monitor.engine import Engine, Record
+from monitor.core.contract import SensorWindow
+from monitor.core.engine import Engine, Record
 from monitor.errors import StoreError
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.scorer import Scorer
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.store.schema import AlertFeedback, ReferenceWindows, utcnow
 from monitor.training.gate import ReferenceCheck

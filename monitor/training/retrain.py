@@ -39,9 +39,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import ArtifactError, CancelledRunError, ConfigError, DataError, MonitorError
 from monitor.registry import shadow, versions
-from monitor.scoring import artifact
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.train import EpochCallback, train, train_on_windows
+from monitor.core.scoring import artifact
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.train import EpochCallback, train, train_on_windows
 from monitor.settings import (
     AlertSettings, KafkaSettings, ModelSettings, RegistrySettings, RetrainSettings, ThresholdSettings,
 )
@@ -367,7 +367,7 @@ def _load(
 def _file_windows(request: RetrainRequest, window_len: int) -> tuple[list[HistoryWindow], tuple[str, ...],
                                                                        datetime, datetime]:
     """A wide CSV/Parquet file -> consecutive non-overlapping windows of one pseudo-sensor."""
-    from monitor.windows import read_wide_csv
+    from monitor.core.windows import read_wide_csv
 
     path = Path(request.path or "")
     if path.suffix == ".parquet":

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from monitor.scoring.artifact import ModelBundle
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import KafkaSettings
 from monitor.store.database import init_schema, make_engine
 from monitor.store.repository import query_alerts

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from monitor.api.app import create_app
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.train import train
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.train import train
 from monitor.settings import KafkaSettings, ModelSettings, Settings
 from monitor.store.apikeys import create_key
 from monitor.store.schema import Alert
@@ -66,7 +66,7 @@ def api_bundle() -> ModelBundle:
 
 @pytest.fixture(scope="session")
 def api_model_path(tmp_path_factory: pytest.TempPathFactory, api_bundle: ModelBundle) -> Path:
-    from monitor.scoring import artifact
+    from monitor.core.scoring import artifact
 
     return artifact.save(api_bundle, tmp_path_factory.mktemp("api-model") / "model.pt")
 

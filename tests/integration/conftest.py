@@ -21,8 +21,8 @@ from kafka import KafkaAdminClient
 from sqlalchemy import Engine, text
 
 from monitor.ingest.kafka import ensure_topics
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.train import train
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.train import train
 from monitor.settings import KafkaSettings, ModelSettings
 from monitor.store.database import init_schema, make_engine
 from pipelines.synthetic import history_frame
@@ -129,7 +129,7 @@ def e2e_bundle(history: pd.DataFrame) -> ModelBundle:
 
 @pytest.fixture(scope="session")
 def e2e_model_path(tmp_path_factory: pytest.TempPathFactory, e2e_bundle: ModelBundle) -> Path:
-    from monitor.scoring import artifact
+    from monitor.core.scoring import artifact
 
     return artifact.save(e2e_bundle, tmp_path_factory.mktemp("model") / "model.pt")
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from monitor.runner import RunStats, build_runner
-from monitor.scoring.artifact import ModelBundle
+from monitor.consumer.runner import RunStats, build_runner
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.ingest.kafka import make_producer
 from pipelines.produce import read_topic, send_windows, topic_end_offsets

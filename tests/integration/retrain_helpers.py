@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine
 
-from monitor.contract import encode_values
+from monitor.core.contract import encode_values
 from monitor.ingest.kafka import make_producer
 from monitor.settings import (
     AlertSettings, KafkaSettings, ModelSettings, RegistrySettings, RetrainSettings, ThresholdSettings,

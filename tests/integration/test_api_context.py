@@ -10,7 +10,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from sqlalchemy import Engine, Text, cast, select
 
-from monitor.scoring.artifact import ModelBundle
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import KafkaSettings
 from monitor.store.feedback import false_positive_ranges
 from monitor.store.repository import query_alerts

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from monitor.api.app import create_app
 from monitor.registry import versions
 from monitor.registry.versions import _T as MODEL_VERSIONS
-from monitor.scoring import artifact
+from monitor.core.scoring import artifact
 from monitor.settings import RegistrySettings, Settings
 from tests.integration.api_helpers import alert_row, client, insert_alerts, keys
 from tests.unit.artifacts import crafted, small_bundle

@@ -79,7 +79,7 @@ def test_train_replay_run_and_query_through_the_cli(tmp_path: Path, kafka_cfg: K
 
 
 def test_training_on_too_little_data_fails_clearly(tmp_path: Path) -> None:
-    from monitor.scoring.train import min_rows
+    from monitor.core.scoring.train import min_rows
     from monitor.settings import ModelSettings
 
     need = min_rows(ModelSettings())  # short histories are trained on as they are, down to this many rows

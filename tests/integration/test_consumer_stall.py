@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import Engine
 
 from monitor.ingest import netguard
-from monitor.runner import RunStats, build_runner
-from monitor.scoring.artifact import ModelBundle
+from monitor.consumer.runner import RunStats, build_runner
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.store.repository import load_offsets
 from pipelines.synthetic import make_fleet

@@ -14,10 +14,10 @@ import pytest
 from kafka import KafkaAdminClient
 from sqlalchemy import Engine
 
-from monitor import contract
+from monitor.core import contract
 from monitor.ingest.kafka import DeadLetters, ensure_topics, make_producer
-from monitor.runner import build_runner
-from monitor.scoring.artifact import ModelBundle
+from monitor.consumer.runner import build_runner
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.store.repository import load_offsets
 from pipelines.synthetic import fleet_windows, make_fleet
@@ -79,14 +79,14 @@ def test_an_undeliverable_dead_letter_holds_its_offset_and_is_delivered_once_the
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors.append(exc)
 
-    caplog.set_level(logging.ERROR, logger="monitor.runner")
+    caplog.set_level(logging.ERROR, logger="monitor.consumer.runner")
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()
     try:
         _wait_for(lambda: runner.stats.failed_batches >= 2 or bool(errors), 90, "two failed dead-letter sends")
         assert not errors, f"the consumer crashed: {errors[0]!r}"
         assert thread.is_alive()
-        reports = [r.getMessage() for r in caplog.records if r.name == "monitor.runner"]
+        reports = [r.getMessage() for r in caplog.records if r.name == "monitor.consumer.runner"]
         assert any("Kafka: dead-letter send to topic" in m and cfg.dlq_topic in m and "KafkaTimeoutError" in m
                    for m in reports), reports
         assert not any("database" in m for m in reports), "a broker problem is not reported as a database outage"

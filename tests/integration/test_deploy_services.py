@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from monitor.ingest.kafka import make_producer
-from monitor.scoring import artifact
-from monitor.scoring.train import train
+from monitor.core.scoring import artifact
+from monitor.core.scoring.train import train
 from monitor.settings import KafkaSettings, ModelSettings
 from pipelines.produce import send_windows
 from pipelines.synthetic import EPOCH, channel_names, history_frame, normal_series

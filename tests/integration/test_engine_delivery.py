@@ -7,17 +7,17 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from monitor import contract
-from monitor.engine import Engine as Detector
-from monitor.engine import Record
+from monitor.core import contract
+from monitor.core.engine import Engine as Detector
+from monitor.core.engine import Record
 from monitor.ingest.kafka import make_producer
-from monitor.runner import build_runner
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.scorer import Scorer
+from monitor.consumer.runner import build_runner
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.store.repository import load_offsets, query_alerts
-from pipelines.chaos import poison_records
-from pipelines.chaos_kit import MAX_RECORD_BYTES, reset_group_to_earliest
+from pipelines.faults.chaos import poison_records
+from pipelines.faults.kit import MAX_RECORD_BYTES, reset_group_to_earliest
 from pipelines.synthetic import fleet_windows, make_fleet
 from tests.integration.helpers import end_offsets, read_all, run_to_end
 
@@ -112,7 +112,7 @@ def test_a_replay_after_resetting_the_group_offsets_changes_nothing(
 
     assert again.consumed == 0, "the consumer must seek to the offsets stored with the output, not Kafka's"
     assert _dump(db) == before  # not even updated_at moved
-    from pipelines.chaos_kit import group_committed
+    from pipelines.faults.kit import group_committed
 
     assert group_committed(kafka_cfg) == {p: o for p, o in end_offsets(kafka_cfg).items()}, "Kafka lag back to 0"
 
@@ -126,7 +126,7 @@ def test_a_failed_kafka_offset_commit_is_made_good_once_idle(
     rebalance churn: lag (0, 1) after every member had left."""
     from kafka.errors import CommitFailedError
 
-    from pipelines.chaos_kit import group_committed
+    from pipelines.faults.kit import group_committed
 
     wl = e2e_bundle.meta.window_len
     fleet = make_fleet(3, wl * 20, seed=13, per_sensor=1, length=4 * wl)

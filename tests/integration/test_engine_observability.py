@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from monitor.settings import Settings
-from pipelines.chaos_kit import free_port
+from pipelines.faults.kit import free_port
 from pipelines.synthetic import make_fleet
 from monitor.ingest.kafka import make_producer
 from monitor.settings import KafkaSettings

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, delete, update
 
-from monitor.engine import BatchOutcome, Record
-from monitor.runner import build_runner
-from monitor.scoring.artifact import ModelBundle
+from monitor.core.engine import BatchOutcome, Record
+from monitor.consumer.runner import build_runner
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.store.repository import query_alerts
 from monitor.store.schema import Alert, AlertEvidence
-from monitor.thresholds import Decision
+from monitor.core.thresholds import Decision
 from pipelines.synthetic import make_fleet
 from tests.integration.api_helpers import api_bundle, api_model_path, client, keys  # noqa: F401 - fixtures
 from tests.integration.helpers import produce_fleet
@@ -93,7 +93,7 @@ def test_evidence_is_upserted_and_a_long_alert_pruned_to_its_head_tail_and_peak(
 
     import numpy as np
 
-    from monitor.evidence import EvidenceRow, Mark, Prune
+    from monitor.core.evidence import EvidenceRow, Mark, Prune
     from monitor.store.evidence import load_evidence, write_evidence
 
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

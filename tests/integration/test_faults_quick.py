@@ -1,4 +1,4 @@
-"""The fault suite's short form (`python -m pipelines.chaos --quick --self-test`): 14 of its 16 scenarios (the
+"""The fault suite's short form (`python -m pipelines.faults.chaos --quick --self-test`): 14 of its 16 scenarios (the
 PostgreSQL and Kafka black holes are in the full run only) on a private broker and PostgreSQL cluster that it starts and
 removes itself (the shared services are not touched); then its self-test: with the offset and revision fences
 deliberately broken, the zombie scenario must fail."""
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.timeout(1800)
 def test_quick_fault_suite_loses_and_duplicates_nothing_and_fails_when_the_fence_is_broken(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pipelines.chaos", "--quick", "--self-test", "--workdir", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "pipelines.faults.chaos", "--quick", "--self-test", "--workdir", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=1700)
     print(proc.stdout)
     last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 from monitor.ingest.kafka import make_producer
-from monitor.runner import RunStats, build_runner
-from monitor.scoring.artifact import ModelBundle
+from monitor.consumer.runner import RunStats, build_runner
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.store.alerts_api import record_feedback
 from monitor.store.database import init_schema, make_engine
@@ -127,9 +127,9 @@ def test_feedback_reads_the_state_under_the_lock_of_a_batch_commit_in_progress(d
 
     from sqlalchemy import update
 
-    from monitor.batches import _rows
-    from monitor.engine import Engine as Judge
-    from monitor.scoring.scorer import Scorer
+    from monitor.consumer.batches import _rows
+    from monitor.core.engine import Engine as Judge
+    from monitor.core.scoring.scorer import Scorer
     from monitor.store.repository import commit_batch, load_sensor_states
     from pipelines.synthetic import normal_series
     from tests.unit.artifacts import small_bundle

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor import contract
-from pipelines.fuzz import run, summary_line
+from monitor.core import contract
+from pipelines.faults.fuzz import run, summary_line
 from tests.integration.api_helpers import api_bundle, api_model_path  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration

@@ -21,9 +21,9 @@ from sqlalchemy import Engine
 
 from monitor.registry import versions
 from monitor.registry.watcher import ModelWatcher
-from monitor.runner import Runner, build_runner
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.train import train
+from monitor.consumer.runner import Runner, build_runner
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.train import train
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.store.repository import load_sensor_states, query_alerts
 from pipelines.synthetic import normal_series

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
-from monitor.batches import Batch, make_durable
-from monitor.engine import Engine as Judge
+from monitor.consumer.batches import Batch, make_durable
+from monitor.core.engine import Engine as Judge
 from monitor.ingest.faults import FaultInjector
 from monitor.ingest.kafka import DeadLetters, make_producer
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.scorer import Scorer
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, KafkaSettings, ThresholdSettings
 from monitor.store.repository import StaleOffsetError, load_offsets
 from pipelines.synthetic import make_fleet

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from monitor.ingest.kafka import make_producer
-from monitor.scoring.artifact import ModelBundle
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import KafkaSettings
 from monitor.store.alerts_api import record_feedback
 from monitor.store.feedback import apply_new_normal

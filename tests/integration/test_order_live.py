@@ -18,10 +18,12 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, text
 
-from monitor import batches, health
+from monitor.consumer import batches
+
+from monitor.observe import health
 from monitor.ingest.kafka import make_producer
-from monitor.runner import build_runner
-from monitor.scoring.artifact import ModelBundle
+from monitor.consumer.runner import build_runner
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.store.alerts_api import record_feedback
 from monitor.store.feedback import apply_false_positive

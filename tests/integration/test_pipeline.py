@@ -7,9 +7,9 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import Engine
 
-from monitor import contract
+from monitor.core import contract
 from monitor.ingest.kafka import make_producer
-from monitor.scoring.artifact import ModelBundle
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import KafkaSettings
 from monitor.store.repository import load_offsets, query_alerts
 from pipelines.synthetic import evaluate, make_fleet
@@ -112,7 +112,7 @@ def test_overlapped_batches_with_packed_values_match_one_batch_at_a_time(
     """run.overlap (batch N+1 decoded while N is scored and committed) over packed values_f32 records with
     a malformed one, in small batches; then a synchronous run in another group writes the same alerts."""
     from pipelines.synthetic import fleet_windows
-    from monitor.runner import RunStats, build_runner
+    from monitor.consumer.runner import RunStats, build_runner
     from monitor.settings import AlertSettings, RunSettings, ThresholdSettings
 
     wl = e2e_bundle.meta.window_len

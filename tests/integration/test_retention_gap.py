@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine, select
 
 from monitor.ingest.kafka import make_producer
-from monitor.scoring.artifact import ModelBundle
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import KafkaSettings
 from monitor.store.repository import load_offsets, load_sensor_states
 from monitor.store.schema import ConsumerOffset
@@ -44,7 +44,7 @@ def test_records_expired_before_they_were_read_are_recorded_as_data_loss(
         admin.close()
     lost_before = REGISTRY.get_sample_value("monitor_records_lost_total") or 0.0
 
-    with caplog.at_level(logging.ERROR, logger="monitor.retention"):
+    with caplog.at_level(logging.ERROR, logger="monitor.store.retention"):
         stats = run_to_end(kafka_cfg, e2e_bundle, db)
 
     assert (REGISTRY.get_sample_value("monitor_records_lost_total") or 0.0) - lost_before == 5

@@ -16,8 +16,8 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine, select
 
 from monitor.registry import shadow, versions
-from monitor.scoring import artifact
-from monitor.scoring.train import train
+from monitor.core.scoring import artifact
+from monitor.core.scoring.train import train
 from monitor.settings import AlertSettings, KafkaSettings, ThresholdSettings
 from monitor.store.schema import Alert, AlertFeedback, utcnow
 from monitor.training import reference

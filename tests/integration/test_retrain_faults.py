@@ -14,7 +14,7 @@ from sqlalchemy import Engine, update
 
 from monitor.errors import BrokerError, StoreError
 from monitor.ingest.kafka import make_consumer
-from monitor.scheduler import Schedule, Scheduler
+from monitor.training.scheduler import Schedule, Scheduler
 from monitor.settings import KafkaSettings
 from monitor.store.schema import utcnow
 from monitor.training import history as history_module

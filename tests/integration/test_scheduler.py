@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from monitor.registry import versions
-from monitor.scheduler import Schedule, Scheduler
+from monitor.training.scheduler import Schedule, Scheduler
 from monitor.settings import KafkaSettings
 from monitor.store.database import make_engine
 from monitor.store.schema import ModelVersion

@@ -16,9 +16,9 @@ from sqlalchemy import Engine
 from monitor.api.app import create_app
 from monitor.registry import versions
 from monitor.registry.serving import serving_model
-from monitor.scoring import artifact
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.train import train
+from monitor.core.scoring import artifact
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.train import train
 from monitor.settings import KafkaSettings, RegistrySettings, Settings
 from monitor.store.repository import query_alerts
 from pipelines.synthetic import history_frame, make_fleet, normal_series

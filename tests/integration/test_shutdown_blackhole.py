@@ -21,14 +21,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from monitor import contract
+from monitor.core import contract
 from monitor.ingest.kafka import ensure_topics
-from monitor.scoring.artifact import ModelBundle
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import KafkaSettings
 from monitor.store.database import init_schema, make_engine
-from pipelines import chaos_kit as kit
+from pipelines.faults import kit
 from pipelines.synthetic import fleet_windows, make_fleet
-from pipelines.blackhole import BlackholeProxy
+from pipelines.faults.blackhole import BlackholeProxy
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

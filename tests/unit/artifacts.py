@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from monitor.scoring import artifact
-from monitor.scoring.artifact import Calibration, ModelBundle, ModelMeta
-from monitor.scoring.scaler import RobustScaler
+from monitor.core.scoring import artifact
+from monitor.core.scoring.artifact import Calibration, ModelBundle, ModelMeta
+from monitor.core.scoring.scaler import RobustScaler
 
 CHANNELS = ["a", "b", "c"]
 

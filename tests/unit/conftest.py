@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine
 
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.train import train
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.train import train
 from monitor.settings import ModelSettings
 from monitor.store.database import init_schema, make_engine
 from pipelines.synthetic import history_frame

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import numpy as np
 
-from monitor.contract import SensorWindow
-from monitor.engine import Record
-from monitor.scoring.artifact import ModelBundle
+from monitor.core.contract import SensorWindow
+from monitor.core.engine import Record
+from monitor.core.scoring.artifact import ModelBundle
 from pipelines.synthetic import EPOCH
 
 

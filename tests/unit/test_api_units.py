@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from monitor.api.app import decode_cursor, encode_cursor
 from monitor.api.auth import ApiError
-from monitor.feedback import forgive_state, levels_from_scores
+from monitor.core.feedback import forgive_state, levels_from_scores
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.store.apikeys import KeyInfo, actor_name, hash_secret
-from monitor.thresholds import SensorThreshold
+from monitor.core.thresholds import SensorThreshold
 
 
 def test_cursor_round_trip_and_rejections() -> None:
@@ -67,7 +67,7 @@ def test_key_hash_and_scopes() -> None:
 def test_when_reads_relative_times_iso_with_a_zone_and_an_unencoded_plus() -> None:
     from datetime import datetime, timezone
 
-    from monitor.when import parse_when
+    from monitor.core.when import parse_when
 
     now = datetime(2026, 12, 4, 12, tzinfo=timezone.utc)
     assert parse_when("1h", now) == datetime(2026, 12, 4, 11, tzinfo=timezone.utc)
@@ -83,7 +83,7 @@ def test_when_reads_relative_times_iso_with_a_zone_and_an_unencoded_plus() -> No
 @given(st.one_of(st.text(max_size=80), st.from_regex(r"\d{1,12}(\.\d{1,8})?\s*[smhdwy]?", fullmatch=True),
                  st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat().replace("+", " "))))
 def test_when_never_raises_and_names_an_aware_time_or_nothing(text: str) -> None:
-    from monitor.when import parse_when
+    from monitor.core.when import parse_when
 
     value = parse_when(text)
     assert value is None or (value.tzinfo is not None and value.utcoffset().total_seconds() == 0)  # type: ignore[union-attr]

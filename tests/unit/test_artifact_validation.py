@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.errors import ArtifactError, MonitorError
-from monitor.scoring import artifact
+from monitor.core.scoring import artifact
 from tests.unit.artifacts import CHANNELS, crafted, small_bundle
 
 BUNDLE = small_bundle()

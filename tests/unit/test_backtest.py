@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor import contract
-from monitor.backtest import run_backtest, window_records
-from monitor.engine import Engine, Record
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.scorer import Scorer
-from monitor.scoring.train import train
+from monitor.core import contract
+from monitor.core.backtest import run_backtest, window_records
+from monitor.core.engine import Engine, Record
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.scorer import Scorer
+from monitor.core.scoring.train import train
 from monitor.settings import AlertSettings, ModelSettings, ThresholdSettings
 from pipelines.synthetic import EPOCH, channel_names, normal_series
 
@@ -178,7 +178,7 @@ def _env() -> dict[str, str]:
 def test_retrains_keep_the_model_artifacts_window_length_and_architecture(
     clean: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import monitor.scoring.train as training
+    import monitor.core.scoring.train as training
 
     own = ModelSettings(window_len=8, stride=2, hidden_size=4, latent_size=2, epochs=2, batch_size=32, seed=3)
     bundle = train(clean.iloc[:400], own, progress=False, version="w8")

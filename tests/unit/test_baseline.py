@@ -1,14 +1,14 @@
-"""Input re-centring (monitor/scoring/baseline.py) and its wiring in the Engine."""
+"""Input re-centring (monitor/core/scoring/baseline.py) and its wiring in the Engine."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from monitor.engine import Engine, Record
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.baseline import InputBaseline, drift_speeds, drifting_channels
-from monitor.scoring.scaler import RobustScaler
-from monitor.scoring.scorer import Scorer
+from monitor.core.engine import Engine, Record
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.baseline import InputBaseline, drift_speeds, drifting_channels
+from monitor.core.scoring.scaler import RobustScaler
+from monitor.core.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, ThresholdSettings
 from pipelines.synthetic import normal_series
 from tests.unit.helpers import records_of

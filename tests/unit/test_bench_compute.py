@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.scorer import Scorer
-from monitor.windows import sliding_windows
-from pipelines.bench_compute import bf16_check
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.scorer import Scorer
+from monitor.core.windows import sliding_windows
+from pipelines.bench.compute import bf16_check
 
 ONEDNN = "could not create a primitive descriptor for the LSTM forward propagation primitive"
 

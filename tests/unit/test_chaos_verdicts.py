@@ -1,4 +1,4 @@
-"""The fault suite's state comparison (pipelines/chaos_kit.py ``state_differences``): what it lets through and
+"""The fault suite's state comparison (pipelines/faults/kit.py ``state_differences``): what it lets through and
 what it reports, so that a verdict of 'same state' means it."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines.chaos_kit import state_differences
+from pipelines.faults.kit import state_differences
 
 STATE = {"threshold": {"mean": 0.5, "sq": 0.3, "seen": 40, "warm": None},
          "baseline": {"offset": [0.1, -2.0], "settling": True}, "incidents": {"current": {"windows": 3}}}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from monitor.cli import app
+from monitor.commands.app import app
 from monitor.store.database import BASELINE_REVISION, head_revision, make_engine, schema_status, sqlite_file, upgrade
 
 READ_ONLY = [["alerts"], ["apikey", "list"], ["models", "list"], ["models", "show"]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.cli import threads_warning
+from monitor.commands.app import threads_warning
 
 
 @pytest.mark.parametrize("policy", ["PASSIVE", "passive"])
@@ -21,7 +21,7 @@ def test_no_warning_for_one_thread_or_spinning_workers(threads: int, policy: str
 def test_retrain_help_shows_the_parquet_extra_verbatim() -> None:
     from typer.testing import CliRunner
 
-    from monitor.cli import app
+    from monitor.commands.app import app
 
     result = CliRunner().invoke(app, ["retrain", "--help"], env={"COLUMNS": "250"})
     assert result.exit_code == 0 and "pip install 'sensor-monitor[parquet]'" in result.output, result.output

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from monitor import contract
-from monitor.contract import DecodeFailure, SensorWindow, decode, encode_values
+from monitor.core import contract
+from monitor.core.contract import DecodeFailure, SensorWindow, decode, encode_values
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 END = datetime(2026, 1, 1, 0, 0, 3, tzinfo=timezone.utc)
@@ -152,7 +152,7 @@ def test_decode_batch_equals_decode_record_by_record(extra: list[bytes]) -> None
 def test_a_record_keyed_by_another_sensor_is_refused_with_both_names() -> None:
     from collections import namedtuple
 
-    from monitor.batches import Batch
+    from monitor.consumer.batches import Batch
 
     Raw = namedtuple("Raw", "partition offset key value")
     value = encode_values("s1", START, END, ["a", "b"], np.zeros((4, 2)))
@@ -294,7 +294,7 @@ def test_a_failing_batch_conversion_falls_back_to_window_by_window(monkeypatch: 
 def test_the_batch_decoder_of_the_consumer_never_raises_on_any_record() -> None:
     from collections import namedtuple
 
-    from monitor.batches import Batch
+    from monitor.consumer.batches import Batch
 
     Raw = namedtuple("Raw", "partition offset key value")
     hostile = [b"[" * 200_000, raw_of(window_start="0001-01-01T00:30:00+01:00"), raw_of(values=[[1, 1e20]] * 4),

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor import contract
-from monitor.contract import DecodeFailure, SensorWindow, decode, decode_batch
+from monitor.core import contract
+from monitor.core.contract import DecodeFailure, SensorWindow, decode, decode_batch
 
 EXAMPLES = int(os.environ.get("MONITOR_FUZZ_EXAMPLES", "120"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=timedelta(seconds=2), database=None,

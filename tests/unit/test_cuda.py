@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
-from monitor.contract import SensorWindow
-from monitor.engine import Engine, Record
-from monitor.scoring import artifact
-from monitor.scoring.scorer import Scorer
-from monitor.scoring.train import train
+from monitor.core.contract import SensorWindow
+from monitor.core.engine import Engine, Record
+from monitor.core.scoring import artifact
+from monitor.core.scoring.scorer import Scorer
+from monitor.core.scoring.train import train
 from monitor.settings import AlertSettings, ModelSettings, ThresholdSettings
-from monitor.windows import sliding_windows
+from monitor.core.windows import sliding_windows
 from pipelines.synthetic import EPOCH, history_frame, normal_series
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA device here")

@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from monitor.config_reference import render_env_sample, render_markdown, setting_docs
+from monitor.commands.config_reference import render_env_sample, render_markdown, setting_docs
 from tests.deploy_checks import (
     COMPOSE_FILE,
     DASHBOARD,

@@ -10,21 +10,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor.backtest import run_backtest
-from monitor.engine import Engine
+from monitor.core.backtest import run_backtest
+from monitor.core.engine import Engine
 from monitor.errors import DataError
-from monitor.feedback import adopt_state
-from monitor.scoring.baseline import InputBaseline
-from monitor.scoring.scaler import RobustScaler
-from monitor.scoring.scorer import Scorer, channel_residuals, normalise
-from monitor.scoring.seasonal import DAY, fit_seasonality, row_times
-from monitor.scoring.train import fit_shape, min_rows, train
+from monitor.core.feedback import adopt_state
+from monitor.core.scoring.baseline import InputBaseline
+from monitor.core.scoring.scaler import RobustScaler
+from monitor.core.scoring.scorer import Scorer, channel_residuals, normalise
+from monitor.core.scoring.seasonal import DAY, fit_seasonality, row_times
+from monitor.core.scoring.train import fit_shape, min_rows, train
 from monitor.settings import AlertSettings, ModelSettings, ThresholdSettings
-from monitor.thresholds import SensorThreshold
-from monitor.windows import read_wide_csv, sliding_windows
+from monitor.core.thresholds import SensorThreshold
+from monitor.core.windows import read_wide_csv, sliding_windows
 from tests.unit.helpers import records_of
 from pipelines.synthetic import normal_series
-from pipelines.taxonomy import KINDS, generate
+from pipelines.bench.taxonomy import KINDS, generate
 
 ALERT = AlertSettings(min_hits=2, min_normal=3)
 
@@ -230,7 +230,7 @@ def test_a_clock_stepping_back_can_be_sorted_dropped_or_stop(tmp_path: Path) -> 
 def test_a_model_swap_sends_no_known_sensor_back_to_warm_up(tiny_bundle) -> None:  # type: ignore[no-untyped-def]
     import dataclasses
 
-    from monitor.scoring.artifact import ModelBundle
+    from monitor.core.scoring.artifact import ModelBundle
 
     other = ModelBundle(tiny_bundle.module, tiny_bundle.scaler, dataclasses.replace(tiny_bundle.meta, version="tiny-2"))
     wl, n = tiny_bundle.meta.window_len, len(tiny_bundle.meta.channels)
@@ -311,7 +311,7 @@ def test_a_correlation_break_is_found_by_the_linear_term(tiny_model_cfg: ModelSe
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_on_every_taxonomy_series_the_threshold_stays_within_a_bounded_factor_of_normal_scores(kind: str) -> None:
-    """Neither deaf nor hysterical, with the default settings, on every generated series (pipelines/taxonomy.py,
+    """Neither deaf nor hysterical, with the default settings, on every generated series (pipelines/bench/taxonomy.py,
     quick form): on the normal test rows, the threshold's median ratio to the score is above 1 (the typical
     normal window does not alert) and below exp(k_enter * max_std) (the open level stays within reach of the
     data). (A tiny model, as in the tests above, reconstructs the quantised series too poorly for this: 0.53.)"""

@@ -7,14 +7,14 @@ import pandas as pd
 import pytest
 import torch
 
-from monitor.engine import Engine
+from monitor.core.engine import Engine
 from monitor.errors import ConfigError
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.device import resolve_device
-from monitor.scoring.scorer import Scorer
-from monitor.scoring.train import train
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.device import resolve_device
+from monitor.core.scoring.scorer import Scorer
+from monitor.core.scoring.train import train
 from monitor.settings import AlertSettings, ThresholdSettings
-from monitor.windows import sliding_windows
+from monitor.core.windows import sliding_windows
 from tests.unit.conftest import TINY
 
 MISSING = "cuda:99"  # absent with or without CUDA (no machine has 100 GPUs)

@@ -3,11 +3,11 @@ from __future__ import annotations
 import numpy as np
 from prometheus_client import REGISTRY
 
-from monitor import metrics
-from monitor.engine import Engine, Record
-from monitor.incidents import RESOLVED, IncidentTracker
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.scorer import Scorer
+from monitor.observe import metrics
+from monitor.core.engine import Engine, Record
+from monitor.core.incidents import RESOLVED, IncidentTracker
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, ThresholdSettings
 from pipelines.synthetic import normal_series
 from tests.unit.helpers import records_of
@@ -78,15 +78,15 @@ def test_a_swap_leaves_the_metrics_to_the_runner(tiny_bundle: ModelBundle) -> No
 def test_the_opening_and_closing_of_an_alert_are_logged_once_each(tiny_bundle: ModelBundle, caplog) -> None:  # type: ignore[no-untyped-def]
     import logging
 
-    from monitor.batches import log_alert_events
+    from monitor.consumer.batches import log_alert_events
 
     outcome = Engine(Scorer(tiny_bundle), THRESH, ALERT).process(records(tiny_bundle))
     assert [kind for kind, _ in outcome.events] == ["opened", "closed"]
     assert outcome.events[0][1].closed_at is None and outcome.events[1][1].closed_at is not None
-    with caplog.at_level(logging.INFO, logger="monitor.batches"):
+    with caplog.at_level(logging.INFO, logger="monitor.consumer.batches"):
         log_alert_events(outcome)
     # only this logger: a Kafka client left by an earlier test in the same session may log meanwhile
-    lines = [r.getMessage() for r in caplog.records if r.name == "monitor.batches"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "monitor.consumer.batches"]
     assert len(lines) == 2 and lines[0].startswith("alert opened: sensor=s1 ") and "model=tiny-1" in lines[0]
     assert lines[1].startswith("alert closed: sensor=s1 ") and "until=" in lines[1], lines
 
@@ -95,7 +95,7 @@ def test_dead_letters_are_logged_at_most_once_per_reason_and_interval(caplog) ->
     import logging
     from types import SimpleNamespace
 
-    from monitor.contract import DecodeFailure
+    from monitor.core.contract import DecodeFailure
     from monitor.ingest.kafka import DeadLetters
 
     letters = DeadLetters(None, "dlq")  # type: ignore[arg-type]  # only the log is exercised
@@ -115,14 +115,14 @@ def test_json_log_lines_carry_the_alert_events_fields(tiny_bundle: ModelBundle) 
     import json
     import logging
 
-    from monitor.batches import log_alert_events
-    from monitor.cli import log_formatter
+    from monitor.consumer.batches import log_alert_events
+    from monitor.commands.common import log_formatter
     from monitor.settings import Settings
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(log_formatter(Settings(log={"format": "json"}), worker=2))
-    logger = logging.getLogger("monitor.batches")
+    logger = logging.getLogger("monitor.consumer.batches")
     logger.addHandler(handler)
     level, logger.level = logger.level, logging.INFO
     try:
@@ -132,7 +132,7 @@ def test_json_log_lines_carry_the_alert_events_fields(tiny_bundle: ModelBundle) 
         logger.setLevel(level)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [(x["event"], x["level"], x["name"], x["worker"]) for x in lines] == [
-        ("alert_opened", "INFO", "monitor.batches", 2), ("alert_closed", "INFO", "monitor.batches", 2)]
+        ("alert_opened", "INFO", "monitor.consumer.batches", 2), ("alert_closed", "INFO", "monitor.consumer.batches", 2)]
     assert lines[0]["sensor_id"] == "s1" and lines[0]["closed_at"] is None and lines[1]["closed_at"]
     assert lines[1]["message"].startswith("alert closed: sensor=s1 ") and len(lines[1]["top_channels"]) == 3
 
@@ -168,9 +168,9 @@ def test_a_consumer_process_does_not_export_the_schedulers_metrics() -> None:
     import subprocess
     import sys
 
-    probe = ("import monitor.cli, monitor.runner; from prometheus_client import REGISTRY; "
+    probe = ("import monitor.commands.app, monitor.consumer.runner; from prometheus_client import REGISTRY; "
              "print(REGISTRY.get_sample_value('monitor_retrain_runs_total', {'outcome': 'promoted'})); "
-             "from monitor import metrics; metrics.scheduler_metrics(); "
+             "from monitor.observe import metrics; metrics.scheduler_metrics(); "
              "print(REGISTRY.get_sample_value('monitor_retrain_runs_total', {'outcome': 'promoted'}))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["None", "0.0"], out.stdout + out.stderr

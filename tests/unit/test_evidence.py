@@ -1,4 +1,4 @@
-"""Decision-time evidence (monitor.evidence) recorded by the one judge (monitor.engine), and the retrain gate
+"""Decision-time evidence (monitor.core.evidence) recorded by the one judge (monitor.core.engine), and the retrain gate
 judging through that same engine."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.engine import BatchOutcome, Engine, Record
-from monitor.evidence import EvidenceLog, EvidencePolicy, EvidenceRow, Mark
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.scorer import Scorer
+from monitor.core.engine import BatchOutcome, Engine, Record
+from monitor.core.evidence import EvidenceLog, EvidencePolicy, EvidenceRow, Mark
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.training.gate import evaluate, judge
 from pipelines.synthetic import normal_series

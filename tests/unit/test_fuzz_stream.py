@@ -9,12 +9,12 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from monitor import contract
-from monitor.contract import SensorWindow, decode
+from monitor.core import contract
+from monitor.core.contract import SensorWindow, decode
 from monitor.store.database import init_schema, make_engine
 from monitor.store.schema import Alert, SensorState
-from pipelines.fuzz import nonfinite_numbers
-from pipelines.fuzz_corpus import MAX_RECORD_BYTES, Stream, poison_corpus
+from pipelines.faults.fuzz import nonfinite_numbers
+from pipelines.faults.fuzz_corpus import MAX_RECORD_BYTES, Stream, poison_corpus
 from pipelines.synthetic import channel_names
 
 CHANNELS = tuple(channel_names(4))

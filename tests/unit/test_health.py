@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from monitor import health
+from monitor.observe import health
 
 
 def test_liveness_turns_false_once_the_loop_is_silent_longer_than_the_limit() -> None:
@@ -52,19 +52,19 @@ def test_the_consumer_logs_a_heartbeat_with_throughput_and_lag(caplog) -> None: 
     import logging
     from types import SimpleNamespace
 
-    from monitor.batches import RunStats
+    from monitor.consumer.batches import RunStats
     from monitor.ingest.membership import Assignment
-    from monitor.runner import Runner
+    from monitor.consumer.runner import Runner
 
     assignment = Assignment()
     assignment.assign({0, 1, 2})
     stats = RunStats(consumed=100)
     runner = SimpleNamespace(heartbeat_s=60.0, _last_heartbeat=(0.0, 40), stats=stats, _lag=17, assignment=assignment)
-    with caplog.at_level(logging.INFO, logger="monitor.runner"):
+    with caplog.at_level(logging.INFO, logger="monitor.consumer.runner"):
         Runner._heartbeat(runner, now=30.0)  # type: ignore[arg-type]  # not yet due
         Runner._heartbeat(runner, now=60.0)  # type: ignore[arg-type]
         Runner._heartbeat(runner, now=90.0)  # type: ignore[arg-type]  # 30 s after the last line
-    lines = [r.getMessage() for r in caplog.records if r.name == "monitor.runner"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "monitor.consumer.runner"]
     assert len(lines) == 1 and lines[0].startswith("running: 60 records in 60 s (1.0/s), lag 17 records on 3 "), lines
     assert runner._last_heartbeat == (60.0, 100)
 

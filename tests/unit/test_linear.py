@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.scoring.linear import Linear
+from monitor.core.scoring.linear import Linear
 
 
 def _correlated(n: int, seed: int = 0) -> np.ndarray:

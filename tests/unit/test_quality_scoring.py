@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.bench_quality import parse_legs, quality_line
-from pipelines.taxonomy_score import (
+from pipelines.bench.quality import parse_legs, quality_line
+from pipelines.bench.taxonomy_score import (
     alert_openings, false_alerts, headline, judge_spans, score_series, summarise, threshold_ratios,
 )
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from monitor.scoring import artifact
-from monitor.scoring.artifact import ModelBundle
+from monitor.core.scoring import artifact
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import ModelSettings
 from pipelines import replay_csv
 from pipelines.synthetic import history_frame

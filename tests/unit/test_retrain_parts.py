@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from monitor.errors import ConfigError
-from monitor.scheduler import Schedule
-from monitor.scoring.artifact import Calibration, ModelMeta, incompatibility
+from monitor.training.scheduler import Schedule
+from monitor.core.scoring.artifact import Calibration, ModelMeta, incompatibility
 from monitor.settings import RetrainSettings
 from monitor.training.exclusion import Interval, exclude
 from monitor.training.gate import Evaluation, decide

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from monitor.errors import CancelledRunError
-from monitor.scoring import train as train_module
-from monitor.scoring.train import train_on_windows
+from monitor.core.scoring import train as train_module
+from monitor.core.scoring.train import train_on_windows
 from monitor.settings import (
     AlertSettings, KafkaSettings, ModelSettings, RegistrySettings, RetrainSettings, ThresholdSettings,
 )

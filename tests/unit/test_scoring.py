@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from monitor.errors import ArtifactError, DataError
-from monitor.scoring import artifact
-from monitor.scoring.artifact import Calibration, ModelBundle, ModelMeta
-from monitor.scoring.scorer import Scorer, channel_residuals, normalise
-from monitor.scoring.train import calibrate, train
-from monitor.windows import sliding_windows
+from monitor.core.scoring import artifact
+from monitor.core.scoring.artifact import Calibration, ModelBundle, ModelMeta
+from monitor.core.scoring.scorer import Scorer, channel_residuals, normalise
+from monitor.core.scoring.train import calibrate, train
+from monitor.core.windows import sliding_windows
 from tests.unit.conftest import TINY
 
 

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from monitor.cli import app
+from monitor.commands.app import app
 from monitor.settings import Settings, settings_problems
 
 

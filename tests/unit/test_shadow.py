@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import Engine as DbEngine
 from typer.testing import CliRunner
 
-from monitor.cli import app
-from monitor.engine import Engine
+from monitor.commands.app import app
+from monitor.core.engine import Engine
 from monitor.registry import shadow, versions
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.scorer import Scorer
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.store.database import init_schema, make_engine
 from pipelines.synthetic import normal_series

@@ -1,4 +1,4 @@
-"""The shutdown deadline (monitor.shutdown): a stop that a call cannot interrupt still ends the process in time."""
+"""The shutdown deadline (monitor.consumer.shutdown): a stop that a call cannot interrupt still ends the process in time."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from monitor.shutdown import FORCED_EXIT_STATUS, ShutdownDeadline
+from monitor.consumer.shutdown import FORCED_EXIT_STATUS, ShutdownDeadline
 
 
 def test_an_armed_deadline_exits_with_the_documented_status_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
@@ -16,7 +16,7 @@ def test_an_armed_deadline_exits_with_the_documented_status_and_says_why(caplog:
     deadline.start()
     time.sleep(0.3)
     assert exits == []  # idle until a signal arms it
-    with caplog.at_level(logging.INFO, logger="monitor.shutdown"):
+    with caplog.at_level(logging.INFO, logger="monitor.consumer.shutdown"):
         started = time.monotonic()
         deadline.arm("SIGTERM")
         deadline.arm("SIGINT")  # a second signal neither restarts nor doubles the countdown
@@ -56,7 +56,7 @@ def test_sigterm_to_the_runner_stops_its_loop_and_arms_the_deadline() -> None:
     import threading
     from types import SimpleNamespace
 
-    from monitor.runner import Runner
+    from monitor.consumer.runner import Runner
 
     stopped = threading.Event()
     exits: list[int] = []

@@ -26,14 +26,14 @@ import numpy as np
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from monitor.engine import Engine
-from monitor.incidents import IncidentTracker
-from monitor.scoring.artifact import ModelBundle
-from monitor.scoring.baseline import InputBaseline
-from monitor.scoring.scaler import RobustScaler
-from monitor.scoring.scorer import Scorer
+from monitor.core.engine import Engine
+from monitor.core.incidents import IncidentTracker
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.baseline import InputBaseline
+from monitor.core.scoring.scaler import RobustScaler
+from monitor.core.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, ThresholdSettings
-from monitor.thresholds import Decision, SensorThreshold
+from monitor.core.thresholds import Decision, SensorThreshold
 from pipelines.synthetic import normal_series
 from tests.unit.helpers import records_of
 

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.engine import Engine
-from monitor.scoring.artifact import Calibration, ModelBundle
-from monitor.scoring.scorer import Scorer
+from monitor.core.engine import Engine
+from monitor.core.scoring.artifact import Calibration, ModelBundle
+from monitor.core.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, ThresholdSettings
-from monitor.thresholds import SensorThreshold
+from monitor.core.thresholds import SensorThreshold
 from pipelines.synthetic import normal_series
 from tests.unit.helpers import records_of
 
@@ -119,8 +119,8 @@ def test_a_swap_to_the_promoted_shadow_takes_the_contexts_it_learned_and_keeps_t
 
 
 def test_settling_places_only_drifting_channels_inside_their_gate_once() -> None:
-    from monitor.scoring.baseline import InputBaseline
-    from monitor.scoring.scaler import RobustScaler
+    from monitor.core.scoring.baseline import InputBaseline
+    from monitor.core.scoring.scaler import RobustScaler
 
     scaler = RobustScaler(np.zeros(3), np.ones(3))
     b = InputBaseline(scaler, 0.01, 2.0, drifting=[True, True, False], drift_rate=0.05, drift_k=6.0)

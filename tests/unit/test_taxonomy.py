@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.taxonomy import (
+from pipelines.bench.taxonomy import (
     ANOMALY_KINDS, CLEAN_KINDS, DAY_ROWS, KINDS, Series, generate, layout, taxonomy,
 )
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from monitor.settings import AlertSettings, ThresholdSettings
-from monitor.thresholds import SensorThreshold
+from monitor.core.thresholds import SensorThreshold
 
 CFG = ThresholdSettings(k_enter=4.0, k_exit=2.0, k_instant=20.0, fading=0.05, min_std=0.05, smoothing=1.0,
                         warmup_windows=0)

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from monitor.workers import Supervisor, WorkerArgs, child_commands, exit_code_of
+from monitor.consumer.workers import Supervisor, WorkerArgs, child_commands, exit_code_of
 
 
 def test_each_child_is_one_worker_with_its_own_metrics_port_and_the_shared_options() -> None:
@@ -81,7 +81,7 @@ def test_a_worker_stops_cleanly_when_its_supervisor_is_killed(tmp_path: Path) ->
     marker = tmp_path / "stopped"
     child = (
         "import signal, sys, time\n"
-        "from monitor.workers import exit_with_supervisor\n"
+        "from monitor.consumer.workers import exit_with_supervisor\n"
         f"signal.signal(signal.SIGTERM, lambda *_: (open({str(marker)!r}, 'w').write('term'), sys.exit(0)))\n"
         "import os\n"
         "exit_with_supervisor(os.getppid(), 0.1)\n"
@@ -119,7 +119,7 @@ def test_a_worker_whose_supervisor_was_gone_before_it_looked_stops_at_once(tmp_p
     import subprocess
 
     child = ("import signal, sys, time\n"
-             "from monitor.workers import exit_with_supervisor\n"
+             "from monitor.consumer.workers import exit_with_supervisor\n"
              "signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))\n"
              "exit_with_supervisor(2 ** 22 + 12345, 0.1)\n"  # an id that is not this process's parent
              "time.sleep(30)\n")

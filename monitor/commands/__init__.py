@@ -1,0 +1,1 @@
+"""Entry points: the `monitor` command line and its sub-commands."""

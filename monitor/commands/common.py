@@ -1,0 +1,90 @@
+"""What every `monitor` sub-command shares: the settings (one line per bad value, exit 2), logging, the error
+exit, the database a command opens, time options. Sub-commands import this module, never the app (no import circle).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import typer
+from pythonjsonlogger.json import JsonFormatter
+
+from monitor.errors import MonitorError
+from monitor.settings import Settings, settings_problems
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+
+def load_settings(worker: int | None = None) -> Settings:
+    """The settings from the environment; a bad value is one line per problem and exit code 2."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for problem in settings_problems(exc):
+            typer.secho(f"error: {problem}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    except SettingsError as exc:  # a list/JSON value that does not parse, e.g. MONITOR_API__CORS_ORIGINS
+        cause = f": {exc.__cause__}" if exc.__cause__ else ""
+        typer.secho(f"error: {exc}{cause}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    configure_logging(settings, worker)
+    return settings
+
+
+def configure_logging(settings: Settings, worker: int | None = None) -> None:
+    """Log lines to stderr at ``log_level``, as text or (``log.format`` json) one JSON object per line."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(log_formatter(settings, worker))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # monitor.store.database logs what it migrates
+
+
+def log_formatter(settings: Settings, worker: int | None = None) -> logging.Formatter:
+    """Text: one readable line; json (``log.format``): one object per line with time, level, name, message and
+    the event's own fields (``extra``), plus ``worker`` under ``monitor run --workers N``."""
+    if settings.log.format == "json":
+        return JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                             rename_fields={"asctime": "time", "levelname": "level"},
+                             static_fields={} if worker is None else {"worker": worker})
+    tag = f"worker {worker} " if worker is not None else ""  # `monitor run --workers N`: which child logs
+    return logging.Formatter(f"%(asctime)s {tag}%(levelname)s %(name)s: %(message)s")
+
+
+def fail(exc: MonitorError) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def open_db(settings: Settings, *, read_only: bool = False) -> Engine:
+    """The database of a command, its schema checked (`require_current_schema`, honouring ``db.auto_migrate``).
+
+    ``read_only``: refuse a SQLite file that does not exist rather than create an empty database (a relative
+    URL run from the wrong directory). Raises MonitorError."""
+    from monitor.store.database import make_engine, require_current_schema, require_existing_database
+
+    url = settings.db.url.get_secret_value()
+    if read_only:
+        require_existing_database(url)
+    db = make_engine(url, echo=settings.db.echo, connect_timeout_s=settings.db.connect_timeout_s,
+                     statement_timeout_s=settings.db.statement_timeout_s)
+    require_current_schema(db, auto_migrate=settings.db.auto_migrate)
+    return db
+
+
+def parse_time_option(text: str | None, name: str) -> datetime | None:
+    from monitor.core.when import HELP, parse_when
+
+    if text is None:
+        return None
+    value = parse_when(text)
+    if value is None:
+        raise typer.BadParameter(f"{text[:80]!r} is not {HELP}, within years 1..9999 in UTC", param_hint=name)
+    return value

@@ -1,0 +1,1 @@
+"""The `monitor run` process: the consumer loop, batches, outages, workers, shutdown."""

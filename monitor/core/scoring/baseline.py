@@ -1,0 +1,195 @@
+"""Per-sensor re-centring: each channel's input centre follows drift the model cannot explain, never a step.
+
+The scaler centres every channel on the median of the training rows. A sensor whose process settles slowly at
+a new level (a temperature drifting after a maintenance; SKAB's post-anomaly state) would otherwise look
+anomalous for ever. :class:`InputBaseline` keeps one offset per channel, in scaler units, starting at 0; a
+window is scored as ``raw - offset * scaler.scale`` (the model sees it relative to the learned centre). After
+each window the offset moves by ``rate`` x the window's mean signed reconstruction residual of that channel
+(an exponentially weighted mean of what the model cannot explain: half-life ~ 0.69 / rate windows), **only**
+when that residual is below ``k`` scaler units (channel-wise protection): gradual drift is learned, a step or a
+large excursion is not, and normal variation the model reconstructs (cycles, load changes) leaves the residual
+near 0 and the offset alone. Because the update needs the window's reconstruction, a sensor's windows are
+scored in order (:class:`~monitor.core.engine.Engine` batches the k-th window of every sensor together), so the
+result does not depend on how records are batched. ``rate`` 0 turns it off.
+
+**Drifting channels** (:func:`drifting_channels`, decided once from the training rows and stored in the
+artifact) get their own, faster rate and wider gate (settings ``threshold.drift_rate`` / ``drift_k``). A slow
+process variable (a temperature, a thermocouple) wanders over hours; a few hundred training rows show a small
+part of its range, so its distance from the training level says little, and a monitor that judges it by that
+distance keeps alarming long after a real incident ended (SKAB: most false alarms, docs/skab.md round 5).
+Following its level lets the model judge it by its short-term behaviour and its relation to the other
+channels. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from monitor.core.scoring.scaler import RobustScaler
+
+MAX_OFFSET = 1e6  # scaler units: a learned or adopted centre stays within reach of float32 inputs
+
+
+def drifting_channels(rows: np.ndarray, span: int, ratio: float) -> list[bool]:
+    """Which channels of ``rows`` (n_rows, n_channels), in time order, drift: the moving average over ``span``
+    rows keeps more than ``ratio`` of the channel's variance (white noise keeps ~1/span, a slow wander nearly
+    all). Constant channels do not drift; with fewer than ``2 * span`` rows, or ``ratio`` 0, none does. Rows
+    cut from windows (retraining on the topic) are their concatenation: a few seams do not move the ratio."""
+    values = np.asarray(rows, dtype=np.float64)
+    n_rows, n_channels = values.shape
+    if ratio <= 0 or n_rows < 2 * span:
+        return [False] * n_channels
+    kernel = np.ones(span) / span
+    flags = []
+    for c in range(n_channels):
+        total = float(values[:, c].var())
+        smooth = float(np.convolve(values[:, c], kernel, mode="valid").var())
+        flags.append(bool(total > 1e-12 and smooth > ratio * total))
+    return flags
+
+
+def drift_speeds(scaled_rows: np.ndarray, drifting: list[bool], span: int) -> list[float]:
+    """Per channel, the fastest its level moved in the training rows (scaled, in time order): the largest change
+    of its ``span``-row moving average over ``span`` rows, per row. 0 for channels not ``drifting``, and for all
+    with fewer than ``3 * span`` rows."""
+    values = np.asarray(scaled_rows, dtype=np.float64)
+    n_rows, n_channels = values.shape
+    if not any(drifting) or n_rows < 3 * span:
+        return [0.0] * n_channels
+    kernel = np.ones(span) / span
+    out = []
+    for c in range(n_channels):
+        if not drifting[c]:
+            out.append(0.0)
+            continue
+        smooth = np.convolve(values[:, c], kernel, mode="valid")
+        moves = np.abs(smooth[span:] - smooth[:-span]) / span
+        out.append(float(moves.max()) if moves.size and np.isfinite(moves).all() else 0.0)
+    return out
+
+
+class InputBaseline:
+    """Learned per-channel offset of one sensor's inputs (scaler units).
+
+    ``rate`` / ``k`` apply to every channel, except the ``drifting`` ones (a flag per channel), which use
+    ``drift_rate`` / ``drift_k``."""
+
+    def __init__(
+        self, scaler: RobustScaler, rate: float, k: float, offset: np.ndarray | None = None, *,
+        drifting: list[bool] | None = None, drift_rate: float = 0.0, drift_k: float = 1.0,
+        speed: list[float] | None = None,
+    ) -> None:
+        self.scale = np.asarray(scaler.scale, dtype=np.float64)
+        flags = np.zeros(self.scale.shape, dtype=bool) if not drifting else np.asarray(drifting, dtype=bool)
+        if flags.shape != self.scale.shape:
+            raise ValueError(f"{flags.shape} drifting flags for a model of {self.scale.shape} channels")
+        self.drifting = flags
+        self.rate = np.where(flags, drift_rate, rate)
+        self.k = np.where(flags, drift_k, k)
+        # set when this model took the sensor over from another one (a hot swap): the drifting channels' centres
+        # are placed at their current level (inside the gate) by the first window judged outside an alert
+        # (:meth:`settle`); cleared then
+        self.settling = False
+        self.enabled = bool((self.rate > 0).any())  # read per window on the hot path: computed once
+        # per channel, how far its centre may move per row during an alert (scaler units; 0: not at all):
+        # threshold.drift_pace x the fastest its level moved in the training rows
+        self.speed = np.zeros_like(self.scale) if not speed else np.asarray(speed, dtype=np.float64)
+        if self.speed.shape != self.scale.shape:
+            raise ValueError(f"{self.speed.shape} drift speeds for a model of {self.scale.shape} channels")
+        self.offset = np.zeros_like(self.scale) if offset is None else np.asarray(offset, dtype=np.float64).copy()
+        if self.offset.shape != self.scale.shape:
+            raise ValueError(f"baseline has {self.offset.shape} channels, the model {self.scale.shape}")
+        # the last judged window's mean residual per channel (scaler units, 0 until one is judged): where the
+        # sensor's level is now, relative to its centre; "new normal" feedback adopts it (monitor.core.feedback)
+        self.residual = np.zeros_like(self.scale)
+
+    @staticmethod
+    def shift_many(baselines: list[InputBaseline], windows: np.ndarray) -> np.ndarray:
+        """Windows relative to their sensors' learned centres: ``windows`` (n, window_len, n_channels) raw ->
+        (n, window_len, n_channels) raw units, float32 (``windows`` itself while every offset is 0);
+        ``baselines`` one per window (of one model: same scale)."""
+        offsets = np.stack([b.offset for b in baselines])
+        if not offsets.any():
+            return windows
+        shift = offsets * baselines[0].scale  # (n, n_channels), raw units
+        return (windows.astype(np.float64) - shift[:, None, :]).astype(np.float32)
+
+    @staticmethod
+    def learn_many(
+        baselines: list[InputBaseline], residual_mean: np.ndarray, normal: np.ndarray | None = None,
+        adopt: np.ndarray | None = None, rows: np.ndarray | None = None,
+    ) -> None:
+        """Move each sensor's offset by ``rate`` x its residual, channel-wise where ``|residual| < k``.
+
+        ``residual_mean`` (n, n_channels): row i is the mean of (scaled input - reconstruction) of the window
+        shifted by ``baselines[i]`` (of one model and settings: same rates and gates). ``normal`` (n,) bools: only
+        these windows teach (the windows judged normal outside an alert); None: all. ``adopt`` (n,) bools: these
+        windows' levels become the centre at once in every channel outside its gate (``|residual| >= k``: the
+        channels whose level changed) while an alert outlasts the explicit horizon ``threshold.adopt_after_s``.
+        ``rows`` (n,): rows elapsed since the sensor's previous window; a window that is not ``normal`` (one in an
+        alert) still moves a drifting channel's centre, inside its gate, by at most its natural ``speed`` x
+        ``rows``: a slow process variable keeps its pace during an alert (it is not what the alert learns), a
+        step or a faster move is not followed. Non-finite residuals never teach; centres stay within ``MAX_OFFSET``. Every window's finite residual is
+        kept as the sensor's current level (``residual``).
+        """
+        if not baselines:
+            return
+        first = baselines[0]
+        residual = np.asarray(residual_mean, dtype=np.float64)
+        finite = np.isfinite(residual)
+        for baseline, row, good in zip(baselines, residual, finite):
+            baseline.residual = np.where(good, row, baseline.residual)
+        if not first.enabled and (adopt is None or not np.any(adopt)):
+            return
+        gated = finite & (np.abs(residual) < first.k)
+        ok = gated if normal is None else gated & np.asarray(normal, dtype=bool)[:, None]
+        step = np.where(ok, first.rate * np.where(ok, residual, 0.0), 0.0)
+        if rows is not None and first.speed.any():
+            paced = gated & ~ok & (first.speed > 0)
+            bound = first.speed[None, :] * np.maximum(np.nan_to_num(np.asarray(rows, dtype=np.float64)), 0.0)[:, None]
+            step = np.where(paced, np.clip(first.rate * np.where(paced, residual, 0.0), -bound, bound), step)
+        if adopt is not None:
+            taken = finite & np.asarray(adopt, dtype=bool)[:, None] & (np.abs(residual) >= first.k)
+            step = np.where(taken, np.where(taken, residual, 0.0), step)
+        updated = np.clip(np.stack([b.offset for b in baselines]) + step, -MAX_OFFSET, MAX_OFFSET)
+        for baseline, row in zip(baselines, updated):
+            baseline.offset = row
+
+    def settle(self, residual_mean: np.ndarray) -> None:
+        """Place each drifting channel's centre at the level of ``residual_mean`` (one window's mean residual,
+        scaler units, scored with the current offsets) where it lies inside the channel's gate; ends the
+        settling. A new model took this sensor over while it was normal: a slow process variable has wandered
+        since the new model's training rows, and at offset 0 its distance would open an alert that, learning
+        nothing during alerts, never closes (bench-swap, anomaly-free run: 99.8 % of the rows after such a swap
+        under an alert). Steps (outside the gate) and the other channels are left to the usual slow learning."""
+        residual = np.asarray(residual_mean, dtype=np.float64)
+        take = self.drifting & np.isfinite(residual) & (np.abs(residual) < self.k)
+        self.offset = np.clip(np.where(take, self.offset + np.where(take, residual, 0.0), self.offset),
+                              -MAX_OFFSET, MAX_OFFSET)
+        self.settling = False
+
+    def snapshot(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"offset": self.offset.tolist(), "residual": self.residual.tolist()}
+        if self.settling:
+            state["settling"] = True
+        return state
+
+    @classmethod
+    def restore(
+        cls, scaler: RobustScaler, rate: float, k: float, data: dict[str, Any] | None, *,
+        drifting: list[bool] | None = None, drift_rate: float = 0.0, drift_k: float = 1.0,
+        speed: list[float] | None = None,
+    ) -> InputBaseline:
+        """``data`` from :meth:`snapshot`; None or another channel count starts fresh (offset 0)."""
+        offset = None if not data else np.asarray(data.get("offset", []), dtype=np.float64)
+        if offset is not None and offset.shape != np.asarray(scaler.scale).shape:
+            offset = None
+        baseline = cls(scaler, rate, k, offset, drifting=drifting, drift_rate=drift_rate, drift_k=drift_k,
+                       speed=speed)
+        residual = None if offset is None else np.asarray(data.get("residual", []), dtype=np.float64)  # type: ignore[union-attr]
+        if residual is not None and residual.shape == baseline.residual.shape and np.isfinite(residual).all():
+            baseline.residual = residual
+        baseline.settling = offset is not None and bool(data.get("settling")) and bool(baseline.drifting.any())  # type: ignore[union-attr]
+        return baseline

@@ -1,0 +1,183 @@
+"""Batch scoring: windows -> reconstruction-error score and per-channel contributions.
+
+Per window and channel, up to three terms are added:
+
+* the **error**: the mean squared reconstruction error over time of the scaled values, divided by that
+  channel's mean error on the training data (so channels with different predictability weigh alike);
+* the **level** (weight ``level_weight`` of the calibration): the channel's mean signed residual over the
+  window, standardised by the median and robust scale (1.4826 x MAD) it has over the training windows (never
+  narrower than the channel's natural spread of window means), squared.
+  On a noisy or quantised channel (a flow meter toggling between two counts) the squared error is dominated by
+  the noise, and a shift of the channel's level by one step barely moves it, while the window mean shifts by
+  many of its own standard deviations (docs/skab.md, round 5);
+* for a model with several channels whose training rows share directions, the **linear** term (weight
+  ``linear_weight``): the channel's mean squared residual outside the principal components of the training
+  rows (the Q statistic), over its typical value on the training data (monitor/core/scoring/linear.py): a break in
+  how the channels move together, which the autoencoder (reconstructing each channel from itself) misses.
+
+The window score is the mean over channels of these per-channel values; contributions are their shares (sum
+to 1), so an alert names the channels whose error, level or linear residual explains it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from monitor.errors import DataError
+from monitor.core.scoring.artifact import Calibration, ModelBundle
+from monitor.core.scoring.device import resolve_device
+from monitor.core.scoring.linear import Linear
+from monitor.core.scoring.seasonal import Seasonality, row_times
+
+
+@dataclass(frozen=True)
+class Scores:
+    score: np.ndarray  # (batch,), > 0
+    contributions: np.ndarray  # (batch, n_channels), rows sum to 1
+    residual_mean: np.ndarray | None = None  # (batch, n_channels) mean of (scaled input - reconstruction)
+
+
+def channel_residuals(
+    bundle: ModelBundle, windows: np.ndarray, batch_size: int = 512, bf16: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Raw values (batch, window_len, n_channels) -> (mean squared error, mean signed residual, linear residual),
+    each (batch, n_channels); the residual is scaled input - reconstruction, averaged over time; the linear
+    residual is the mean squared residual outside the model's principal components (None for a model without a
+    linear term, see monitor/core/scoring/linear.py).
+
+    Inference runs on the module's device (see ``Scorer``) in chunks of ``batch_size`` windows under
+    ``torch.inference_mode``; ``bf16`` runs the model under bfloat16 autocast (the errors themselves are computed
+    in float32). On the CPU no tensor is copied (``.to`` and ``.cpu`` return the tensor itself).
+    """
+    scaled = centre_drifting(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), bundle.meta.calibration)
+    out = np.empty((scaled.shape[0], scaled.shape[2]), dtype=np.float64)
+    mean = np.empty_like(out)
+    device = next(bundle.module.parameters()).device
+    with torch.inference_mode():
+        for start in range(0, scaled.shape[0], batch_size):
+            chunk = torch.from_numpy(scaled[start : start + batch_size]).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                recon = bundle.module(chunk)
+            residual = chunk - recon.float()
+            out[start : start + batch_size] = (residual**2).mean(dim=1).double().cpu().numpy()
+            mean[start : start + batch_size] = residual.mean(dim=1).double().cpu().numpy()
+    linear = linear_of(bundle.meta.calibration, scaled.shape[2])
+    return out, mean, (linear.residual(scaled) if linear is not None else None)
+
+
+_LINEAR: dict[int, tuple[Calibration, dict[str, Any], Linear | None]] = {}
+
+
+def linear_of(calibration: Calibration, n_channels: int) -> Linear | None:
+    """The calibration's linear term, parsed once per calibration (scoring is the hot path)."""
+    cached = _LINEAR.get(id(calibration))
+    if cached is not None and cached[0] is calibration and cached[1] is calibration.linear:
+        return cached[2]
+    if len(_LINEAR) > 256:  # models come and go (hot swaps): keep the cache small
+        _LINEAR.clear()
+    linear = Linear.from_dict(calibration.linear, n_channels)
+    _LINEAR[id(calibration)] = (calibration, calibration.linear, linear)
+    return linear
+
+
+def centre_drifting(scaled: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """Scaled windows (n, window_len, C) with each drifting channel's window mean removed (artifacts with
+    ``centre_drifting``): a slow process variable is judged by its short-term shape and its relation to the
+    other channels, never by its distance from a training level that a few hundred rows show only in part, so
+    no offset has to be learned for it (nothing is learned during an anomaly)."""
+    if not calibration.centre_drifting or not any(calibration.drifting):
+        return scaled
+    flags = np.asarray(calibration.drifting, dtype=bool)
+    out = np.array(scaled, dtype=np.float32, copy=True)
+    out[:, :, flags] -= out[:, :, flags].mean(axis=1, keepdims=True)
+    return out
+
+
+def normalise(
+    errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None,
+    linear: np.ndarray | None = None,
+) -> Scores:
+    """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> Scores, with
+    ``calibration``'s scales.
+
+    The level term needs ``residual_mean``, the linear term ``linear``; without them (or with their weight 0)
+    the score is the error alone.
+    """
+    ref = np.maximum(np.asarray(calibration.channel_error, dtype=np.float64), 1e-9)
+    normed = errors / ref
+    if linear is not None and calibration.linear_weight > 0 and calibration.linear_scale:
+        normed = normed + calibration.linear_weight * linear / np.asarray(calibration.linear_scale)
+    if calibration.level_weight > 0 and calibration.level_scale and residual_mean is not None:
+        z = (residual_mean - np.asarray(calibration.level_centre)) / np.asarray(calibration.level_scale)
+        if calibration.centre_drifting and any(calibration.drifting):
+            z = z * ~np.asarray(calibration.drifting, dtype=bool)  # their level is not judged
+        normed = normed + calibration.level_weight * z * z
+    total = normed.sum(axis=1)
+    combine = calibration.combine
+    if combine == "max":
+        score = normed.max(axis=1)
+    elif combine == "rms":
+        score = np.sqrt((normed * normed).mean(axis=1))
+    elif combine.startswith("top"):
+        k = min(int(combine[3:]), normed.shape[1])
+        score = np.sort(normed, axis=1)[:, -k:].mean(axis=1)
+    else:
+        score = total / errors.shape[1]
+    contributions = normed / np.maximum(total, 1e-12)[:, None]
+    return Scores(np.maximum(score, 1e-12), contributions, residual_mean)
+
+
+def seasonality_of(bundle: ModelBundle) -> Seasonality | None:
+    return Seasonality.from_dict(bundle.meta.calibration.seasonal, len(bundle.meta.channels))
+
+
+def deseasonalise(
+    seasonality: Seasonality | None, windows: np.ndarray, starts: np.ndarray | None, ends: np.ndarray | None
+) -> np.ndarray:
+    """Raw windows (n, window_len, n_channels) minus the model's daily/weekly profile at each row's time (from
+    each window's first and last time, seconds since the epoch); the windows as they are without a profile.
+    A model with a profile needs the times (DataError without them: the score would be another judge's)."""
+    if seasonality is None:
+        return windows
+    if starts is None or ends is None:
+        raise DataError("this model removes a daily/weekly profile: scoring needs each window's start and end time")
+    profile = seasonality.component(row_times(starts, ends, windows.shape[1]))
+    out: np.ndarray = (np.asarray(windows, dtype=np.float64) - profile).astype(np.float32)
+    return out
+
+
+class Scorer:
+    """Scores batches of raw windows with one loaded model, on ``device`` (settings ``model.device``; the
+    bundle's module is moved there). Raises ConfigError for a device this machine does not have."""
+
+    def __init__(self, bundle: ModelBundle, batch_size: int = 256, bf16: bool = False,
+                 device: str | torch.device = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.bundle = bundle
+        bundle.module.to(self.device)  # a no-op on the CPU, where artifacts are loaded
+        self.batch_size = batch_size
+        self.bf16 = bf16  # bfloat16 autocast: off in production (no decision-identical speed-up measured)
+        self.seasonality = seasonality_of(bundle)
+
+    @property
+    def version(self) -> str:
+        return self.bundle.meta.version
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(self.bundle.meta.channels)
+
+    @property
+    def window_len(self) -> int:
+        return self.bundle.meta.window_len
+
+    def score(self, windows: np.ndarray, starts: np.ndarray | None = None, ends: np.ndarray | None = None) -> Scores:
+        """``windows``: (batch, window_len, n_channels) raw values; ``starts``/``ends`` (batch,): each window's
+        first and last time in seconds since the epoch (needed by a model with a daily/weekly profile)."""
+        windows = deseasonalise(self.seasonality, windows, starts, ends)
+        errors, residual_mean, linear = channel_residuals(self.bundle, windows, self.batch_size, self.bf16)
+        return normalise(errors, self.bundle.meta.calibration, residual_mean, linear)

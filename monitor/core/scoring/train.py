@@ -1,0 +1,419 @@
+"""Training an LSTM autoencoder on normal data: time-ordered validation split, early stopping, seeds."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any, TypedDict, Unpack
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from monitor.errors import CancelledRunError, DataError
+from monitor.core.scoring.artifact import Calibration, ModelBundle, ModelMeta, build_module
+from monitor.core.scoring.device import resolve_device
+from monitor.core.scoring.scaler import RobustScaler
+from monitor.core.scoring.baseline import drift_speeds, drifting_channels
+from monitor.core.scoring.linear import Linear
+from monitor.core.scoring.scorer import centre_drifting, channel_residuals, normalise
+from monitor.core.scoring.seasonal import Seasonality, fit_seasonality
+from monitor.settings import ModelSettings
+from monitor.core.thresholds import fit_tail
+from monitor.core.windows import sliding_windows
+
+log = logging.getLogger(__name__)
+
+MIN_TRAIN_WINDOWS = 8
+MIN_VAL_WINDOWS = 4
+MAX_LEVEL_FIT_WINDOWS = 20_000  # training windows the level term's centre and scale are measured on, at most
+MIN_LEVEL_SCALE = 1e-3  # scaler units: a channel whose training residual never moves still gets a finite scale
+MIN_WINDOW_LEN = 4  # auto_shape: the shortest window
+HISTORY_PER_WINDOW = 32  # auto_shape: a window is at most this fraction of the training rows
+TARGET_TRAIN_WINDOWS = 256  # auto_shape: the stride shrinks until about this many training windows
+
+
+def _seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+EpochCallback = Callable[[int, int, float, float], None]
+"""Called after each epoch with (epoch (1-based), max epochs, train loss, validation loss)."""
+
+
+class FitOptions(TypedDict, total=False):
+    """Keywords ``train`` and ``train_on_windows`` hand to the training loop (defaults in ``_fit``).
+
+    ``version``: the artifact's version (default: its creation time); ``progress``: a tqdm bar on stderr;
+    ``warm_start``: start from this model's weights and scaler; ``on_epoch``: called after each epoch;
+    ``cancel``: checked between epochs."""
+
+    version: str | None
+    progress: bool
+    warm_start: ModelBundle | None
+    on_epoch: EpochCallback | None
+    cancel: threading.Event | None
+
+
+def train(
+    frame: pd.DataFrame,
+    cfg: ModelSettings,
+    *,
+    source: str = "",
+    **options: Unpack[FitOptions],
+) -> ModelBundle:
+    """Fit a model on ``frame`` (time-indexed, numeric channels only, ONE continuous series) and calibrate it.
+
+    Windows are cut every ``cfg.stride`` rows. The last ``val_fraction`` of the rows (in time) is the
+    validation part; windows never straddle the split. Data that is not one continuous series (several
+    sensors, gaps) goes through ``train_on_windows`` instead. Trains and calibrates on ``cfg.device``; the
+    returned module is on the CPU (where artifacts live). Raises ``DataError`` when either part is too short
+    for the window length, ``ConfigError`` when the device is not available, ``CancelledRunError`` when
+    ``cancel`` is set (checked between epochs).
+    """
+    device = resolve_device(cfg.device)
+    values = frame.to_numpy(dtype=np.float32)
+    _check_finite(values)
+    n_val_rows = int(len(values) * cfg.val_fraction)
+    n_train_rows = len(values) - n_val_rows
+    window_len, stride = fit_shape(n_train_rows, cfg)
+    if (window_len, stride) != (cfg.window_len, cfg.stride):
+        log.info("short history: %d training rows, so windows of %d rows every %d (settings: %d every %d; "
+                 "model.window_len is the longest window)", n_train_rows, window_len, stride, cfg.window_len,
+                 cfg.stride)
+        cfg = cfg.model_copy(update={"window_len": window_len, "stride": stride})
+    times = _epoch_seconds(frame.index) if cfg.seasonal else None
+    seasonality = fit_seasonality(times[:n_train_rows], values[:n_train_rows]) if times is not None else None
+    if seasonality is not None:
+        assert times is not None
+        values = (values.astype(np.float64) - seasonality.component(times)).astype(np.float32)
+    train_rows, val_rows = values[:n_train_rows], values[n_train_rows:]
+    train_windows = sliding_windows(train_rows, cfg.window_len, cfg.stride)
+    val_windows = sliding_windows(val_rows, cfg.window_len, _val_stride(cfg.window_len, cfg.stride))
+    if len(train_windows) < MIN_TRAIN_WINDOWS or len(val_windows) < MIN_VAL_WINDOWS:
+        raise DataError(
+            f"too little data: {len(values)} rows give {len(train_windows)} training and {len(val_windows)} "
+            f"validation windows of {cfg.window_len} rows (need >= {MIN_TRAIN_WINDOWS} and >= {MIN_VAL_WINDOWS}, "
+            f"val_fraction={cfg.val_fraction}); provide at least {min_rows(cfg)} rows"
+        )
+    training = {
+        "source": source,
+        "rows": int(len(values)),
+        "start": frame.index[0].isoformat() if len(frame) else None,
+        "end": frame.index[-1].isoformat() if len(frame) else None,
+        "stride": cfg.stride,
+        "seasonal_periods_s": list(seasonality.periods) if seasonality is not None else [],
+    }
+    return _fit(train_windows, val_windows, train_rows, [str(c) for c in frame.columns], cfg, training, device,
+                seasonality=seasonality, **options)
+
+
+def fit_shape(n_train_rows: int, cfg: ModelSettings) -> tuple[int, int]:
+    """Window length and stride for ``n_train_rows`` training rows (settings ``model.auto_shape``).
+
+    A short history is trained on as it is: the window is at most 1/``HISTORY_PER_WINDOW`` of the training rows
+    (at least ``MIN_WINDOW_LEN``), and the stride shrinks so that there are about ``TARGET_TRAIN_WINDOWS``
+    windows; ``model.window_len`` and ``model.stride`` are the largest values used. Off: the settings as they are.
+    """
+    if not cfg.auto_shape:
+        return cfg.window_len, cfg.stride
+    window_len = min(cfg.window_len, max(MIN_WINDOW_LEN, n_train_rows // HISTORY_PER_WINDOW))
+    stride = min(cfg.stride, max(1, (n_train_rows - window_len + 1) // TARGET_TRAIN_WINDOWS))
+    return window_len, stride
+
+
+def _val_stride(window_len: int, stride: int) -> int:
+    return max(1, min(stride, window_len // 4))
+
+
+def _count(rows: int, window_len: int, stride: int) -> int:
+    return 0 if rows < window_len else (rows - window_len) // stride + 1
+
+
+def min_rows(cfg: ModelSettings) -> int:
+    """The fewest rows ``train`` accepts with these settings (the number its error message gives)."""
+    for n in range(2, 10_000_000):
+        n_val = int(n * cfg.val_fraction)
+        w, st = fit_shape(n - n_val, cfg)
+        if _count(n - n_val, w, st) >= MIN_TRAIN_WINDOWS and _count(n_val, w, _val_stride(w, st)) >= MIN_VAL_WINDOWS:
+            return n
+    raise DataError("no row count is enough with these settings")  # pragma: no cover - val_fraction < 0.9
+
+
+def _epoch_seconds(index: pd.Index) -> np.ndarray | None:
+    """Seconds since the epoch of a DatetimeIndex (None for any other index: no seasonal profile)."""
+    if not isinstance(index, pd.DatetimeIndex):
+        return None
+    stamps = index.tz_convert("UTC") if index.tz is not None else index.tz_localize("UTC")
+    return np.asarray((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1), dtype=np.float64)
+
+
+def train_on_windows(
+    windows: np.ndarray,
+    channels: Sequence[str],
+    cfg: ModelSettings,
+    *,
+    source: str = "",
+    start: datetime | None = None,
+    end: datetime | None = None,
+    **options: Unpack[FitOptions],
+) -> ModelBundle:
+    """Fit a model on pre-cut windows ``(n_windows, window_len, n_channels)`` given in time order.
+
+    The windows are used as they are (never re-cut), so no training window mixes two sensors or spans a gap
+    between them. The last ``val_fraction`` of the windows is the validation part; the scaler is fitted on the
+    training windows' rows. ``cfg.stride`` plays no part; ``start``/``end`` (the windows' time span) are
+    recorded in the model's metadata. Raises like ``train``.
+    """
+    device = resolve_device(cfg.device)
+    arr = np.asarray(windows, dtype=np.float32)
+    if arr.ndim != 3 or arr.shape[1] != cfg.window_len or arr.shape[2] != len(channels):
+        raise DataError(f"training windows of shape {arr.shape} do not match (n, window_len={cfg.window_len}, "
+                        f"channels={len(channels)})")
+    _check_finite(arr)
+    n_val = int(len(arr) * cfg.val_fraction)
+    train_windows, val_windows = arr[: len(arr) - n_val], arr[len(arr) - n_val :]
+    if len(train_windows) < MIN_TRAIN_WINDOWS or len(val_windows) < MIN_VAL_WINDOWS:
+        raise DataError(
+            f"too little data: {len(arr)} windows give {len(train_windows)} training and {len(val_windows)} "
+            f"validation windows (need >= {MIN_TRAIN_WINDOWS} and >= {MIN_VAL_WINDOWS}, val_fraction="
+            f"{cfg.val_fraction})"
+        )
+    training = {
+        "source": source,
+        "rows": int(arr.shape[0] * arr.shape[1]),
+        "windows": int(len(arr)),
+        "start": start.isoformat() if start else None,
+        "end": end.isoformat() if end else None,
+        "stride": None,  # pre-cut windows
+    }
+    return _fit(train_windows, val_windows, train_windows.reshape(-1, arr.shape[2]), [str(c) for c in channels],
+                cfg, training, device, **options)
+
+
+def _check_finite(values: np.ndarray) -> None:
+    if not np.isfinite(values).all():
+        raise DataError("training data contains NaN or Infinity; clean or drop those rows first")
+
+
+def _fit(
+    train_windows: np.ndarray,
+    val_windows: np.ndarray,
+    train_rows: np.ndarray,
+    channels: list[str],
+    cfg: ModelSettings,
+    training: dict[str, Any],
+    device: torch.device,
+    *,
+    version: str | None = None,
+    progress: bool = True,
+    warm_start: ModelBundle | None = None,
+    on_epoch: EpochCallback | None = None,
+    cancel: threading.Event | None = None,
+    seasonality: Seasonality | None = None,
+) -> ModelBundle:
+    """The training loop: windows (n, window_len, n_channels); ``train_rows`` (n_rows, n_channels) fit the scaler.
+    With ``seasonality`` the windows and rows are given without their profile, which the artifact stores."""
+    generator = _seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    scaler = warm_start.scaler if warm_start else RobustScaler.fit(train_rows)
+    if warm_start is not None:
+        if warm_start.meta.channels != channels or warm_start.meta.window_len != cfg.window_len:
+            raise DataError("warm start model has other channels or window length than the training data")
+        module = copy.deepcopy(warm_start.module)
+    else:
+        module = build_module(
+            ModelMeta(channels, cfg.window_len, cfg.hidden_size, cfg.latent_size, cfg.num_layers, cfg.dropout,
+                      scaler.to_dict(), Calibration([], 0.0, 1.0))
+        )
+    module.to(device)
+    drifting = drifting_channels(train_rows, cfg.drift_span, cfg.drift_ratio)
+    if warm_start is not None:
+        drifting = list(warm_start.meta.calibration.drifting) or drifting
+    shape = Calibration([], 0.0, 1.0, drifting=drifting, centre_drifting=cfg.centre_drifting)
+    x_train = torch.from_numpy(centre_drifting(scaler.transform(train_windows), shape)).to(device)
+    x_val = torch.from_numpy(centre_drifting(scaler.transform(val_windows), shape)).to(device)
+    optimiser = torch.optim.Adam(module.parameters(), lr=cfg.learning_rate)
+    loss_fn = nn.MSELoss()
+
+    best_state, best_val, stale, epochs_run = copy.deepcopy(module.state_dict()), float("inf"), 0, 0
+    train_loss = float("nan")
+    bar = tqdm(range(cfg.epochs), desc="train", unit="epoch", file=sys.stderr, disable=not progress)
+    for _epoch in bar:
+        if cancel is not None and cancel.is_set():
+            bar.close()
+            raise CancelledRunError(f"training cancelled after {epochs_run} of at most {cfg.epochs} epochs")
+        module.train()
+        order = torch.randperm(len(x_train), generator=generator).to(device)  # seeded on the CPU on any device
+        total = 0.0
+        for start in range(0, len(order), cfg.batch_size):
+            batch = x_train[order[start : start + cfg.batch_size]]
+            optimiser.zero_grad()
+            loss = loss_fn(module(batch), batch)
+            loss.backward()
+            nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+            optimiser.step()
+            total += float(loss.detach()) * len(batch)
+        train_loss = total / len(x_train)
+        module.eval()
+        with torch.inference_mode():
+            val_loss = float(loss_fn(module(x_val), x_val))
+        epochs_run += 1
+        bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
+        if on_epoch is not None:
+            on_epoch(epochs_run, cfg.epochs, train_loss, val_loss)
+        if val_loss < best_val - 1e-6:
+            best_val, best_state, stale = val_loss, copy.deepcopy(module.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    bar.close()
+    module.load_state_dict(best_state)
+    module.eval()
+
+    created = datetime.now(timezone.utc)
+    meta = ModelMeta(
+        channels=channels,
+        window_len=cfg.window_len,
+        hidden_size=cfg.hidden_size,
+        latent_size=cfg.latent_size,
+        num_layers=cfg.num_layers,
+        dropout=cfg.dropout,
+        scaler=scaler.to_dict(),
+        calibration=shape,  # the input transform calibrate() must score with
+        version=version or created.strftime("%Y%m%dT%H%M%SZ"),
+        created_at=created.isoformat(),
+        training={**training, "epochs": epochs_run, "seed": cfg.seed},
+        metrics={"train_loss": train_loss, "val_loss": best_val},
+    )
+    bundle = ModelBundle(module, scaler, meta)
+    meta.calibration = calibrate(
+        bundle, val_windows, error_floor=cfg.error_floor, level_weight=cfg.level_weight, fit_windows=train_windows,
+        drifting=drifting, centre_drifting=cfg.centre_drifting, combine=cfg.combine,
+        linear_weight=cfg.linear_weight, linear_variance=cfg.linear_variance,
+    )
+    meta.calibration.drift_speed = drift_speeds(scaler.transform(train_rows), drifting, cfg.drift_span)
+    if seasonality is not None:
+        meta.calibration.seasonal = seasonality.to_dict()
+    module.to("cpu")
+    return bundle
+
+
+def calibrate(
+    bundle: ModelBundle,
+    windows: np.ndarray,
+    error_floor: float = 0.5,
+    *,
+    level_weight: float = 0.0,
+    fit_windows: np.ndarray | None = None,
+    drifting: list[bool] | None = None,
+    centre_drifting: bool = False,
+    combine: str = "mean",
+    linear_weight: float = 0.0,
+    linear_variance: float = 0.9,
+) -> Calibration:
+    """Measure the score scale on (normal) validation windows (batch, window_len, n_channels).
+
+    Each channel's error scale is its **mean** error, the larger of the validation windows' and the training
+    windows' (``fit_windows``), floored at ``error_floor`` x the median of these over the channels. The mean, not
+    the median: a quantised channel whose windows are flat two times in three and hold a step the third time
+    has a median error of the flat windows, and every normal step would then score ~100 times that (issue 15);
+    the larger of the two parts: a validation part that shows one operating state only (a few hundred rows)
+    must not make the others look anomalous. The floor: a channel the model reconstructs almost perfectly (a
+    smooth, slow sensor such as a temperature) would otherwise weigh up to orders of magnitude more than the
+    others, and its slow drift would dominate the score (docs/skab.md, round 3). ``error_floor`` 0: no floor.
+
+    With ``level_weight`` > 0 the level term's centre and scale are the median and 1.4826 x MAD of each channel's
+    window-mean residual over ``fit_windows`` and the validation windows together; the scale gets the same
+    floor and is never narrower than the channel's natural spread of window means (``_window_mean_spread``).
+    With ``linear_weight`` > 0 the linear (PCA residual) term is fitted and scaled (``_calibrate_linear``,
+    monitor/core/scoring/linear.py). The log-score distribution is measured on the validation windows with every
+    term included; the tail fit (thresholds.py ``fit_tail``) on the validation and training windows. ``drifting``
+    is stored as given (see monitor/core/scoring/baseline.py).
+    """
+    errors, means, _ = channel_residuals(bundle, windows)
+    channel_error = errors.mean(axis=0)
+    fit_errors = fit_means = None  # one pass over the training windows, for the level term and the tail
+    fit_sample = None
+    if fit_windows is not None and len(fit_windows):
+        step = max(1, len(fit_windows) // MAX_LEVEL_FIT_WINDOWS)  # bound the extra pass on huge training sets
+        fit_sample = fit_windows[::step]
+        fit_errors, fit_means, _ = channel_residuals(bundle, fit_sample)
+    if fit_errors is not None:
+        channel_error = np.maximum(channel_error, fit_errors.mean(axis=0))
+    if error_floor > 0:
+        channel_error = np.maximum(channel_error, error_floor * float(np.median(channel_error)))
+    cal = Calibration([float(v) for v in channel_error], 0.0, 1.0, drifting=list(drifting or []),
+                      centre_drifting=centre_drifting, combine=combine)
+    if level_weight > 0:
+        fit = means if fit_means is None else np.concatenate([fit_means, means])
+        centre = np.median(fit, axis=0)
+        scale = 1.4826 * np.median(np.abs(fit - centre), axis=0)
+        if error_floor > 0:
+            scale = np.maximum(scale, error_floor * float(np.median(scale)))
+        scale = np.maximum(scale, _window_mean_spread(bundle, cal, fit_sample if fit_sample is not None else windows))
+        cal.level_weight = float(level_weight)
+        cal.level_centre = [float(v) for v in centre]
+        cal.level_scale = [float(v) for v in np.maximum(scale, MIN_LEVEL_SCALE)]
+    val_linear = fit_linear = None
+    if linear_weight > 0:
+        val_linear, fit_linear = _calibrate_linear(bundle, cal, windows, fit_sample, linear_weight, linear_variance,
+                                                   error_floor)
+    log_scores = np.log(normalise(errors, cal, means, val_linear).score)
+    tail_sample = log_scores
+    if fit_errors is not None:
+        tail_sample = np.concatenate([log_scores, np.log(normalise(fit_errors, cal, fit_means, fit_linear).score)])
+    cal.tail = fit_tail(tail_sample)
+    cal.log_score_mean = float(log_scores.mean())
+    cal.log_score_std = float(max(log_scores.std(), 1e-3))
+    cal.log_score_quantiles = {f"q{int(q * 1000)}": float(np.quantile(log_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)}
+    return cal
+
+
+def _calibrate_linear(
+    bundle: ModelBundle, cal: Calibration, windows: np.ndarray, fit_windows: np.ndarray | None, weight: float,
+    variance: float, error_floor: float,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Fit the linear term (monitor/core/scoring/linear.py) on the training windows' rows (the validation windows'
+    without them), store it in ``cal`` with each channel's scale, and return its residuals on the validation and
+    the training windows (None, None when the model has no linear term).
+
+    A channel's scale is the larger of its mean window residual on the validation and on the training windows:
+    a validation part that shows one operating state only (a few hundred rows) must not make every other normal
+    state look anomalous; it gets the same floor as the error scale."""
+    source = fit_windows if fit_windows is not None and len(fit_windows) else windows
+    scaled_fit = centre_drifting(bundle.scaler.transform(np.asarray(source, dtype=np.float32)), cal)
+    linear = Linear.fit(scaled_fit.reshape(-1, scaled_fit.shape[2]), variance)
+    if linear is None:
+        return None, None
+    val = linear.residual(centre_drifting(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), cal))
+    fit = linear.residual(scaled_fit)
+    scale = np.maximum(val.mean(axis=0), fit.mean(axis=0))
+    if error_floor > 0:
+        scale = np.maximum(scale, error_floor * float(np.median(scale)))
+    cal.linear = linear.to_dict()
+    cal.linear_weight = float(weight)
+    cal.linear_scale = [float(v) for v in np.maximum(scale, MIN_LEVEL_SCALE**2)]
+    return val, fit
+
+
+def _window_mean_spread(bundle: ModelBundle, cal: Calibration, windows: np.ndarray) -> np.ndarray:
+    """Each channel's natural spread of window means (1.4826 x MAD over ``windows``, in the scaled units the model
+    sees): the level term's scale is never narrower. An autoencoder reproduces the window means of its training
+    rows almost exactly, so their residuals alone give a scale far narrower than what new normal windows show;
+    a residual of one natural spread is then one unit, and the level term can only be large when the window's
+    mean itself is far outside what the channel does (on white noise, 0 false alerts instead of ~1 per day)."""
+    scaled = centre_drifting(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), cal)
+    means = scaled.mean(axis=1)
+    spread: np.ndarray = 1.4826 * np.median(np.abs(means - np.median(means, axis=0)), axis=0)
+    return spread
