@@ -25,14 +25,14 @@ from starlette.concurrency import run_in_threadpool
 
 from monitor.observe import metrics as _runner_metrics  # noqa: F401 - the monitor's metric names live in one registry
 from monitor.api import context as ctx
-from monitor.api.auth import ApiError, require
+from monitor.api.auth import require
 from monitor.api.gate import Gate
 from monitor.api.guard import RequestGuard
 from monitor.api.schemas import ActionIn, AlertDetail, AlertPage, FeedbackIn, FeedbackResult, FleetOut, SensorOut
 from monitor.core.contract import parse_time
 from monitor.core.when import HELP as WHEN_HELP
 from monitor.core.when import parse_when
-from monitor.errors import StoreError
+from monitor.errors import ApiError, MonitorError, StoreError, http_answer
 from monitor.core.feedback import levels_from_scores
 from monitor.core.incidents import ACKNOWLEDGED, RESOLVED
 from monitor.settings import Settings
@@ -123,26 +123,16 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.code, "detail": exc.detail}, exc.status, headers=exc.headers)
+    @app.exception_handler(MonitorError)  # every error of the tree, through its one mapping (monitor.errors)
+    async def monitor_error(_: Request, exc: MonitorError) -> JSONResponse:
+        status, code = http_answer(exc)
+        return JSONResponse({"error": code, "detail": str(exc)}, status,
+                            headers=exc.headers if isinstance(exc, ApiError) else None)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         reasons = [{"where": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()]
         return JSONResponse({"error": "invalid_request", "detail": reasons}, 422)
-
-    @app.exception_handler(store.NotFoundError)
-    async def not_found(_: Request, exc: store.NotFoundError) -> JSONResponse:
-        return JSONResponse({"error": "not_found", "detail": str(exc)}, 404)
-
-    @app.exception_handler(store.ConflictError)
-    async def conflict(_: Request, exc: store.ConflictError) -> JSONResponse:
-        return JSONResponse({"error": "conflict", "detail": str(exc)}, 409)
-
-    @app.exception_handler(StoreError)
-    async def unavailable(_: Request, exc: StoreError) -> JSONResponse:
-        return JSONResponse({"error": "database_unavailable", "detail": str(exc)}, 503)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:  # on the event loop: no thread pool can starve it

@@ -11,15 +11,8 @@ from collections.abc import Callable, Mapping
 from fastapi import Request
 from sqlalchemy import Engine
 
+from monitor.errors import ApiError
 from monitor.store.apikeys import KeyInfo, verify_key
-
-
-class ApiError(Exception):
-    """An error answered as ``{"error": code, "detail": text}`` with an HTTP status."""
-
-    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail, self.headers = status, code, detail, headers
 
 
 def _secret(headers: Mapping[str, str]) -> str | None:

@@ -18,7 +18,8 @@ from sqlalchemy import Engine
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from monitor.api.auth import ApiError, authenticate
+from monitor.api.auth import authenticate
+from monitor.errors import ApiError
 from monitor.store.apikeys import WRITE
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

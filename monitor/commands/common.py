@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 from pythonjsonlogger.json import JsonFormatter
 
-from monitor.errors import MonitorError
+from monitor.errors import MonitorError, exit_code
 from monitor.settings import Settings, settings_problems
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def log_formatter(settings: Settings, worker: int | None = None) -> logging.Form
 
 def fail(exc: MonitorError) -> None:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(exit_code(exc))
 
 
 def open_db(settings: Settings, *, read_only: bool = False) -> Engine:

@@ -59,7 +59,7 @@ from monitor.observe import health, metrics
 from monitor.store import retention
 from monitor.consumer.batches import Batch, RunStats, make_durable
 from monitor.core.engine import BatchOutcome, Engine
-from monitor.errors import BrokerError, StoreError
+from monitor.errors import BrokerError, StaleOffsetError, StoreError
 from monitor.ingest.faults import FaultInjector
 from monitor.ingest.kafka import DeadLetters, make_consumer, make_producer
 from monitor.ingest.membership import Assignment, GroupMember
@@ -71,7 +71,6 @@ from monitor.core.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.consumer.shutdown import ShutdownDeadline
 from monitor.store import repository
-from monitor.store.repository import StaleOffsetError
 
 log = logging.getLogger(__name__)
 

@@ -19,18 +19,12 @@ from sqlalchemy import Connection, Engine, Table, case, delete, or_, select, upd
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from monitor.core.contract import parse_time
-from monitor.errors import ArtifactError, ConfigError, StoreError
+from monitor.errors import ArtifactError, ConfigError, PromotionConflict, StoreError
 from monitor.core.scoring import artifact
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.store.schema import ModelPointer, ModelVersion, utcnow
 
 CANDIDATE, ACTIVE, REJECTED, RETIRED = "candidate", "active", "rejected", "retired"
-
-
-class PromotionConflict(StoreError):
-    """The active pointer moved while a promotion was prepared (someone else promoted first)."""
-
-    retriable = False
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.errors import StoreError
+from monitor.errors import ConflictError, NotFoundError, StoreError
 from monitor.core.incidents import ACKNOWLEDGED, OPEN, RESOLVED
 from monitor.store.apikeys import actor_name
 from monitor.store.schema import Alert, AlertEvent, AlertFeedback, SensorState, utcnow
@@ -31,16 +31,6 @@ SEVERITIES = ("minor", "major", "critical")
 VERDICTS = ("true_positive", "false_positive", "new_normal")
 SORTS = ("-opened_at", "opened_at", "-id", "id")
 BY_ACTION = {"acknowledge": "acknowledged_by", "resolve": "resolved_by"}  # audit action -> field naming who
-
-
-class ConflictError(StoreError):
-    """The action does not fit the alert's current status (e.g. acknowledging a resolved alert)."""
-
-    retriable = False
-
-
-class NotFoundError(StoreError):
-    retriable = False
 
 
 @dataclass(frozen=True)

@@ -16,23 +16,11 @@ from sqlalchemy import Engine, and_, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
-from monitor.errors import StoreError, StoreRejectedError
+from monitor.errors import StaleOffsetError, StaleStateError, StoreError, StoreRejectedError
 from monitor.core.evidence import EvidenceRow, Prune
 from monitor.core.incidents import RESOLVED, AlertRecord
 from monitor.store.evidence import write_evidence
 from monitor.store.schema import Alert, ConsumerOffset, SensorState, utcnow
-
-
-class StaleOffsetError(StoreError):
-    """Another consumer advanced a partition this batch read from: the batch is dropped, not written."""
-
-    retriable = False
-
-
-class StaleStateError(StaleOffsetError):
-    """A sensor's stored state changed under the consumer (operator feedback, or another consumer that received
-    windows of the same sensor, bumped its revision): the batch is dropped; the consumer re-reads the state and
-    replays from the stored offsets."""
 
 
 @dataclass(frozen=True)

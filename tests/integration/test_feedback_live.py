@@ -90,7 +90,8 @@ def test_a_batch_never_overwrites_a_state_whose_revision_moved(db: Engine) -> No
     each write moves the revision, and a writer that believed the sensor new cannot overwrite it."""
     from datetime import datetime, timezone
 
-    from monitor.store.repository import SensorRow, StaleStateError, commit_batch, load_sensor_states
+    from monitor.errors import StaleStateError
+    from monitor.store.repository import SensorRow, commit_batch, load_sensor_states
     from sqlalchemy import update
 
     at = datetime(2026, 1, 1, tzinfo=timezone.utc)

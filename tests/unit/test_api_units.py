@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.api.app import decode_cursor, encode_cursor
-from monitor.api.auth import ApiError
+from monitor.errors import ApiError
 from monitor.core.feedback import forgive_state, levels_from_scores
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.store.apikeys import KeyInfo, actor_name, hash_secret
