@@ -34,7 +34,7 @@ from monitor.core.when import HELP as WHEN_HELP
 from monitor.core.when import parse_when
 from monitor.errors import ApiError, MonitorError, StoreError, http_answer
 from monitor.core.feedback import levels_from_scores
-from monitor.core.incidents import ACKNOWLEDGED, RESOLVED
+from monitor.core.incidents import ACKNOWLEDGED, RESOLVED, Severity, Status
 from monitor.settings import Settings
 from monitor.store import alerts_api as store
 from monitor.store import fleet as fleet_store
@@ -48,8 +48,6 @@ API_REQUESTS = Counter("monitor_api_requests_total", "HTTP API requests, by rout
 
 Reader = Annotated[KeyInfo, Depends(require(READ))]
 Writer = Annotated[KeyInfo, Depends(require(WRITE))]
-Status = Literal["open", "acknowledged", "resolved"]
-Severity = Literal["minor", "major", "critical"]
 Sort = Literal["-opened_at", "opened_at", "-id", "id"]
 BIGINT_MAX = 2**63 - 1  # ids are BIGINT: a larger number never names an alert, and the databases refuse to bind it
 AlertId = Annotated[int, PathParam(ge=1, le=BIGINT_MAX, description="Alert id.")]

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from monitor.core.incidents import Severity, Status
+
 
 class AlertOut(BaseModel):
     id: int
@@ -14,8 +16,8 @@ class AlertOut(BaseModel):
     opened_at: datetime
     closed_at: datetime | None
     last_window_end: datetime
-    status: str
-    severity: str
+    status: Status
+    severity: Severity
     peak_score: float
     threshold_at_peak: float
     window_count: int

@@ -199,20 +199,20 @@ def alerts(
 ) -> None:
     """List alerts from the database, newest first."""
     from monitor.core.contract import format_time
-    from monitor.store.repository import query_alerts
+    from monitor.core.incidents import SEVERITIES, STATUSES
+    from monitor.store.alerts_api import AlertFilter, query_alerts
 
-    for value, allowed, name in ((status, ("open", "acknowledged", "resolved"), "--status"),
-                                 (severity, ("minor", "major", "critical"), "--severity")):
+    for value, allowed, name in ((status, STATUSES, "--status"), (severity, SEVERITIES, "--severity")):
         if value is not None and value not in allowed:
             raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=name)
     since_at, until_at = parse_time_option(since, "--since"), parse_time_option(until, "--until")  # arguments first
     settings = load_settings()
     try:
         db = open_db(settings, read_only=True)
-        rows = query_alerts(
-            db, sensor_id=sensor, since=since_at, until=until_at,
-            status=status, severity=severity, model_version=model_version, limit=limit,
-        )
+        rows = query_alerts(db, AlertFilter(
+            sensor_ids=[sensor] if sensor else (), statuses=[status] if status else (),
+            severities=[severity] if severity else (), model_versions=[model_version] if model_version else (),
+            since=since_at, until=until_at), limit=limit)
     except MonitorError as exc:
         fail(exc)
     columns = ["id", "sensor_id", "opened_at", "closed_at", "status", "severity", "peak_score",

@@ -25,7 +25,6 @@ from monitor.ingest.faults import FaultInjector
 from monitor.ingest.kafka import DeadLetters
 from monitor.core.ordering import admit
 from monitor.store import repository
-from monitor.store.repository import SensorRow
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +91,7 @@ def load_states(engine: Engine, db: DbEngine, records: list[Record]) -> None:
     missing = engine.missing(records)
     if not missing:
         return
-    rows = repository.load_sensor_states(db, missing)
-    for sensor_id, row in rows.items():
-        engine.sensors[sensor_id] = engine.restore_context(sensor_id, row.partition, row.state, row.model_version,
-                                                           row.revision)
+    engine.load(repository.load_sensor_states(db, missing))
 
 
 def make_durable(batch: Batch, *, engine: Engine, db: DbEngine, dead_letters: DeadLetters,
@@ -111,7 +107,7 @@ def make_durable(batch: Batch, *, engine: Engine, db: DbEngine, dead_letters: De
     """
     with metrics.timed("state_load"):
         load_states(engine, db, batch.good)
-    admission = admit(batch.good, {s: c.order for s, c in engine.sensors.items()},
+    admission = admit(batch.good, engine.orders(),
                       lambda r: (r.window.sensor_id, r.window.window_start, r.window.window_end))
     batch.duplicates = len(admission.duplicates)
     records: list[Record] = admission.new
@@ -125,7 +121,7 @@ def make_durable(batch: Batch, *, engine: Engine, db: DbEngine, dead_letters: De
         # whose partition moved on elsewhere (a zombie, a lost rebalance) read a newer owner's state and would
         # letter windows that owner has applied; the batch is dropped here, before any letter is sent.
         repository.check_fence(db, group_id=group_id, topic=topic, expected=batch.expected,
-                               revisions={r.window.sensor_id: engine.sensors[r.window.sensor_id].revision
+                               revisions={r.window.sensor_id: engine.revision(r.window.sensor_id)
                                           for r, _ in admission.late})
     with metrics.timed("dead_letters"):
         for raw, failure in late:
@@ -171,17 +167,9 @@ def log_alert_events(outcome: BatchOutcome) -> None:
                      extra=fields)
 
 
-def _rows(outcome: BatchOutcome) -> list[SensorRow]:
-    return [
-        SensorRow(c.sensor_id, c.partition, c.snapshot(), c.last_score, c.last_threshold, c.last_window_end,
-                  c.model_version, c.revision)
-        for c in outcome.touched.values()
-    ]
-
-
 def _commit(batch: Batch, outcome: BatchOutcome, *, db: DbEngine, group_id: str, topic: str,
             faults: FaultInjector) -> None:
-    expected, rows = batch.expected, _rows(outcome)
+    expected, rows = batch.expected, Engine.rows(outcome)
     if faults.fence_broken:  # the fault suite's self-test: a stale batch is written instead of refused (both fences)
         stored = repository.load_offsets(db, group_id, topic)
         expected = {p: stored.get(p) for p in batch.next_offsets}
@@ -193,8 +181,7 @@ def _commit(batch: Batch, outcome: BatchOutcome, *, db: DbEngine, group_id: str,
         expected=expected, evidence=outcome.evidence, prunes=list(outcome.prunes.values()),
         fenced=lambda: faults.at("in_db_commit"),
     )
-    for c in outcome.touched.values():  # the revisions this commit wrote (inserted at 0, each update + 1)
-        c.revision = 0 if c.revision is None else c.revision + 1
+    Engine.stored(outcome)
 
 
 def isolate(records: list[Record], *, engine: Engine, db: DbEngine) -> tuple[BatchOutcome, list[tuple[Record, str]]]:
@@ -209,12 +196,11 @@ def isolate(records: list[Record], *, engine: Engine, db: DbEngine) -> tuple[Bat
         by_sensor.setdefault(record.window.sensor_id, []).append(record)
 
     def refusal(subset: list[Record]) -> str | None:
-        for sensor_id in {r.window.sensor_id for r in subset}:
-            engine.sensors.pop(sensor_id, None)  # judged again from the stored state
+        engine.drop({r.window.sensor_id for r in subset})  # judged again from the stored state
         load_states(engine, db, subset)
         outcome = engine.process(subset)
         try:
-            repository.probe_outputs(db, alerts=list(outcome.alerts.values()), sensors=_rows(outcome),
+            repository.probe_outputs(db, alerts=list(outcome.alerts.values()), sensors=Engine.rows(outcome),
                                      evidence=outcome.evidence)
         except StoreRejectedError as exc:
             return str(exc)

@@ -444,7 +444,7 @@ class Runner:
         self.stats.committed.extend((p, batch.first[p], o) for p, o in next_offsets.items())
         health.batch_durable()
         # before the count a scraper waits on
-        metrics.observe_alerts(self.engine.sensors.values(), outcome.decisions, self._event_ends)
+        metrics.observe_alerts(self.engine.held().values(), outcome.decisions, self._event_ends)
         self.stats.consumed += batch.size
         metrics.WINDOWS_CONSUMED.inc(batch.size)
         if self.shadow is not None:
@@ -481,7 +481,7 @@ class Runner:
             if dropped:
                 metrics.SENSORS_EVICTED.inc(dropped)
                 self.stats.evicted += dropped
-        metrics.SENSORS_IN_MEMORY.set(len(self.engine.sensors))
+        metrics.SENSORS_IN_MEMORY.set(len(self.engine.held()))
 
     def _commit_kafka(self, offsets: dict[int, int]) -> None:
         with metrics.timed("kafka_commit"):

@@ -33,7 +33,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from monitor.core.contract import SensorWindow
-from monitor.core.engine import Engine, Record
+from monitor.core.engine import Engine, Record, SensorRow
 from monitor.errors import DataError
 from monitor.core.incidents import AlertRecord
 from monitor.core.scoring.artifact import ModelBundle
@@ -170,6 +170,6 @@ def _retrained(engine: Engine, seen: pd.DataFrame, cfg: ModelSettings, version: 
 
     bundle = train(seen, cfg, source="backtest retrain", version=version, progress=False)
     fresh = Engine(Scorer(bundle), engine.threshold_cfg, engine.alert_cfg)
-    for sensor_id, ctx in engine.sensors.items():
-        fresh.sensors[sensor_id] = fresh.restore_context(sensor_id, ctx.partition, ctx.snapshot(), ctx.model_version)
+    fresh.load({s: SensorRow(s, c.partition, c.snapshot(), None, None, None, c.model_version)
+                for s, c in engine.held().items()})
     return fresh

@@ -11,9 +11,10 @@ into scores and decisions here, and the alert page and feedback read the evidenc
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,20 @@ class SensorContext:
         if self.baseline is not None:
             state["baseline"] = self.baseline.snapshot()
         return state
+
+
+@dataclass(frozen=True)
+class SensorRow:
+    """One sensor's state as stored (what the engine emits after a batch and loads back)."""
+
+    sensor_id: str
+    partition: int
+    state: dict[str, Any]
+    last_score: float | None
+    last_threshold: float | None
+    last_window_end: datetime | None
+    model_version: str
+    revision: int | None = None  # the stored revision this state was read at (None: not stored yet)
 
 
 @dataclass
@@ -184,6 +199,45 @@ class Engine:
 
     def missing(self, records: Sequence[Record]) -> list[str]:
         return sorted({r.window.sensor_id for r in records} - self.sensors.keys())
+
+    # The sensors' state is the engine's: the adapters load it, read what to store and mark it stored through
+    # these methods only (monitor.consumer.batches, monitor.registry.shadow).
+
+    def load(self, rows: Mapping[str, SensorRow]) -> None:
+        """Take the stored state of these sensors (read from the database; another model's is carried over)."""
+        for sensor_id, row in rows.items():
+            self.sensors[sensor_id] = self.restore_context(sensor_id, row.partition, row.state, row.model_version,
+                                                           row.revision)
+
+    def drop(self, sensor_ids: Iterable[str]) -> None:
+        """Forget these sensors' state: their next windows are judged from the stored state again."""
+        for sensor_id in sensor_ids:
+            self.sensors.pop(sensor_id, None)
+
+    def orders(self) -> dict[str, WindowMark | None]:
+        """Each held sensor's last judged window (monitor.core.ordering)."""
+        return {s: c.order for s, c in self.sensors.items()}
+
+    def revision(self, sensor_id: str) -> int | None:
+        """The stored revision a held sensor's state grew from (None: never stored)."""
+        return self.sensors[sensor_id].revision
+
+    def held(self) -> Mapping[str, SensorContext]:
+        """The sensors held in memory, read-only."""
+        return MappingProxyType(self.sensors)
+
+    @staticmethod
+    def rows(outcome: BatchOutcome) -> list[SensorRow]:
+        """The state to store for the sensors a batch touched."""
+        return [SensorRow(c.sensor_id, c.partition, c.snapshot(), c.last_score, c.last_threshold, c.last_window_end,
+                          c.model_version, c.revision) for c in outcome.touched.values()]
+
+    @staticmethod
+    def stored(outcome: BatchOutcome) -> None:
+        """The batch's output is durable: each touched sensor's state is now at the revision that commit wrote
+        (inserted at 0, each update + 1)."""
+        for c in outcome.touched.values():
+            c.revision = 0 if c.revision is None else c.revision + 1
 
     def process(self, records: Sequence[Record]) -> BatchOutcome:
         """Score the windows in batches and judge them in order, sensor by sensor.

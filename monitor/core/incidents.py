@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -22,17 +23,37 @@ from monitor.core.contract import format_time, parse_time
 from monitor.settings import AlertSettings
 from monitor.core.thresholds import Decision
 
-OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
 
 
-def severity_of(level: float, enter: float, std: float) -> str:
+class Status(StrEnum):
+    """An alert's status, the one vocabulary of the engine, the store, the API, the CLI and the web page."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Severity(StrEnum):
+    """How far an alert's peak rose above its open level, mildest first."""
+
+    MINOR = "minor"
+    MAJOR = "major"
+    CRITICAL = "critical"
+
+
+OPEN, ACKNOWLEDGED, RESOLVED = Status.OPEN, Status.ACKNOWLEDGED, Status.RESOLVED
+STATUSES: tuple[str, ...] = tuple(Status)
+SEVERITIES: tuple[str, ...] = tuple(Severity)  # mildest first
+
+
+def severity_of(level: float, enter: float, std: float) -> Severity:
     """Severity from how far the peak rose above the open level, in std units of the log score."""
     margin = (level - enter) / max(std, 1e-9)
     if margin >= 6:
-        return "critical"
+        return Severity.CRITICAL
     if margin >= 2:
-        return "major"
-    return "minor"
+        return Severity.MAJOR
+    return Severity.MINOR
 
 
 @dataclass
@@ -124,7 +145,7 @@ class IncidentTracker:
             else:
                 self.current = AlertRecord(
                     sensor_id=self.sensor_id, opened_at=pending.start, closed_at=None, last_window_end=window_end,
-                    status=OPEN, severity="minor", peak_score=pending.peak_score,
+                    status=OPEN, severity=Severity.MINOR, peak_score=pending.peak_score,
                     threshold_at_peak=pending.threshold, window_count=0, top_channels=[],
                     model_version=model_version, partition=partition, first_offset=pending.first_offset,
                     last_offset=offset, contribution_sums=[0.0] * len(self.channels),
@@ -180,4 +201,4 @@ def obj_time_error(text: object) -> datetime:
     raise ValueError(f"snapshot holds an unreadable time {text!r}")
 
 
-_SEVERITY_RANK = {"minor": 0, "major": 1, "critical": 2}
+_SEVERITY_RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}

@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from monitor.core.contract import ALL_REASONS
+from monitor.core.incidents import SEVERITIES
 
 WINDOWS_CONSUMED = Counter(
     "monitor_windows_consumed_total", "Records read from the window topic (durable: a batch read again counts once)."
@@ -91,7 +92,6 @@ def add_stage(stage: str, seconds: float) -> None:
     _STAGE[stage].inc(max(seconds, 0.0))
 
 
-SEVERITIES = ("minor", "major", "critical")
 for _severity in SEVERITIES:
     OPEN_ALERTS.labels(_severity)
 

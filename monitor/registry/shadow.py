@@ -89,7 +89,7 @@ class Shadow:
     def warmed(self) -> dict[str, Any]:
         """The shadow's sensor contexts a promotion may take: those of sensors the active model judged normal on
         every window of the period."""
-        return {s: c for s, c in self.engine.sensors.items() if s not in self.alerted}
+        return {s: c for s, c in self.engine.held().items() if s not in self.alerted}
 
     def observe(self, decisions: Sequence[tuple[Record, Decision]], active_version: str) -> None:
         """One durable batch of the active model: judge its windows with the shadow, count, flush when due."""

@@ -13,6 +13,7 @@ column (peak score, status) is deliberately not offered, because a cursor on it 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,12 +23,10 @@ from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import ConflictError, NotFoundError, StoreError
-from monitor.core.incidents import ACKNOWLEDGED, OPEN, RESOLVED
+from monitor.core.incidents import ACKNOWLEDGED, OPEN, RESOLVED, Status
 from monitor.store.apikeys import actor_name
 from monitor.store.schema import Alert, AlertEvent, AlertFeedback, SensorState, utcnow
 
-STATUSES = (OPEN, ACKNOWLEDGED, RESOLVED)
-SEVERITIES = ("minor", "major", "critical")
 VERDICTS = ("true_positive", "false_positive", "new_normal")
 SORTS = ("-opened_at", "opened_at", "-id", "id")
 BY_ACTION = {"acknowledge": "acknowledged_by", "resolve": "resolved_by"}  # audit action -> field naming who
@@ -60,6 +59,36 @@ class AlertFilter:
         if self.until is not None:
             out.append(t.opened_at < self.until)
         return out
+
+
+def query_alerts(
+    engine: Engine,
+    flt: AlertFilter | None = None,
+    *,
+    sensor_id: str | None = None,
+    status: str | None = None,
+    severity: str | None = None,
+    model_version: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """Alerts the filter selects, newest first, at most ``limit``, as plain dicts of the table's columns; the
+    keywords are a short form of the filter's fields (one value each). The CLI's `monitor alerts`, retraining's
+    exclusion and the demo read alerts through it; the API pages them with the same filter."""
+    flt = flt or AlertFilter()
+    flt = dataclasses.replace(
+        flt, sensor_ids=[sensor_id] if sensor_id else flt.sensor_ids, statuses=[status] if status else flt.statuses,
+        severities=[severity] if severity else flt.severities,
+        model_versions=[model_version] if model_version else flt.model_versions,
+        since=since if since is not None else flt.since, until=until if until is not None else flt.until)
+    t = Alert.__table__
+    stmt = select(t).where(*flt.clauses()).order_by(t.c.opened_at.desc(), t.c.id.desc()).limit(limit)
+    try:
+        with engine.connect() as conn:
+            return [dict(row) for row in conn.execute(stmt).mappings()]
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot query alerts: {exc.__class__.__name__}") from exc
 
 
 def page_alerts(
@@ -136,7 +165,7 @@ def _people(conn: Any, alert_ids: list[int]) -> dict[int, dict[str, str | None]]
     return out
 
 
-def change_status(engine: Engine, alert_id: int, to_status: str, actor: str, note: str | None) -> dict[str, Any]:
+def change_status(engine: Engine, alert_id: int, to_status: Status, actor: str, note: str | None) -> dict[str, Any]:
     """Acknowledge (open -> acknowledged) or resolve (open/acknowledged -> resolved), with an audit event.
 
     The update is conditional on the status read, so two operators racing cannot both win.

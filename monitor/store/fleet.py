@@ -16,8 +16,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
-from monitor.core.incidents import ACKNOWLEDGED, OPEN
-from monitor.store.alerts_api import SEVERITIES
+from monitor.core.incidents import ACKNOWLEDGED, OPEN, SEVERITIES
 from monitor.store.schema import Alert, SensorState
 
 HOUR = timedelta(hours=1)

@@ -7,8 +7,8 @@ partition in a rebalance cannot overwrite the new owner's progress (``StaleOffse
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,21 +18,10 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyErro
 
 from monitor.errors import StaleOffsetError, StaleStateError, StoreError, StoreRejectedError
 from monitor.core.evidence import EvidenceRow, Prune
+from monitor.core.engine import SensorRow
 from monitor.core.incidents import RESOLVED, AlertRecord
 from monitor.store.evidence import write_evidence
 from monitor.store.schema import Alert, ConsumerOffset, SensorState, utcnow
-
-
-@dataclass(frozen=True)
-class SensorRow:
-    sensor_id: str
-    partition: int
-    state: dict[str, Any]
-    last_score: float | None
-    last_threshold: float | None
-    last_window_end: datetime | None
-    model_version: str
-    revision: int | None = None  # the stored revision this state was read at (None: not stored yet)
 
 
 def _insert(engine: Engine, table: Any) -> Any:
@@ -281,49 +270,10 @@ def _raise_if_moved(conn: Any, revisions: Mapping[str, int | None], *, lock: boo
         raise StaleStateError(f"state of {len(moved)} sensor(s) changed in the database meanwhile ({', '.join(moved[:3])})")
 
 
+# The one mapping between the engine's AlertRecord and the alerts table: every field the table has a column for
+# (contribution_sums is the engine's running state, kept in the sensor state, not in the row).
+ALERT_FIELDS = tuple(f.name for f in dataclasses.fields(AlertRecord) if f.name in Alert.__table__.c)
+
+
 def _alert_row(alert: AlertRecord, now: datetime) -> dict[str, Any]:
-    return {
-        "sensor_id": alert.sensor_id, "opened_at": alert.opened_at, "closed_at": alert.closed_at,
-        "last_window_end": alert.last_window_end, "status": alert.status, "severity": alert.severity,
-        "peak_score": alert.peak_score, "threshold_at_peak": alert.threshold_at_peak,
-        "window_count": alert.window_count, "top_channels": alert.top_channels,
-        "model_version": alert.model_version, "partition": alert.partition,
-        "first_offset": alert.first_offset, "last_offset": alert.last_offset,
-        "created_at": now, "updated_at": now,
-    }
-
-
-def query_alerts(
-    engine: Engine,
-    *,
-    sensor_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    status: str | None = None,
-    severity: str | None = None,
-    model_version: str | None = None,
-    limit: int = 1000,
-) -> list[dict[str, Any]]:
-    """Alerts overlapping [since, until), newest first, as plain dicts of the table's columns.
-
-    Same filters as the HTTP API's ``GET /alerts`` (``monitor.store.alerts_api.AlertFilter``).
-    """
-    table = Alert.__table__
-    stmt = select(table).order_by(table.c.opened_at.desc(), table.c.id.desc()).limit(limit)
-    if sensor_id:
-        stmt = stmt.where(table.c.sensor_id == sensor_id)
-    if status:
-        stmt = stmt.where(table.c.status == status)
-    if severity:
-        stmt = stmt.where(table.c.severity == severity)
-    if model_version:
-        stmt = stmt.where(table.c.model_version == model_version)
-    if since:
-        stmt = stmt.where(table.c.last_window_end >= since)
-    if until:
-        stmt = stmt.where(table.c.opened_at < until)
-    try:
-        with engine.connect() as conn:
-            return [dict(row) for row in conn.execute(stmt).mappings()]
-    except SQLAlchemyError as exc:
-        raise StoreError(f"cannot query alerts: {exc.__class__.__name__}") from exc
+    return {**{name: getattr(alert, name) for name in ALERT_FIELDS}, "created_at": now, "updated_at": now}

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import StoreError
-from monitor.store.repository import query_alerts
+from monitor.store.alerts_api import query_alerts
 from monitor.store.schema import AlertFeedback
 from monitor.training.history import HistoryWindow
 

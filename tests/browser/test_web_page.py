@@ -22,7 +22,7 @@ from sqlalchemy import select
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import KafkaSettings
 from monitor.store.database import init_schema, make_engine
-from monitor.store.repository import query_alerts
+from monitor.store.alerts_api import query_alerts
 from monitor.store.schema import AlertEvent, AlertFeedback
 from pipelines.synthetic import make_fleet
 from pipelines.cdp import Browser, free_port

@@ -15,7 +15,8 @@ from monitor.consumer.runner import build_runner
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
-from monitor.store.repository import load_offsets, query_alerts
+from monitor.store.alerts_api import query_alerts
+from monitor.store.repository import load_offsets
 from pipelines.faults.chaos import poison_records
 from pipelines.faults.kit import MAX_RECORD_BYTES, reset_group_to_earliest
 from pipelines.synthetic import fleet_windows, make_fleet

@@ -14,7 +14,7 @@ from monitor.core.engine import BatchOutcome, Record
 from monitor.consumer.runner import build_runner
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
-from monitor.store.repository import query_alerts
+from monitor.store.alerts_api import query_alerts
 from monitor.store.schema import Alert, AlertEvidence
 from monitor.core.thresholds import Decision
 from pipelines.synthetic import make_fleet

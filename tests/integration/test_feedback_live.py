@@ -14,7 +14,8 @@ from monitor.settings import AlertSettings, KafkaSettings, RunSettings, Threshol
 from monitor.store.alerts_api import record_feedback
 from monitor.store.database import init_schema, make_engine
 from monitor.store.feedback import apply_false_positive
-from monitor.store.repository import load_offsets, query_alerts
+from monitor.store.alerts_api import query_alerts
+from monitor.store.repository import load_offsets
 from monitor.store.schema import AlertFeedback, SensorState
 from pipelines.produce import send_windows
 from pipelines.synthetic import fleet_windows, make_fleet
@@ -91,7 +92,8 @@ def test_a_batch_never_overwrites_a_state_whose_revision_moved(db: Engine) -> No
     from datetime import datetime, timezone
 
     from monitor.errors import StaleStateError
-    from monitor.store.repository import SensorRow, commit_batch, load_sensor_states
+    from monitor.core.engine import SensorRow
+    from monitor.store.repository import commit_batch, load_sensor_states
     from sqlalchemy import update
 
     at = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -25,7 +25,8 @@ from monitor.consumer.runner import Runner, build_runner
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.train import train
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
-from monitor.store.repository import load_sensor_states, query_alerts
+from monitor.store.alerts_api import query_alerts
+from monitor.store.repository import load_sensor_states
 from pipelines.synthetic import normal_series
 from tests.integration.retrain_helpers import CHANNELS, TINY, WL, base_time, db_url, produce, sensor_windows
 

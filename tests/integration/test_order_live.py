@@ -27,7 +27,8 @@ from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.store.alerts_api import record_feedback
 from monitor.store.feedback import apply_false_positive
-from monitor.store.repository import load_offsets, load_sensor_states, query_alerts
+from monitor.store.alerts_api import query_alerts
+from monitor.store.repository import load_offsets, load_sensor_states
 from pipelines.produce import send_windows
 from pipelines.synthetic import fleet_windows, make_fleet
 from tests.integration.helpers import end_offsets, read_all, run_to_end

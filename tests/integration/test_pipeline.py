@@ -11,7 +11,8 @@ from monitor.core import contract
 from monitor.ingest.kafka import make_producer
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import KafkaSettings
-from monitor.store.repository import load_offsets, query_alerts
+from monitor.store.alerts_api import query_alerts
+from monitor.store.repository import load_offsets
 from pipelines.synthetic import evaluate, make_fleet
 from tests.integration.helpers import end_offsets, produce_fleet, read_all, run_to_end
 

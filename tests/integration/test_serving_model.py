@@ -20,7 +20,7 @@ from monitor.core.scoring import artifact
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.train import train
 from monitor.settings import KafkaSettings, RegistrySettings, Settings
-from monitor.store.repository import query_alerts
+from monitor.store.alerts_api import query_alerts
 from pipelines.synthetic import history_frame, make_fleet, normal_series
 from tests.integration.api_helpers import API_MODEL, api_bundle, keys  # noqa: F401 - fixtures
 from tests.integration.helpers import produce_fleet, run_to_end
