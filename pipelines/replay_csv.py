@@ -17,9 +17,10 @@ import typer
 
 from monitor.errors import MonitorError
 from monitor.ingest.kafka import ensure_topics, make_producer
-from monitor.core.scoring import artifact
+from monitor.registry import model_files
 from monitor.settings import ModelSettings, Settings
-from monitor.core.windows import read_wide_csv, sliding_windows, window_starts
+from monitor.core.windows import sliding_windows, window_starts
+from monitor.ingest.files import read_wide_csv
 from pipelines.produce import send_windows
 
 app = typer.Typer(add_completion=False)
@@ -29,7 +30,7 @@ def default_window_len(model: ModelSettings) -> tuple[int, str]:
     """(rows per window, where that came from): the window length of the artifact at ``model.path`` when that
     file exists, else ``model.window_len``. Raises ArtifactError for an unreadable artifact."""
     if model.path.is_file():
-        return artifact.read_meta(model.path).window_len, f"model {model.path}"
+        return model_files.read_meta(model.path).window_len, f"model {model.path}"
     return model.window_len, "settings model.window_len"
 
 

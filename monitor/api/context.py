@@ -38,7 +38,7 @@ from monitor.ingest.kafka import make_consumer
 from monitor.registry import versions
 from monitor.registry.serving import serving_model
 from monitor.registry.watcher import ModelWatcher
-from monitor.core.scoring import artifact
+from monitor.registry import model_files
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.scorer import Scorer
 from monitor.settings import KafkaSettings, RegistrySettings
@@ -105,7 +105,7 @@ class ModelCache:
             elif self._from_file() and (stamp := self._file_stamp()) not in (None, self._stamp):
                 self._stamp = stamp  # a damaged file is read once, not on every request
                 try:
-                    self._bundle = artifact.load(self.path)
+                    self._bundle = model_files.load(self.path)
                 except ArtifactError as exc:
                     self._problem = f"{exc}; model {self._bundle.meta.version or '?'} keeps serving"
                     log.error("serving model: %s", self._problem)

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from monitor.commands.backtest import backtest
-from monitor.commands.common import fail, load_settings, open_db, parse_time_option
+from monitor.commands.common import apply_threads, fail, load_settings, open_db, parse_time_option
 from monitor.commands.config import config_app
 from monitor.commands.db import db_app
 from monitor.commands.models import models_app
@@ -59,18 +59,21 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
 ) -> None:
     """Fit an LSTM autoencoder on normal data and write a model artifact."""
-    from monitor.core.scoring import artifact
+    from monitor.registry import model_files
     from monitor.core.scoring.train import train as fit
-    from monitor.core.windows import read_wide_csv
+    from monitor.ingest.files import read_wide_csv
+    from monitor.observe.progress import Bar
 
     settings = load_settings()
+    apply_threads(settings)
     updates = {k: v for k, v in {"window_len": window_len, "epochs": epochs, "seed": seed}.items() if v is not None}
     cfg = settings.model.model_copy(update=updates)
     try:
         frame = read_wide_csv(csv_path, sep=sep, time_column=time_column or None, ignore=ignore or [])
         typer.echo(f"training on {len(frame)} rows x {frame.shape[1]} channels from {csv_path}", err=True)
-        bundle = fit(frame, cfg, source=str(csv_path))
-        artifact.save(bundle, out)
+        with Bar("train", "epoch") as bar:
+            bundle = fit(frame, cfg, source=str(csv_path), on_epoch=bar.epoch)
+        model_files.save(bundle, out)
     except MonitorError as exc:
         fail(exc)
     cal = bundle.meta.calibration
@@ -89,10 +92,8 @@ def train(
 
 
 def threads_warning(threads: int, omp_wait_policy: str | None) -> str | None:
-    """The warning `monitor run` logs for ``model.threads`` > 1 with sleeping OpenMP workers, else None.
-
-    Measured (docs/benchmarks.md, round 4): 2 threads with OMP_WAIT_POLICY=PASSIVE drained 880-940 windows/s
-    end to end against 5,800-6,100 with one thread on the same 2 cores."""
+    """The warning `monitor run` logs for ``model.threads`` > 1 with sleeping OpenMP workers, else None
+    (the measurement behind it: docs/benchmarks.md, round 4)."""
     if threads > 1 and (omp_wait_policy or "").upper() == "PASSIVE":
         return (f"model.threads={threads} with OMP_WAIT_POLICY=PASSIVE: measured up to 7x slower end to end than "
                 "one thread; prefer one consumer process per core (or OMP_WAIT_POLICY=ACTIVE on dedicated cores)")
@@ -114,8 +115,7 @@ def run(
 ) -> None:
     """Consume sensor windows, score them, and write alerts (Ctrl-C or SIGTERM stops cleanly)."""
     # Before torch loads libgomp: OpenMP workers that spin-wait collapse throughput when the cores are shared
-    # (measured on 2 cores at load average 5: 2 threads fell from ~10,000 to ~200 windows/s; sleeping
-    # workers kept ~5,000). An explicit OMP_WAIT_POLICY in the environment wins.
+    # (docs/benchmarks.md). An explicit OMP_WAIT_POLICY in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     settings = load_settings(worker_index)
     port = metrics_port if metrics_port is not None else settings.run.metrics_port
@@ -130,16 +130,13 @@ def run(
         bundle, watcher = serving_model(db, settings.registry, settings.model.path, model)
         import torch
 
-        # One intra-op thread unless set: the loop thread needs the other core, and 2 threads on 2 cores
-        # measured 2,700-2,850 windows/s end to end against 4,200 with one (docs/benchmarks.md); scale out
-        # with more consumer processes in the group instead.
+        # One intra-op thread unless set: the loop thread needs the other core (docs/benchmarks.md, round 2);
+        # scale out with more consumer processes in the group instead.
         torch.set_num_threads(settings.model.threads or 1)
         if warning := threads_warning(settings.model.threads, os.environ.get("OMP_WAIT_POLICY")):
             log.warning("%s", warning)
-        # The hot path allocates many short-lived objects per window (records, decisions): with Python's
-        # default gen-0 threshold (700) the cyclic collector ran ~2 % of samples and rescanned the loaded
-        # model and libraries each time. Freeze what is loaded now and collect less often: +4-14 % windows/s
-        # end to end (A/B, 60,000 packed windows, docs/benchmarks.md round 3).
+        # The hot path allocates many short-lived objects per window (records, decisions): freeze what is loaded
+        # now and collect less often (the A/B behind it: docs/benchmarks.md, round 3).
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         runner = build_runner(

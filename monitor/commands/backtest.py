@@ -37,10 +37,11 @@ def backtest(
     empty score and is_anomaly 0. Prints a summary of the alerts found.
     """
     from monitor.core.backtest import run_backtest
+    from monitor.observe.progress import Bar
     from monitor.commands.common import fail, load_settings
-    from monitor.core.scoring import artifact
+    from monitor.registry import model_files
     from monitor.core.scoring.train import train
-    from monitor.core.windows import read_wide_csv
+    from monitor.ingest.files import read_wide_csv
 
     settings = load_settings()
     cfg = settings.model if seed is None else settings.model.model_copy(update={"seed": seed})
@@ -57,7 +58,7 @@ def backtest(
             typer.echo(f"{frame.attrs['unordered']} rows earlier than a row before them: {verb} (--unordered)",
                        err=True)
         if model is not None:
-            bundle = artifact.load(model)
+            bundle = model_files.load(model)
         else:
             if train_csv is not None:
                 # --ignore names were checked against INPUT; a clean training file may lack the label columns.
@@ -72,11 +73,14 @@ def backtest(
                     raise DataError(f"--train-rows {train_rows}: the input has {len(frame)} rows")
                 history = frame.iloc[:train_rows]
             typer.echo(f"training on {len(history)} rows x {history.shape[1]} channels", err=True)
-            bundle = train(history, cfg, source=str(train_csv or input_csv), version="backtest")
-        result = run_backtest(
-            frame, bundle, settings.threshold, settings.alert, stride=stride, retrain_every=retrain_every,
-            model_cfg=cfg, progress=True,
-        )
+            with Bar("train", "epoch") as bar:
+                bundle = train(history, cfg, source=str(train_csv or input_csv), version="backtest",
+                               on_epoch=bar.epoch)
+        with Bar("backtest", "win") as bar:
+            result = run_backtest(
+                frame, bundle, settings.threshold, settings.alert, stride=stride, retrain_every=retrain_every,
+                model_cfg=cfg, progress=bar.count,
+            )
     except MonitorError as exc:
         fail(exc)
     table = result.table.copy()

@@ -88,3 +88,11 @@ def parse_time_option(text: str | None, name: str) -> datetime | None:
     if value is None:
         raise typer.BadParameter(f"{text[:80]!r} is not {HELP}, within years 1..9999 in UTC", param_hint=name)
     return value
+
+
+def apply_threads(settings: Settings) -> None:
+    """``model.threads`` torch threads for this process's training and scoring (0: torch's default)."""
+    if settings.model.threads:
+        import torch
+
+        torch.set_num_threads(settings.model.threads)

@@ -36,7 +36,7 @@ def retrain_command(
     """Retrain now: read history, exclude alerts, train, gate against the active model; a passing candidate becomes
     the shadow (registry.shadow_min_windows; 0: promoted at once), a failing one is rejected. A complete shadow
     period is ended first."""
-    from monitor.commands.common import fail, load_settings, open_db, parse_time_option
+    from monitor.commands.common import apply_threads, fail, load_settings, open_db, parse_time_option
     from monitor.errors import MonitorError
     from monitor.training.retrain import FAILED, RetrainRequest, retrain
 
@@ -52,10 +52,7 @@ def retrain_command(
         db = open_db(settings)
     except MonitorError as exc:
         fail(exc)
-    if settings.model.threads:
-        import torch
-
-        torch.set_num_threads(settings.model.threads)
+    apply_threads(settings)
     outcome = retrain(db, _config(settings, epochs=epochs), request,
                       progress=lambda text: typer.echo(f"[retrain] {text}", err=True), progress_bars=True)
     typer.echo(outcome.line())
@@ -71,12 +68,13 @@ def scheduler_command(
     metrics_port: Annotated[Optional[int], typer.Option(help="Serve Prometheus metrics on this port.")] = None,
 ) -> None:
     """Retrain on a schedule and on score drift; one replica at a time (database lease)."""
-    from monitor.commands.common import fail, load_settings, open_db
+    from monitor.commands.common import apply_threads, fail, load_settings, open_db
     from monitor.errors import MonitorError
     from monitor.training.scheduler import Schedule, Scheduler, ScoreDrift
     from monitor.training.retrain import RetrainRequest, retrain
 
     settings = load_settings()
+    apply_threads(settings)
     cfg = _config(settings)
     try:
         db = open_db(settings)

@@ -43,6 +43,7 @@ import logging
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -82,52 +83,70 @@ DLQ_MAX_BLOCK_MS = 10_000  # bound of a dead-letter send waiting for topic metad
 KAFKA_RESYNC_S = 2.0  # least seconds between two retries of a failed Kafka offset commit while idle
 
 
+@dataclass(frozen=True)
+class RunnerConfig:
+    """What the consumer loop is told: the Kafka and run settings it uses (``RunnerConfig.of``)."""
+
+    topic: str
+    group_id: str
+    poll_timeout_ms: int = 500
+    max_poll_records: int = 2000
+    live_poll_records: int | None = None
+    max_record_bytes: int = 1_000_000
+    idle_exit_s: float | None = None
+    auto_offset_reset: str = "earliest"
+    close_timeout_s: float = 2.0
+    overlap: bool = False
+    stall_timeout_s: float = 60.0
+    max_sensors: int = 0
+
+    @classmethod
+    def of(cls, kafka: KafkaSettings, run: RunSettings, *, idle_exit_s: float | None = None) -> RunnerConfig:
+        return cls(
+            topic=kafka.topic, group_id=kafka.group_id, poll_timeout_ms=kafka.poll_timeout_ms,
+            max_poll_records=kafka.max_poll_records, live_poll_records=kafka.live_poll_records,
+            max_record_bytes=run.max_record_bytes, idle_exit_s=idle_exit_s if idle_exit_s is not None else
+            run.idle_exit_s, auto_offset_reset=kafka.auto_offset_reset, close_timeout_s=run.close_timeout_s,
+            overlap=run.overlap, stall_timeout_s=kafka.stall_timeout_s, max_sensors=run.max_sensors_in_memory)
+
+
 class Runner:
     """One consumer-group member. ``stop()`` (or SIGTERM/SIGINT) ends it after the current batch."""
 
     def __init__(
         self,
+        config: RunnerConfig,
         *,
         consumer: KafkaConsumer,
         dead_letters: DeadLetters,
         db: DbEngine,
         engine: Engine,
-        topic: str,
-        group_id: str,
-        poll_timeout_ms: int = 500,
-        max_poll_records: int = 2000,
-        live_poll_records: int | None = None,
-        max_record_bytes: int = 1_000_000,
-        idle_exit_s: float | None = None,
-        auto_offset_reset: str = "earliest",
-        close_timeout_s: float = 2.0,
         faults: FaultInjector | None = None,
         on_batch: Callable[[RunStats], None] | None = None,
         sleep: Callable[[float], Any] | None = None,
-        overlap: bool = False,
         consumer_factory: Callable[[], KafkaConsumer] | None = None,
-        stall_timeout_s: float = 60.0,
-        max_sensors: int = 0,
     ) -> None:
-        self.stall_timeout_s = stall_timeout_s  # a client not a stable group member this long is replaced
-        self.member = GroupMember(consumer, topic, factory=consumer_factory, close_timeout_s=close_timeout_s)
+        self.config = config
+        self.stall_timeout_s = config.stall_timeout_s  # a client not a stable group member this long is replaced
+        self.member = GroupMember(consumer, config.topic, factory=consumer_factory,
+                                  close_timeout_s=config.close_timeout_s)
         self.dead_letters = dead_letters
         self.db = db
         self.engine = engine
-        self.topic = topic
-        self.group_id = group_id
-        self.poll_timeout_ms = poll_timeout_ms
-        self.max_poll_records = max_poll_records
+        self.topic = config.topic
+        self.group_id = config.group_id
+        self.poll_timeout_ms = config.poll_timeout_ms
+        self.max_poll_records = config.max_poll_records
         # Adaptive batch size: live_poll_records while caught up (latency), max_poll_records with a backlog.
-        self.live_poll_records = min(live_poll_records or max_poll_records, max_poll_records)
+        self.live_poll_records = min(config.live_poll_records or config.max_poll_records, config.max_poll_records)
         self._behind = False  # set from the lag after every poll
         self._lag = 0  # records behind on the owned partitions, from the last poll
         self.heartbeat_s = 60.0  # one INFO line this often: throughput, lag, counters
         self._last_heartbeat = (time.monotonic(), 0)  # (when, stats.consumed then)
-        self.max_record_bytes = max_record_bytes
-        self.idle_exit_s = idle_exit_s
-        self.auto_offset_reset = auto_offset_reset
-        self.close_timeout_s = close_timeout_s
+        self.max_record_bytes = config.max_record_bytes
+        self.idle_exit_s = config.idle_exit_s
+        self.auto_offset_reset = config.auto_offset_reset
+        self.close_timeout_s = config.close_timeout_s
         self.faults = faults or FaultInjector(None)
         self.on_batch = on_batch
         self.stats = RunStats()
@@ -142,8 +161,8 @@ class Runner:
         self.watcher: ModelWatcher | None = None  # hot swap (monitor.registry.watcher), set by the wiring
         self.shadow: Shadow | None = None  # shadow mode (monitor.registry.shadow), from the watcher
         self.shadow_flush_s = 30.0  # how often the shadow's counts are written to `shadow_reports`
-        self.overlap = overlap
-        self.max_sensors = max_sensors  # sensors held in memory at most (0: no bound); Engine.evict
+        self.overlap = config.overlap
+        self.max_sensors = config.max_sensors  # sensors held in memory at most (0: no bound); Engine.evict
         self._pool: ThreadPoolExecutor | None = None
         self._pending: tuple[Batch, Future[BatchOutcome]] | None = None  # the batch in flight
         self._rewinds = 0  # counts rewinds: records polled before one are stale
@@ -574,22 +593,11 @@ def build_runner(
     """Wire a Runner from settings sections, a loaded model (scored on ``device``: settings model.device) and a
     database engine."""
     return Runner(
+        RunnerConfig.of(kafka, run, idle_exit_s=idle_exit_s),
         consumer=make_consumer(kafka),
         dead_letters=DeadLetters(make_producer(kafka, max_block_ms=DLQ_MAX_BLOCK_MS), kafka.dlq_topic),
         db=db,
         engine=Engine(Scorer(bundle, device=device), threshold, alert),
-        topic=kafka.topic,
-        group_id=kafka.group_id,
-        poll_timeout_ms=kafka.poll_timeout_ms,
-        max_poll_records=kafka.max_poll_records,
-        live_poll_records=kafka.live_poll_records,
-        max_record_bytes=run.max_record_bytes,
-        idle_exit_s=idle_exit_s if idle_exit_s is not None else run.idle_exit_s,
-        auto_offset_reset=kafka.auto_offset_reset,
-        close_timeout_s=run.close_timeout_s,
         faults=FaultInjector(run.fault),
-        overlap=run.overlap,
         consumer_factory=lambda: make_consumer(kafka),
-        stall_timeout_s=kafka.stall_timeout_s,
-        max_sensors=run.max_sensors_in_memory,
     )

@@ -23,14 +23,12 @@ statistics move to the new model's scale: ``threshold.carry_on_swap``; the input
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from monitor.core.contract import SensorWindow
 from monitor.core.engine import Engine, Record, SensorRow
@@ -89,9 +87,10 @@ def run_backtest(
     retrain_every: int | None = None,
     model_cfg: ModelSettings | None = None,
     batch_windows: int = 256,
-    progress: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
-    """Detect on ``frame`` (time-indexed, the model's channels in its order) with ``bundle``; see module doc."""
+    """Detect on ``frame`` (time-indexed, the model's channels in its order) with ``bundle``; see module doc.
+    ``progress``: called with (windows judged so far, windows in all) after each batch (the caller shows it)."""
     channels = [str(c) for c in frame.columns]
     if channels != list(bundle.meta.channels):
         raise DataError(f"data channels {channels} differ from the model's {list(bundle.meta.channels)}")
@@ -114,8 +113,7 @@ def run_backtest(
         # accept any length and silently score windows it was not trained on).
         model_cfg = model_cfg.model_copy(update={**architecture_of(bundle), "auto_shape": False})
     segments = [0, n] if not retrain_every else [*range(0, n, retrain_every), n]
-    bar = tqdm(total=max(0, (n - wl) // stride + 1), desc="backtest", unit="win", file=sys.stderr,
-               disable=not progress)
+    total, done = max(0, (n - wl) // stride + 1), 0
     for seg_start, seg_end in zip(segments[:-1], segments[1:]):
         if seg_start > 0 and model_cfg is not None and seg_start >= wl * 4:
             engine = _retrained(engine, frame.iloc[:seg_start], model_cfg, f"{bundle.meta.version}+r{seg_start}")
@@ -125,12 +123,15 @@ def run_backtest(
             batch.append(record)
             if len(batch) >= batch_windows:
                 _apply(engine, batch, score, threshold, flag, alerts)
-                bar.update(len(batch))
+                done += len(batch)
+                if progress is not None:
+                    progress(done, total)
                 batch = []
         if batch:
             _apply(engine, batch, score, threshold, flag, alerts)
-            bar.update(len(batch))
-    bar.close()
+            done += len(batch)
+            if progress is not None:
+                progress(done, total)
     if stride > 1:
         score, threshold, flag = _forward_fill(score, threshold, flag, wl)
     table = pd.DataFrame({"score": score, "threshold": threshold, "is_anomaly": flag}, index=frame.index)
@@ -168,7 +169,7 @@ def _retrained(engine: Engine, seen: pd.DataFrame, cfg: ModelSettings, version: 
     """A new engine on a model trained on ``seen``; sensor state crosses over like a live model swap."""
     from monitor.core.scoring.train import train
 
-    bundle = train(seen, cfg, source="backtest retrain", version=version, progress=False)
+    bundle = train(seen, cfg, source="backtest retrain", version=version)
     fresh = Engine(Scorer(bundle), engine.threshold_cfg, engine.alert_cfg)
     fresh.load({s: SensorRow(s, c.partition, c.snapshot(), None, None, None, c.model_version)
                 for s, c in engine.held().items()})

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gc
 import math
 import re
 from collections.abc import Sequence
@@ -154,27 +153,21 @@ def decode_batch(
     The value lists of all records whose header is valid are converted by a single ``np.asarray`` into a
     (n, window_len, n_channels) array (each window's ``values`` is a float32 view of one batch array); a
     batch with any ragged or non-numeric window falls back to converting window by window, and out-of-range
-    windows are re-checked one by one to name the reason. The garbage collector is paused while the
-    batch's lists are built (they hold no reference cycles; a full collection per few hundred windows is
-    pure overhead). Never raises: an unexpected exception in a batch step falls back to window by window,
+    windows are re-checked one by one to name the reason. (The consumer pauses the garbage collector around
+    it: the batch's lists hold no reference cycles, and a full collection per few hundred windows is pure
+    overhead.) Never raises: an unexpected exception in a batch step falls back to window by window,
     and one in a single record's step makes that record ``UNDECODABLE``.
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        heads = [_head_or_failure(raw, channels=channels, max_bytes=max_bytes) for raw in raws]
-        good = [i for i, h in enumerate(heads) if not isinstance(h, DecodeFailure)]
-        groups: list[tuple[list[int], np.ndarray]] = []
-        if good and window_len is not None:
-            packed = [i for i in good if isinstance(heads[i][4], bytes)]  # type: ignore[index]
-            listed = [i for i in good if not isinstance(heads[i][4], bytes)]  # type: ignore[index]
-            for idx in (listed, packed):
-                batch = _batch_array_or_none(heads, idx, window_len) if idx else None  # type: ignore[arg-type]
-                if batch is not None:
-                    groups.append((idx, batch))
-    finally:
-        if was_enabled:
-            gc.enable()
+    heads = [_head_or_failure(raw, channels=channels, max_bytes=max_bytes) for raw in raws]
+    good = [i for i, h in enumerate(heads) if not isinstance(h, DecodeFailure)]
+    groups: list[tuple[list[int], np.ndarray]] = []
+    if good and window_len is not None:
+        packed = [i for i in good if isinstance(heads[i][4], bytes)]  # type: ignore[index]
+        listed = [i for i in good if not isinstance(heads[i][4], bytes)]  # type: ignore[index]
+        for idx in (listed, packed):
+            batch = _batch_array_or_none(heads, idx, window_len) if idx else None  # type: ignore[arg-type]
+            if batch is not None:
+                groups.append((idx, batch))
     out: list[SensorWindow | DecodeFailure] = list(heads)  # type: ignore[arg-type]
     for idx, batch in groups:
         try:

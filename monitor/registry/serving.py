@@ -9,7 +9,7 @@ from sqlalchemy import Engine as DbEngine
 
 from monitor.registry import versions
 from monitor.registry.watcher import ModelWatcher
-from monitor.core.scoring import artifact
+from monitor.registry import model_files
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import RegistrySettings
 
@@ -25,13 +25,13 @@ def serving_model(
     version if any, else ``default_path``; either way a watcher picks up later promotions.
     """
     if explicit_path is not None:
-        return artifact.load(explicit_path), None
+        return model_files.load(explicit_path), None
     active = versions.active_version(db, registry.model_name)
     if active is not None:
         bundle = versions.load_bundle(db, registry.model_name, active)
         log.info("serving registry model %s/%s", registry.model_name, active)
     else:
-        bundle = artifact.load(default_path)
+        bundle = model_files.load(default_path)
         log.info("no active model %r in the registry: serving %s", registry.model_name, default_path)
     return bundle, ModelWatcher(db, registry.model_name, active, serving=bundle.meta,
                                 check_interval_s=registry.check_interval_s)

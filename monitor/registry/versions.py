@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from monitor.core.contract import parse_time
 from monitor.errors import ArtifactError, ConfigError, PromotionConflict, StoreError
 from monitor.core.scoring import artifact
+from monitor.registry import model_files
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.store.schema import ModelPointer, ModelVersion, utcnow
 
@@ -107,7 +108,7 @@ def import_file(
     """Register the model file at ``path`` (its ``meta.version`` names it; its training range, when the artifact
     records one, becomes the version's), and make it active if ``activate``. A version of that name already
     registered with the same artifact is reused (activated if asked); another artifact under that name is refused."""
-    bundle = artifact.load(path)
+    bundle = model_files.load(path)
     training = bundle.meta.training
     why = reason or f"imported from {path}"
     try:

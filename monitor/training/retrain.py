@@ -38,6 +38,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.errors import ArtifactError, CancelledRunError, ConfigError, DataError, MonitorError
+from monitor.observe.progress import Bar
 from monitor.registry import shadow, versions
 from monitor.core.scoring import artifact
 from monitor.core.scoring.artifact import ModelBundle
@@ -192,16 +193,17 @@ def _run(
         progress(f"training candidate {version}: window_len={window_len} channels={len(channels)} "
                  f"hidden={model_cfg.hidden_size} epochs<={model_cfg.epochs}"
                  f"{' warm-started from ' + warm.meta.version if warm else ''}")
-        on_epoch = None if progress_bars else _epoch_lines(progress)
-        if request.path is not None:  # one pseudo-sensor's consecutive windows: one continuous series
-            candidate = train(_frame(train_part, channels), model_cfg, source=str(request.path), version=version,
-                              progress=progress_bars, warm_start=warm, on_epoch=on_epoch, cancel=cancel)
-        else:
-            ordered = sorted(train_part, key=lambda w: (w.window_start, w.sensor_id))
-            candidate = train_on_windows(
-                np.stack([w.values for w in ordered]), channels, model_cfg, source=sources.get("topic", ""),
-                start=ordered[0].window_start, end=max(w.window_end for w in ordered), version=version,
-                progress=progress_bars, warm_start=warm, on_epoch=on_epoch, cancel=cancel)
+        with Bar("train", "epoch", enabled=progress_bars) as bar:
+            on_epoch = bar.epoch if progress_bars else _epoch_lines(progress)
+            if request.path is not None:  # one pseudo-sensor's consecutive windows: one continuous series
+                candidate = train(_frame(train_part, channels), model_cfg, source=str(request.path), version=version,
+                                  warm_start=warm, on_epoch=on_epoch, cancel=cancel, clock=clock)
+            else:
+                ordered = sorted(train_part, key=lambda w: (w.window_start, w.sensor_id))
+                candidate = train_on_windows(
+                    np.stack([w.values for w in ordered]), channels, model_cfg, source=sources.get("topic", ""),
+                    start=ordered[0].window_start, end=max(w.window_end for w in ordered), version=version,
+                    warm_start=warm, on_epoch=on_epoch, cancel=cancel, clock=clock)
         progress(f"trained {version}: val_loss={candidate.meta.metrics['val_loss']:.4f} "
                  f"epochs={candidate.meta.training['epochs']}")
         added = reference.harvest(db, name, read, channels, window_len, cfg.retrain.reference_context)
@@ -367,7 +369,7 @@ def _load(
 def _file_windows(request: RetrainRequest, window_len: int) -> tuple[list[HistoryWindow], tuple[str, ...],
                                                                        datetime, datetime]:
     """A wide CSV/Parquet file -> consecutive non-overlapping windows of one pseudo-sensor."""
-    from monitor.core.windows import read_wide_csv
+    from monitor.ingest.files import read_wide_csv
 
     path = Path(request.path or "")
     if path.suffix == ".parquet":

@@ -80,9 +80,8 @@ def _score_in_child(args: tuple[str, np.ndarray]) -> tuple[float, float, int]:
     """One single-thread scoring process: (start, end, windows) of two passes over ``sample``."""
     model_path, sample = args
     torch.set_num_threads(1)
-    from monitor.core.scoring import artifact
-
-    scorer = Scorer(artifact.load(Path(model_path)))
+    from monitor.registry import model_files
+    scorer = Scorer(model_files.load(Path(model_path)))
     scorer.score(sample[:1024])  # warm-up
     assert _barrier is not None
     _barrier.wait()

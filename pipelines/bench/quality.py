@@ -91,7 +91,7 @@ def tep_leg(data: Path, settings: Settings) -> dict[str, float]:
 def run_series(series: Series, settings: Settings) -> SeriesOutcome:
     """Train on the series' training part, backtest the whole series, score it."""
     bundle = train(series.frame.iloc[: series.train_rows], settings.model, source=series.name,
-                   version="taxonomy", progress=False)
+                   version="taxonomy")
     result = run_backtest(series.frame, bundle, settings.threshold, settings.alert, stride=1)
     table = result.table
     return score_series(

@@ -28,7 +28,7 @@ from monitor.core.backtest import run_backtest
 from monitor.errors import DataError
 from monitor.core.scoring.train import train
 from monitor.settings import Settings
-from monitor.core.windows import read_wide_csv
+from monitor.ingest.files import read_wide_csv
 from pipelines.bench.nab import NabResult, nab_scores
 
 TRAIN_ROWS = 400
@@ -81,7 +81,7 @@ def run_file(path: Path, settings: Settings) -> FileResult:
     frame = read_wide_csv(path, sep=";", time_column="datetime")
     labels = frame[list(LABELS)].to_numpy(dtype=np.int8)
     frame = frame.drop(columns=list(LABELS))
-    bundle = train(frame.iloc[:TRAIN_ROWS], settings.model, source=str(path), version="skab", progress=False)
+    bundle = train(frame.iloc[:TRAIN_ROWS], settings.model, source=str(path), version="skab")
     result = run_backtest(frame, bundle, settings.threshold, settings.alert, stride=1)
     alarm = result.table["is_anomaly"].to_numpy(dtype=np.int8)
     return FileResult(f"{path.parent.name}/{path.name}", frame.index[TRAIN_ROWS:], labels[TRAIN_ROWS:, 0],

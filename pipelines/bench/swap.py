@@ -40,7 +40,7 @@ from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.scorer import Scorer
 from monitor.core.scoring.train import train
 from monitor.settings import Settings, ThresholdSettings
-from monitor.core.windows import read_wide_csv
+from monitor.ingest.files import read_wide_csv
 from pipelines.bench import skab as bench_skab
 from pipelines.bench import tep as bench_tep
 
@@ -135,13 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         frame = read_wide_csv(path, sep=";", time_column="datetime")
         labels = frame[list(bench_skab.LABELS)].to_numpy(dtype=np.int8)
         frame = frame.drop(columns=list(bench_skab.LABELS))
-        a = train(frame.iloc[: bench_skab.TRAIN_ROWS], skab_model, version="a", progress=False)
+        a = train(frame.iloc[: bench_skab.TRAIN_ROWS], skab_model, version="a")
         # B, like a scheduled retrain, learns from the history without the rows under A's alerts
         # (monitor.training.exclusion); A's own training rows stay in
         cut = start - args.shadow
         alone = stream(frame.iloc[:cut], a, None, cut, cfgs["none"], settings).astype(bool)
         alone[: bench_skab.TRAIN_ROWS] = False
-        b = train(frame.iloc[:cut][~alone], skab_model, version="b", progress=False)
+        b = train(frame.iloc[:cut][~alone], skab_model, version="b")
         normal = labels[:, 0] == 0
         flags: dict[str, np.ndarray] = {}
         for mode in MODES:
@@ -181,14 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     train_frame = read_wide_csv(tep_dir / "train_normal.csv", ignore=["anomaly"])
     test_frame = read_wide_csv(tep_dir / "test_normal.csv", ignore=["anomaly"])
     model = settings.model
-    a = train(train_frame, model, version="a", progress=False)
+    a = train(train_frame, model, version="a")
     middle = len(test_frame) * 5 // 8
     trained_to = middle - len(test_frame) // 4  # B: trained on the rows before its shadow period
     # the retrain's history: the training rows, then the test run's rows up to there moved to follow them in time
     shifted = test_frame.iloc[:trained_to].copy()
     shifted.index = train_frame.index[-1] + (shifted.index - shifted.index[0]) + (train_frame.index[1] - train_frame.index[0])
     seen = pd.concat([train_frame, shifted])
-    b = train(seen, model, version="b", progress=False)
+    b = train(seen, model, version="b")
     tep_after: dict[str, float] = {}
     tep_flags: dict[str, np.ndarray] = {}
     tep_promoted = False
@@ -230,7 +230,7 @@ def anomaly_free(args: argparse.Namespace, model: Any, cfgs: dict[str, Threshold
         return {}
     frame = read_wide_csv(path, sep=";", time_column="datetime")
     frame = frame.drop(columns=[c for c in bench_skab.LABELS if c in frame.columns])
-    a = train(frame.iloc[: bench_skab.TRAIN_ROWS], model, version="a", progress=False)
+    a = train(frame.iloc[: bench_skab.TRAIN_ROWS], model, version="a")
     base = stream(frame, a, None, len(frame), cfgs["none"], settings)
     rows: dict[str, list[float]] = {m: [] for m in MODES}
     print(f"\nSKAB anomaly-free run ({len(frame)} rows), A on rows [0, {bench_skab.TRAIN_ROWS}), B on the "
@@ -241,8 +241,7 @@ def anomaly_free(args: argparse.Namespace, model: Any, cfgs: dict[str, Threshold
     for point in points:
         if point + args.free_after > len(frame) or point - args.shadow <= bench_skab.TRAIN_ROWS:
             continue
-        b = train(frame.iloc[max(0, point - args.shadow - args.lookback) : point - args.shadow], model, version="b",
-                  progress=False)
+        b = train(frame.iloc[max(0, point - args.shadow - args.lookback) : point - args.shadow], model, version="b")
         after = slice(point, point + args.free_after)
         flags = {"none": base}
         opened = [0, 0, 0, 0]

@@ -34,7 +34,7 @@ from monitor.core.backtest import run_backtest
 from monitor.errors import DataError
 from monitor.core.scoring.train import train
 from monitor.settings import Settings
-from monitor.core.windows import read_wide_csv
+from monitor.ingest.files import read_wide_csv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PCA_COMPONENTS = 11  # the script's default (parallel analysis on train_normal.csv)
@@ -101,7 +101,7 @@ def run_product(data_dir: Path, out_dir: Path, settings: Settings, scorer: Modul
     """Train on train_normal.csv, backtest every test file, write one output per file into ``out_dir``."""
     history = read_wide_csv(data_dir / "train_normal.csv", ignore=["anomaly"])
     started = time.monotonic()
-    bundle = train(history, settings.model, source=str(data_dir / "train_normal.csv"), version="tep", progress=False)
+    bundle = train(history, settings.model, source=str(data_dir / "train_normal.csv"), version="tep")
     print(f"[tep] trained on {len(history)} rows x {history.shape[1]} channels, window {bundle.meta.window_len}, "
           f"{time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)

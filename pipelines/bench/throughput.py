@@ -41,7 +41,7 @@ from sqlalchemy import Engine, func, select, text  # noqa: E402
 
 from monitor.core.contract import encode_values
 from monitor.ingest.kafka import ensure_topics, make_producer
-from monitor.core.scoring import artifact
+from monitor.registry import model_files
 from monitor.core.scoring.scorer import Scorer
 from monitor.core.scoring.train import train
 from monitor.settings import KafkaSettings, ModelSettings
@@ -293,9 +293,9 @@ def main(
     typer.echo(f"load average {os.getloadavg()[0]:.1f} at start; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     typer.echo(f"bench: {windows} windows of {window_len} x {n_channels} from {sensors} sensors; "
                f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}; work dir {work}")
-    bundle = train(history_frame(8000, n_channels=n_channels, sensors=8), model_cfg, progress=False,
+    bundle = train(history_frame(8000, n_channels=n_channels, sensors=8), model_cfg,
                    version="bench-1")
-    model_path = artifact.save(bundle, work / "model.pt")
+    model_path = model_files.save(bundle, work / "model.pt")
     load = make_workload(sensors, windows, window_len, n_channels)
     load.packed = packed
     typer.echo(f"values encoding: {'values_f32 (packed float32)' if packed else 'JSON number lists'}")

@@ -32,7 +32,7 @@ import orjson
 import typer
 
 from monitor.core import contract
-from monitor.core.scoring import artifact
+from monitor.registry import model_files
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.train import train
 from monitor.settings import ModelSettings
@@ -796,9 +796,9 @@ def main(
         # trained well enough (~10 s) to find every anomaly of the synthetic fleets: the ground-truth check
         model_cfg = ModelSettings(window_len=16, hidden_size=32, latent_size=16, epochs=25, batch_size=64, seed=3,
                                   learning_rate=3e-3)
-        bundle = train(history_frame(8000, sensors=8), model_cfg, progress=False, version="chaos-1")
-        model_path = artifact.save(bundle, work / "model.pt")
-        bundle = artifact.load(model_path)
+        bundle = train(history_frame(8000, sensors=8), model_cfg, version="chaos-1")
+        model_path = model_files.save(bundle, work / "model.pt")
+        bundle = model_files.load(model_path)
         suite = Suite(services, bundle, model_path, work / "logs", quick, random.Random(seed), break_fence)
         wanted = {s.strip() for s in only.split(",") if s.strip()}
 

@@ -41,7 +41,7 @@ from sqlalchemy import Engine, select, text
 
 from monitor.core import contract
 from monitor.ingest.kafka import ensure_topics, make_producer
-from monitor.core.scoring import artifact
+from monitor.registry import model_files
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.train import train
 from monitor.settings import KafkaSettings, ModelSettings
@@ -316,9 +316,9 @@ def run(databases: list[str], *, duration_s: float, rate_per_s: float, seed: int
     work.mkdir(parents=True, exist_ok=True)
     if model is None:
         say("training a small model (window 16, 8 channels)")
-        bundle = train(history_frame(4000, sensors=4), FUZZ_MODEL, progress=False, version="fuzz-1")
-        model = artifact.save(bundle, work / "model.pt")
-    bundle = artifact.load(model)
+        bundle = train(history_frame(4000, sensors=4), FUZZ_MODEL, version="fuzz-1")
+        model = model_files.save(bundle, work / "model.pt")
+    bundle = model_files.load(model)
     outcomes = []
     for i, kind in enumerate(databases):
         outcome = fuzz_one(kind, bundle, model, work, bootstrap=bootstrap, pg_url=pg_url,

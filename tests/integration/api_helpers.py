@@ -61,14 +61,13 @@ API_MODEL = ModelSettings(window_len=16, stride=4, hidden_size=16, latent_size=8
 @pytest.fixture(scope="session")
 def api_bundle() -> ModelBundle:
     """A small model (about half a minute to train on 2 busy cores) for the API's context tests."""
-    return train(history_frame(4000, sensors=4), API_MODEL, progress=False, version="api-1")
+    return train(history_frame(4000, sensors=4), API_MODEL, version="api-1")
 
 
 @pytest.fixture(scope="session")
 def api_model_path(tmp_path_factory: pytest.TempPathFactory, api_bundle: ModelBundle) -> Path:
-    from monitor.core.scoring import artifact
-
-    return artifact.save(api_bundle, tmp_path_factory.mktemp("api-model") / "model.pt")
+    from monitor.registry import model_files
+    return model_files.save(api_bundle, tmp_path_factory.mktemp("api-model") / "model.pt")
 
 
 @contextmanager

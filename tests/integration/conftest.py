@@ -124,14 +124,13 @@ def history() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def e2e_bundle(history: pd.DataFrame) -> ModelBundle:
-    return train(history, E2E_MODEL, progress=False, version="e2e-1")
+    return train(history, E2E_MODEL, version="e2e-1")
 
 
 @pytest.fixture(scope="session")
 def e2e_model_path(tmp_path_factory: pytest.TempPathFactory, e2e_bundle: ModelBundle) -> Path:
-    from monitor.core.scoring import artifact
-
-    return artifact.save(e2e_bundle, tmp_path_factory.mktemp("model") / "model.pt")
+    from monitor.registry import model_files
+    return model_files.save(e2e_bundle, tmp_path_factory.mktemp("model") / "model.pt")
 
 
 @pytest.fixture(autouse=True)

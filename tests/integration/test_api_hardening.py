@@ -16,7 +16,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from monitor.api.app import CONTEXT_GRACE_S, create_app
+from monitor.api.app import create_app
+from monitor.api.routes.alerts import CONTEXT_GRACE_S
 from monitor.settings import Settings
 from tests.integration.api_helpers import alert_row, client, insert_alerts, keys, serve_process, served
 

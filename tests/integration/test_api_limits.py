@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from monitor.api.app import create_app
 from monitor.registry import versions
 from monitor.registry.versions import _T as MODEL_VERSIONS
-from monitor.core.scoring import artifact
+from monitor.registry import model_files
 from monitor.settings import RegistrySettings, Settings
 from tests.integration.api_helpers import alert_row, client, insert_alerts, keys
 from tests.unit.artifacts import crafted, small_bundle
@@ -136,7 +136,7 @@ def test_models_keeps_the_serving_model_and_reports_a_damaged_promotion(db: Engi
 
 def test_models_keeps_a_loaded_file_model_when_the_file_is_rewritten_damaged(db: Engine, tmp_path: Path) -> None:
     read, _ = keys(db)
-    path = artifact.save(small_bundle("file-1"), tmp_path / "model.pt")
+    path = model_files.save(small_bundle("file-1"), tmp_path / "model.pt")
     api = client(db, model_path=path)
     assert api.get("/models", headers=read).json()["serving"]["version"] == "file-1"
 
@@ -145,7 +145,7 @@ def test_models_keeps_a_loaded_file_model_when_the_file_is_rewritten_damaged(db:
     body = api.get("/models", headers=read).json()
     assert body["serving"]["version"] == "file-1"
     assert str(path) in body["problem"] and "window_len must be a positive integer" in body["problem"]
-    artifact.save(small_bundle("file-3"), path)
+    model_files.save(small_bundle("file-3"), path)
     _touch_later(path, 20)
     body = api.get("/models", headers=read).json()
     assert body["serving"]["version"] == "file-3" and body["problem"] is None

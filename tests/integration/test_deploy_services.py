@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from monitor.ingest.kafka import make_producer
-from monitor.core.scoring import artifact
+from monitor.registry import model_files
 from monitor.core.scoring.train import train
 from monitor.settings import KafkaSettings, ModelSettings
 from pipelines.produce import send_windows
@@ -102,8 +102,8 @@ def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    bundle = train(history_frame(1200, sensors=2), TINY, progress=False, version="deploy-tiny")
-    return artifact.save(bundle, tmp_path_factory.mktemp("tiny") / "model.pt")
+    bundle = train(history_frame(1200, sensors=2), TINY, version="deploy-tiny")
+    return model_files.save(bundle, tmp_path_factory.mktemp("tiny") / "model.pt")
 
 
 def test_dashboard_metrics_are_exported_by_monitor_run(

@@ -56,8 +56,8 @@ def _active_and_candidate(db: Engine, **b_settings: Any) -> tuple[ModelBundle, M
     """Model A active in the registry, model B (``b_settings`` on the tiny settings) registered beside it."""
     tag = uuid.uuid4().hex[:6]
     frame = _history()
-    a = train(frame, TINY, progress=False, version=f"A-{tag}")
-    b = train(frame, TINY.model_copy(update=b_settings), progress=False, version=f"B-{tag}")
+    a = train(frame, TINY, version=f"A-{tag}")
+    b = train(frame, TINY.model_copy(update=b_settings), version=f"B-{tag}")
     versions.register(db, "test", a)
     versions.promote(db, "test", a.meta.version, by="test", reason="first")
     versions.register(db, "test", b)

@@ -173,13 +173,13 @@ def _monitor(url: str, *args: str, env: dict[str, str] | None = None) -> subproc
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from monitor.core.scoring import artifact
+    from monitor.registry import model_files
     from monitor.core.scoring.train import train
     from monitor.settings import ModelSettings
     from pipelines.synthetic import history_frame
 
     cfg = ModelSettings(window_len=8, hidden_size=4, latent_size=2, epochs=1, batch_size=32, seed=1)
-    return artifact.save(train(history_frame(600, sensors=2), cfg, progress=False, version="tiny"),
+    return model_files.save(train(history_frame(600, sensors=2), cfg, version="tiny"),
                          tmp_path_factory.mktemp("tiny") / "model.pt")
 
 

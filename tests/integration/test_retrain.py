@@ -16,7 +16,7 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine, select
 
 from monitor.registry import shadow, versions
-from monitor.core.scoring import artifact
+from monitor.registry import model_files
 from monitor.core.scoring.train import train
 from monitor.settings import AlertSettings, KafkaSettings, ThresholdSettings
 from monitor.store.schema import Alert, AlertFeedback, utcnow
@@ -149,7 +149,7 @@ def test_an_empty_registry_imports_the_serving_file_model_and_the_candidate_must
 ) -> None:
     frame = history_frame(2400, n_channels=4, sensors=2)
     serving = tmp_path / "model.pt"
-    artifact.save(train(frame.iloc[:800], TINY, progress=False, version="serving-file"), serving)
+    model_files.save(train(frame.iloc[:800], TINY, version="serving-file"), serving)
     # later data: a broken feed (heavy noise on every channel), then a clean tail (the most recent 20 %: the hold-out)
     later = frame.iloc[800:].copy()
     broken = slice(0, 1100)

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from monitor.api.app import create_app
 from monitor.registry import versions
 from monitor.registry.serving import serving_model
-from monitor.core.scoring import artifact
+from monitor.registry import model_files
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.train import train
 from monitor.settings import KafkaSettings, RegistrySettings, Settings
@@ -42,10 +42,10 @@ def test_watcher_refuses_a_promoted_model_with_other_channels_or_window_length(
     db: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     four = ["ch0", "ch1", "ch2", "ch3"]
-    a = train(_frame(four), TINY, progress=False, version="A")
-    wider = train(_frame([*four, "ch4"]), TINY, progress=False, version="B-wider")
-    shorter = train(_frame(four), TINY.model_copy(update={"window_len": 8}), progress=False, version="C-shorter")
-    a2 = train(_frame(four), TINY.model_copy(update={"seed": 5}), progress=False, version="A2")
+    a = train(_frame(four), TINY, version="A")
+    wider = train(_frame([*four, "ch4"]), TINY, version="B-wider")
+    shorter = train(_frame(four), TINY.model_copy(update={"window_len": 8}), version="C-shorter")
+    a2 = train(_frame(four), TINY.model_copy(update={"seed": 5}), version="A2")
     for bundle in (a, wider, shorter, a2):
         versions.register(db, "test", bundle)
     versions.promote(db, "test", "A", by="test", reason="first")
@@ -90,9 +90,9 @@ def test_api_serves_the_registry_model_and_follows_a_promotion(
     kafka_cfg: KafkaSettings, db: Engine, api_bundle: ModelBundle, tmp_path: Path
 ) -> None:
     # The model file the settings name is an older model; the registry promotes api-1 while the API runs.
-    old = train(history_frame(1200, sensors=2), API_MODEL.model_copy(update={"epochs": 1}), progress=False,
+    old = train(history_frame(1200, sensors=2), API_MODEL.model_copy(update={"epochs": 1}),
                 version="old-file")
-    path = artifact.save(old, tmp_path / "model.pt")
+    path = model_files.save(old, tmp_path / "model.pt")
     wl = api_bundle.meta.window_len
     fleet = make_fleet(3, wl * 120, seed=11, anomalous=0)
     series = fleet.series["sensor-000"]  # one strong anomaly: 4 windows shifted by 10 std on 3 channels

@@ -23,7 +23,7 @@ def tiny_history() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_history: pd.DataFrame) -> ModelBundle:
-    return train(tiny_history, TINY, progress=False, version="tiny-1")
+    return train(tiny_history, TINY, version="tiny-1")
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.api.app import decode_cursor, encode_cursor
+from monitor.api.routes.alerts import decode_cursor, encode_cursor
 from monitor.errors import ApiError
 from monitor.core.feedback import forgive_state, levels_from_scores
 from monitor.settings import AlertSettings, ThresholdSettings

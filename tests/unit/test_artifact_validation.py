@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from monitor.errors import ArtifactError, MonitorError
 from monitor.core.scoring import artifact
+from monitor.registry import model_files
 from tests.unit.artifacts import CHANNELS, crafted, small_bundle
 
 BUNDLE = small_bundle()
@@ -53,7 +54,7 @@ def test_an_untouched_crafted_artifact_loads_and_matches_to_bytes(tmp_path: Path
         assert torch.equal(loaded.module.state_dict()[name], tensor)
     path = tmp_path / "m.pt"
     path.write_bytes(crafted(BUNDLE))
-    assert artifact.read_meta(path) == BUNDLE.meta == artifact.load(path).meta
+    assert model_files.read_meta(path) == BUNDLE.meta == model_files.load(path).meta
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -193,12 +194,12 @@ def test_read_meta_refuses_what_load_refuses(tmp_path: Path) -> None:
     path = tmp_path / "m.pt"
     path.write_bytes(crafted(BUNDLE, meta=edit("weights_sha256", DROP)))
     with pytest.raises(ArtifactError, match="no weights_sha256"):
-        artifact.read_meta(path)
+        model_files.read_meta(path)
     path.write_bytes(crafted(BUNDLE, meta=edit("window_len", -1)))
     with pytest.raises(ArtifactError, match="window_len must be a positive integer"):
-        artifact.read_meta(path)
+        model_files.read_meta(path)
     with pytest.raises(ArtifactError, match="cannot be read"):
-        artifact.read_meta(tmp_path)  # a directory
+        model_files.read_meta(tmp_path)  # a directory
 
 
 def test_an_unreadable_file_is_an_artifact_error(tmp_path: Path) -> None:
@@ -211,7 +212,7 @@ def test_an_unreadable_file_is_an_artifact_error(tmp_path: Path) -> None:
         readable = False
     if not readable:
         with pytest.raises(ArtifactError, match="cannot be read"):
-            artifact.load(path)
+            model_files.load(path)
     path.chmod(0o600)
 
 

@@ -61,7 +61,7 @@ def injected(clean_values: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def small_bundle(clean: pd.DataFrame) -> ModelBundle:
-    return train(clean.iloc[:TRAIN_ROWS], SMALL, progress=False, version="small-1")
+    return train(clean.iloc[:TRAIN_ROWS], SMALL, version="small-1")
 
 
 def test_injected_level_shift_spike_and_variance_change_are_flagged(
@@ -181,7 +181,7 @@ def test_retrains_keep_the_model_artifacts_window_length_and_architecture(
     import monitor.core.scoring.train as training
 
     own = ModelSettings(window_len=8, stride=2, hidden_size=4, latent_size=2, epochs=2, batch_size=32, seed=3)
-    bundle = train(clean.iloc[:400], own, progress=False, version="w8")
+    bundle = train(clean.iloc[:400], own, version="w8")
     settings = ModelSettings(epochs=2, seed=4)  # the settings' defaults: window_len 32, hidden 64, latent 16
     assert (settings.window_len, settings.hidden_size) != (8, 4)
     retrained: list[ModelBundle] = []

@@ -13,7 +13,7 @@ import torch
 
 from monitor.core.contract import SensorWindow
 from monitor.core.engine import Engine, Record
-from monitor.core.scoring import artifact
+from monitor.registry import model_files
 from monitor.core.scoring.scorer import Scorer
 from monitor.core.scoring.train import train
 from monitor.settings import AlertSettings, ModelSettings, ThresholdSettings
@@ -32,22 +32,22 @@ def history() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def cuda_artifact(history: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    bundle = train(history, CFG.model_copy(update={"device": "cuda"}), progress=False, version="cuda-1")
+    bundle = train(history, CFG.model_copy(update={"device": "cuda"}), version="cuda-1")
     path = tmp_path_factory.mktemp("cuda") / "model.pt"
-    artifact.save(bundle, path)
+    model_files.save(bundle, path)
     return path
 
 
 def test_a_model_trained_on_cuda_is_saved_as_a_cpu_artifact(cuda_artifact: Path) -> None:
-    bundle = artifact.load(cuda_artifact)
+    bundle = model_files.load(cuda_artifact)
     assert next(bundle.module.parameters()).device.type == "cpu"
     assert all(np.isfinite(v) for v in bundle.meta.calibration.channel_error)
 
 
 def test_scores_on_cuda_match_scores_on_the_cpu(cuda_artifact: Path, history: pd.DataFrame) -> None:
     windows = sliding_windows(history.to_numpy(dtype=np.float32)[:600], CFG.window_len, CFG.window_len)
-    on_cpu = Scorer(artifact.load(cuda_artifact), device="cpu").score(windows)
-    gpu_scorer = Scorer(artifact.load(cuda_artifact), device="cuda")
+    on_cpu = Scorer(model_files.load(cuda_artifact), device="cpu").score(windows)
+    gpu_scorer = Scorer(model_files.load(cuda_artifact), device="cuda")
     assert next(gpu_scorer.bundle.module.parameters()).device.type == "cuda"
     on_gpu = gpu_scorer.score(windows)
     np.testing.assert_allclose(on_gpu.score, on_cpu.score, rtol=1e-3, atol=1e-6)
@@ -68,7 +68,7 @@ def test_an_engine_on_cuda_opens_the_alerts_the_cpu_engine_opens(cuda_artifact: 
         return out
 
     def alerts(device: str) -> list[tuple[object, object]]:
-        engine = Engine(Scorer(artifact.load(cuda_artifact), device=device), ThresholdSettings(), AlertSettings())
+        engine = Engine(Scorer(model_files.load(cuda_artifact), device=device), ThresholdSettings(), AlertSettings())
         return sorted((a.opened_at, a.closed_at) for a in engine.process(records()).alerts.values())
 
     on_cpu, on_gpu = alerts("cpu"), alerts("cuda")
@@ -77,7 +77,7 @@ def test_an_engine_on_cuda_opens_the_alerts_the_cpu_engine_opens(cuda_artifact: 
 
 
 def test_cuda_and_cpu_training_reach_comparable_validation_error(history: pd.DataFrame) -> None:
-    cpu = train(history, CFG, progress=False)
-    gpu = train(history, CFG.model_copy(update={"device": "cuda"}), progress=False)
+    cpu = train(history, CFG)
+    gpu = train(history, CFG.model_copy(update={"device": "cuda"}))
     a, b = cpu.meta.metrics["val_loss"], gpu.meta.metrics["val_loss"]
     assert 0.5 < b / a < 2.0, (a, b)  # the same seed and data: different kernels, not a different model quality

@@ -21,7 +21,8 @@ from monitor.core.scoring.seasonal import DAY, fit_seasonality, row_times
 from monitor.core.scoring.train import fit_shape, min_rows, train
 from monitor.settings import AlertSettings, ModelSettings, ThresholdSettings
 from monitor.core.thresholds import SensorThreshold
-from monitor.core.windows import read_wide_csv, sliding_windows
+from monitor.core.windows import sliding_windows
+from monitor.ingest.files import read_wide_csv
 from tests.unit.helpers import records_of
 from pipelines.synthetic import normal_series
 from pipelines.bench.taxonomy import KINDS, generate
@@ -82,7 +83,7 @@ def test_non_finite_scores_alert_and_are_never_learned(bad: float) -> None:
 def test_input_centres_learn_nothing_during_an_alert(tiny_model_cfg: ModelSettings) -> None:
     history = pd.DataFrame(normal_series(1200, 3, seed=3), columns=["a", "b", "c"],
                            index=pd.date_range("2026-01-01", periods=1200, freq="s", tz="UTC"))
-    bundle = train(history, tiny_model_cfg.model_copy(update={"drift_ratio": 0.0}), progress=False)
+    bundle = train(history, tiny_model_cfg.model_copy(update={"drift_ratio": 0.0}))
     cfg = ThresholdSettings(warmup_windows=0, recentre_rate=0.2, recentre_k=50.0)
     wl = bundle.meta.window_len
     values = normal_series(60 * wl, 3, seed=7)
@@ -110,7 +111,7 @@ def test_learn_many_respects_the_normal_mask() -> None:
 def test_a_lasting_shift_is_adopted_only_past_the_explicit_horizon(tiny_model_cfg: ModelSettings) -> None:
     history = pd.DataFrame(normal_series(1200, 3, seed=3), columns=["a", "b", "c"],
                            index=pd.date_range("2026-01-01", periods=1200, freq="s", tz="UTC"))
-    bundle = train(history, tiny_model_cfg.model_copy(update={"drift_ratio": 0.0}), progress=False)
+    bundle = train(history, tiny_model_cfg.model_copy(update={"drift_ratio": 0.0}))
     wl = bundle.meta.window_len
     values = normal_series(80 * wl, 3, seed=7)
     values[30 * wl :, 0] += 12.0 * float(bundle.scaler.scale[0])  # a lasting change of operating point
@@ -188,7 +189,7 @@ def test_row_times_interpolate_inside_a_window() -> None:
 def test_a_jump_of_the_daily_cycle_is_detected_and_the_cycle_itself_is_not(tiny_model_cfg: ModelSettings) -> None:
     frame = _daily(7, seed=2, channels=1)
     train_rows = int(4 * DAY / 300)
-    bundle = train(frame.iloc[:train_rows], tiny_model_cfg, progress=False, version="daily")
+    bundle = train(frame.iloc[:train_rows], tiny_model_cfg, version="daily")
     assert bundle.meta.calibration.seasonal, "the model must remove the daily profile"
     jumped = frame.copy()
     start, end = train_rows + 300, train_rows + 420  # 10 hours: the cycle jumps up by 40 % of its amplitude
@@ -208,12 +209,12 @@ def test_short_histories_train_with_shorter_windows_and_the_error_names_a_count_
     assert w < cfg.window_len and s == 1
     frame = pd.DataFrame(normal_series(186, 2, seed=1), columns=["a", "b"],
                          index=pd.date_range("2026-01-01", periods=186, freq="5min", tz="UTC"))
-    bundle = train(frame, cfg, progress=False)
+    bundle = train(frame, cfg)
     assert bundle.meta.window_len == w
     need = min_rows(cfg)
     with pytest.raises(DataError, match=f"at least {need} rows"):
-        train(frame.iloc[: need - 1], cfg, progress=False)
-    train(frame.iloc[:need], cfg, progress=False)  # the number in the message is enough
+        train(frame.iloc[: need - 1], cfg)
+    train(frame.iloc[:need], cfg)  # the number in the message is enough
 
 
 def test_a_clock_stepping_back_can_be_sorted_dropped_or_stop(tmp_path: Path) -> None:
@@ -257,7 +258,7 @@ def test_the_level_scale_is_never_narrower_than_the_natural_spread_of_window_mea
     real shift of the level is still found."""
     rng = np.random.default_rng(4)
     values = rng.normal(10.0, 1.0, size=(3000, 1)).astype(np.float32)
-    bundle = train(_frame(values[:1200]), tiny_model_cfg, progress=False, version="noise")
+    bundle = train(_frame(values[:1200]), tiny_model_cfg, version="noise")
     cal = bundle.meta.calibration
     natural = 1 / math.sqrt(bundle.meta.window_len) / float(bundle.scaler.scale[0])  # SD of a window mean, scaled
     assert cal.level_scale[0] >= 0.7 * natural
@@ -277,7 +278,7 @@ def test_the_error_scale_is_the_mean_over_validation_and_training_windows(tiny_m
     level = np.repeat(rng.integers(1, 4, size=40), 60).astype(np.float32)[:2400]  # a new level every 60 rows
     level[int(0.8 * 1600):1600] = 2.0  # the validation part (last 20 % of the training rows) never steps
     values = np.stack([level, 40 * level + rng.normal(0, 1.5, size=len(level))], axis=1).astype(np.float32)
-    bundle = train(_frame(values[:1600]), tiny_model_cfg, progress=False, version="steps")
+    bundle = train(_frame(values[:1600]), tiny_model_cfg, version="steps")
     n_train = 1600 - int(1600 * tiny_model_cfg.val_fraction)
     windows = sliding_windows(values[:n_train], bundle.meta.window_len, 1)
     errors = channel_residuals(bundle, windows)[0]
@@ -297,7 +298,7 @@ def test_a_correlation_break_is_found_by_the_linear_term(tiny_model_cfg: ModelSe
     a = 50 + 5 * latent + rng.normal(0, 0.5, n)
     b = 30 + 3 * latent + rng.normal(0, 0.3, n)
     values = np.stack([a, b], axis=1).astype(np.float32)
-    bundle = train(_frame(values[:1500]), tiny_model_cfg, progress=False, version="pair")
+    bundle = train(_frame(values[:1500]), tiny_model_cfg, version="pair")
     assert bundle.meta.calibration.linear, "two channels that move together get a linear term"
     broken = values.copy()
     broken[2200:2400, 1] = 30 + 3 * (2 * latent[2200] - latent[2200:2400])  # b mirrors the latent: each stays in range
@@ -317,7 +318,7 @@ def test_on_every_taxonomy_series_the_threshold_stays_within_a_bounded_factor_of
     data). (A tiny model, as in the tests above, reconstructs the quantised series too poorly for this: 0.53.)"""
     series = generate(kind, 0, quick=True)
     model = ModelSettings(threads=1)
-    bundle = train(series.frame.iloc[: series.train_rows], model, progress=False, version=kind)
+    bundle = train(series.frame.iloc[: series.train_rows], model, version=kind)
     cfg = ThresholdSettings()
     table = run_backtest(series.frame, bundle, cfg, AlertSettings(), stride=1).table
     normal = np.ones(len(table), dtype=bool)

@@ -57,8 +57,8 @@ def test_a_hot_swap_keeps_the_scorers_device(tiny_bundle: ModelBundle) -> None:
 
 
 def test_training_on_cpu_works_and_a_missing_device_is_refused(tiny_history: pd.DataFrame) -> None:
-    bundle = train(tiny_history, TINY.model_copy(update={"device": "cpu", "epochs": 2}), progress=False)
+    bundle = train(tiny_history, TINY.model_copy(update={"device": "cpu", "epochs": 2}))
     assert next(bundle.module.parameters()).device.type == "cpu"
     assert bundle.meta.calibration.channel_error
     with pytest.raises(ConfigError, match="model.device"):
-        train(tiny_history, TINY.model_copy(update={"device": MISSING}), progress=False)
+        train(tiny_history, TINY.model_copy(update={"device": MISSING}))

@@ -4,6 +4,7 @@ libraries, and no import circle. Runs import-linter and grimp (static: nothing i
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -103,3 +104,17 @@ def test_the_circle_check_finds_one(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "monitor.commands.app" in done.stdout and "monitor.commands.common" in done.stdout, done.stdout
+
+
+def test_the_core_does_no_file_io_printing_or_process_wide_changes() -> None:
+    """Files, the terminal, torch's thread count and the garbage collector belong to the adapters and entry points
+    (monitor.ingest.files, monitor.registry.model_files, monitor.observe.progress, monitor.commands)."""
+    found = []
+    for path in sorted((ROOT / "monitor" / "core").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                if name in {"open", "print", "read_csv", "read_parquet", "read_bytes", "write_bytes", "read_text",
+                            "write_text", "set_num_threads", "disable", "freeze", "tqdm"}:
+                    found.append(f"{path.relative_to(ROOT).as_posix()}:{node.lineno} {name}()")
+    assert found == []

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from monitor.core.scoring import artifact
+from monitor.registry import model_files
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import ModelSettings
 from pipelines import replay_csv
@@ -15,7 +15,7 @@ from pipelines.synthetic import history_frame
 
 
 def test_the_default_window_length_is_the_model_artifacts(tmp_path: Path, tiny_bundle: ModelBundle) -> None:
-    path = artifact.save(tiny_bundle, tmp_path / "model.pt")
+    path = model_files.save(tiny_bundle, tmp_path / "model.pt")
     assert tiny_bundle.meta.window_len == 8
     assert replay_csv.default_window_len(ModelSettings(path=path, window_len=32)) == (8, f"model {path}")
 
@@ -29,7 +29,7 @@ def test_without_an_artifact_the_default_window_length_is_the_settings(tmp_path:
 def test_the_command_says_which_window_length_it_used(
     tmp_path: Path, tiny_bundle: ModelBundle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = artifact.save(tiny_bundle, tmp_path / "model.pt")
+    path = model_files.save(tiny_bundle, tmp_path / "model.pt")
     monkeypatch.setenv("MONITOR_MODEL__PATH", str(path))
     history_frame(5, n_channels=2, sensors=1).to_csv(tmp_path / "short.csv")  # fewer rows than one window
     result = CliRunner().invoke(replay_csv.app, [str(tmp_path / "short.csv")])

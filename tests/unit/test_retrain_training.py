@@ -96,14 +96,14 @@ def test_training_on_windows_validates_on_the_latest_windows_and_is_reproducible
 
     monkeypatch.setattr(train_module, "_fit", spy)
     epochs: list[tuple[int, float, float]] = []
-    one = train_on_windows(windows, CHANNELS, MODEL, progress=False,
+    one = train_on_windows(windows, CHANNELS, MODEL,
                            on_epoch=lambda e, n, tl, vl: epochs.append((e, tl, vl)))
     n_val = int(40 * MODEL.val_fraction)
     assert list(seen["val"][:, 0, 0]) == list(range(40 - n_val, 40))
     assert list(seen["train"][:, 0, 0]) == list(range(40 - n_val))
     assert [e for e, _, _ in epochs] == list(range(1, one.meta.training["epochs"] + 1))
 
-    two = train_on_windows(windows, CHANNELS, MODEL, progress=False)
+    two = train_on_windows(windows, CHANNELS, MODEL)
     assert one.meta.metrics == two.meta.metrics
     for name, tensor in one.module.state_dict().items():
         assert torch.equal(tensor, two.module.state_dict()[name]), name
@@ -117,7 +117,7 @@ def test_a_cancelled_run_stops_training_and_the_retrain_reports_failed(
     cancel.set()
     windows = np.random.default_rng(2).normal(0, 1, size=(40, WL, 2)).astype(np.float32)
     with pytest.raises(CancelledRunError, match="training cancelled"):
-        train_on_windows(windows, CHANNELS, MODEL, progress=False, cancel=cancel)
+        train_on_windows(windows, CHANNELS, MODEL, cancel=cancel)
 
     monkeypatch.setattr(retrain_module, "read_history", lambda *a, **k: _two_sensor_history())
     outcome = retrain(sqlite_db, _config(), RetrainRequest(start=T0, end=T0 + timedelta(hours=1)), cancel=cancel)

@@ -10,6 +10,7 @@ import torch
 
 from monitor.errors import ArtifactError, DataError
 from monitor.core.scoring import artifact
+from monitor.registry import model_files
 from monitor.core.scoring.artifact import Calibration, ModelBundle, ModelMeta
 from monitor.core.scoring.scorer import Scorer, channel_residuals, normalise
 from monitor.core.scoring.train import calibrate, train
@@ -22,8 +23,8 @@ def windows_of(frame: pd.DataFrame) -> np.ndarray:
 
 
 def test_save_load_gives_identical_scores(tmp_path: Path, tiny_bundle: ModelBundle, tiny_history: pd.DataFrame) -> None:
-    path = artifact.save(tiny_bundle, tmp_path / "m.pt")
-    loaded = artifact.load(path)
+    path = model_files.save(tiny_bundle, tmp_path / "m.pt")
+    loaded = model_files.load(path)
     x = windows_of(tiny_history)
     a, b = Scorer(tiny_bundle).score(x), Scorer(loaded).score(x)
     np.testing.assert_array_equal(a.score, b.score)
@@ -32,13 +33,13 @@ def test_save_load_gives_identical_scores(tmp_path: Path, tiny_bundle: ModelBund
 
 
 def test_seeded_training_is_reproducible(tiny_history: pd.DataFrame, tiny_bundle: ModelBundle) -> None:
-    again = train(tiny_history, TINY, progress=False, version="tiny-1")
+    again = train(tiny_history, TINY, version="tiny-1")
     for (name, p), (_, q) in zip(tiny_bundle.module.state_dict().items(), again.module.state_dict().items()):
         assert torch.equal(p, q), name
 
 
 def test_other_seed_gives_other_weights(tiny_history: pd.DataFrame, tiny_bundle: ModelBundle) -> None:
-    other = train(tiny_history, TINY.model_copy(update={"seed": 4}), progress=False)
+    other = train(tiny_history, TINY.model_copy(update={"seed": 4}))
     assert not torch.equal(other.module.to_output.weight, tiny_bundle.module.to_output.weight)
 
 
@@ -51,20 +52,20 @@ def test_contributions_sum_to_one_and_name_the_broken_channel(tiny_bundle: Model
 
 
 def test_corrupt_artifact_is_named(tmp_path: Path, tiny_bundle: ModelBundle) -> None:
-    path = artifact.save(tiny_bundle, tmp_path / "m.pt")
+    path = model_files.save(tiny_bundle, tmp_path / "m.pt")
     data = bytearray(path.read_bytes())
     data[len(data) // 2 : len(data) // 2 + 64] = b"\x00" * 64
     path.write_bytes(bytes(data))
     with pytest.raises(ArtifactError):
-        artifact.load(path)
+        model_files.load(path)
 
 
 def test_garbage_and_missing_artifacts_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     with pytest.raises(ArtifactError, match="not a readable model artifact"):
-        artifact.load(tmp_path / "junk.pt")
+        model_files.load(tmp_path / "junk.pt")
     with pytest.raises(ArtifactError, match="does not exist"):
-        artifact.load(tmp_path / "absent.pt")
+        model_files.load(tmp_path / "absent.pt")
 
 
 class Evil:
@@ -74,12 +75,12 @@ class Evil:
 def test_pickled_objects_are_refused(tmp_path: Path) -> None:
     torch.save({"format": artifact.FORMAT, "meta": "{}", "state_dict": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(ArtifactError):
-        artifact.load(tmp_path / "evil.pt")
+        model_files.load(tmp_path / "evil.pt")
 
 
 def test_too_little_data_is_a_clear_error(tiny_history: pd.DataFrame) -> None:
     with pytest.raises(DataError, match="too little data"):
-        train(tiny_history.iloc[:20], TINY, progress=False)
+        train(tiny_history.iloc[:20], TINY)
 
 
 def test_calibration_describes_validation_scores(tiny_bundle: ModelBundle) -> None:

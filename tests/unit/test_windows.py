@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from monitor.errors import DataError
-from monitor.core.windows import read_wide_csv
+from monitor.ingest.files import read_wide_csv
 
 HEADER = "datetime;a;b;anomaly\n"
 ROWS = ["2026-01-01T00:00:00Z;1;2;0\n", "2026-01-01T00:00:01Z;1;2;0\n", "2026-01-01T00:00:02Z;1;2;1\n",

@@ -17,7 +17,6 @@ import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,16 +137,6 @@ def to_bytes(bundle: ModelBundle) -> bytes:
     return buffer.getvalue()
 
 
-def save(bundle: ModelBundle, path: Path) -> Path:
-    """Write atomically (temp file + rename), so a reader never sees half a model."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(to_bytes(bundle))
-    tmp.replace(path)
-    return path
-
-
 def _payload(data: bytes, source: str) -> dict[str, Any]:
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -187,10 +176,9 @@ def _meta_of(payload: dict[str, Any], source: str) -> tuple[ModelMeta, str]:
 _SHA256 = re.compile("[0-9a-f]{64}")
 
 
-def read_meta(path: Path) -> ModelMeta:
-    """The metadata of the artifact at ``path`` (no module is built; the weights are not checked)."""
-    path = Path(path)
-    return _meta_of(_payload(_read(path), str(path)), str(path))[0]
+def meta_from_bytes(data: bytes, source: str = "<bytes>") -> ModelMeta:
+    """The validated metadata of an artifact (no module is built; the weights are not checked)."""
+    return _meta_of(_payload(data, source), source)[0]
 
 
 def from_bytes(data: bytes, source: str = "<bytes>") -> ModelBundle:
@@ -210,20 +198,6 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> ModelBundle:
     except Exception as exc:  # noqa: BLE001 - not expected after the checks above; still the artifact's fault
         raise ArtifactError(f"{source}: weights do not match the architecture in its metadata "
                             f"({type(exc).__name__}: {str(exc)[:300]})") from exc
-
-
-def load(path: Path) -> ModelBundle:
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"model artifact {path} does not exist (train one with `monitor train`)")
-    return from_bytes(_read(path), str(path))
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ArtifactError(f"model artifact {path} cannot be read ({exc.strerror or exc})") from exc
 
 
 # --- validation of what an artifact holds (outside input: a file or a registry row may be damaged or crafted)

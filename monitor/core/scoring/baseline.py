@@ -162,8 +162,7 @@ class InputBaseline:
         scaler units, scored with the current offsets) where it lies inside the channel's gate; ends the
         settling. A new model took this sensor over while it was normal: a slow process variable has wandered
         since the new model's training rows, and at offset 0 its distance would open an alert that, learning
-        nothing during alerts, never closes (bench-swap, anomaly-free run: 99.8 % of the rows after such a swap
-        under an alert). Steps (outside the gate) and the other channels are left to the usual slow learning."""
+        nothing during alerts, never closes (docs/retraining.md, "A defect this leg found"). Steps (outside the gate) and the other channels are left to the usual slow learning."""
         residual = np.asarray(residual_mean, dtype=np.float64)
         take = self.drifting & np.isfinite(residual) & (np.abs(residual) < self.k)
         self.offset = np.clip(np.where(take, self.offset + np.where(take, residual, 0.0), self.offset),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -14,7 +13,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from monitor.errors import CancelledRunError, DataError
 from monitor.core.scoring.artifact import Calibration, ModelBundle, ModelMeta, build_module
@@ -52,15 +50,15 @@ EpochCallback = Callable[[int, int, float, float], None]
 class FitOptions(TypedDict, total=False):
     """Keywords ``train`` and ``train_on_windows`` hand to the training loop (defaults in ``_fit``).
 
-    ``version``: the artifact's version (default: its creation time); ``progress``: a tqdm bar on stderr;
-    ``warm_start``: start from this model's weights and scaler; ``on_epoch``: called after each epoch;
-    ``cancel``: checked between epochs."""
+    ``version``: the artifact's version (default: its creation time); ``warm_start``: start from this model's
+    weights and scaler; ``on_epoch``: called after each epoch (progress is the caller's to show); ``cancel``:
+    checked between epochs; ``clock``: the creation time of the artifact (default: now, UTC)."""
 
     version: str | None
-    progress: bool
     warm_start: ModelBundle | None
     on_epoch: EpochCallback | None
     cancel: threading.Event | None
+    clock: Callable[[], datetime]
 
 
 def train(
@@ -214,17 +212,15 @@ def _fit(
     device: torch.device,
     *,
     version: str | None = None,
-    progress: bool = True,
     warm_start: ModelBundle | None = None,
     on_epoch: EpochCallback | None = None,
     cancel: threading.Event | None = None,
     seasonality: Seasonality | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
 ) -> ModelBundle:
     """The training loop: windows (n, window_len, n_channels); ``train_rows`` (n_rows, n_channels) fit the scaler.
     With ``seasonality`` the windows and rows are given without their profile, which the artifact stores."""
     generator = _seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     scaler = warm_start.scaler if warm_start else RobustScaler.fit(train_rows)
     if warm_start is not None:
         if warm_start.meta.channels != channels or warm_start.meta.window_len != cfg.window_len:
@@ -247,10 +243,8 @@ def _fit(
 
     best_state, best_val, stale, epochs_run = copy.deepcopy(module.state_dict()), float("inf"), 0, 0
     train_loss = float("nan")
-    bar = tqdm(range(cfg.epochs), desc="train", unit="epoch", file=sys.stderr, disable=not progress)
-    for _epoch in bar:
+    for _epoch in range(cfg.epochs):
         if cancel is not None and cancel.is_set():
-            bar.close()
             raise CancelledRunError(f"training cancelled after {epochs_run} of at most {cfg.epochs} epochs")
         module.train()
         order = torch.randperm(len(x_train), generator=generator).to(device)  # seeded on the CPU on any device
@@ -268,7 +262,6 @@ def _fit(
         with torch.inference_mode():
             val_loss = float(loss_fn(module(x_val), x_val))
         epochs_run += 1
-        bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
         if on_epoch is not None:
             on_epoch(epochs_run, cfg.epochs, train_loss, val_loss)
         if val_loss < best_val - 1e-6:
@@ -277,11 +270,10 @@ def _fit(
             stale += 1
             if stale >= cfg.patience:
                 break
-    bar.close()
     module.load_state_dict(best_state)
     module.eval()
 
-    created = datetime.now(timezone.utc)
+    created = clock()
     meta = ModelMeta(
         channels=channels,
         window_len=cfg.window_len,

@@ -1,0 +1,1 @@
+"""The API's routers, one per concern: probes (health, readiness, metrics), alerts, the fleet, the models."""
