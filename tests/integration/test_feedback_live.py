@@ -130,7 +130,6 @@ def test_feedback_reads_the_state_under_the_lock_of_a_batch_commit_in_progress(d
 
     from sqlalchemy import update
 
-    from monitor.consumer.batches import _rows
     from monitor.core.engine import Engine as Judge
     from monitor.core.scoring.scorer import Scorer
     from monitor.store.repository import commit_batch, load_sensor_states
@@ -145,11 +144,11 @@ def test_feedback_reads_the_state_under_the_lock_of_a_batch_commit_in_progress(d
     records = records_of(bundle, values, "s1")
     judge = Judge(Scorer(bundle), ThresholdSettings(), AlertSettings())
     first = judge.process(records[:8])
-    commit_batch(db, group_id="g", topic="t", alerts=list(first.alerts.values()), sensors=_rows(first),
+    commit_batch(db, group_id="g", topic="t", alerts=list(first.alerts.values()), sensors=Judge.rows(first),
                  offsets={0: 8}, expected={0: None})
     alert_id = query_alerts(db, limit=10)[-1]["id"]
     record_feedback(db, alert_id, "false_positive", "operator", "not a fault")
-    second = _rows(judge.process(records[8:]))  # the consumer's next batch
+    second = Judge.rows(judge.process(records[8:]))  # the consumer's next batch
     done: list[tuple[bool, str]] = []
     feedback = threading.Thread(target=lambda: done.append(
         apply_false_positive(db, alert_id, [3.0] * 4, ThresholdSettings(), AlertSettings())))

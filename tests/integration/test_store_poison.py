@@ -65,9 +65,7 @@ def test_the_refused_record_is_found_and_the_rest_of_the_batch_committed(db: Eng
     assert "IntegrityError" in refused[0][1]
     assert all(a.peak_score < PEAK_LIMIT for a in outcome.alerts.values())
     assert {r.window.sensor_id for r, _ in outcome.decisions} == {"s1", "s2"} and len(outcome.decisions) == 23
-    from monitor.consumer.batches import _rows
-
-    commit_batch(db, group_id="g", topic="t", alerts=list(outcome.alerts.values()), sensors=_rows(outcome),
+    commit_batch(db, group_id="g", topic="t", alerts=list(outcome.alerts.values()), sensors=Judge.rows(outcome),
                  offsets={0: 12, 1: 12}, expected={0: None, 1: None})
     assert load_offsets(db, "g", "t") == {0: 12, 1: 12}
     states = load_sensor_states(db, ["s1", "s2"])
@@ -82,10 +80,8 @@ def test_a_probe_stores_nothing_and_tells_a_refusal_from_an_accepted_output(db: 
     records, _ = batch_with_one_poison_record()
     judge = Judge(Scorer(small_bundle()), ThresholdSettings(), AlertSettings())
     outcome = judge.process(records[:6])  # before the poison
-    from monitor.consumer.batches import _rows
-
-    probe_outputs(db, alerts=list(outcome.alerts.values()), sensors=_rows(outcome))
+    probe_outputs(db, alerts=list(outcome.alerts.values()), sensors=Judge.rows(outcome))
     assert load_sensor_states(db, ["s1", "s2"]) == {}  # rolled back
     outcome = judge.process(records[6:8])
     with pytest.raises(StoreRejectedError, match="IntegrityError"):
-        probe_outputs(db, alerts=list(outcome.alerts.values()), sensors=_rows(outcome))
+        probe_outputs(db, alerts=list(outcome.alerts.values()), sensors=Judge.rows(outcome))
