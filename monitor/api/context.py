@@ -32,15 +32,14 @@ from kafka.errors import KafkaError
 from sqlalchemy import Engine as DbEngine
 
 from monitor.core.contract import SensorWindow, decode, format_time
-from monitor.errors import ArtifactError, BrokerError, MonitorError
 from monitor.core.evidence import EvidenceRow, Mark
-from monitor.ingest.kafka import make_consumer
-from monitor.registry import versions
-from monitor.registry.serving import serving_model
-from monitor.registry.watcher import ModelWatcher
-from monitor.registry import model_files
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.scorer import Scorer
+from monitor.errors import ArtifactError, BrokerError, MonitorError
+from monitor.ingest.kafka import make_consumer
+from monitor.registry import model_files, versions
+from monitor.registry.serving import serving_model
+from monitor.registry.watcher import ModelWatcher
 from monitor.settings import KafkaSettings, RegistrySettings
 
 log = logging.getLogger(__name__)

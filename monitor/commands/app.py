@@ -59,10 +59,10 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
 ) -> None:
     """Fit an LSTM autoencoder on normal data and write a model artifact."""
-    from monitor.registry import model_files
     from monitor.core.scoring.train import train as fit
     from monitor.ingest.files import read_wide_csv
     from monitor.observe.progress import Bar
+    from monitor.registry import model_files
 
     settings = load_settings()
     apply_threads(settings)
@@ -122,8 +122,8 @@ def run(
     processes = workers or settings.run.workers
     if processes > 1:
         _supervise(settings, processes, model=model, idle_exit_s=idle_exit_s, metrics_port=port)
-    from monitor.registry.serving import serving_model
     from monitor.consumer.runner import build_runner
+    from monitor.registry.serving import serving_model
 
     try:
         db = open_db(settings)

@@ -36,12 +36,12 @@ def backtest(
     A row's score is the score of the window ending at that row; rows before the first full window get an
     empty score and is_anomaly 0. Prints a summary of the alerts found.
     """
-    from monitor.core.backtest import run_backtest
-    from monitor.observe.progress import Bar
     from monitor.commands.common import fail, load_settings
-    from monitor.registry import model_files
+    from monitor.core.backtest import run_backtest
     from monitor.core.scoring.train import train
     from monitor.ingest.files import read_wide_csv
+    from monitor.observe.progress import Bar
+    from monitor.registry import model_files
 
     settings = load_settings()
     cfg = settings.model if seed is None else settings.model.model_copy(update={"seed": seed})

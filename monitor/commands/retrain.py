@@ -70,8 +70,8 @@ def scheduler_command(
     """Retrain on a schedule and on score drift; one replica at a time (database lease)."""
     from monitor.commands.common import apply_threads, fail, load_settings, open_db
     from monitor.errors import MonitorError
-    from monitor.training.scheduler import Schedule, Scheduler, ScoreDrift
     from monitor.training.retrain import RetrainRequest, retrain
+    from monitor.training.scheduler import Schedule, Scheduler, ScoreDrift
 
     settings = load_settings()
     apply_threads(settings)

@@ -12,21 +12,20 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Engine as DbEngine
 
-from monitor.observe import metrics
 from monitor.core.contract import OUT_OF_ORDER, STORE_REJECTED, DecodeFailure, check_key, decode_batch, format_time
 from monitor.core.engine import BatchOutcome, Engine, Record
+from monitor.core.ordering import admit
 from monitor.errors import StoreRejectedError
 from monitor.ingest.faults import FaultInjector
 from monitor.ingest.kafka import DeadLetters
-from monitor.core.ordering import admit
+from monitor.observe import metrics
 from monitor.store import repository
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 from kafka import KafkaConsumer
 from sqlalchemy import Engine as DbEngine
 
-from monitor.observe import health, metrics
 from monitor.consumer.batches import RunStats
 from monitor.errors import StoreError
+from monitor.observe import health, metrics
 from monitor.store.database import ping
 
 log = logging.getLogger(__name__)

@@ -43,9 +43,9 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
@@ -54,24 +54,21 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine as DbEngine
 
 from monitor.consumer import outages
-
-from monitor.observe import health, metrics
-
-from monitor.store import retention
 from monitor.consumer.batches import Batch, RunStats, make_durable
+from monitor.consumer.shutdown import ShutdownDeadline
 from monitor.core.engine import BatchOutcome, Engine
+from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.scoring.scorer import Scorer
 from monitor.errors import BrokerError, StaleOffsetError, StoreError
 from monitor.ingest.faults import FaultInjector
 from monitor.ingest.kafka import DeadLetters, make_consumer, make_producer
 from monitor.ingest.membership import Assignment, GroupMember
 from monitor.ingest.netguard import NetWaitStalled, has_stalled
+from monitor.observe import health, metrics
 from monitor.registry.shadow import Shadow
 from monitor.registry.watcher import ModelWatcher
-from monitor.core.scoring.artifact import ModelBundle
-from monitor.core.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
-from monitor.consumer.shutdown import ShutdownDeadline
-from monitor.store import repository
+from monitor.store import repository, retention
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,10 @@ import pandas as pd
 
 from monitor.core.contract import SensorWindow
 from monitor.core.engine import Engine, Record, SensorRow
-from monitor.errors import DataError
 from monitor.core.incidents import AlertRecord
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.scorer import Scorer
+from monitor.errors import DataError
 from monitor.settings import AlertSettings, ModelSettings, ThresholdSettings
 
 SENSOR_ID = "backtest"

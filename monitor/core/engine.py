@@ -26,8 +26,8 @@ from monitor.core.ordering import WindowMark, first_mark
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.baseline import InputBaseline
 from monitor.core.scoring.scorer import Scorer
-from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.core.thresholds import Decision, SensorThreshold
+from monitor.settings import AlertSettings, ThresholdSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from monitor.core.scoring.baseline import MAX_OFFSET
-from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.core.thresholds import SensorThreshold
+from monitor.settings import AlertSettings, ThresholdSettings
 
 
 def levels_from_scores(scores: Sequence[float], smoothing: float) -> list[float]:

@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 
 from monitor.core.contract import format_time, parse_time
-from monitor.settings import AlertSettings
 from monitor.core.thresholds import Decision
-
+from monitor.settings import AlertSettings
 
 
 class Status(StrEnum):

@@ -20,8 +20,8 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import MemberState
 
-from monitor.observe import health
 from monitor.errors import BrokerError
+from monitor.observe import health
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine as DbEngine
 
-from monitor.registry import versions
-from monitor.registry.watcher import ModelWatcher
-from monitor.registry import model_files
 from monitor.core.scoring.artifact import ModelBundle
+from monitor.registry import model_files, versions
+from monitor.registry.watcher import ModelWatcher
 from monitor.settings import RegistrySettings
 
 log = logging.getLogger(__name__)

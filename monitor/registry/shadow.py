@@ -26,12 +26,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.core.engine import Engine, Record
-from monitor.errors import StoreError
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.scorer import Scorer
+from monitor.core.thresholds import Decision
+from monitor.errors import StoreError
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.store.schema import ShadowReport, utcnow
-from monitor.core.thresholds import Decision
 
 log = logging.getLogger(__name__)
 

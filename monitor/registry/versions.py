@@ -19,10 +19,10 @@ from sqlalchemy import Connection, Engine, Table, case, delete, or_, select, upd
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from monitor.core.contract import parse_time
-from monitor.errors import ArtifactError, ConfigError, PromotionConflict, StoreError
 from monitor.core.scoring import artifact
-from monitor.registry import model_files
 from monitor.core.scoring.artifact import ModelBundle
+from monitor.errors import ArtifactError, ConfigError, PromotionConflict, StoreError
+from monitor.registry import model_files
 from monitor.store.schema import ModelPointer, ModelVersion, utcnow
 
 CANDIDATE, ACTIVE, REJECTED, RETIRED = "candidate", "active", "rejected", "retired"

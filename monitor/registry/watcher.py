@@ -21,10 +21,10 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine as DbEngine
 
-from monitor.observe import metrics
-from monitor.errors import ArtifactError, MonitorError
-from monitor.registry import versions
 from monitor.core.scoring.artifact import ModelBundle, ModelMeta, incompatibility
+from monitor.errors import ArtifactError, MonitorError
+from monitor.observe import metrics
+from monitor.registry import versions
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.errors import ConflictError, NotFoundError, StoreError
 from monitor.core.incidents import ACKNOWLEDGED, OPEN, RESOLVED, Status
+from monitor.errors import ConflictError, NotFoundError, StoreError
 from monitor.store.apikeys import actor_name
 from monitor.store.schema import Alert, AlertEvent, AlertFeedback, SensorState, utcnow
 

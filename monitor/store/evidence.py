@@ -17,8 +17,8 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.errors import StoreError
 from monitor.core.evidence import EvidenceRow, Mark, Prune, finite_list, finite_or_none
+from monitor.errors import StoreError
 from monitor.store.schema import AlertEvidence
 
 

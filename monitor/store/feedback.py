@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.errors import StoreError
 from monitor.core.feedback import adopt_state, forgive_state
+from monitor.errors import StoreError
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.store.schema import Alert, AlertFeedback, SensorState, utcnow
 

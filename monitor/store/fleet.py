@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.errors import StoreError
 from monitor.core.incidents import ACKNOWLEDGED, OPEN, SEVERITIES
+from monitor.errors import StoreError
 from monitor.store.schema import Alert, SensorState
 
 HOUR = timedelta(hours=1)

@@ -16,10 +16,10 @@ from sqlalchemy import Engine, and_, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
-from monitor.errors import StaleOffsetError, StaleStateError, StoreError, StoreRejectedError
-from monitor.core.evidence import EvidenceRow, Prune
 from monitor.core.engine import SensorRow
+from monitor.core.evidence import EvidenceRow, Prune
 from monitor.core.incidents import RESOLVED, AlertRecord
+from monitor.errors import StaleOffsetError, StaleStateError, StoreError, StoreRejectedError
 from monitor.store.evidence import write_evidence
 from monitor.store.schema import Alert, ConsumerOffset, SensorState, utcnow
 

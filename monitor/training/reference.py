@@ -16,6 +16,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
 import numpy as np
 from sqlalchemy import Engine as DbEngine
 from sqlalchemy import delete, insert, select, update
@@ -23,9 +24,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from monitor.core.contract import SensorWindow
 from monitor.core.engine import Engine, Record
-from monitor.errors import StoreError
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.scorer import Scorer
+from monitor.errors import StoreError
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.store.schema import AlertFeedback, ReferenceWindows, utcnow
 from monitor.training.gate import ReferenceCheck

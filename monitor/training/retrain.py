@@ -37,14 +37,19 @@ from sqlalchemy import Engine as DbEngine
 from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.errors import ArtifactError, CancelledRunError, ConfigError, DataError, MonitorError
-from monitor.observe.progress import Bar
-from monitor.registry import shadow, versions
 from monitor.core.scoring import artifact
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.train import EpochCallback, train, train_on_windows
+from monitor.errors import ArtifactError, CancelledRunError, ConfigError, DataError, MonitorError
+from monitor.observe.progress import Bar
+from monitor.registry import shadow, versions
 from monitor.settings import (
-    AlertSettings, KafkaSettings, ModelSettings, RegistrySettings, RetrainSettings, ThresholdSettings,
+    AlertSettings,
+    KafkaSettings,
+    ModelSettings,
+    RegistrySettings,
+    RetrainSettings,
+    ThresholdSettings,
 )
 from monitor.store.schema import RetrainRun, utcnow
 from monitor.training import gate, reference

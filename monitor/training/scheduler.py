@@ -31,8 +31,8 @@ from sqlalchemy import Engine as DbEngine
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.observe import metrics
 from monitor.errors import ConfigError, MonitorError, StoreError
+from monitor.observe import metrics
 from monitor.registry import versions
 from monitor.store.schema import SensorState, utcnow
 from monitor.training import lease

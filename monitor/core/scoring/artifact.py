@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from monitor.errors import ArtifactError
+from monitor.core.scoring.linear import Linear
 from monitor.core.scoring.model import LSTMAutoencoder
 from monitor.core.scoring.scaler import RobustScaler
-from monitor.core.scoring.linear import Linear
 from monitor.core.scoring.seasonal import Seasonality
+from monitor.errors import ArtifactError
 
 FORMAT = "monitor-lstm-ae/1"
 

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from monitor.errors import DataError
 from monitor.core.scoring.artifact import Calibration, ModelBundle
 from monitor.core.scoring.device import resolve_device
 from monitor.core.scoring.linear import Linear
 from monitor.core.scoring.seasonal import Seasonality, row_times
+from monitor.errors import DataError
 
 
 @dataclass(frozen=True)

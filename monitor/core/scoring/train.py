@@ -14,17 +14,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from monitor.errors import CancelledRunError, DataError
 from monitor.core.scoring.artifact import Calibration, ModelBundle, ModelMeta, build_module
-from monitor.core.scoring.device import resolve_device
-from monitor.core.scoring.scaler import RobustScaler
 from monitor.core.scoring.baseline import drift_speeds, drifting_channels
+from monitor.core.scoring.device import resolve_device
 from monitor.core.scoring.linear import Linear
+from monitor.core.scoring.scaler import RobustScaler
 from monitor.core.scoring.scorer import centre_drifting, channel_residuals, normalise
 from monitor.core.scoring.seasonal import Seasonality, fit_seasonality
-from monitor.settings import ModelSettings
 from monitor.core.thresholds import fit_tail
 from monitor.core.windows import sliding_windows
+from monitor.errors import CancelledRunError, DataError
+from monitor.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
