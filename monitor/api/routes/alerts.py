@@ -20,6 +20,7 @@ from monitor.core.feedback import levels_from_scores
 from monitor.core.incidents import ACKNOWLEDGED, RESOLVED, Severity, Status
 from monitor.core.when import HELP as WHEN_HELP
 from monitor.errors import ApiError
+from monitor.ingest import replay
 from monitor.settings import Settings
 from monitor.store import alerts_api as store
 from monitor.store.evidence import load_evidence
@@ -171,7 +172,7 @@ def _context(app: Any, alert: dict[str, Any], around: int) -> dict[str, Any]:
     settings: Settings = app.state.settings
     evidence = load_evidence(app.state.engine, alert["sensor_id"], alert["opened_at"])
     spread = max(1, sum(1 for s in store.list_sensors(app.state.engine) if s["partition"] == alert["partition"]))
-    found = ctx.read_windows(
+    found = replay.read_windows(
         settings.kafka, sensor_id=alert["sensor_id"], partition=alert["partition"],
         first_offset=alert["first_offset"], last_offset=alert["last_offset"], around=around, spread=spread,
         timeout_s=settings.api.kafka_timeout_s,
