@@ -129,6 +129,13 @@ class ModelSettings(BaseModel):
         0.9, gt=0, lt=1,
         description="Share of the training rows' variance the linear term's components keep (the rest is watched).",
     )
+    tail_balance: float = Field(
+        0.99, ge=0, lt=1,
+        description="Calibration: a channel whose normal values at this quantile lie more than 20 times above their "
+        "median (a sparse command, valve or event channel) is weighted down to that, so its normal events cannot set "
+        "the score's spread and hide another channel's change; channels of ordinary noise keep weight 1 (0 = off). "
+        "Stored in the artifact. See monitor/core/scoring/train.py balance_tails.",
+    )
     drift_ratio: float = Field(
         0.6, ge=0, le=1,
         description="A channel is marked drifting when its drift_span-row moving average keeps more than this share "

@@ -16,7 +16,9 @@ one anomaly of its kind is injected. Bases (see docs/quality.md for every magnit
   independent pressure;
 * ``correlated``: two channels driven by one slow latent factor (plus small noise) and one independent channel;
 * ``setpoint``: an operator setpoint switching between two levels, a process value following it with a lag,
-  and a heater power tied to it; the same switches happen in the training part, so they are normal.
+  and a heater power tied to it; the same switches happen in the training part, so they are normal;
+* ``events``: one AR(1) sensor beside three sparse event channels (0, and 1 for a single row now and then, as
+  command, valve or door channels are) that do not move it.
 
 Anomaly kinds are in ``ANOMALY_KINDS``; ``CLEAN_KINDS`` are series without any anomaly, where the only right
 answer is silence. Spans are row ranges ``[start, end)`` that lie in the test part; a persisting anomaly's
@@ -181,6 +183,21 @@ def _quantised(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.stack([pumps, flow, pressure], axis=1)
 
 
+EVENT_CHANNELS = 3
+EVENTS_SENSOR_SD = 0.5
+EVENT_GAP_ROWS = (36, 144)  # mean rows between two events of one channel: 3 to 12 hours (5-minute rows)
+
+
+def _events(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 4) a sensor (20 + AR(1), phi 0.9, SD 0.5) and three event channels: 0, and 1 for one row with a
+    probability of 1 / gap per row, gap drawn per channel from ``EVENT_GAP_ROWS``."""
+    sensor = 20 + _ar1(rng, n, 0.9, EVENTS_SENSOR_SD)
+    events = np.zeros((n, EVENT_CHANNELS))
+    for k in range(EVENT_CHANNELS):
+        events[rng.random(n) < 1 / rng.uniform(*EVENT_GAP_ROWS), k] = 1.0
+    return np.column_stack([sensor, events])
+
+
 def _setpoint(rng: np.random.Generator, layout: _Layout) -> np.ndarray:
     """(n, 3) setpoint (50 or 55), process value (first-order lag of 6 rows + N(0, 0.3)) and heater power
     (20 + 0.8 (setpoint - 50) + N(0, 0.5)). The setpoint goes 50 -> 55 -> 50 twice in training and once in
@@ -229,6 +246,16 @@ def _level(sign: float) -> _Builder:
         return values, times, ((s, s + length),), False
 
     return build
+
+
+def _shift_beside_events(rng: np.random.Generator, lay: _Layout) -> _Built:
+    """The sensor of the ``events`` base shifts up by ``LEVEL_SD`` of its SD for ``LEVEL_ROWS`` rows; the event
+    channels go on as before."""
+    values = _events(rng, lay.n_rows)
+    s = lay.start(rng, LEVEL_ROWS)
+    values[s : s + LEVEL_ROWS, 0] += LEVEL_SD * EVENTS_SENSOR_SD
+    return values, _times(lay.n_rows, STEP_S), ((s, s + LEVEL_ROWS),), False
+
 
 
 def _level_persist(rng: np.random.Generator, lay: _Layout) -> _Built:
@@ -344,6 +371,8 @@ def _clean(base: str) -> _Builder:
             values, times = 10 + _ar1(rng, n, 0.8, 1.0)[:, None], _irregular_times(rng, n, lay.train_rows)
         elif base == "setpoint":
             values = _setpoint(rng, lay)
+        elif base == "events":
+            values = _events(rng, n)
         else:
             raise ValueError(base)
         return values, times, (), False
@@ -365,8 +394,9 @@ _ANOMALIES: dict[str, tuple[str, _Builder]] = {
     "pattern": ("daily", _pattern),
     "cycle_up": ("daily", _cycle_jump(+1.0)),
     "cycle_down": ("daily", _cycle_jump(-1.0)),
+    "shift_beside_events": ("events", _shift_beside_events),
 }
-_CLEAN = ("noise", "daily", "walk", "correlated", "weekly", "quantised", "irregular", "setpoint")
+_CLEAN = ("noise", "daily", "walk", "correlated", "weekly", "quantised", "irregular", "setpoint", "events")
 _KINDS: dict[str, tuple[str, _Builder]] = {**_ANOMALIES, **{f"clean_{b}": (b, _clean(b)) for b in _CLEAN}}
 ANOMALY_KINDS: tuple[str, ...] = tuple(_ANOMALIES)
 CLEAN_KINDS: tuple[str, ...] = tuple(f"clean_{b}" for b in _CLEAN)
@@ -376,6 +406,7 @@ COLUMNS: dict[str, list[str]] = {
     "noise": ["value"], "walk": ["value"], "oscillation": ["vibration"], "irregular": ["level"],
     "quantised": ["pumps", "flow", "pressure"], "correlated": ["a", "b", "c"],
     "setpoint": ["setpoint", "process_value", "heater_power"],
+    "events": ["sensor", "event_a", "event_b", "event_c"],
 }
 
 

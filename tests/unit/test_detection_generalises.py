@@ -328,3 +328,49 @@ def test_on_every_taxonomy_series_the_threshold_stays_within_a_bounded_factor_of
     ratio = (table["threshold"].to_numpy() / table["score"].to_numpy())[normal]
     median = float(np.nanmedian(ratio))
     assert 1.0 < median < math.exp(cfg.k_enter * cfg.max_std), f"{series.name}: threshold / score median {median:.2f}"
+
+
+# ------------------------------------------------------------------ channels with sparse events
+def test_balance_tails_compresses_only_event_like_tails() -> None:
+    """A channel whose 99th percentile lies more than HEAVY_TAIL_RATIO times above its (floored) median is
+    weighted down to exactly that ratio; Gaussian-like channels, a squared-level channel and a constant one keep 1."""
+    from monitor.core.scoring.train import HEAVY_TAIL_RATIO, balance_tails
+
+    rng = np.random.default_rng(11)
+    n = 5000
+    error_like = rng.chisquare(28, n) / 28 + 0.5 * rng.normal(0, 1, n) ** 2  # the error and level terms
+    level_only = 0.5 * rng.normal(0, 1, n) ** 2 + 0.05  # q99 / median ~ 14: not event-like
+    events = np.where(rng.random(n) < 0.03, rng.uniform(100, 300, n), rng.uniform(0.2, 0.4, n))
+    constant = np.full(n, 1e-7)
+    values = np.stack([error_like, level_only, events, constant], axis=1)
+    weights = balance_tails(values, 0.99)
+    assert weights[0] == weights[1] == weights[3] == 1.0
+    assert 0.0 < weights[2] < 0.1
+    typical = max(float(np.median(events)), float(np.median(np.median(values, axis=0))))
+    weighted_tail = float(np.quantile(events * weights[2], 0.99))
+    assert weighted_tail == pytest.approx(HEAVY_TAIL_RATIO * typical, rel=1e-6)
+    assert balance_tails(values[:, :1], 0.99) == [1.0]  # one channel: nothing to balance against
+
+
+def test_a_sensors_shift_is_not_hidden_by_normal_events_on_other_channels(tiny_model_cfg: ModelSettings) -> None:
+    """A sensor beside three sparse event channels (pipelines/bench/taxonomy.py ``events``): the event channels
+    are weighted down at training, so their normal events no longer set the score's spread; the model without
+    the weights (``tail_balance`` 0) scores the sensor's +4 SD shift lower against its own threshold."""
+    series = generate("shift_beside_events", 0, quick=True)
+    (start, end), = series.spans
+    ratios = {}
+    for balance in (0.99, 0.0):
+        cfg = tiny_model_cfg.model_copy(update={"tail_balance": balance})
+        bundle = train(series.frame.iloc[: series.train_rows], cfg, version="events")
+        weights = bundle.meta.calibration.channel_weight
+        if balance:
+            assert weights[0] == 1.0 and max(weights[1:]) < 0.5, weights
+        else:
+            assert weights == []
+        table = run_backtest(series.frame, bundle, ThresholdSettings(), AlertSettings(), stride=1).table
+        inside = slice(start + bundle.meta.window_len, end)
+        ratio = table["score"].to_numpy()[inside] / table["threshold"].to_numpy()[inside]
+        ratios[balance] = float(np.median(ratio))
+        if balance:
+            assert table["is_anomaly"].to_numpy()[start : end + bundle.meta.window_len].any(), "the shift was missed"
+    assert ratios[0.99] > 2 * ratios[0.0], ratios

@@ -134,6 +134,21 @@ def test_irregular_and_quantised_bases() -> None:
     assert set(np.unique(pumps)) <= {1.0, 2.0, 3.0} and np.count_nonzero(np.diff(pumps)) >= 5
 
 
+def test_event_channels_are_sparse_single_rows_and_the_shift_moves_the_sensor_only() -> None:
+    clean = generate("clean_events", 0).frame.to_numpy()
+    events = clean[:, 1:]
+    assert set(np.unique(events)) == {0.0, 1.0}
+    share = events.mean(axis=0)
+    assert ((share > 1 / 200) & (share < 1 / 20)).all()  # one row in 36-144 on average, per channel
+    ones = events[:-1] == 1
+    assert (events[1:][ones] == 0).mean() > 0.9  # an event is a single row, almost always
+    series = generate("shift_beside_events", 1)
+    values, start, end = _span(series)
+    before = values[start - 72 : start, 0].mean()
+    assert 1.5 < values[start:end, 0].mean() - before < 2.5  # +4 SD of an SD-0.5 sensor
+    assert set(np.unique(values[start:end, 1:])) <= {0.0, 1.0}
+
+
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown kind"):
         generate("meteor_strike", 0)

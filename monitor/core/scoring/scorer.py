@@ -15,8 +15,10 @@ Per window and channel, up to three terms are added:
   rows (the Q statistic), over its typical value on the training data (monitor/core/scoring/linear.py): a break in
   how the channels move together, which the autoencoder (reconstructing each channel from itself) misses.
 
-The window score is the mean over channels of these per-channel values; contributions are their shares (sum
-to 1), so an alert names the channels whose error, level or linear residual explains it.
+Each channel's value is then weighted (1 unless its normal values have a far heavier tail than the other
+channels', monitor/core/scoring/train.py ``balance_tails``). The window score is the mean over channels of
+these per-channel values; contributions are their shares (sum to 1), so an alert names the channels whose
+error, level or linear residual explains it.
 """
 
 from __future__ import annotations
@@ -97,18 +99,16 @@ def centre_drifting(scaled: np.ndarray, calibration: Calibration) -> np.ndarray:
     return out
 
 
-def normalise(
+def channel_values(
     errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None,
     linear: np.ndarray | None = None,
-) -> Scores:
-    """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> Scores, with
-    ``calibration``'s scales.
-
-    The level term needs ``residual_mean``, the linear term ``linear``; without them (or with their weight 0)
-    the score is the error alone.
-    """
+) -> np.ndarray:
+    """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> each channel's value
+    (batch, n_channels): its error, linear and level terms with ``calibration``'s scales, before the channel
+    weights. The level term needs ``residual_mean``, the linear term ``linear``; without them (or with their weight
+    0) the value is the error alone."""
     ref = np.maximum(np.asarray(calibration.channel_error, dtype=np.float64), 1e-9)
-    normed = errors / ref
+    normed: np.ndarray = errors / ref
     if linear is not None and calibration.linear_weight > 0 and calibration.linear_scale:
         normed = normed + calibration.linear_weight * linear / np.asarray(calibration.linear_scale)
     if calibration.level_weight > 0 and calibration.level_scale and residual_mean is not None:
@@ -116,6 +116,20 @@ def normalise(
         if calibration.centre_drifting and any(calibration.drifting):
             z = z * ~np.asarray(calibration.drifting, dtype=bool)  # their level is not judged
         normed = normed + calibration.level_weight * z * z
+    return normed
+
+
+def normalise(
+    errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None,
+    linear: np.ndarray | None = None,
+) -> Scores:
+    """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> Scores, with
+    ``calibration``'s scales (``channel_values``) and channel weights (``channel_weight``: a channel whose normal
+    values have a far heavier tail than the others', such as a sparse command or event channel, weighs less, so
+    that its normal events do not hide a change of another channel; see train.py ``balance_tails``)."""
+    normed = channel_values(errors, calibration, residual_mean, linear)
+    if calibration.channel_weight:
+        normed = normed * np.asarray(calibration.channel_weight, dtype=np.float64)
     total = normed.sum(axis=1)
     combine = calibration.combine
     if combine == "max":

@@ -19,7 +19,7 @@ from monitor.core.scoring.baseline import drift_speeds, drifting_channels
 from monitor.core.scoring.device import resolve_device
 from monitor.core.scoring.linear import Linear
 from monitor.core.scoring.scaler import RobustScaler
-from monitor.core.scoring.scorer import centre_drifting, channel_residuals, normalise
+from monitor.core.scoring.scorer import centre_drifting, channel_residuals, channel_values, normalise
 from monitor.core.scoring.seasonal import Seasonality, fit_seasonality
 from monitor.core.thresholds import fit_tail
 from monitor.core.windows import sliding_windows
@@ -292,7 +292,7 @@ def _fit(
     meta.calibration = calibrate(
         bundle, val_windows, error_floor=cfg.error_floor, level_weight=cfg.level_weight, fit_windows=train_windows,
         drifting=drifting, centre_drifting=cfg.centre_drifting, combine=cfg.combine,
-        linear_weight=cfg.linear_weight, linear_variance=cfg.linear_variance,
+        linear_weight=cfg.linear_weight, linear_variance=cfg.linear_variance, tail_balance=cfg.tail_balance,
     )
     meta.calibration.drift_speed = drift_speeds(scaler.transform(train_rows), drifting, cfg.drift_span)
     if seasonality is not None:
@@ -313,6 +313,7 @@ def calibrate(
     combine: str = "mean",
     linear_weight: float = 0.0,
     linear_variance: float = 0.9,
+    tail_balance: float = 0.0,
 ) -> Calibration:
     """Measure the score scale on (normal) validation windows (batch, window_len, n_channels).
 
@@ -331,7 +332,8 @@ def calibrate(
     With ``linear_weight`` > 0 the linear (PCA residual) term is fitted and scaled (``_calibrate_linear``,
     monitor/core/scoring/linear.py). The log-score distribution is measured on the validation windows with every
     term included; the tail fit (thresholds.py ``fit_tail``) on the validation and training windows. ``drifting``
-    is stored as given (see monitor/core/scoring/baseline.py).
+    is stored as given (see monitor/core/scoring/baseline.py). With ``tail_balance`` > 0 and several channels,
+    the channels' normal tails are balanced first (``balance_tails``).
     """
     errors, means, _ = channel_residuals(bundle, windows)
     channel_error = errors.mean(axis=0)
@@ -361,6 +363,11 @@ def calibrate(
     if linear_weight > 0:
         val_linear, fit_linear = _calibrate_linear(bundle, cal, windows, fit_sample, linear_weight, linear_variance,
                                                    error_floor)
+    if tail_balance > 0 and errors.shape[1] > 1:
+        values = channel_values(errors, cal, means, val_linear)
+        if fit_errors is not None:
+            values = np.concatenate([values, channel_values(fit_errors, cal, fit_means, fit_linear)])
+        cal.channel_weight = balance_tails(values, tail_balance)
     log_scores = np.log(normalise(errors, cal, means, val_linear).score)
     tail_sample = log_scores
     if fit_errors is not None:
@@ -370,6 +377,33 @@ def calibrate(
     cal.log_score_std = float(max(log_scores.std(), 1e-3))
     cal.log_score_quantiles = {f"q{int(q * 1000)}": float(np.quantile(log_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)}
     return cal
+
+
+HEAVY_TAIL_RATIO = 20.0  # see balance_tails
+
+
+def balance_tails(values: np.ndarray, quantile: float) -> list[float]:
+    """Channel weights (0 < w <= 1) from each channel's values on normal windows (n, C) (``channel_values``): a
+    channel whose ``quantile`` lies more than ``HEAVY_TAIL_RATIO`` times above its median is weighted down until
+    it lies there; every other channel keeps 1.
+
+    The scales of the three terms make a channel's *typical* value about 1, but not its tail: a channel that
+    holds sparse events (a command or valve channel that is 0 almost always and 1 for a row now and then, a
+    count that steps) has windows with an event whose level and error terms are tens to hundreds of times its
+    typical value, all of them normal. Averaged into the window score, those normal events set the score's
+    spread, the threshold follows them, and a change of another channel (a sensor's level shift of 8 of its own
+    standard deviations) stays below it: the detector goes deaf. A channel of Gaussian noise has a 99th
+    percentile 3-15 times its median (15 when its value is the squared standardised level alone: 6.63 / 0.455
+    for one degree of freedom), so 20 leaves every such channel alone and only compresses event-like tails.
+    A channel's median is taken no lower than the median over channels of the medians, so a (nearly) constant
+    channel, whose values are all close to 0, is not called heavy-tailed (docs/quality.md, round 6).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    tails = np.quantile(v, quantile, axis=0)
+    medians = np.median(v, axis=0)
+    typical = np.maximum(medians, float(np.median(medians)))
+    limit = HEAVY_TAIL_RATIO * typical
+    return [float(lim / t) if t > lim > 0 else 1.0 for t, lim in zip(tails, limit, strict=True)]
 
 
 def _calibrate_linear(
