@@ -25,3 +25,26 @@ def test_retrain_help_shows_the_parquet_extra_verbatim() -> None:
 
     result = CliRunner().invoke(app, ["retrain", "--help"], env={"COLUMNS": "250"})
     assert result.exit_code == 0 and "pip install 'sensor-monitor[parquet]'" in result.output, result.output
+
+
+def test_train_names_the_channels_it_weighted_down(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`monitor train` on a sensor beside sparse event channels says which channels got a weight below 1
+    (model.tail_balance), and says 'none' when the setting is off."""
+    from typer.testing import CliRunner
+
+    from monitor.commands.app import app
+    from pipelines.bench.taxonomy import generate
+
+    series = generate("clean_events", 0, quick=True)
+    csv = tmp_path / "events.csv"
+    series.frame.iloc[: series.train_rows].rename_axis("timestamp").to_csv(csv)
+    tiny = {"MONITOR_MODEL__HIDDEN_SIZE": "8", "MONITOR_MODEL__LATENT_SIZE": "4", "MONITOR_MODEL__THREADS": "1",
+            "MONITOR_MODEL__STRIDE": "2"}
+    lines = {}
+    for balance in ("0.99", "0"):
+        result = CliRunner().invoke(app, ["train", str(csv), "--out", str(tmp_path / f"m{balance}.pt"), "--epochs", "4",
+                                          "--window-len", "16"], env={**tiny, "MONITOR_MODEL__TAIL_BALANCE": balance})
+        assert result.exit_code == 0, result.output
+        lines[balance] = next(line for line in result.output.splitlines() if line.startswith("channels with event-like"))
+    assert "event_" in lines["0.99"] and "sensor" not in lines["0.99"], lines["0.99"]
+    assert lines["0"].endswith(": none"), lines["0"]
