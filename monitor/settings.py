@@ -136,6 +136,13 @@ class ModelSettings(BaseModel):
         "the score's spread and hide another channel's change; channels of ordinary noise keep weight 1 (0 = off). "
         "Stored in the artifact. See monitor/core/scoring/train.py balance_tails.",
     )
+    event_share: float = Field(
+        0.1, ge=0, lt=0.5,
+        description="A channel whose training rows hold exactly two values, the rarer in at most this share of them "
+        "(a command, alarm, door or valve channel that is off almost always), is an event channel: the model sees "
+        "it as input, but it is not judged itself (weight 0; its effect on the other channels still is). 0 = off. "
+        "Stored in the artifact. See monitor/core/scoring/train.py event_channels.",
+    )
     drift_ratio: float = Field(
         0.6, ge=0, le=1,
         description="A channel is marked drifting when its drift_span-row moving average keeps more than this share "

@@ -83,7 +83,9 @@ def train(
     )
     drifting = [c for c, flag in zip(bundle.meta.channels, cal.drifting) if flag]
     typer.echo(f"drifting channels (level followed, see model.drift_ratio): {', '.join(drifting) or 'none'}")
-    weighted = [f"{c} x{w:.2g}" for c, w in zip(bundle.meta.channels, cal.channel_weight) if w < 1.0]
+    events = [c for c, w in zip(bundle.meta.channels, cal.channel_weight) if w == 0.0]
+    typer.echo(f"event channels (inputs only, not judged; see model.event_share): {', '.join(events) or 'none'}")
+    weighted = [f"{c} x{w:.2g}" for c, w in zip(bundle.meta.channels, cal.channel_weight) if 0.0 < w < 1.0]
     typer.echo(f"channels with event-like tails, weighted down (see model.tail_balance): {', '.join(weighted) or 'none'}")
     typer.echo(f"windows of {bundle.meta.window_len} rows, training stride {bundle.meta.training.get('stride')}"
                + (f" (shortened for {len(frame)} rows; model.window_len={cfg.window_len} is the longest)"

@@ -96,8 +96,9 @@ def test_an_untouched_crafted_artifact_loads_and_matches_to_bytes(tmp_path: Path
     (edit("calibration.level_scale", []), "level_scale has 0 entries"),  # level_weight > 0 needs them
     (edit("calibration.level_scale", [0.2, 0.0, 0.2]), "level_scale must be positive"),
     (edit("calibration.level_weight", -1.0), "must not be negative"),
-    (edit("calibration.channel_weight", [1.0, 0.0, 1.0]), "channel_weight must lie in (0, 1]"),
-    (edit("calibration.channel_weight", [1.0, 1.5, 1.0]), "channel_weight must lie in (0, 1]"),
+    (edit("calibration.channel_weight", [1.0, -0.1, 1.0]), "channel_weight must lie in [0, 1]"),
+    (edit("calibration.channel_weight", [1.0, 1.5, 1.0]), "channel_weight must lie in [0, 1]"),
+    (edit("calibration.channel_weight", [0.0, 0.0, 0.0]), "with at least one above 0"),
     (edit("calibration.channel_weight", [1.0, 0.5]), "channel_weight has 2 entries"),
     (edit("calibration.level_weight", 10**400), "level_weight holds a non-finite number"),
     (edit("metrics", {"val_loss": "low"}), "metrics['val_loss'] must be float, not str"),

@@ -27,9 +27,9 @@ def test_retrain_help_shows_the_parquet_extra_verbatim() -> None:
     assert result.exit_code == 0 and "pip install 'sensor-monitor[parquet]'" in result.output, result.output
 
 
-def test_train_names_the_channels_it_weighted_down(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """`monitor train` on a sensor beside sparse event channels says which channels got a weight below 1
-    (model.tail_balance), and says 'none' when the setting is off."""
+def test_train_names_its_event_channels_and_the_channels_it_weighted_down(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`monitor train` on a sensor beside sparse on/off event channels says which channels are inputs only
+    (model.event_share) and which got a weight below 1 (model.tail_balance), and 'none' when both are off."""
     from typer.testing import CliRunner
 
     from monitor.commands.app import app
@@ -40,11 +40,15 @@ def test_train_names_the_channels_it_weighted_down(tmp_path) -> None:  # type: i
     series.frame.iloc[: series.train_rows].rename_axis("timestamp").to_csv(csv)
     tiny = {"MONITOR_MODEL__HIDDEN_SIZE": "8", "MONITOR_MODEL__LATENT_SIZE": "4", "MONITOR_MODEL__THREADS": "1",
             "MONITOR_MODEL__STRIDE": "2"}
-    lines = {}
-    for balance in ("0.99", "0"):
-        result = CliRunner().invoke(app, ["train", str(csv), "--out", str(tmp_path / f"m{balance}.pt"), "--epochs", "4",
-                                          "--window-len", "16"], env={**tiny, "MONITOR_MODEL__TAIL_BALANCE": balance})
+    said: dict[tuple[str, str], list[str]] = {}
+    for share, balance in (("0.1", "0.99"), ("0", "0.99"), ("0", "0")):
+        env = {**tiny, "MONITOR_MODEL__EVENT_SHARE": share, "MONITOR_MODEL__TAIL_BALANCE": balance}
+        result = CliRunner().invoke(app, ["train", str(csv), "--out", str(tmp_path / "m.pt"), "--epochs", "4",
+                                          "--window-len", "16"], env=env)
         assert result.exit_code == 0, result.output
-        lines[balance] = next(line for line in result.output.splitlines() if line.startswith("channels with event-like"))
-    assert "event_" in lines["0.99"] and "sensor" not in lines["0.99"], lines["0.99"]
-    assert lines["0"].endswith(": none"), lines["0"]
+        said[share, balance] = [line for line in result.output.splitlines()
+                                if line.startswith(("event channels", "channels with event-like"))]
+    assert said["0.1", "0.99"][0].endswith("event_a, event_b, event_c"), said
+    assert said["0", "0.99"][0].endswith(": none") and "event_" in said["0", "0.99"][1], said
+    assert "sensor" not in said["0", "0.99"][1], said
+    assert all(line.endswith(": none") for line in said["0", "0"]), said

@@ -352,25 +352,41 @@ def test_balance_tails_compresses_only_event_like_tails() -> None:
     assert balance_tails(values[:, :1], 0.99) == [1.0]  # one channel: nothing to balance against
 
 
+def test_event_channels_are_two_valued_with_a_rare_value() -> None:
+    from monitor.core.scoring.train import event_channels
+
+    rng = np.random.default_rng(2)
+    n = 1000
+    sensor = rng.normal(0, 1, n)
+    command = (rng.random(n) < 0.02).astype(float)  # off almost always
+    state = np.where(np.arange(n) % 400 < 120, 55.0, 50.0)  # a setpoint held at 55 for 36 % of the rows
+    constant = np.zeros(n)
+    steps = rng.integers(1, 4, n).astype(float)  # three values
+    rows = np.stack([sensor, command, state, constant, steps], axis=1)
+    assert event_channels(rows, 0.1) == [False, True, False, False, False]
+    assert event_channels(rows, 0.4) == [False, True, True, False, False]  # 360 of 1000 rows at 55
+    assert event_channels(rows, 0.0) == [False] * 5
+    assert event_channels(rows[:, [1]], 0.1) == [False]  # every channel an event channel: none is (nothing to judge)
+
+
 def test_a_sensors_shift_is_not_hidden_by_normal_events_on_other_channels(tiny_model_cfg: ModelSettings) -> None:
-    """A sensor beside three sparse event channels (pipelines/bench/taxonomy.py ``events``): the event channels
-    are weighted down at training, so their normal events no longer set the score's spread; the model without
-    the weights (``tail_balance`` 0) scores the sensor's +4 SD shift lower against its own threshold."""
+    """A sensor beside three sparse on/off event channels (pipelines/bench/taxonomy.py ``events``): by default the
+    event channels are inputs only (weight 0), so their normal events no longer set the score's spread; the model
+    that judges them (``event_share`` 0, ``tail_balance`` 0) scores the sensor's +4 SD shift far lower against its
+    own threshold."""
     series = generate("shift_beside_events", 0, quick=True)
     (start, end), = series.spans
     ratios = {}
-    for balance in (0.99, 0.0):
-        cfg = tiny_model_cfg.model_copy(update={"tail_balance": balance})
-        bundle = train(series.frame.iloc[: series.train_rows], cfg, version="events")
+    for judged in (False, True):
+        update = {"event_share": 0.0, "tail_balance": 0.0} if judged else {}
+        bundle = train(series.frame.iloc[: series.train_rows], tiny_model_cfg.model_copy(update=update),
+                       version="events")
         weights = bundle.meta.calibration.channel_weight
-        if balance:
-            assert weights[0] == 1.0 and max(weights[1:]) < 0.5, weights
-        else:
-            assert weights == []
+        assert weights == ([] if judged else [1.0, 0.0, 0.0, 0.0]), weights
         table = run_backtest(series.frame, bundle, ThresholdSettings(), AlertSettings(), stride=1).table
         inside = slice(start + bundle.meta.window_len, end)
         ratio = table["score"].to_numpy()[inside] / table["threshold"].to_numpy()[inside]
-        ratios[balance] = float(np.median(ratio))
-        if balance:
+        ratios[judged] = float(np.median(ratio))
+        if not judged:
             assert table["is_anomaly"].to_numpy()[start : end + bundle.meta.window_len].any(), "the shift was missed"
-    assert ratios[0.99] > 2 * ratios[0.0], ratios
+    assert ratios[False] > 2 * ratios[True], ratios

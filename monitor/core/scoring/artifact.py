@@ -43,9 +43,9 @@ class Calibration:
     level the sensor baseline follows fast (empty: none); ``linear`` / ``linear_weight`` / ``linear_scale``: the
     linear (PCA residual) term, monitor/core/scoring/linear.py (empty: none, as in artifacts made before it);
     ``drift_speed``: per drifting channel the fastest its level moved in training (baseline.py; empty: none);
-    ``channel_weight``: per channel, the factor (0 < w <= 1) that brings a channel whose normal values have a far
-    heavier tail than the others' down to theirs (train.py ``balance_tails``; empty: all 1, as in artifacts made
-    before it). See
+    ``channel_weight``: per channel, the factor (0 <= w <= 1) of its value in the score: 0 for an on/off event
+    channel (an input only, train.py ``event_channels``), below 1 for a channel whose normal values have an
+    event-like tail (``balance_tails``); empty: all 1, as in artifacts made before it. See
     monitor/core/scoring/scorer.py and baseline.py.
     """
 
@@ -65,7 +65,7 @@ class Calibration:
     linear_weight: float = 0.0
     linear_scale: list[float] = field(default_factory=list)  # per channel: typical window residual of the linear term
     drift_speed: list[float] = field(default_factory=list)  # per channel, scaler units per row (baseline.py; empty: 0)
-    channel_weight: list[float] = field(default_factory=list)  # per channel, in (0, 1] (scorer.py; empty: all 1)
+    channel_weight: list[float] = field(default_factory=list)  # per channel, in [0, 1] (scorer.py; empty: all 1)
 
 
 @dataclass
@@ -315,8 +315,8 @@ def _check_meta(data: dict[str, Any], cal: Calibration) -> None:
         raise ArtifactError("calibration.linear_weight must not be negative")
     if any(v < 0 for v in cal.drift_speed):
         raise ArtifactError("calibration.drift_speed must not be negative")
-    if not all(0 < v <= 1 for v in cal.channel_weight):
-        raise ArtifactError("calibration.channel_weight must lie in (0, 1]")
+    if not all(0 <= v <= 1 for v in cal.channel_weight) or (cal.channel_weight and not any(cal.channel_weight)):
+        raise ArtifactError("calibration.channel_weight must lie in [0, 1], with at least one above 0")
     if cal.linear:
         _per_channel(cal.linear_scale, n, "calibration.linear_scale", required=True)
         if not all(v > 0 for v in cal.linear_scale):

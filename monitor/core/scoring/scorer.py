@@ -15,8 +15,9 @@ Per window and channel, up to three terms are added:
   rows (the Q statistic), over its typical value on the training data (monitor/core/scoring/linear.py): a break in
   how the channels move together, which the autoencoder (reconstructing each channel from itself) misses.
 
-Each channel's value is then weighted (1 unless its normal values have a far heavier tail than the other
-channels', monitor/core/scoring/train.py ``balance_tails``). The window score is the mean over channels of
+Each channel's value is then weighted (1, unless it is an on/off event channel, an input only: 0, or its
+normal values have an event-like tail: below 1; monitor/core/scoring/train.py ``event_channels``,
+``balance_tails``). The window score is the mean over channels of
 these per-channel values; contributions are their shares (sum to 1), so an alert names the channels whose
 error, level or linear residual explains it.
 """
@@ -124,9 +125,9 @@ def normalise(
     linear: np.ndarray | None = None,
 ) -> Scores:
     """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> Scores, with
-    ``calibration``'s scales (``channel_values``) and channel weights (``channel_weight``: a channel whose normal
-    values have a far heavier tail than the others', such as a sparse command or event channel, weighs less, so
-    that its normal events do not hide a change of another channel; see train.py ``balance_tails``)."""
+    ``calibration``'s scales (``channel_values``) and channel weights (``channel_weight``: an on/off event channel
+    weighs 0, an input only, and a channel whose normal values have an event-like tail weighs less, so that
+    normal events do not hide a change of another channel; see train.py ``event_channels`` and ``balance_tails``)."""
     normed = channel_values(errors, calibration, residual_mean, linear)
     if calibration.channel_weight:
         normed = normed * np.asarray(calibration.channel_weight, dtype=np.float64)

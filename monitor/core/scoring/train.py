@@ -293,6 +293,7 @@ def _fit(
         bundle, val_windows, error_floor=cfg.error_floor, level_weight=cfg.level_weight, fit_windows=train_windows,
         drifting=drifting, centre_drifting=cfg.centre_drifting, combine=cfg.combine,
         linear_weight=cfg.linear_weight, linear_variance=cfg.linear_variance, tail_balance=cfg.tail_balance,
+        events=event_channels(train_rows, cfg.event_share),
     )
     meta.calibration.drift_speed = drift_speeds(scaler.transform(train_rows), drifting, cfg.drift_span)
     if seasonality is not None:
@@ -314,6 +315,7 @@ def calibrate(
     linear_weight: float = 0.0,
     linear_variance: float = 0.9,
     tail_balance: float = 0.0,
+    events: list[bool] | None = None,
 ) -> Calibration:
     """Measure the score scale on (normal) validation windows (batch, window_len, n_channels).
 
@@ -332,8 +334,9 @@ def calibrate(
     With ``linear_weight`` > 0 the linear (PCA residual) term is fitted and scaled (``_calibrate_linear``,
     monitor/core/scoring/linear.py). The log-score distribution is measured on the validation windows with every
     term included; the tail fit (thresholds.py ``fit_tail``) on the validation and training windows. ``drifting``
-    is stored as given (see monitor/core/scoring/baseline.py). With ``tail_balance`` > 0 and several channels,
-    the channels' normal tails are balanced first (``balance_tails``).
+    is stored as given (see monitor/core/scoring/baseline.py). ``events`` (``event_channels``) marks channels
+    that are inputs only: weight 0. With ``tail_balance`` > 0 and several judged channels, their normal tails are
+    balanced (``balance_tails``).
     """
     errors, means, _ = channel_residuals(bundle, windows)
     channel_error = errors.mean(axis=0)
@@ -363,11 +366,18 @@ def calibrate(
     if linear_weight > 0:
         val_linear, fit_linear = _calibrate_linear(bundle, cal, windows, fit_sample, linear_weight, linear_variance,
                                                    error_floor)
-    if tail_balance > 0 and errors.shape[1] > 1:
+    n_channels = errors.shape[1]
+    judged = [c for c in range(n_channels) if not (events and events[c])] if events and not all(events) else list(
+        range(n_channels))
+    weights = [1.0 if c in judged else 0.0 for c in range(n_channels)]
+    if tail_balance > 0 and len(judged) > 1:
         values = channel_values(errors, cal, means, val_linear)
         if fit_errors is not None:
             values = np.concatenate([values, channel_values(fit_errors, cal, fit_means, fit_linear)])
-        cal.channel_weight = balance_tails(values, tail_balance)
+        for c, w in zip(judged, balance_tails(values[:, judged], tail_balance), strict=True):
+            weights[c] = w
+    if any(w < 1.0 for w in weights):
+        cal.channel_weight = weights
     log_scores = np.log(normalise(errors, cal, means, val_linear).score)
     tail_sample = log_scores
     if fit_errors is not None:
@@ -380,6 +390,21 @@ def calibrate(
 
 
 HEAVY_TAIL_RATIO = 20.0  # see balance_tails
+
+
+def event_channels(rows: np.ndarray, share: float) -> list[bool]:
+    """Which channels of the training rows (n, C) are on/off **event channels**: exactly two distinct values, the
+    rarer held in at most ``share`` of the rows (a command, alarm, door or valve channel that is off almost
+    always). They stay in the model's input, so it can use them to explain the other channels, but are not
+    judged themselves (weight 0): an event at a moment the training rows did not show it is an operator's or a
+    controller's action, not a sensor's anomaly, and its effect on the judged channels is still seen. When every
+    channel is one, none is marked (the model has nothing else to judge). ``share`` 0: none."""
+    x = np.asarray(rows)
+    flags: list[bool] = []
+    for c in range(x.shape[1] if x.ndim == 2 else 0):
+        values, counts = np.unique(x[:, c], return_counts=True)
+        flags.append(share > 0 and len(values) == 2 and int(counts.min()) <= share * len(x))
+    return [False] * len(flags) if flags and all(flags) else flags
 
 
 def balance_tails(values: np.ndarray, quantile: float) -> list[float]:
