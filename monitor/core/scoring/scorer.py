@@ -17,9 +17,8 @@ Per window and channel, up to three terms are added:
 
 Each channel's value is then weighted (1, unless it is an on/off event channel, an input only: 0, or its
 normal values have an event-like tail: below 1; monitor/core/scoring/train.py ``event_channels``,
-``balance_tails``). The window score is the mean over channels of
-these per-channel values; contributions are their shares (sum to 1), so an alert names the channels whose
-error, level or linear residual explains it.
+``balance_tails``). The window score is the mean over channels of these weighted values; contributions are
+their shares (sum to 1), so an alert names the channels whose error, level or linear residual explains it.
 """
 
 from __future__ import annotations

@@ -367,9 +367,8 @@ def calibrate(
         val_linear, fit_linear = _calibrate_linear(bundle, cal, windows, fit_sample, linear_weight, linear_variance,
                                                    error_floor)
     n_channels = errors.shape[1]
-    judged = [c for c in range(n_channels) if not (events and events[c])] if events and not all(events) else list(
-        range(n_channels))
-    weights = [1.0 if c in judged else 0.0 for c in range(n_channels)]
+    judged = [c for c in range(n_channels) if not (events and events[c])] or list(range(n_channels))
+    weights = [1.0 if c in judged else 0.0 for c in range(n_channels)]  # never all 0: then every channel is judged
     if tail_balance > 0 and len(judged) > 1:
         values = channel_values(errors, cal, means, val_linear)
         if fit_errors is not None:
