@@ -257,7 +257,6 @@ def _shift_beside_events(rng: np.random.Generator, lay: _Layout) -> _Built:
     return values, _times(lay.n_rows, STEP_S), ((s, s + LEVEL_ROWS),), False
 
 
-
 def _level_persist(rng: np.random.Generator, lay: _Layout) -> _Built:
     values = 10 + _ar1(rng, lay.n_rows, 0.8, 1.0)[:, None]
     s = lay.persisting_start(rng)
