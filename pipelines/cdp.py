@@ -87,10 +87,21 @@ class Browser:
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {expression!r}; page errors: {self.console}")
 
-    def click(self, selector: str) -> None:
-        """A real mouse click at the centre of the element (not a synthetic DOM event)."""
-        box = self.eval(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
-                        " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+    def click(self, selector: str, settle_s: float = 10.0) -> None:
+        """A real mouse click at the centre of the element (not a synthetic DOM event), once the element exists, is
+        scrolled into the viewport if it was outside it, and has kept its position for two reads 100 ms apart: a
+        click computed from a layout that a late render then moved lands on nothing (a browser test timed out that
+        way once in CI, 2026-12-05)."""
+        locate = (f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return null;"
+                  " e.scrollIntoView({block: 'nearest'}); const r = e.getBoundingClientRect();"
+                  " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+        deadline = time.monotonic() + settle_s
+        box, last = self.eval(locate), None
+        while (box is None or box != last) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            box, last = self.eval(locate), box
+        if box is None:
+            raise AssertionError(f"no element matches {selector!r}; page errors: {self.console}")
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
 
