@@ -6,9 +6,14 @@ import numpy as np
 
 from monitor.core.engine import Engine, Record
 from monitor.core.scoring.artifact import ModelBundle
-from monitor.core.scoring.baseline import InputBaseline, drift_speeds, drifting_channels
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from monitor.core.scoring.baseline import InputBaseline, drift_speeds, drifting_channels, stepping_channels
 from monitor.core.scoring.scaler import RobustScaler
 from monitor.core.scoring.scorer import Scorer
+from monitor.core.windows import sliding_windows
 from monitor.settings import AlertSettings, ThresholdSettings
 from pipelines.synthetic import normal_series
 from tests.unit.helpers import records_of
@@ -104,6 +109,36 @@ def test_slow_channels_are_marked_drifting_noise_and_constants_are_not() -> None
     assert drifting_channels(rows, span=20, ratio=0.5) == [True, True, False, False, False]
     assert drifting_channels(rows, span=20, ratio=0.0) == [False] * 5  # off
     assert drifting_channels(rows[:30], span=20, ratio=0.5) == [False] * 5  # too short to tell
+
+
+def test_channels_that_switch_between_levels_step_and_slow_wanders_do_not() -> None:
+    rng = np.random.default_rng(2)
+    n = 2000
+    pumps = np.repeat(rng.integers(1, 4, n // 50), 50).astype(float)  # a pump count, switching now and then
+    rows = np.column_stack([
+        pumps,
+        40 * pumps + rng.normal(0, 1.5, n),  # a flow that follows it
+        20 + np.cumsum(rng.normal(0, 0.05, n)),  # a wandering temperature
+        np.sin(2 * np.pi * np.arange(n) / 300) + rng.normal(0, 0.1, n),  # a slow cycle
+        np.full(n, 3.0),  # constant
+    ])
+    assert drifting_channels(rows, span=20, ratio=0.5)[:4] == [True] * 4, "the moving-average test alone marks all"
+    assert stepping_channels(sliding_windows(rows, 32, 8)) == [True, True, False, False, False]
+    # Windows of two sensors at different levels, taken in turn (retraining on a topic): the seams between them
+    # are not steps of either sensor.
+    walk = rows[:, 2:3]
+    own, other = sliding_windows(walk, 32, 32), sliding_windows(walk + 50, 32, 32)
+    assert stepping_channels(np.stack([w for pair in zip(own, other, strict=True) for w in pair])) == [False]
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(0, 6), st.integers(1, 8), st.integers(1, 3)),
+              elements=st.floats(-1e6, 1e6, allow_nan=False)))
+def test_stepping_channels_answers_one_flag_per_channel_for_any_windows(windows: np.ndarray) -> None:
+    flags = stepping_channels(windows)
+    assert len(flags) == windows.shape[2] and all(isinstance(f, bool) for f in flags)
+    constant = np.broadcast_to(windows[:, :1, :], windows.shape)
+    assert stepping_channels(constant) == [False] * windows.shape[2], "a constant channel does not step"
 
 
 def test_drifting_channels_follow_larger_residuals_faster() -> None:

@@ -12,8 +12,8 @@ near 0 and the offset alone. Because the update needs the window's reconstructio
 scored in order (:class:`~monitor.core.engine.Engine` batches the k-th window of every sensor together), so the
 result does not depend on how records are batched. ``rate`` 0 turns it off.
 
-**Drifting channels** (:func:`drifting_channels`, decided once from the training rows and stored in the
-artifact) get their own, faster rate and wider gate (settings ``threshold.drift_rate`` / ``drift_k``). A slow
+**Drifting channels** (:func:`drifting_channels`, less those that move by steps, :func:`stepping_channels`;
+decided once from the training rows and stored in the artifact) get their own, faster rate and wider gate (settings ``threshold.drift_rate`` / ``drift_k``). A slow
 process variable (a temperature, a thermocouple) wanders over hours; a few hundred training rows show a small
 part of its range, so its distance from the training level says little, and a monitor that judges it by that
 distance keeps alarming long after a real incident ended (SKAB: most false alarms, docs/skab.md round 5).
@@ -47,6 +47,33 @@ def drifting_channels(rows: np.ndarray, span: int, ratio: float) -> list[bool]:
         total = float(values[:, c].var())
         smooth = float(np.convolve(values[:, c], kernel, mode="valid").var())
         flags.append(bool(total > 1e-12 and smooth > ratio * total))
+    return flags
+
+
+STEP_SHARE = 0.5  # see stepping_channels
+STEP_TOP = 0.01  # the share of a channel's row-to-row changes that are its largest ones
+
+
+def stepping_channels(windows: np.ndarray) -> list[bool]:
+    """Which channels of the training ``windows`` (n, window_len, n_channels) move by **steps**: their largest
+    1 % of row-to-row changes (``STEP_TOP``) carry more than half (``STEP_SHARE``) of the channel's squared
+    change. A pump count, a mode, a setpoint, or a flow that follows them switches between levels; a slow process
+    variable wanders by many small changes (for Gaussian changes the top 1 % carry 8.5 %). Such a channel is
+    never re-centred as drifting, although its moving average keeps most of its variance: following its level
+    would learn each switch, which re-centring is built never to do, and the model would then judge the next
+    state by the last one's centre (the quantised taxonomy base sat in alerts for most of its normal rows,
+    docs/quality.md round 7). Changes are taken inside each window only: windows cut from several sensors or
+    from a topic meet at seams that are not steps of the process. A constant channel does not step."""
+    x = np.asarray(windows, dtype=np.float64)
+    if x.ndim != 3 or x.shape[1] < 2:
+        return [False] * (x.shape[-1] if x.ndim else 0)
+    changes = np.diff(x, axis=1).reshape(-1, x.shape[2]) ** 2
+    flags = []
+    for c in range(x.shape[2]):
+        ordered = np.sort(changes[:, c])[::-1]
+        total = float(ordered.sum())
+        top = max(1, int(len(ordered) * STEP_TOP))
+        flags.append(bool(np.isfinite(total) and total > 1e-12 and float(ordered[:top].sum()) > STEP_SHARE * total))
     return flags
 
 

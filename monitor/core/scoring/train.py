@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from monitor.core.scoring.artifact import Calibration, ModelBundle, ModelMeta, build_module
-from monitor.core.scoring.baseline import drift_speeds, drifting_channels
+from monitor.core.scoring.baseline import drift_speeds, drifting_channels, stepping_channels
 from monitor.core.scoring.device import resolve_device
 from monitor.core.scoring.linear import Linear
 from monitor.core.scoring.scaler import RobustScaler
@@ -232,7 +232,8 @@ def _fit(
                       scaler.to_dict(), Calibration([], 0.0, 1.0))
         )
     module.to(device)
-    drifting = drifting_channels(train_rows, cfg.drift_span, cfg.drift_ratio)
+    drifting = [d and not s for d, s in zip(drifting_channels(train_rows, cfg.drift_span, cfg.drift_ratio),
+                                           stepping_channels(train_windows), strict=True)]
     if warm_start is not None:
         drifting = list(warm_start.meta.calibration.drifting) or drifting
     shape = Calibration([], 0.0, 1.0, drifting=drifting, centre_drifting=cfg.centre_drifting)
@@ -333,7 +334,10 @@ def calibrate(
     floor and is never narrower than the channel's natural spread of window means (``_window_mean_spread``).
     With ``linear_weight`` > 0 the linear (PCA residual) term is fitted and scaled (``_calibrate_linear``,
     monitor/core/scoring/linear.py). The log-score distribution is measured on the validation windows with every
-    term included; the tail fit (thresholds.py ``fit_tail``) on the validation and training windows. ``drifting``
+    term included, its spread never below the training windows' robust spread (1.4826 x MAD of their log scores):
+    a validation part that shows one operating state (the last few hundred rows of a plant that switches pumps)
+    has a narrow spread, and a threshold built on it alarms on every other normal state (docs/quality.md, round
+    7); the tail fit (thresholds.py ``fit_tail``) on the validation and training windows. ``drifting``
     is stored as given (see monitor/core/scoring/baseline.py). ``events`` (``event_channels``) marks channels
     that are inputs only: weight 0. With ``tail_balance`` > 0 and several judged channels, their normal tails are
     balanced (``balance_tails``).
@@ -384,6 +388,9 @@ def calibrate(
     cal.tail = fit_tail(tail_sample)
     cal.log_score_mean = float(log_scores.mean())
     cal.log_score_std = float(max(log_scores.std(), 1e-3))
+    if fit_errors is not None:  # never narrower than the training windows' robust spread (see the docstring)
+        fit_log = tail_sample[len(log_scores):]
+        cal.log_score_std = max(cal.log_score_std, float(1.4826 * np.median(np.abs(fit_log - np.median(fit_log)))))
     cal.log_score_quantiles = {f"q{int(q * 1000)}": float(np.quantile(log_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)}
     return cal
 
