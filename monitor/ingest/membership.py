@@ -99,12 +99,11 @@ def _stop_network(net: Any, cluster: Any) -> None:
     the I/O thread was wedged (a metadata update asked for), the I/O thread runs it after the wedge, its timer
     is refused by the closed network, and the loop retries without ever yielding ("Concurrent access to
     WakeupNotifier!", millions of times), so the I/O thread never ends. The loop stops once metadata is closed."""
-    try:
-        if cluster is not None:
-            cluster.close()
-        net.close()
-    except Exception as error:  # noqa: BLE001 - nothing more can be done for a client given up
-        log.info("consumer network thread: %s", error)
+    for close in ((cluster.close,) if cluster is not None else ()) + (net.close,):
+        try:  # each on its own: a failed metadata close must not leave the network running
+            close()
+        except Exception as error:  # noqa: BLE001 - nothing more can be done for a client given up
+            log.info("consumer network thread: %s", error)
 
 
 class GroupMember:

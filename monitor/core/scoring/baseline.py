@@ -52,6 +52,7 @@ def drifting_channels(rows: np.ndarray, span: int, ratio: float) -> list[bool]:
 
 STEP_SHARE = 0.5  # see stepping_channels
 STEP_TOP = 0.01  # the share of a channel's row-to-row changes that are its largest ones
+STEP_MAX_WINDOWS = 4096  # windows read at most (evenly spaced): bounds the work on a huge training set
 
 
 def stepping_channels(windows: np.ndarray) -> list[bool]:
@@ -64,9 +65,10 @@ def stepping_channels(windows: np.ndarray) -> list[bool]:
     state by the last one's centre (the quantised taxonomy base sat in alerts for most of its normal rows,
     docs/quality.md round 7). Changes are taken inside each window only: windows cut from several sensors or
     from a topic meet at seams that are not steps of the process. A constant channel does not step."""
-    x = np.asarray(windows, dtype=np.float64)
+    x = np.asarray(windows)
     if x.ndim != 3 or x.shape[1] < 2:
         return [False] * (x.shape[-1] if x.ndim else 0)
+    x = x[:: max(1, len(x) // STEP_MAX_WINDOWS)].astype(np.float64)
     changes = np.diff(x, axis=1).reshape(-1, x.shape[2]) ** 2
     flags = []
     for c in range(x.shape[2]):
