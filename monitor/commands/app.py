@@ -83,6 +83,8 @@ def train(
     )
     drifting = [c for c, flag in zip(bundle.meta.channels, cal.drifting) if flag]
     typer.echo(f"drifting channels (level followed, see model.drift_ratio): {', '.join(drifting) or 'none'}")
+    stepping = bundle.meta.training.get("stepping_channels") or []
+    typer.echo(f"channels that move by steps (never followed as drifting): {', '.join(stepping) or 'none'}")
     events = [c for c, w in zip(bundle.meta.channels, cal.channel_weight) if w == 0.0]
     typer.echo(f"event channels (inputs only, not judged; see model.event_share): {', '.join(events) or 'none'}")
     weighted = [f"{c} x{w:.2g}" for c, w in zip(bundle.meta.channels, cal.channel_weight) if 0.0 < w < 1.0]

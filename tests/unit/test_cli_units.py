@@ -27,6 +27,24 @@ def test_retrain_help_shows_the_parquet_extra_verbatim() -> None:
     assert result.exit_code == 0 and "pip install 'sensor-monitor[parquet]'" in result.output, result.output
 
 
+def test_train_names_the_channels_that_move_by_steps(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`monitor train` on the pump base says that the pump count and the flow move by steps (never re-centred as
+    drifting) and that the pressure does not."""
+    from typer.testing import CliRunner
+
+    from monitor.commands.app import app
+    from pipelines.bench.taxonomy import generate
+
+    series = generate("clean_quantised", 0, quick=True)
+    csv = tmp_path / "pumps.csv"
+    series.frame.iloc[: series.train_rows].rename_axis("timestamp").to_csv(csv)
+    env = {"MONITOR_MODEL__HIDDEN_SIZE": "8", "MONITOR_MODEL__LATENT_SIZE": "4", "MONITOR_MODEL__THREADS": "1"}
+    result = CliRunner().invoke(app, ["train", str(csv), "--out", str(tmp_path / "m.pt"), "--epochs", "2"], env=env)
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if line.startswith("channels that move by steps")]
+    assert said and said[0].endswith(": pumps, flow"), result.output
+
+
 def test_train_names_its_event_channels_and_the_channels_it_weighted_down(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`monitor train` on a sensor beside sparse on/off event channels says which channels are inputs only
     (model.event_share) and which got a weight below 1 (model.tail_balance), and 'none' when both are off."""

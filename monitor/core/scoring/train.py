@@ -232,10 +232,12 @@ def _fit(
                       scaler.to_dict(), Calibration([], 0.0, 1.0))
         )
     module.to(device)
-    drifting = [d and not s for d, s in zip(drifting_channels(train_rows, cfg.drift_span, cfg.drift_ratio),
-                                           stepping_channels(train_windows), strict=True)]
+    stepping = stepping_channels(train_windows)
+    drifting = [d and not s for d, s in zip(drifting_channels(train_rows, cfg.drift_span, cfg.drift_ratio), stepping,
+                                           strict=True)]
     if warm_start is not None:
         drifting = list(warm_start.meta.calibration.drifting) or drifting
+    training = {**training, "stepping_channels": [c for c, s in zip(channels, stepping, strict=True) if s]}
     shape = Calibration([], 0.0, 1.0, drifting=drifting, centre_drifting=cfg.centre_drifting)
     x_train = torch.from_numpy(centre_drifting(scaler.transform(train_windows), shape)).to(device)
     x_val = torch.from_numpy(centre_drifting(scaler.transform(val_windows), shape)).to(device)
