@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-
-from monitor.core.engine import Engine, Record
-from monitor.core.scoring.artifact import ModelBundle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from monitor.core.engine import Engine, Record
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.baseline import InputBaseline, drift_speeds, drifting_channels, stepping_channels
 from monitor.core.scoring.scaler import RobustScaler
 from monitor.core.scoring.scorer import Scorer

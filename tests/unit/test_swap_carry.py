@@ -139,7 +139,7 @@ def _wandering(bundle: ModelBundle, windows: int, seed: int) -> np.ndarray:
     """Normal rows whose channel 0 wanders slowly away from the training level (a drifting process variable)."""
     wl, n = bundle.meta.window_len, len(bundle.meta.channels)
     values = normal_series(windows * wl, n, seed=seed)
-    values[:, 0] += np.linspace(0.0, 7.0 * values[:, 0].std(), len(values))  # 5 SD: within the spread
+    values[:, 0] += np.linspace(0.0, 7.0 * values[:, 0].std(), len(values))  # 7 SD: 5 now lies inside the calibrated spread
     return values
 
 

@@ -70,13 +70,9 @@ def stepping_channels(windows: np.ndarray) -> list[bool]:
         return [False] * (x.shape[-1] if x.ndim else 0)
     x = x[:: max(1, len(x) // STEP_MAX_WINDOWS)].astype(np.float64)
     changes = np.diff(x, axis=1).reshape(-1, x.shape[2]) ** 2
-    flags = []
-    for c in range(x.shape[2]):
-        ordered = np.sort(changes[:, c])[::-1]
-        total = float(ordered.sum())
-        top = max(1, int(len(ordered) * STEP_TOP))
-        flags.append(bool(np.isfinite(total) and total > 1e-12 and float(ordered[:top].sum()) > STEP_SHARE * total))
-    return flags
+    total = changes.sum(axis=0)
+    largest = -np.sort(-changes, axis=0)[: max(1, int(len(changes) * STEP_TOP))].sum(axis=0)
+    return [bool(np.isfinite(t) and t > 1e-12 and big > STEP_SHARE * t) for t, big in zip(total, largest, strict=True)]
 
 
 def drift_speeds(scaled_rows: np.ndarray, drifting: list[bool], span: int) -> list[float]:

@@ -361,7 +361,7 @@ def calibrate(
     if level_weight > 0:
         fit = means if fit_means is None else np.concatenate([fit_means, means])
         centre = np.median(fit, axis=0)
-        scale = 1.4826 * np.median(np.abs(fit - centre), axis=0)
+        scale = robust_sd(fit)
         if error_floor > 0:
             scale = np.maximum(scale, error_floor * float(np.median(scale)))
         scale = np.maximum(scale, _window_mean_spread(bundle, cal, fit_sample if fit_sample is not None else windows))
@@ -391,8 +391,7 @@ def calibrate(
     cal.log_score_mean = float(log_scores.mean())
     cal.log_score_std = float(max(log_scores.std(), 1e-3))
     if fit_errors is not None:  # never narrower than the training windows' robust spread (see the docstring)
-        fit_log = tail_sample[len(log_scores):]
-        cal.log_score_std = max(cal.log_score_std, float(1.4826 * np.median(np.abs(fit_log - np.median(fit_log)))))
+        cal.log_score_std = max(cal.log_score_std, float(robust_sd(tail_sample[len(log_scores):])))
     cal.log_score_quantiles = {f"q{int(q * 1000)}": float(np.quantile(log_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)}
     return cal
 
@@ -466,6 +465,14 @@ def _calibrate_linear(
     return val, fit
 
 
+def robust_sd(values: np.ndarray) -> np.ndarray:
+    """1.4826 x the median absolute deviation from the median, along the first axis: the standard deviation of
+    Gaussian data, unmoved by a few extreme values."""
+    v = np.asarray(values)  # in its own dtype: the figures calibrated so far stay bit for bit
+    spread: np.ndarray = 1.4826 * np.median(np.abs(v - np.median(v, axis=0)), axis=0)
+    return spread
+
+
 def _window_mean_spread(bundle: ModelBundle, cal: Calibration, windows: np.ndarray) -> np.ndarray:
     """Each channel's natural spread of window means (1.4826 x MAD over ``windows``, in the scaled units the model
     sees): the level term's scale is never narrower. An autoencoder reproduces the window means of its training
@@ -474,5 +481,4 @@ def _window_mean_spread(bundle: ModelBundle, cal: Calibration, windows: np.ndarr
     mean itself is far outside what the channel does (on white noise, 0 false alerts instead of ~1 per day)."""
     scaled = centre_drifting(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), cal)
     means = scaled.mean(axis=1)
-    spread: np.ndarray = 1.4826 * np.median(np.abs(means - np.median(means, axis=0)), axis=0)
-    return spread
+    return robust_sd(means)
