@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -62,16 +63,32 @@ def same(a: object, b: object) -> bool:
             and a.values.dtype == b.values.dtype and np.array_equal(a.values, b.values))
 
 
+def without_fast_path(read: Callable[[], list[Any]]) -> list[Any]:
+    """``read()`` with the simdjson fast path of plain windows switched off: every record read by orjson."""
+    fast = contract._plain_window
+    contract._plain_window = lambda raw: None  # type: ignore[assignment]
+    try:
+        return read()
+    finally:
+        contract._plain_window = fast  # type: ignore[assignment]
+
+
 def check_all(raws: list[bytes | None], *, window_len: int | None, channels: tuple[str, ...] | None,
               max_bytes: int = MAX_BYTES) -> list[Any]:
-    """decode and decode_batch agree record by record, and each result is sound."""
+    """decode and decode_batch agree record by record, with and without the fast path of plain windows (the
+    same window, or the same reason and detail), and each result is sound."""
     single = [decode(raw, window_len=window_len, channels=channels, max_bytes=max_bytes) for raw in raws]
     batch = decode_batch(raws, window_len=window_len, channels=channels, max_bytes=max_bytes)
+    full = without_fast_path(lambda: [decode(raw, window_len=window_len, channels=channels, max_bytes=max_bytes)
+                                      for raw in raws])
     assert len(batch) == len(raws)
-    for s, b in zip(single, batch):
+    for s, b, f in zip(single, batch, full):
         check_result(s, window_len=window_len, channels=channels)
         check_result(b, window_len=window_len, channels=channels)
         assert same(s, b), (s, b)
+        assert same(s, f) and (not isinstance(s, DecodeFailure) or s.detail == f.detail), (s, f)
+        if isinstance(s, SensorWindow):  # bit for bit: -0.0, the rounding of every number
+            assert s.values.tobytes() == f.values.tobytes(), (s, f)
     return single
 
 
@@ -196,6 +213,52 @@ def test_valid_records_decode_to_their_values(items: list[tuple[dict[str, Any], 
         expected = (np.frombuffer(base64.b64decode(doc[contract.PACKED]), dtype="<f4").reshape(window_len, -1)
                     if contract.PACKED in doc else np.asarray(doc["values"], dtype=np.float32))
         np.testing.assert_array_equal(out.values, expected)
+
+
+def plain(values: str, channels: str = '["a", "b"]', extra: str = "") -> bytes:
+    return (f'{{"sensor_id": "s-1", "window_start": "2026-01-01T00:00:00Z", "window_end": "2026-01-01T00:01:00Z", '
+            f'"channels": {channels}, "values": {values}{extra}}}').encode()
+
+
+@pytest.mark.parametrize("raw", [
+    plain("[[1, 2], [3, 4]]"), plain("[[1,2],[3]]"), plain("[[[1, 2], 3], 4]"), plain("[[[1], 2], [[3], 4]]"),
+    plain("[[[1]], [[2]]]", '["a"]'), plain("[[1, []], [3, 4]]"), plain("[[1, true], [3, 4]]"),
+    plain("[[1, null], [3, 4]]"), plain('[[1, "2"], [3, 4]]'), plain("[[1, {}], [3, 4]]"), plain("[1, 2]"),
+    plain("[[1e400, 2], [3, 4]]"), plain("[[18446744073709551615, 2], [3, 4]]"), plain("[[1e-400, -0.0], [1E5, -0]]"),
+    plain("[[-9223372036854775809, 2], [3, 4]]"), plain("[]"), plain("[[]]"), plain("[[1, 2], [3, 4]]", '["a", "["]'),
+    plain("[[1, 2], [3, 4]]", '[["a"], "b"]'), plain("[[1, 2], [3, 4]]", extra=', "values": [[5, 6]]'),
+    plain("[[1, 2], [3, 4]]", extra=', "x": 1'), plain("[[1, 2], [3, 4]]", '["a", "a"]'),
+    plain("[[1, 2], [3, 4]]") + b" x", plain("[[1, 2], [3, 4]]").replace(b"s-1", b"s\\u0031"),
+    plain("[[1, 2], [3, 4]]").replace(b"s-1", b"s\x01"), plain("[[1, 2], [3, 4]]").replace(b"s-1", b"s\xff"),
+    b"\xef\xbb\xbf" + plain("[[1, 2], [3, 4]]"), b" " + plain("[[1, 2], [3, 4]]"), plain("[[1, 2], [3, 4]]") + b"\x00",
+])
+def test_the_fast_path_of_plain_windows_reads_every_record_as_orjson_does(raw: bytes) -> None:
+    """Nested rows that flatten to the right count, strings with '[', duplicate keys, big integers: each
+    record gets what the orjson path gives it (the fast path either reads it the same or leaves it)."""
+    check_all([raw], window_len=None, channels=None)
+    check_all([raw, plain("[[1, 2], [3, 4]]")], window_len=2, channels=("a", "b"))
+
+
+@FUZZ
+@given(st.lists(st.floats(-2e15, 2e15) | st.integers(-(2**64), 2**64), min_size=2, max_size=12),
+       st.sampled_from(["{!r}", "{:.17e}", "{:.3f}", "{:.25g}", "{:E}"]))
+def test_the_fast_path_rounds_every_number_as_orjson_does(numbers: list[float], form: str) -> None:
+    """Written as producers in any language might write them (shortest repr, 17 digits, fixed, long, upper E)."""
+    cells = [form.format(float(x)) if isinstance(x, float) else str(x) for x in numbers[: len(numbers) // 2 * 2]]
+    rows = ", ".join(f"[{a}, {b}]" for a, b in zip(cells[::2], cells[1::2]))
+    check_all([plain(f"[{rows}]")], window_len=None, channels=None)
+
+
+def test_windows_as_producers_write_them_take_the_fast_path() -> None:
+    values = np.arange(64 * 8, dtype=np.float64).reshape(64, 8) / 7
+    raw = contract.encode_values("pump-07", START, START + timedelta(minutes=1), [f"c{i}" for i in range(8)], values)
+    doc = contract._plain_window(raw)
+    assert doc is not None and isinstance(doc["values"], np.ndarray)
+    out = decode(raw, window_len=64)
+    assert isinstance(out, SensorWindow)
+    np.testing.assert_array_equal(out.values, values.astype(np.float32))
+    [full] = without_fast_path(lambda: [decode(raw, window_len=64)])
+    assert same(out, full)
 
 
 @FUZZ
