@@ -153,10 +153,11 @@ class ModelSettings(BaseModel):
     drift_span: int = Field(20, ge=2, description="Rows of the moving average that tells drifting channels apart.")
     centre_drifting: bool = Field(
         False,
-        description="Drifting channels enter the model without their window mean: judged by their short-term shape "
-        "and their relation to the others, never by their distance from the training level (no offset to learn). "
-        "Off by default: a step of such a channel that starts at a window boundary would go unseen. Stored in the "
-        "artifact.")
+        description="Drifting channels enter the model without their window mean: judged by their short-term shape, "
+        "their relation to the others and their jumps between windows (the change of the window mean since the "
+        "sensor's previous window), never by their distance from the training level (no offset to learn, no alert "
+        "held open by a slow variable's drift). Off by default: a lasting level shift of such a channel is then "
+        "seen at its onset only (docs/quality.md, round 8). Stored in the artifact.")
     combine: str = Field(
         "mean", pattern=r"^(mean|max|rms|top[1-9][0-9]*)$",
         description="How the per-channel values make a window's score: mean, rms, max or topK (mean of the K "

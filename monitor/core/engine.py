@@ -10,6 +10,7 @@ into scores and decisions here, and the alert page and feedback read the evidenc
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -255,6 +256,7 @@ class Engine:
         contexts: list[SensorContext] = []
         rounds: list[list[int]] = []  # rounds[k]: indices of every sensor's k-th window in this batch
         seen: dict[str, int] = {}
+        jumps = self.scorer.jumps  # a window's jump is judged against its sensor's previous window: in order
         for i, record in enumerate(records):
             w = record.window
             ctx = self.sensors.get(w.sensor_id)
@@ -264,7 +266,7 @@ class Engine:
                 ctx.baseline = self.new_baseline(None)
             ctx.used = self._batches
             contexts.append(ctx)
-            ordered = ctx.baseline.enabled or self.threshold_cfg.adopt_after_s > 0
+            ordered = ctx.baseline.enabled or self.threshold_cfg.adopt_after_s > 0 or jumps
             k = seen.get(w.sensor_id, 0) if ordered else 0  # re-centring: a sensor's windows in order
             seen[w.sensor_id] = k + 1
             if k == len(rounds):
@@ -291,7 +293,10 @@ class Engine:
                 if first.residual_mean is not None:
                     for j, row in zip(settling, first.residual_mean):
                         baselines[j].settle(row)  # type: ignore[union-attr]
-            part = self.scorer.score(InputBaseline.shift_many(baselines, windows), starts, ends)  # type: ignore[arg-type]
+            previous = (np.stack([_previous_level(baselines[j], records[i].window)  # type: ignore[arg-type]
+                                  for j, i in enumerate(members)]) if jumps else None)
+            part = self.scorer.score(InputBaseline.shift_many(baselines, windows), starts, ends,  # type: ignore[arg-type]
+                                     previous)
             self.last_scoring_s += time.perf_counter() - scoring_started
             normal = np.zeros(len(members), dtype=bool)
             # the horizon and the drift pace cost a Python call per window: only when they are set (off by default)
@@ -307,6 +312,10 @@ class Engine:
                     adopt[j] = self._past_horizon(contexts[i], records[i].window.window_end)
             if part.residual_mean is not None:
                 InputBaseline.learn_many(baselines, part.residual_mean, normal, adopt, rows)  # type: ignore[arg-type]
+            if part.level is not None:  # every window's level, in alerts too: a jump is judged window to window
+                for j, i in enumerate(members):
+                    baselines[j].level = part.level[j]  # type: ignore[union-attr]
+                    baselines[j].level_end = records[i].window.window_end.timestamp()  # type: ignore[union-attr]
         for record, maybe in zip(records, decisions):
             assert maybe is not None
             outcome.touched[record.window.sensor_id] = self.sensors[record.window.sensor_id]
@@ -348,6 +357,17 @@ class Engine:
         ctx.order = first_mark(w.window_start, w.window_end) if ctx.order is None else ctx.order.after(
             w.window_start, w.window_end)
         return decision
+
+
+def _previous_level(baseline: InputBaseline, window: SensorWindow) -> np.ndarray:
+    """The level of the sensor's previous window (raw window means), or NaN where there is none or it ended more
+    than one row before ``window`` starts (a gap: the level may have moved by any amount meanwhile)."""
+    start, end = window.window_start.timestamp(), window.window_end.timestamp()
+    rows = window.values.shape[0]
+    period = (end - start) / (rows - 1) if rows > 1 else 0.0
+    if math.isfinite(baseline.level_end) and start - baseline.level_end <= period * 1.5:
+        return baseline.level
+    return np.full(baseline.level.shape, np.nan)
 
 
 def _rows_since(previous_end: datetime | None, window: SensorWindow) -> float:

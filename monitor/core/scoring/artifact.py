@@ -45,8 +45,9 @@ class Calibration:
     ``drift_speed``: per drifting channel the fastest its level moved in training (baseline.py; empty: none);
     ``channel_weight``: per channel, the factor (0 <= w <= 1) of its value in the score: 0 for an on/off event
     channel (an input only, train.py ``event_channels``), below 1 for a channel whose normal values have an
-    event-like tail (``balance_tails``); empty: all 1, as in artifacts made before it. See
-    monitor/core/scoring/scorer.py and baseline.py.
+    event-like tail (``balance_tails``); empty: all 1, as in artifacts made before it. ``jump_scale``: per drifting
+    channel of a model with ``centre_drifting``, the typical change of its window mean between neighbouring windows
+    (baseline.py ``jump_scales``; empty or 0: no jump term). See monitor/core/scoring/scorer.py and baseline.py.
     """
 
     channel_error: list[float]
@@ -66,6 +67,7 @@ class Calibration:
     linear_scale: list[float] = field(default_factory=list)  # per channel: typical window residual of the linear term
     drift_speed: list[float] = field(default_factory=list)  # per channel, scaler units per row (baseline.py; empty: 0)
     channel_weight: list[float] = field(default_factory=list)  # per channel, in [0, 1] (scorer.py; empty: all 1)
+    jump_scale: list[float] = field(default_factory=list)  # per channel, scaler units (scorer.py; empty/0: no jump term)
 
 
 @dataclass
@@ -315,6 +317,8 @@ def _check_meta(data: dict[str, Any], cal: Calibration) -> None:
         raise ArtifactError("calibration.linear_weight must not be negative")
     if any(v < 0 for v in cal.drift_speed):
         raise ArtifactError("calibration.drift_speed must not be negative")
+    if any(v < 0 for v in cal.jump_scale):
+        raise ArtifactError("calibration.jump_scale must not be negative")
     if not all(0 <= v <= 1 for v in cal.channel_weight) or (cal.channel_weight and not any(cal.channel_weight)):
         raise ArtifactError("calibration.channel_weight must lie in [0, 1], with at least one above 0")
     if cal.linear:

@@ -23,6 +23,7 @@ channels. Pure: no I/O.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -95,6 +96,25 @@ def drift_speeds(scaled_rows: np.ndarray, drifting: list[bool], span: int) -> li
     return out
 
 
+MIN_JUMP = 1e-3  # scaler units: the smallest jump scale (a channel whose window means never move)
+
+
+def jump_scales(scaled_rows: np.ndarray, drifting: list[bool], window_len: int) -> list[float]:
+    """Per drifting channel, the typical change of its window mean from one window to the next: the training rows
+    (scaled, in time order) cut into windows of ``window_len`` rows side by side, 1.4826 x the median absolute
+    change between neighbours (a few seams between sensors' rows do not move it), at least ``MIN_JUMP``. 0 for
+    the other channels, and for all with fewer than 4 windows' rows. The scale of the jump term
+    (scorer.py ``jump_values``) of a model whose drifting channels enter it centred (``centre_drifting``)."""
+    values = np.asarray(scaled_rows, dtype=np.float64)
+    n_rows, n_channels = values.shape
+    blocks = n_rows // max(window_len, 1)
+    if not any(drifting) or blocks < 4:
+        return [0.0] * n_channels
+    means = values[: blocks * window_len].reshape(blocks, window_len, n_channels).mean(axis=1)
+    typical = 1.4826 * np.median(np.abs(np.diff(means, axis=0)), axis=0)
+    return [max(float(t), MIN_JUMP) if flag and np.isfinite(t) else 0.0 for t, flag in zip(typical, drifting, strict=True)]
+
+
 class InputBaseline:
     """Learned per-channel offset of one sensor's inputs (scaler units).
 
@@ -129,6 +149,11 @@ class InputBaseline:
         # the last judged window's mean residual per channel (scaler units, 0 until one is judged): where the
         # sensor's level is now, relative to its centre; "new normal" feedback adopts it (monitor.core.feedback)
         self.residual = np.zeros_like(self.scale)
+        # the last judged window's level per channel (its raw mean, NaN until one is judged) and end (seconds since
+        # the epoch): what the jump term of a model with centred drifting channels compares the next window with
+        # (scorer.py ``jump_values``)
+        self.level = np.full(self.scale.shape, np.nan)
+        self.level_end = math.nan
 
     @staticmethod
     def shift_many(baselines: list[InputBaseline], windows: np.ndarray) -> np.ndarray:
@@ -198,6 +223,8 @@ class InputBaseline:
         state: dict[str, Any] = {"offset": self.offset.tolist(), "residual": self.residual.tolist()}
         if self.settling:
             state["settling"] = True
+        if math.isfinite(self.level_end) and np.isfinite(self.level).all():
+            state["level"], state["level_end"] = self.level.tolist(), self.level_end
         return state
 
     @classmethod
@@ -206,14 +233,29 @@ class InputBaseline:
         drifting: list[bool] | None = None, drift_rate: float = 0.0, drift_k: float = 1.0,
         speed: list[float] | None = None,
     ) -> InputBaseline:
-        """``data`` from :meth:`snapshot`; None or another channel count starts fresh (offset 0)."""
-        offset = None if not data else np.asarray(data.get("offset", []), dtype=np.float64)
-        if offset is not None and offset.shape != np.asarray(scaler.scale).shape:
-            offset = None
+        """``data`` from :meth:`snapshot`; None, another channel count or a damaged value starts fresh (offset 0)."""
+        shape = np.asarray(scaler.scale).shape
+        offset = _floats(data.get("offset") if data else None, shape)
         baseline = cls(scaler, rate, k, offset, drifting=drifting, drift_rate=drift_rate, drift_k=drift_k,
                        speed=speed)
-        residual = None if offset is None else np.asarray(data.get("residual", []), dtype=np.float64)  # type: ignore[union-attr]
-        if residual is not None and residual.shape == baseline.residual.shape and np.isfinite(residual).all():
+        if offset is None or not data:
+            return baseline
+        residual = _floats(data.get("residual"), shape)
+        if residual is not None:
             baseline.residual = residual
-        baseline.settling = offset is not None and bool(data.get("settling")) and bool(baseline.drifting.any())  # type: ignore[union-attr]
+        baseline.settling = bool(data.get("settling")) and bool(baseline.drifting.any())
+        level, level_end = _floats(data.get("level"), shape), data.get("level_end")
+        if level is not None and isinstance(level_end, (int, float)) and math.isfinite(level_end):
+            baseline.level, baseline.level_end = level, float(level_end)
         return baseline
+
+
+def _floats(value: object, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``value`` (a stored list) as finite float64 numbers of ``shape``, or None (absent, damaged, another shape)."""
+    if not isinstance(value, list):
+        return None
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return array if array.shape == shape and np.isfinite(array).all() else None

@@ -13,7 +13,12 @@ Per window and channel, up to three terms are added:
 * for a model with several channels whose training rows share directions, the **linear** term (weight
   ``linear_weight``): the channel's mean squared residual outside the principal components of the training
   rows (the Q statistic), over its typical value on the training data (monitor/core/scoring/linear.py): a break in
-  how the channels move together, which the autoencoder (reconstructing each channel from itself) misses.
+  how the channels move together, which the autoencoder (reconstructing each channel from itself) misses;
+* for a drifting channel of a model that takes them in centred (``centre_drifting``: their level is not judged,
+  so nothing has to be learned for them), the **jump** (weight ``level_weight``): the change of the channel's
+  window mean since the sensor's previous window, over its typical change between neighbouring training windows
+  (``jump_scale``), squared (``jump_values``). Without it a step that starts exactly where a window starts
+  (non-overlapping windows) would never be inside any window, and never seen.
 
 Each channel's value is then weighted (1, unless it is an on/off event channel, an input only: 0, or its
 normal values have an event-like tail: below 1; monitor/core/scoring/train.py ``event_channels``,
@@ -41,6 +46,7 @@ class Scores:
     score: np.ndarray  # (batch,), > 0
     contributions: np.ndarray  # (batch, n_channels), rows sum to 1
     residual_mean: np.ndarray | None = None  # (batch, n_channels) mean of (scaled input - reconstruction)
+    level: np.ndarray | None = None  # (batch, n_channels) raw window means, for a model with a jump term
 
 
 def channel_residuals(
@@ -99,9 +105,21 @@ def centre_drifting(scaled: np.ndarray, calibration: Calibration) -> np.ndarray:
     return out
 
 
+def jump_values(level: np.ndarray, previous: np.ndarray, bundle: ModelBundle) -> np.ndarray:
+    """Each window's jump per channel (batch, n_channels): the change of its raw window mean ``level`` since
+    ``previous`` (its sensor's previous window), in scaler units, over the channel's ``jump_scale``; 0 where the
+    channel has no jump scale or there is no previous level (NaN)."""
+    scale = np.asarray(bundle.meta.calibration.jump_scale, dtype=np.float64)
+    unit = np.asarray(bundle.scaler.scale, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        z = (np.asarray(level, dtype=np.float64) - np.asarray(previous, dtype=np.float64)) / unit
+        z = np.where(scale > 0, z / np.where(scale > 0, scale, 1.0), 0.0)
+    return np.where(np.isfinite(z), z, 0.0)
+
+
 def channel_values(
     errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None,
-    linear: np.ndarray | None = None,
+    linear: np.ndarray | None = None, jump: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> each channel's value
     (batch, n_channels): its error, linear and level terms with ``calibration``'s scales, before the channel
@@ -116,18 +134,20 @@ def channel_values(
         if calibration.centre_drifting and any(calibration.drifting):
             z = z * ~np.asarray(calibration.drifting, dtype=bool)  # their level is not judged
         normed = normed + calibration.level_weight * z * z
+    if jump is not None and calibration.level_weight > 0:  # jump_values: a drifting channel's change of level
+        normed = normed + calibration.level_weight * jump * jump
     return normed
 
 
 def normalise(
     errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None,
-    linear: np.ndarray | None = None,
+    linear: np.ndarray | None = None, jump: np.ndarray | None = None,
 ) -> Scores:
     """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> Scores, with
     ``calibration``'s scales (``channel_values``) and channel weights (``channel_weight``: an on/off event channel
     weighs 0, an input only, and a channel whose normal values have an event-like tail weighs less, so that
     normal events do not hide a change of another channel; see train.py ``event_channels`` and ``balance_tails``)."""
-    normed = channel_values(errors, calibration, residual_mean, linear)
+    normed = channel_values(errors, calibration, residual_mean, linear, jump)
     if calibration.channel_weight:
         normed = normed * np.asarray(calibration.channel_weight, dtype=np.float64)
     total = normed.sum(axis=1)
@@ -189,9 +209,23 @@ class Scorer:
     def window_len(self) -> int:
         return self.bundle.meta.window_len
 
-    def score(self, windows: np.ndarray, starts: np.ndarray | None = None, ends: np.ndarray | None = None) -> Scores:
+    def score(self, windows: np.ndarray, starts: np.ndarray | None = None, ends: np.ndarray | None = None,
+              previous: np.ndarray | None = None) -> Scores:
         """``windows``: (batch, window_len, n_channels) raw values; ``starts``/``ends`` (batch,): each window's
-        first and last time in seconds since the epoch (needed by a model with a daily/weekly profile)."""
+        first and last time in seconds since the epoch (needed by a model with a daily/weekly profile).
+        ``previous`` (batch, n_channels): each window's sensor's previous window level (``Scores.level``; NaN rows
+        where there is none or it is too long ago), for a model with a jump term; None: no jump judged."""
         windows = deseasonalise(self.seasonality, windows, starts, ends)
         errors, residual_mean, linear = channel_residuals(self.bundle, windows, self.batch_size, self.bf16)
-        return normalise(errors, self.bundle.meta.calibration, residual_mean, linear)
+        cal = self.bundle.meta.calibration
+        if not self.jumps:
+            return normalise(errors, cal, residual_mean, linear)
+        level = np.asarray(windows, dtype=np.float64).mean(axis=1)
+        jump = None if previous is None else jump_values(level, previous, self.bundle)
+        scores = normalise(errors, cal, residual_mean, linear, jump)
+        return Scores(scores.score, scores.contributions, scores.residual_mean, level)
+
+    @property
+    def jumps(self) -> bool:
+        """Whether the model judges its drifting channels' jumps between windows (``Scores.level`` is then set)."""
+        return any(v > 0 for v in self.bundle.meta.calibration.jump_scale)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from monitor.core.scoring.artifact import Calibration, ModelBundle, ModelMeta, build_module
-from monitor.core.scoring.baseline import drift_speeds, drifting_channels, stepping_channels
+from monitor.core.scoring.baseline import drift_speeds, drifting_channels, jump_scales, stepping_channels
 from monitor.core.scoring.device import resolve_device
 from monitor.core.scoring.linear import Linear
 from monitor.core.scoring.scaler import RobustScaler
@@ -299,6 +299,8 @@ def _fit(
         events=event_channels(train_rows, cfg.event_share),
     )
     meta.calibration.drift_speed = drift_speeds(scaler.transform(train_rows), drifting, cfg.drift_span)
+    if cfg.centre_drifting and cfg.level_weight > 0:  # their level is not judged: their jumps are (scorer.py)
+        meta.calibration.jump_scale = jump_scales(scaler.transform(train_rows), drifting, cfg.window_len)
     if seasonality is not None:
         meta.calibration.seasonal = seasonality.to_dict()
     module.to("cpu")
