@@ -321,8 +321,8 @@ def _decode_head(
 
 def _plain_window(raw: bytes) -> dict[str, object] | None:
     """The fast path of the common record: a window with exactly the five fields of the number-list form, read
-    by simdjson with ``values`` as one (rows, width) float64 array and no Python float per number (~6x faster
-    than orjson for a 64 x 8 window; docs/benchmarks.md round 7). None for anything else (a backslash escape,
+    by simdjson with ``values`` as one (rows, width) float64 array and no Python float per number (the consumer's
+    decode stage a quarter shorter for 64 x 8 windows; docs/benchmarks.md round 7). None for anything else (a backslash escape,
     another field, a duplicate key, a ragged, nested or non-numeric matrix, invalid JSON, ...): the caller
     then reads the record with orjson, whose rules name every failure, so both paths give the same result
     (``tests/unit/test_contract_fuzz.py`` compares them on generated and hand-made records)."""

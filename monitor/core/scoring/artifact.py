@@ -46,8 +46,8 @@ class Calibration:
     ``channel_weight``: per channel, the factor (0 <= w <= 1) of its value in the score: 0 for an on/off event
     channel (an input only, train.py ``event_channels``), below 1 for a channel whose normal values have an
     event-like tail (``balance_tails``); empty: all 1, as in artifacts made before it. ``jump_scale``: per drifting
-    channel of a model with ``centre_drifting``, the typical change of its window mean between neighbouring windows
-    (baseline.py ``jump_scales``; empty or 0: no jump term). See monitor/core/scoring/scorer.py and baseline.py.
+    channel of a model with ``centre_drifting``, the typical change of its level between the halves of a training
+    window (baseline.py ``jump_scales``; empty or 0: no jump term). See monitor/core/scoring/scorer.py and baseline.py.
     """
 
     channel_error: list[float]

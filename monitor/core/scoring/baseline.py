@@ -99,19 +99,23 @@ def drift_speeds(scaled_rows: np.ndarray, drifting: list[bool], span: int) -> li
 MIN_JUMP = 1e-3  # scaler units: the smallest jump scale (a channel whose window means never move)
 
 
-def jump_scales(scaled_rows: np.ndarray, drifting: list[bool], window_len: int) -> list[float]:
-    """Per drifting channel, the typical change of its window mean from one window to the next: the training rows
-    (scaled, in time order) cut into windows of ``window_len`` rows side by side, 1.4826 x the median absolute
-    change between neighbours (a few seams between sensors' rows do not move it), at least ``MIN_JUMP``. 0 for
-    the other channels, and for all with fewer than 4 windows' rows. The scale of the jump term
-    (scorer.py ``jump_values``) of a model whose drifting channels enter it centred (``centre_drifting``)."""
-    values = np.asarray(scaled_rows, dtype=np.float64)
-    n_rows, n_channels = values.shape
-    blocks = n_rows // max(window_len, 1)
-    if not any(drifting) or blocks < 4:
+def jump_scales(scaled_windows: np.ndarray, drifting: list[bool]) -> list[float]:
+    """Per drifting channel, the typical change of its level within a window: the mean of each training window's
+    second half minus that of its first half (scaled; at most ``STEP_MAX_WINDOWS`` evenly spaced windows),
+    1.4826 x the median absolute change, at least ``MIN_JUMP``. Taken inside each window, so windows of several
+    sensors (a topic's history, in time order across sensors) or at any stride measure the same thing. 0 for the
+    other channels, and for all with windows shorter than 2 rows. The scale of the jump term (scorer.py
+    ``jump_values``) of a model whose drifting channels enter it centred (``centre_drifting``): between two
+    neighbouring windows of a stream the natural change is of this size (within a factor ~1.4: smaller for noise,
+    larger for a wander)."""
+    x = np.asarray(scaled_windows)
+    n_channels = x.shape[-1] if x.ndim else 0
+    if x.ndim != 3 or x.shape[1] < 2 or not len(x) or not any(drifting):
         return [0.0] * n_channels
-    means = values[: blocks * window_len].reshape(blocks, window_len, n_channels).mean(axis=1)
-    typical = 1.4826 * np.median(np.abs(np.diff(means, axis=0)), axis=0)
+    x = x[:: max(1, len(x) // STEP_MAX_WINDOWS)].astype(np.float64)
+    half = x.shape[1] // 2
+    changes = x[:, -half:].mean(axis=1) - x[:, :half].mean(axis=1)
+    typical = 1.4826 * np.median(np.abs(changes), axis=0)
     return [max(float(t), MIN_JUMP) if flag and np.isfinite(t) else 0.0 for t, flag in zip(typical, drifting, strict=True)]
 
 

@@ -1,6 +1,6 @@
 """Batch scoring: windows -> reconstruction-error score and per-channel contributions.
 
-Per window and channel, up to three terms are added:
+Per window and channel, up to four terms are added:
 
 * the **error**: the mean squared reconstruction error over time of the scaled values, divided by that
   channel's mean error on the training data (so channels with different predictability weigh alike);
@@ -16,8 +16,8 @@ Per window and channel, up to three terms are added:
   how the channels move together, which the autoencoder (reconstructing each channel from itself) misses;
 * for a drifting channel of a model that takes them in centred (``centre_drifting``: their level is not judged,
   so nothing has to be learned for them), the **jump** (weight ``level_weight``): the change of the channel's
-  window mean since the sensor's previous window, over its typical change between neighbouring training windows
-  (``jump_scale``), squared (``jump_values``). Without it a step that starts exactly where a window starts
+  window mean since the sensor's previous window, over its typical change of level within a training window
+  (``jump_scale``, baseline.py ``jump_scales``), squared (``jump_values``). Without it a step that starts exactly where a window starts
   (non-overlapping windows) would never be inside any window, and never seen.
 
 Each channel's value is then weighted (1, unless it is an on/off event channel, an input only: 0, or its

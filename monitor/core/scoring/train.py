@@ -300,7 +300,7 @@ def _fit(
     )
     meta.calibration.drift_speed = drift_speeds(scaler.transform(train_rows), drifting, cfg.drift_span)
     if cfg.centre_drifting and cfg.level_weight > 0:  # their level is not judged: their jumps are (scorer.py)
-        meta.calibration.jump_scale = jump_scales(scaler.transform(train_rows), drifting, cfg.window_len)
+        meta.calibration.jump_scale = jump_scales(scaler.transform(train_windows), drifting)
     if seasonality is not None:
         meta.calibration.seasonal = seasonality.to_dict()
     module.to("cpu")
