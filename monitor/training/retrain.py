@@ -207,7 +207,8 @@ def _run(
                 ordered = sorted(train_part, key=lambda w: (w.window_start, w.sensor_id))
                 candidate = train_on_windows(
                     np.stack([w.values for w in ordered]), channels, model_cfg, source=sources.get("topic", ""),
-                    start=ordered[0].window_start, end=max(w.window_end for w in ordered), version=version,
+                    start=ordered[0].window_start, end=max(w.window_end for w in ordered),
+                    groups=[w.sensor_id for w in ordered], version=version,
                     warm_start=warm, on_epoch=on_epoch, cancel=cancel, clock=clock)
         progress(f"trained {version}: val_loss={candidate.meta.metrics['val_loss']:.4f} "
                  f"epochs={candidate.meta.training['epochs']}")

@@ -12,11 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from monitor.errors import CancelledRunError
 from monitor.core.scoring import train as train_module
 from monitor.core.scoring.train import train_on_windows
+from monitor.errors import CancelledRunError, DataError
 from monitor.settings import (
-    AlertSettings, KafkaSettings, ModelSettings, RegistrySettings, RetrainSettings, ThresholdSettings,
+    AlertSettings,
+    KafkaSettings,
+    ModelSettings,
+    RegistrySettings,
+    RetrainSettings,
+    ThresholdSettings,
 )
 from monitor.store.database import init_schema, make_engine
 from monitor.training import retrain as retrain_module
@@ -122,3 +127,25 @@ def test_a_cancelled_run_stops_training_and_the_retrain_reports_failed(
     monkeypatch.setattr(retrain_module, "read_history", lambda *a, **k: _two_sensor_history())
     outcome = retrain(sqlite_db, _config(), RetrainRequest(start=T0, end=T0 + timedelta(hours=1)), cancel=cancel)
     assert outcome.outcome == FAILED and "CancelledRunError" in outcome.reason
+
+
+def test_a_fleet_whose_sensors_sit_at_different_levels_does_not_make_a_noisy_channel_drift() -> None:
+    """Windows of four sensors interleaved in time, as a topic's history comes: channel a is noise around each
+    sensor's own level (levels 5 noise SD apart), channel b a slow random walk. Told from the concatenated rows,
+    every window boundary is a seam between sensors and the levels' spread survives the moving average: a was
+    marked drifting. Told from each sensor's own rows around its own mean (``groups``), only b drifts."""
+    rng = np.random.default_rng(4)
+    wl, per_sensor = 32, 60
+    model = ModelSettings(window_len=wl, hidden_size=4, latent_size=2, epochs=1, batch_size=64, seed=3)
+    sensors = []
+    for level in (90.0, 100.0, 110.0, 120.0):
+        noise = level + rng.normal(0, 2, per_sensor * wl)
+        walk = np.cumsum(rng.normal(0, 0.3, per_sensor * wl))
+        sensors.append(np.stack([noise, walk], axis=1).reshape(per_sensor, wl, 2))
+    windows = np.stack(sensors, axis=1).reshape(-1, wl, 2).astype(np.float32)  # time order across sensors
+    groups = [f"s{i}" for _ in range(per_sensor) for i in range(4)]
+    assert train_on_windows(windows, CHANNELS, model).meta.calibration.drifting == [True, True]  # the defect
+    grouped = train_on_windows(windows, CHANNELS, model, groups=groups)
+    assert grouped.meta.calibration.drifting == [False, True]
+    with pytest.raises(DataError, match="groups"):
+        train_on_windows(windows, CHANNELS, model, groups=groups[:-1])

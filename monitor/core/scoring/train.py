@@ -162,6 +162,7 @@ def train_on_windows(
     source: str = "",
     start: datetime | None = None,
     end: datetime | None = None,
+    groups: Sequence[str] | None = None,
     **options: Unpack[FitOptions],
 ) -> ModelBundle:
     """Fit a model on pre-cut windows ``(n_windows, window_len, n_channels)`` given in time order.
@@ -169,7 +170,9 @@ def train_on_windows(
     The windows are used as they are (never re-cut), so no training window mixes two sensors or spans a gap
     between them. The last ``val_fraction`` of the windows is the validation part; the scaler is fitted on the
     training windows' rows. ``cfg.stride`` plays no part; ``start``/``end`` (the windows' time span) are
-    recorded in the model's metadata. Raises like ``train``.
+    recorded in the model's metadata. ``groups`` (one per window, e.g. its sensor id): which channels drift is
+    told from each group's own rows around the group's own mean (``_drift_rows``), so sensors of one fleet that
+    sit at different levels do not make a noisy channel look like a slow wander. Raises like ``train``.
     """
     device = resolve_device(cfg.device)
     arr = np.asarray(windows, dtype=np.float32)
@@ -193,8 +196,27 @@ def train_on_windows(
         "end": end.isoformat() if end else None,
         "stride": None,  # pre-cut windows
     }
+    if groups is not None and len(groups) != len(arr):
+        raise DataError(f"{len(groups)} groups for {len(arr)} training windows")
+    drift_rows = None if groups is None else _drift_rows(train_windows, list(groups)[: len(train_windows)])
     return _fit(train_windows, val_windows, train_windows.reshape(-1, arr.shape[2]), [str(c) for c in channels],
-                cfg, training, device, **options)
+                cfg, training, device, drift_rows=drift_rows, **options)
+
+
+def _drift_rows(windows: np.ndarray, groups: list[str]) -> np.ndarray:
+    """The rows of ``windows`` (n, window_len, C) grouped (each group's windows in their given order, so in time
+    order) and each group's rows minus that group's mean: the rows that tell drifting channels apart when the
+    windows come from several sensors interleaved in time. Concatenated as they are, every window boundary is a
+    seam between two sensors, and a channel whose sensors sit at different levels keeps that spread in its moving
+    average: a channel of pure noise was marked drifting (docs/quality.md, round 8)."""
+    codes = {g: i for i, g in enumerate(dict.fromkeys(groups))}
+    labels = np.array([codes[g] for g in groups], dtype=np.int64)
+    order = np.argsort(labels, kind="stable")
+    parts = []
+    for members in np.split(order, np.flatnonzero(np.diff(labels[order])) + 1):
+        rows = windows[members].reshape(-1, windows.shape[2]).astype(np.float64)
+        parts.append(rows - rows.mean(axis=0))
+    return np.concatenate(parts) if parts else windows.reshape(-1, windows.shape[2]).astype(np.float64)
 
 
 def _check_finite(values: np.ndarray) -> None:
@@ -217,6 +239,7 @@ def _fit(
     cancel: threading.Event | None = None,
     seasonality: Seasonality | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    drift_rows: np.ndarray | None = None,
 ) -> ModelBundle:
     """The training loop: windows (n, window_len, n_channels); ``train_rows`` (n_rows, n_channels) fit the scaler.
     With ``seasonality`` the windows and rows are given without their profile, which the artifact stores."""
@@ -233,7 +256,8 @@ def _fit(
         )
     module.to(device)
     stepping = stepping_channels(train_windows)
-    drifting = [d and not s for d, s in zip(drifting_channels(train_rows, cfg.drift_span, cfg.drift_ratio), stepping,
+    drift_source = train_rows if drift_rows is None else drift_rows  # see train_on_windows ``groups``
+    drifting = [d and not s for d, s in zip(drifting_channels(drift_source, cfg.drift_span, cfg.drift_ratio), stepping,
                                            strict=True)]
     if warm_start is not None:
         drifting = list(warm_start.meta.calibration.drifting) or drifting
@@ -298,7 +322,8 @@ def _fit(
         linear_weight=cfg.linear_weight, linear_variance=cfg.linear_variance, tail_balance=cfg.tail_balance,
         events=event_channels(train_rows, cfg.event_share),
     )
-    meta.calibration.drift_speed = drift_speeds(scaler.transform(train_rows), drifting, cfg.drift_span)
+    meta.calibration.drift_speed = drift_speeds(drift_source / np.asarray(scaler.scale) if drift_rows is not None
+                                                else scaler.transform(train_rows), drifting, cfg.drift_span)
     if cfg.centre_drifting and cfg.level_weight > 0:  # their level is not judged: their jumps are (scorer.py)
         meta.calibration.jump_scale = jump_scales(scaler.transform(train_windows), drifting)
     if seasonality is not None:
