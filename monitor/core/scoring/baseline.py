@@ -69,7 +69,7 @@ def stepping_channels(windows: np.ndarray) -> list[bool]:
     x = np.asarray(windows)
     if x.ndim != 3 or x.shape[1] < 2:
         return [False] * (x.shape[-1] if x.ndim else 0)
-    x = x[:: max(1, len(x) // STEP_MAX_WINDOWS)].astype(np.float64)
+    x = _evenly(x)
     changes = np.diff(x, axis=1).reshape(-1, x.shape[2]) ** 2
     total = changes.sum(axis=0)
     largest = -np.sort(-changes, axis=0)[: max(1, int(len(changes) * STEP_TOP))].sum(axis=0)
@@ -96,6 +96,11 @@ def drift_speeds(scaled_rows: np.ndarray, drifting: list[bool], span: int) -> li
     return out
 
 
+def _evenly(windows: np.ndarray) -> np.ndarray:
+    """At most ``STEP_MAX_WINDOWS`` evenly spaced of ``windows``, as float64: bounds the work on a huge training set."""
+    return windows[:: max(1, len(windows) // STEP_MAX_WINDOWS)].astype(np.float64)
+
+
 MIN_JUMP = 1e-3  # scaler units: the smallest jump scale (a channel whose window means never move)
 
 
@@ -112,7 +117,7 @@ def jump_scales(scaled_windows: np.ndarray, drifting: list[bool]) -> list[float]
     n_channels = x.shape[-1] if x.ndim else 0
     if x.ndim != 3 or x.shape[1] < 2 or not len(x) or not any(drifting):
         return [0.0] * n_channels
-    x = x[:: max(1, len(x) // STEP_MAX_WINDOWS)].astype(np.float64)
+    x = _evenly(x)
     half = x.shape[1] // 2
     changes = x[:, -half:].mean(axis=1) - x[:, :half].mean(axis=1)
     typical = 1.4826 * np.median(np.abs(changes), axis=0)

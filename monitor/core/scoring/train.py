@@ -263,7 +263,8 @@ def _fit(
         drifting = list(warm_start.meta.calibration.drifting) or drifting
     training = {**training, "stepping_channels": [c for c, s in zip(channels, stepping, strict=True) if s]}
     shape = Calibration([], 0.0, 1.0, drifting=drifting, centre_drifting=cfg.centre_drifting)
-    x_train = torch.from_numpy(centre_drifting(scaler.transform(train_windows), shape)).to(device)
+    scaled_train = scaler.transform(train_windows)  # also the jump scales' input, below
+    x_train = torch.from_numpy(centre_drifting(scaled_train, shape)).to(device)
     x_val = torch.from_numpy(centre_drifting(scaler.transform(val_windows), shape)).to(device)
     optimiser = torch.optim.Adam(module.parameters(), lr=cfg.learning_rate)
     loss_fn = nn.MSELoss()
@@ -322,10 +323,9 @@ def _fit(
         linear_weight=cfg.linear_weight, linear_variance=cfg.linear_variance, tail_balance=cfg.tail_balance,
         events=event_channels(train_rows, cfg.event_share),
     )
-    meta.calibration.drift_speed = drift_speeds(drift_source / np.asarray(scaler.scale) if drift_rows is not None
-                                                else scaler.transform(train_rows), drifting, cfg.drift_span)
+    meta.calibration.drift_speed = drift_speeds(scaler.transform(drift_source), drifting, cfg.drift_span)
     if cfg.centre_drifting and cfg.level_weight > 0:  # their level is not judged: their jumps are (scorer.py)
-        meta.calibration.jump_scale = jump_scales(scaler.transform(train_windows), drifting)
+        meta.calibration.jump_scale = jump_scales(scaled_train, drifting)
     if seasonality is not None:
         meta.calibration.seasonal = seasonality.to_dict()
     module.to("cpu")
