@@ -180,7 +180,7 @@ class ModelSettings(BaseModel):
 class ThresholdSettings(BaseModel):
     k_enter: float = Field(3.0, gt=0, description="Open level: mean + k_enter * std of the log score.")
     k_instant: float = Field(5.0, gt=0, description="A single window this high opens an alert at once.")
-    k_exit: float = Field(2.5, gt=0, description="Close level: mean + k_exit * std of the log score.")
+    k_exit: float = Field(2.0, gt=0, description="Close level: mean + k_exit * std of the log score.")
     fading: float = Field(0.002, gt=0, lt=1, description="River EW fading factor of the score statistics.")
     min_std: float = Field(0.05, gt=0, description="Floor of the log-score std (guards against collapse).")
     max_std: float = Field(
@@ -241,6 +241,12 @@ class ThresholdSettings(BaseModel):
 
 class AlertSettings(BaseModel):
     min_hits: int = Field(2, ge=1, description="Consecutive windows above the open level that open an alert.")
+    min_rows: float = Field(
+        8.0, ge=0,
+        description="Rows of new data those consecutive windows must bring before an alert opens (besides min_hits): "
+        "windows cut at every row overlap, so two of them in a row are nearly one piece of evidence; counted in rows, "
+        "the persistence asked for does not depend on how densely the producer cuts windows (non-overlapping windows "
+        "of 8 rows or more meet it at once). The instant level opens at once regardless. 0 = off.")
     min_normal: int = Field(3, ge=1, description="Consecutive windows below the close level that close it.")
     cooldown_s: float = Field(0.0, ge=0, description="After a close, a new alert for the sensor waits this long.")
     top_channels: int = Field(3, ge=1, description="Contributing channels recorded per alert.")

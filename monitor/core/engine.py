@@ -172,6 +172,7 @@ class Engine:
                 threshold = shadowed.threshold
                 threshold.active = fresh.incidents.current is not None  # the alert state is the active model's
                 threshold.hits = threshold.normals = 0
+                threshold.rows = 0.0
                 fresh.threshold = threshold
                 fresh.baseline = shadowed.baseline
             self.sensors[sensor_id] = fresh
@@ -332,7 +333,7 @@ class Engine:
                outcome: BatchOutcome) -> Decision:
         w = record.window
         ctx.partition = record.partition
-        decision = ctx.threshold.update(window_score)
+        decision = ctx.threshold.update(window_score, _new_rows(ctx.last_window_end, w))
         alert = ctx.incidents.update(
             decision, window_start=w.window_start, window_end=w.window_end, partition=record.partition,
             offset=record.offset, contributions=contributions, model_version=ctx.model_version,
@@ -368,6 +369,15 @@ def _previous_level(baseline: InputBaseline, window: SensorWindow) -> np.ndarray
     if math.isfinite(baseline.level_end) and start - baseline.level_end <= period * 1.5:
         return baseline.level
     return np.full(baseline.level.shape, np.nan)
+
+
+def _new_rows(previous_end: datetime | None, window: SensorWindow) -> float:
+    """Rows of new data ``window`` brought since the sensor's previous window (``alert.min_rows``): the rows its
+    end moved on, at most its length; its length for the sensor's first window or a window of one row."""
+    rows = len(window.values)
+    if previous_end is None or rows < 2:
+        return float(rows)
+    return min(float(rows), _rows_since(previous_end, window))
 
 
 def _rows_since(previous_end: datetime | None, window: SensorWindow) -> float:

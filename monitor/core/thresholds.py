@@ -19,9 +19,10 @@ Scores are compared on a log scale (reconstruction errors are heavy-tailed). For
 * **protected**: a window above the close level (mean + k_exit * std), or any window while an alert is
   active, does not update the statistics, so anomalies never teach the threshold (river's ``protect_anomaly_detector`` idea);
 * **hysteresis**: an alert opens after ``min_hits`` consecutive windows above the open level
-  (mean + k_enter * std), or at once on one window above the instant level (mean + k_instant * std: a short
-  burst that fits in one window), and closes after ``min_normal`` consecutive windows below the close level
-  (mean + k_exit * std).
+  (mean + k_enter * std) that together brought at least ``min_rows`` rows of new data (windows cut at every row
+  overlap: eight of them in a row are eight rows of evidence, two non-overlapping windows of 32 rows are 64), or
+  at once on one window above the instant level (mean + k_instant * std: a short burst that fits in one window),
+  and closes after ``min_normal`` consecutive windows below the close level (mean + k_exit * std).
 
 ``snapshot()`` returns plain JSON-able data; ``restore()`` continues exactly where the snapshot left off.
 """
@@ -87,6 +88,7 @@ class SensorThreshold:
         self._sq = _ewmean(cfg.fading, log_std**2)
         self.level: float | None = None
         self.hits = 0
+        self.rows = 0.0  # rows of new data the current run of hits brought (min_rows)
         self.normals = 0
         self.active = False
         self.seen = 0
@@ -133,8 +135,10 @@ class SensorThreshold:
     def exit(self) -> float:
         return self._mean.get() + (self.cfg.k_exit + self.lift) * self.std
 
-    def update(self, score: float) -> Decision:
-        """Judge one window score (> 0) and learn from it if it looks normal."""
+    def update(self, score: float, rows: float = math.inf) -> Decision:
+        """Judge one window score (> 0) and learn from it if it looks normal. ``rows``: rows of new data the
+        window brought since the sensor's previous one (its length for a first window or after a gap; the
+        default counts every window as enough evidence, as without ``min_rows``)."""
         cfg = self.cfg
         finite = score == score and score < math.inf  # NaN or inf: judged as the largest score, never learned
         log_score = min(math.log(max(score, 1e-12)), MAX_LOG_SCORE) if finite else MAX_LOG_SCORE
@@ -149,12 +153,15 @@ class SensorThreshold:
         opened = closed = False
         if above:
             self.hits += 1
+            self.rows += rows if rows > 0.0 else 0.0
             self.normals = 0
-            if not self.active and (self.hits >= self.alert.min_hits or level > mean + cfg.k_instant * std):
+            if not self.active and ((self.hits >= self.alert.min_hits and self.rows >= self.alert.min_rows)
+                                    or level > mean + cfg.k_instant * std):
                 self.active = opened = True
         else:
             self.normals += 1
             self.hits = 0
+            self.rows = 0.0
             if self.active and self.normals >= self.alert.min_normal:
                 self.active = False
                 closed = True
@@ -209,6 +216,7 @@ class SensorThreshold:
             "sq": self._sq.get(),
             "level": self.level,
             "hits": self.hits,
+            "rows": self.rows if math.isfinite(self.rows) else _ROWS_CAP,
             "normals": self.normals,
             "active": self.active,
             "seen": self.seen,
@@ -248,6 +256,7 @@ class SensorThreshold:
         level = data.get("level")
         fresh.level = moved(float(level)) if isinstance(level, (int, float)) and math.isfinite(level) else None
         fresh.hits, fresh.normals = int(data["hits"]), int(data["normals"])
+        fresh.rows = _stored_rows(data)
         fresh.active, fresh.seen = bool(data["active"]), int(data["seen"])
         warm = data.get("warm")
         fresh.warm = [moved(float(v)) for v in warm] if isinstance(warm, list) and cfg.warmup_windows > 0 else None
@@ -259,6 +268,7 @@ class SensorThreshold:
         obj._sq = _ewmean(cfg.fading, float(data["sq"]))
         obj.level = data["level"]
         obj.hits = int(data["hits"])
+        obj.rows = _stored_rows(data)
         obj.normals = int(data["normals"])
         obj.active = bool(data["active"])
         obj.seen = int(data["seen"])
@@ -270,6 +280,18 @@ class SensorThreshold:
         lift = data.get("lift", 0.0)
         obj.lift = float(lift) if isinstance(lift, (int, float)) and math.isfinite(lift) and lift > 0 else 0.0
         return obj
+
+
+_ROWS_CAP = 1e9  # a run's stored row count (JSON has no infinity): far above any min_rows
+
+
+def _stored_rows(data: dict[str, Any]) -> float:
+    """The stored ``rows`` of a run of hits; states stored before ``min_rows`` existed, or damaged, count each
+    stored hit as enough evidence (the run goes on as it would have before)."""
+    rows = data.get("rows")
+    if isinstance(rows, (int, float)) and not isinstance(rows, bool) and math.isfinite(rows) and rows >= 0:
+        return float(rows)
+    return _ROWS_CAP if int(data.get("hits", 0) or 0) > 0 else 0.0
 
 
 def fit_tail(log_scores: Any, quantile: float = 0.9) -> dict[str, float]:

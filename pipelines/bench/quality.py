@@ -15,12 +15,13 @@ tep_far_normal=…% taxonomy_recall=… taxonomy_false_per_day=…`` on one line
 failed). Progress goes to stderr. See docs/quality.md.
 
 Usage: ``python -m pipelines.bench.quality [--legs skab,tep,taxonomy] [--data-skab DIR] [--data-tep DIR]
-[--seeds 2] [--quick] [--threads 1] [--per-series]``.
+[--seeds 2] [--quick] [--threads 1] [--per-series] [--train-share 1.0]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -101,9 +102,11 @@ def run_series(series: Series, settings: Settings) -> SeriesOutcome:
     )
 
 
-def taxonomy_leg(seeds: int, quick: bool, settings: Settings, per_series: bool) -> dict[str, float]:
-    all_series = taxonomy(range(seeds), quick=quick)
-    print(f"\n== Taxonomy: {len(all_series)} series ({seeds} seed(s) per kind{', quick' if quick else ''})")
+def taxonomy_leg(seeds: int, quick: bool, settings: Settings, per_series: bool,
+                 train_share: float = 1.0) -> dict[str, float]:
+    all_series = [shorten(s, train_share) for s in taxonomy(range(seeds), quick=quick)]
+    shown = f", training on the last {train_share:.0%} of each training part" if train_share < 1.0 else ""
+    print(f"\n== Taxonomy: {len(all_series)} series ({seeds} seed(s) per kind{', quick' if quick else ''}{shown})")
     started = time.monotonic()
     outcomes: list[SeriesOutcome] = []
     failed: list[tuple[Series, str]] = []
@@ -187,6 +190,16 @@ def parse_legs(text: str) -> list[str]:
     return legs
 
 
+def shorten(series: Series, share: float) -> Series:
+    """``series`` with only the last ``share`` of its training part (the test part as it is): a short history, as
+    when a stream's first 15 % is all there is to train on (0.5: 2 days of 5-minute rows, 1.5 weeks of hourly)."""
+    if share >= 1.0:
+        return series
+    cut = series.train_rows - max(1, int(round(series.train_rows * share)))
+    return dataclasses.replace(series, frame=series.frame.iloc[cut:], train_rows=series.train_rows - cut,
+                               spans=tuple((a - cut, b - cut) for a, b in series.spans))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--legs", type=parse_legs, default=list(LEGS), help="Comma-separated legs (default all).")
@@ -196,9 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="Smaller taxonomy: one seed, shorter test parts.")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared).")
     parser.add_argument("--per-series", action="store_true", help="Print one line per file / series.")
+    parser.add_argument("--train-share", type=float, default=1.0,
+                        help="Taxonomy: train on the last share of each training part (0.5: a 2-day history).")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
+    if not 0.0 < args.train_share <= 1.0:
+        parser.error("--train-share must be in (0, 1]")
     settings = Settings()
     torch.set_num_threads(args.threads)
     print(f"model {settings.model.model_dump(exclude={'path'})}")
@@ -215,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             elif leg == "tep":
                 figures |= tep_leg((args.data_tep or bench_tep.default_data_dir()).resolve(), settings)
             else:
-                figures |= taxonomy_leg(1 if args.quick else args.seeds, args.quick, settings, args.per_series)
+                figures |= taxonomy_leg(1 if args.quick else args.seeds, args.quick, settings, args.per_series,
+                                        args.train_share)
         except MonitorError as exc:
             print(f"error in leg {leg}: {exc}", file=sys.stderr)
             status = 1

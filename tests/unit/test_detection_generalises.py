@@ -181,6 +181,29 @@ def test_a_daily_cycle_is_found_and_noise_or_a_random_walk_is_not() -> None:
     assert fit_seasonality(np.asarray(t)[: len(t) // 3], frame.to_numpy()[: len(t) // 3]) is None  # < 2 cycles
 
 
+def test_two_days_of_rows_are_two_cycles_and_a_day_and_a_half_is_not() -> None:
+    frame = _daily(2)  # 576 rows of 5 minutes: the last one starts 5 minutes before the second day ends
+    t = np.asarray((frame.index - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1))
+    s = fit_seasonality(t, frame.to_numpy())
+    assert s is not None and s.periods == (DAY,)
+    assert fit_seasonality(t[:-1], frame.to_numpy()[:-1]) is None, "one row short of two whole cycles"
+    assert fit_seasonality(t[: 3 * len(t) // 4], frame.to_numpy()[: 3 * len(t) // 4]) is None
+
+
+def test_a_two_day_history_learns_the_daily_profile_from_all_its_rows(tiny_model_cfg: ModelSettings) -> None:
+    """The validation part is a fifth of the rows: fitted on the rest alone, two days would show 1.6 cycles and the
+    model none (the short-history case of the issue: 15 % of two weeks of 5-minute data)."""
+    frame = _daily(5, seed=3, channels=1)
+    train_rows = int(2 * DAY / 300)
+    bundle = train(frame.iloc[:train_rows], tiny_model_cfg, version="two-days")
+    assert bundle.meta.training["seasonal_periods_s"] == [DAY]
+    jumped = frame.copy()
+    start, end = train_rows + 300, train_rows + 420  # 10 hours: the cycle jumps up by 40 % of its amplitude
+    jumped.iloc[start:end, 0] += 4.0
+    flags = run_backtest(jumped, bundle, ThresholdSettings(), AlertSettings(), stride=4).table["is_anomaly"]
+    assert flags.to_numpy()[start : end + 40].any(), "the jump of the cycle was missed"
+
+
 def test_row_times_interpolate_inside_a_window() -> None:
     out = row_times(np.array([0.0, 100.0]), np.array([30.0, 130.0]), 4)
     assert np.allclose(out, [[0, 10, 20, 30], [100, 110, 120, 130]])
@@ -381,6 +404,48 @@ def test_event_channels_are_two_valued_with_a_rare_value() -> None:
     assert event_channels(rows, 0.4) == [False, True, True, False, False]  # 360 of 1000 rows at 55
     assert event_channels(rows, 0.0) == [False] * 5
     assert event_channels(rows[:, [1]], 0.1) == [False]  # every channel an event channel: none is (nothing to judge)
+
+
+def test_an_event_seen_only_in_the_validation_part_still_makes_an_event_channel(tiny_model_cfg: ModelSettings) -> None:
+    """Two days of history: a command channel whose one event lies in the last fifth (the validation part) is an
+    input like the other event channel, not a judged channel whose every later event scores far above normal."""
+    n = 576
+    rng = np.random.default_rng(4)
+    index = pd.date_range("2026-01-05", periods=n, freq="5min", tz="UTC")
+    early = np.zeros(n)
+    early[rng.choice(400, 6, replace=False)] = 1.0
+    late = np.zeros(n)
+    late[520] = 1.0  # the validation part starts at row 461
+    frame = pd.DataFrame({"sensor": 20 + rng.normal(0, 0.5, n), "early": early, "late": late},
+                         index=index).astype(np.float32)
+    bundle = train(frame, tiny_model_cfg, version="late-event")
+    assert bundle.meta.calibration.channel_weight == [1.0, 0.0, 0.0]
+
+
+def test_upper_spread_sees_a_second_mode_that_the_median_deviation_ignores() -> None:
+    from monitor.core.scoring.train import robust_sd, upper_spread
+
+    rng = np.random.default_rng(6)
+    gaussian = rng.normal(0.0, 0.5, 20_000)
+    assert upper_spread(gaussian) == pytest.approx(0.5, rel=0.05)
+    assert float(robust_sd(gaussian)) == pytest.approx(0.5, rel=0.05)
+    steps = np.concatenate([rng.normal(0.0, 0.2, 8_000), rng.normal(2.5, 0.2, 2_000)])  # a fifth of windows step
+    assert float(robust_sd(steps)) < 0.4
+    assert upper_spread(steps) > 1.5, "the 90th percentile lies in the upper mode"
+    assert upper_spread(np.array([1.0, np.nan, np.inf])) == 0.0  # too few finite values: no floor
+
+
+def test_the_calibration_spread_takes_a_near_second_mode_and_caps_a_far_one() -> None:
+    from monitor.core.scoring.train import UPPER_SPREAD_RATIO, log_spread, robust_sd, upper_spread
+
+    rng = np.random.default_rng(7)
+    val = rng.normal(0.0, 0.2, 200)  # a validation part that shows the lower mode only
+    near = np.concatenate([rng.normal(0.0, 0.3, 800), rng.normal(0.8, 0.2, 200)])  # pump steps: a near mode
+    assert log_spread(val, near) == pytest.approx(upper_spread(near)) and upper_spread(near) > float(robust_sd(near))
+    far = np.concatenate([rng.normal(0.0, 0.3, 880), rng.normal(6.0, 0.3, 120)])  # switches ~400x a typical score
+    assert upper_spread(far) > 3.0
+    assert log_spread(val, far) == pytest.approx(UPPER_SPREAD_RATIO * float(robust_sd(far)))
+    assert log_spread(val, None) == pytest.approx(float(np.std(val)))
 
 
 def test_a_sensors_shift_is_not_hidden_by_normal_events_on_other_channels(tiny_model_cfg: ModelSettings) -> None:

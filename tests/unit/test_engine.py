@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
+import pytest
 from prometheus_client import REGISTRY
 
 from monitor.observe import metrics
+from monitor.core.contract import SensorWindow
 from monitor.core.engine import Engine, Record
 from monitor.core.incidents import RESOLVED, IncidentTracker
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.scorer import Scorer
 from monitor.settings import AlertSettings, ThresholdSettings
 from pipelines.synthetic import normal_series
-from tests.unit.helpers import records_of
+from tests.unit.helpers import EPOCH, records_of
 
 THRESH = ThresholdSettings()
 ALERT = AlertSettings(min_hits=2, min_normal=2)
@@ -209,3 +213,32 @@ def test_evict_drops_the_least_recently_judged_sensors_without_an_open_alert(tin
     dropped = engine.evict(5)  # down to 90 % of 5 = 4, but the alerting s0 stays whatever its age
     assert dropped == 6 and set(engine.sensors) == {"s0", "s7", "s8", "s9"}
     assert engine.evict(0) == 3 and set(engine.sensors) == {"s0"}
+
+
+def _strided(bundle: ModelBundle, values: np.ndarray, stride: int) -> list[Record]:
+    """Windows of one sensor cut every ``stride`` rows (one second per row), offsets in order."""
+    wl, out = bundle.meta.window_len, []
+    for k, begin in enumerate(range(0, len(values) - wl + 1, stride)):
+        start = EPOCH + timedelta(seconds=begin)
+        out.append(Record(0, k, SensorWindow("s1", start, start + timedelta(seconds=wl - 1),
+                                             tuple(bundle.meta.channels), values[begin : begin + wl])))
+    return out
+
+
+@pytest.mark.parametrize("min_rows", [0.0, 6.0])
+def test_min_rows_counts_the_new_rows_windows_bring_not_the_windows(tiny_bundle: ModelBundle, min_rows: float) -> None:
+    """Windows cut at every row need ``min_rows`` of them above the open level; non-overlapping ones, min_hits."""
+    wl = tiny_bundle.meta.window_len
+    values = normal_series(40 * wl, len(tiny_bundle.meta.channels), seed=99)
+    values[20 * wl :] += 40.0  # a lasting, large shift: every window that holds it is far above the open level
+    thresh = ThresholdSettings(k_instant=1e6, warmup_windows=0)  # never at once: the persistence rule decides
+    alert = AlertSettings(min_hits=2, min_normal=3, min_rows=min_rows)
+
+    def windows_to_open(stride: int) -> int:
+        recs = _strided(tiny_bundle, values, stride)
+        decisions = [d for _, d in Engine(Scorer(tiny_bundle), thresh, alert).process(recs).decisions]
+        first = next(i for i, d in enumerate(decisions) if d.above)
+        return next(i for i, d in enumerate(decisions) if d.opened) - first + 1
+
+    assert windows_to_open(1) == max(2, int(min_rows))  # one new row per window
+    assert windows_to_open(wl) == 2  # each window brings wl >= min_rows rows: min_hits decides

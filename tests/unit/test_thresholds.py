@@ -3,6 +3,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.core.thresholds import SensorThreshold
@@ -76,3 +78,71 @@ def test_one_severe_window_opens_at_once() -> None:
     t.update(1.0)
     d = t.update(math.exp(2.0))
     assert d.opened and d.active
+
+
+def test_min_rows_asks_dense_windows_for_rows_of_evidence_and_sparse_ones_for_min_hits() -> None:
+    alert = AlertSettings(min_hits=2, min_normal=3, min_rows=8)
+    high = math.exp(2.0)  # above enter (0.8), below instant (20 * 0.2 = 4.0)
+
+    dense = SensorThreshold(CFG, alert, log_mean=0.0, log_std=0.2)  # windows cut at every row: 1 new row each
+    opened = [dense.update(high, rows=1.0).opened for _ in range(8)]
+    assert opened == [False] * 7 + [True]
+
+    sparse = SensorThreshold(CFG, alert, log_mean=0.0, log_std=0.2)  # non-overlapping windows of 32 rows
+    assert [sparse.update(high, rows=32.0).opened for _ in range(2)] == [False, True], "min_hits still holds"
+
+    broken = SensorThreshold(CFG, alert, log_mean=0.0, log_std=0.2)
+    for _ in range(6):
+        assert not broken.update(high, rows=1.0).opened
+    assert not broken.update(1.0, rows=1.0).above  # one normal window ends the run: its rows start again
+    assert [broken.update(high, rows=1.0).opened for _ in range(8)] == [False] * 7 + [True]
+
+
+def test_min_rows_never_delays_the_instant_level_and_zero_turns_it_off() -> None:
+    t = SensorThreshold(CFG.model_copy(update={"k_instant": 8.0}), AlertSettings(min_hits=2, min_rows=8),
+                        log_mean=0.0, log_std=0.2)
+    assert t.update(math.exp(2.0), rows=1.0).opened, "above the instant level (1.6): at once, one row or not"
+    off = SensorThreshold(CFG, AlertSettings(min_hits=2, min_rows=0), log_mean=0.0, log_std=0.2)
+    assert [off.update(math.exp(2.0), rows=1.0).opened for _ in range(2)] == [False, True]
+
+
+def test_a_run_of_hits_survives_a_restore_and_old_states_go_on_as_before() -> None:
+    alert = AlertSettings(min_hits=2, min_normal=3, min_rows=8)
+    a = SensorThreshold(CFG, alert, log_mean=0.0, log_std=0.2)
+    for _ in range(5):
+        a.update(math.exp(2.0), rows=1.0)
+    b = SensorThreshold.restore(CFG, alert, a.snapshot())
+    assert b.rows == 5.0
+    assert [a.update(math.exp(2.0), rows=1.0).opened for _ in range(3)] == \
+        [b.update(math.exp(2.0), rows=1.0).opened for _ in range(3)] == [False, False, True]
+    old = a.snapshot()
+    old["hits"], old["active"] = 1, False
+    del old["rows"]  # stored before min_rows existed: the run counts as enough rows
+    assert SensorThreshold.restore(CFG, alert, old).update(math.exp(2.0), rows=1.0).opened
+    for damaged in ("", None, -1.0, float("nan"), True):
+        old["rows"] = damaged
+        assert SensorThreshold.restore(CFG, alert, old).rows == 1e9
+
+
+_LOGS = st.lists(st.floats(min_value=-1.0, max_value=5.0, allow_nan=False), min_size=1, max_size=80)
+
+
+@settings(max_examples=200, deadline=None)
+@given(logs=_LOGS, sparse=st.lists(st.floats(min_value=8.0, max_value=64.0), min_size=80, max_size=80))
+def test_windows_that_each_bring_min_rows_decide_as_without_min_rows(logs: list[float], sparse: list[float]) -> None:
+    with_rows = SensorThreshold(CFG, AlertSettings(min_hits=2, min_normal=3, min_rows=8), log_mean=0.0, log_std=0.2)
+    without = SensorThreshold(CFG, AlertSettings(min_hits=2, min_normal=3, min_rows=0), log_mean=0.0, log_std=0.2)
+    for log_score, rows in zip(logs, sparse):
+        assert with_rows.update(math.exp(log_score), rows=rows) == without.update(math.exp(log_score), rows=1.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(logs=_LOGS)
+def test_dense_windows_never_open_before_min_rows_of_them_unless_instant(logs: list[float]) -> None:
+    t = SensorThreshold(CFG, AlertSettings(min_hits=2, min_normal=3, min_rows=5), log_mean=0.0, log_std=0.2)
+    run = 0
+    for log_score in logs:
+        d = t.update(math.exp(log_score), rows=1.0)
+        run = run + 1 if d.above else 0
+        if d.opened:
+            assert run >= 5 or d.level > t.instant - 1e-9, (run, d)

@@ -107,8 +107,8 @@ def fit_seasonality(times: np.ndarray, values: np.ndarray) -> Seasonality | None
     x = np.asarray(values, dtype=np.float64)
     if len(t) < 2 * MIN_ROWS_PER_CYCLE or not np.isfinite(x).all():
         return None
-    span = float(t[-1] - t[0])
     step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+    span = float(t[-1] - t[0]) + step  # n rows cover n row periods: two days of 5-minute rows are 2 cycles
     candidates = [p for p in PERIODS if span >= MIN_CYCLES * p and 0 < step <= p / MIN_ROWS_PER_CYCLE]
     if not candidates:
         return None
@@ -116,7 +116,7 @@ def fit_seasonality(times: np.ndarray, values: np.ndarray) -> Seasonality | None
     # Out-of-sample R2 of each candidate set, per channel: the first half fits, the second half judges.
     options: list[tuple[tuple[float, ...], np.ndarray]] = []
     for periods in [(p,) for p in candidates] + ([tuple(candidates)] if len(candidates) > 1 else []):
-        if t[half - 1] - t[0] < periods[-1]:  # the fitting half must hold a whole cycle of the longest period
+        if t[half - 1] - t[0] + step < periods[-1]:  # the fitting half must hold a whole cycle of the longest period
             continue
         coef = _fit(t[:half], x[:half], periods)
         options.append((periods, _r2(t[half:], x[half:], periods, coef)))

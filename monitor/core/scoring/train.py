@@ -89,7 +89,12 @@ def train(
                  cfg.stride)
         cfg = cfg.model_copy(update={"window_len": window_len, "stride": stride})
     times = _epoch_seconds(frame.index) if cfg.seasonal else None
-    seasonality = fit_seasonality(times[:n_train_rows], values[:n_train_rows]) if times is not None else None
+    # The profile is fitted on every row given, the validation part included: a short history (the first 15 % of
+    # two weeks of 5-minute data is ~2 days) holds two whole cycles only with it, and fit_seasonality keeps a
+    # period only when a profile fitted on the first half of these rows predicts the second half. Its dozen
+    # coefficients per channel cannot learn the validation windows' short-term behaviour, which calibrates the
+    # scores (docs/quality.md, round 9: 2 days of training, taxonomy recall 0.79 -> 0.93).
+    seasonality = fit_seasonality(times, values) if times is not None else None
     if seasonality is not None:
         assert times is not None
         values = (values.astype(np.float64) - seasonality.component(times)).astype(np.float32)
@@ -321,7 +326,7 @@ def _fit(
         bundle, val_windows, error_floor=cfg.error_floor, level_weight=cfg.level_weight, fit_windows=train_windows,
         drifting=drifting, centre_drifting=cfg.centre_drifting, combine=cfg.combine,
         linear_weight=cfg.linear_weight, linear_variance=cfg.linear_variance, tail_balance=cfg.tail_balance,
-        events=event_channels(train_rows, cfg.event_share),
+        events=event_channels(_with_validation(train_rows, val_windows), cfg.event_share),
     )
     meta.calibration.drift_speed = drift_speeds(scaler.transform(drift_source), drifting, cfg.drift_span)
     if cfg.centre_drifting and cfg.level_weight > 0:  # their level is not judged: their jumps are (scorer.py)
@@ -366,10 +371,11 @@ def calibrate(
     term included, its spread never below the training windows' robust spread (1.4826 x MAD of their log scores):
     a validation part that shows one operating state (the last few hundred rows of a plant that switches pumps)
     has a narrow spread, and a threshold built on it alarms on every other normal state (docs/quality.md, round
-    7); the tail fit (thresholds.py ``fit_tail``) on the validation and training windows. ``drifting``
-    is stored as given (see monitor/core/scoring/baseline.py). ``events`` (``event_channels``) marks channels
-    that are inputs only: weight 0. With ``tail_balance`` > 0 and several judged channels, their normal tails are
-    balanced (``balance_tails``).
+    7); nor below their upper spread (``upper_spread``: a second mode that a tenth of the windows hold, which the
+    MAD ignores), taken up to ``UPPER_SPREAD_RATIO`` times the robust spread (round 9); the tail fit (thresholds.py
+    ``fit_tail``) on the validation and training windows. ``drifting`` is stored as given (see
+    monitor/core/scoring/baseline.py). ``events`` (``event_channels``) marks channels that are inputs only: weight
+    0. With ``tail_balance`` > 0 and several judged channels, their normal tails are balanced (``balance_tails``).
     """
     errors, means, _ = channel_residuals(bundle, windows)
     channel_error = errors.mean(axis=0)
@@ -416,14 +422,21 @@ def calibrate(
         tail_sample = np.concatenate([log_scores, np.log(normalise(fit_errors, cal, fit_means, fit_linear).score)])
     cal.tail = fit_tail(tail_sample)
     cal.log_score_mean = float(log_scores.mean())
-    cal.log_score_std = float(max(log_scores.std(), 1e-3))
-    if fit_errors is not None:  # never narrower than the training windows' robust spread (see the docstring)
-        cal.log_score_std = max(cal.log_score_std, float(robust_sd(tail_sample[len(log_scores):])))
+    cal.log_score_std = log_spread(log_scores, tail_sample[len(log_scores):] if fit_errors is not None else None)
     cal.log_score_quantiles = {f"q{int(q * 1000)}": float(np.quantile(log_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)}
     return cal
 
 
 HEAVY_TAIL_RATIO = 20.0  # see balance_tails
+
+
+def _with_validation(train_rows: np.ndarray, val_windows: np.ndarray) -> np.ndarray:
+    """The training rows and the validation windows' rows: what a channel is (an on/off event channel) is read from
+    the whole history. A command seen once in two days may fall in the validation part, and a channel constant
+    in the rest would be judged, each of its later events scoring ten times the threshold (docs/quality.md, round 9)."""
+    if not len(val_windows):
+        return train_rows
+    return np.concatenate([train_rows, val_windows.reshape(-1, val_windows.shape[-1]).astype(train_rows.dtype)])
 
 
 def event_channels(rows: np.ndarray, share: float) -> list[bool]:
@@ -490,6 +503,37 @@ def _calibrate_linear(
     cal.linear_weight = float(weight)
     cal.linear_scale = [float(v) for v in np.maximum(scale, MIN_LEVEL_SCALE**2)]
     return val, fit
+
+
+UPPER_QUANTILE = 0.9
+# The upper spread widens the calibration's spread at most this many times the robust one: a second mode further
+# out (an operator's rare setpoint switch scoring hundreds of times a typical window) cannot be made normal without
+# a threshold deaf to everything else, so it stays an alert (docs/quality.md, round 9).
+UPPER_SPREAD_RATIO = 1.5
+_UPPER_Z = 1.2815515655446004  # the standard normal's 90th percentile
+
+
+def log_spread(val_logs: np.ndarray, fit_logs: np.ndarray | None) -> float:
+    """The calibration's log-score spread: the validation windows' standard deviation, never below the training
+    windows' robust spread, nor below their upper spread taken up to ``UPPER_SPREAD_RATIO`` times the robust one
+    (see ``calibrate``)."""
+    spread = float(max(np.std(val_logs), 1e-3))
+    if fit_logs is None or not len(fit_logs):
+        return spread
+    robust = float(robust_sd(fit_logs))
+    return max(spread, robust, min(upper_spread(fit_logs), UPPER_SPREAD_RATIO * robust))
+
+
+def upper_spread(values: np.ndarray) -> float:
+    """(90th percentile - median) / 1.2816 of ``values`` (1-d): the standard deviation of Gaussian data, read from
+    the upper side only. A score distribution with a second, higher mode held by a tenth or more of the windows (a
+    quantised channel's steps, sparse events) has the median absolute deviation of its lower mode; this spread
+    sees the upper one, so a threshold built on it does not alarm on every normal step (docs/quality.md, round 9)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) < 10:
+        return 0.0
+    return max(0.0, float((np.quantile(v, UPPER_QUANTILE) - np.median(v)) / _UPPER_Z))
 
 
 def robust_sd(values: np.ndarray) -> np.ndarray:
