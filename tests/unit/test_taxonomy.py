@@ -152,3 +152,19 @@ def test_event_channels_are_sparse_single_rows_and_the_shift_moves_the_sensor_on
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown kind"):
         generate("meteor_strike", 0)
+
+
+@pytest.mark.parametrize("kind", ["level_up", "clean_weekly", "pattern"])
+def test_a_shortened_history_keeps_the_test_part_and_its_labels(kind: str) -> None:
+    from pipelines.bench.quality import main, shorten
+
+    series = generate(kind, 1, quick=True)
+    short = shorten(series, 0.5)
+    assert short.train_rows == round(series.train_rows * 0.5)
+    pd.testing.assert_frame_equal(short.frame.iloc[short.train_rows :], series.frame.iloc[series.train_rows :])
+    for (a, b), (c, d) in zip(short.spans, series.spans, strict=True):
+        assert short.frame.index[a] == series.frame.index[c] and b - a == d - c
+    assert shorten(series, 1.0) is series
+    for bad in ("0", "1.5", "nan", "-0.2"):
+        with pytest.raises(SystemExit):
+            main(["--legs", "taxonomy", "--train-share", bad])
