@@ -422,32 +422,6 @@ def test_an_event_seen_only_in_the_validation_part_still_makes_an_event_channel(
     assert bundle.meta.calibration.channel_weight == [1.0, 0.0, 0.0]
 
 
-def test_upper_spread_sees_a_second_mode_that_the_median_deviation_ignores() -> None:
-    from monitor.core.scoring.train import robust_sd, upper_spread
-
-    rng = np.random.default_rng(6)
-    gaussian = rng.normal(0.0, 0.5, 20_000)
-    assert upper_spread(gaussian) == pytest.approx(0.5, rel=0.05)
-    assert float(robust_sd(gaussian)) == pytest.approx(0.5, rel=0.05)
-    steps = np.concatenate([rng.normal(0.0, 0.2, 8_000), rng.normal(2.5, 0.2, 2_000)])  # a fifth of windows step
-    assert float(robust_sd(steps)) < 0.4
-    assert upper_spread(steps) > 1.5, "the 90th percentile lies in the upper mode"
-    assert upper_spread(np.array([1.0, np.nan, np.inf])) == 0.0  # too few finite values: no floor
-
-
-def test_the_calibration_spread_takes_a_near_second_mode_and_caps_a_far_one() -> None:
-    from monitor.core.scoring.train import UPPER_SPREAD_RATIO, log_spread, robust_sd, upper_spread
-
-    rng = np.random.default_rng(7)
-    val = rng.normal(0.0, 0.2, 200)  # a validation part that shows the lower mode only
-    near = np.concatenate([rng.normal(0.0, 0.3, 800), rng.normal(0.8, 0.2, 200)])  # pump steps: a near mode
-    assert log_spread(val, near) == pytest.approx(upper_spread(near)) and upper_spread(near) > float(robust_sd(near))
-    far = np.concatenate([rng.normal(0.0, 0.3, 880), rng.normal(6.0, 0.3, 120)])  # switches ~400x a typical score
-    assert upper_spread(far) > 3.0
-    assert log_spread(val, far) == pytest.approx(UPPER_SPREAD_RATIO * float(robust_sd(far)))
-    assert log_spread(val, None) == pytest.approx(float(np.std(val)))
-
-
 def test_a_sensors_shift_is_not_hidden_by_normal_events_on_other_channels(tiny_model_cfg: ModelSettings) -> None:
     """A sensor beside three sparse on/off event channels (pipelines/bench/taxonomy.py ``events``): by default the
     event channels are inputs only (weight 0), so their normal events no longer set the score's spread; the model

@@ -371,9 +371,7 @@ def calibrate(
     term included, its spread never below the training windows' robust spread (1.4826 x MAD of their log scores):
     a validation part that shows one operating state (the last few hundred rows of a plant that switches pumps)
     has a narrow spread, and a threshold built on it alarms on every other normal state (docs/quality.md, round
-    7); nor below their upper spread (``upper_spread``: a second mode that a tenth of the windows hold, which the
-    MAD ignores), taken up to ``UPPER_SPREAD_RATIO`` times the robust spread (round 9); the tail fit (thresholds.py
-    ``fit_tail``) on the validation and training windows. ``drifting`` is stored as given (see
+    7); the tail fit (thresholds.py ``fit_tail``) on the validation and training windows. ``drifting`` is stored as given (see
     monitor/core/scoring/baseline.py). ``events`` (``event_channels``) marks channels that are inputs only: weight
     0. With ``tail_balance`` > 0 and several judged channels, their normal tails are balanced (``balance_tails``).
     """
@@ -505,35 +503,13 @@ def _calibrate_linear(
     return val, fit
 
 
-UPPER_QUANTILE = 0.9
-# The upper spread widens the calibration's spread at most this many times the robust one: a second mode further
-# out (an operator's rare setpoint switch scoring hundreds of times a typical window) cannot be made normal without
-# a threshold deaf to everything else, so it stays an alert (docs/quality.md, round 9).
-UPPER_SPREAD_RATIO = 1.5
-_UPPER_Z = 1.2815515655446004  # the standard normal's 90th percentile
-
-
 def log_spread(val_logs: np.ndarray, fit_logs: np.ndarray | None) -> float:
     """The calibration's log-score spread: the validation windows' standard deviation, never below the training
-    windows' robust spread, nor below their upper spread taken up to ``UPPER_SPREAD_RATIO`` times the robust one
-    (see ``calibrate``)."""
+    windows' robust spread (see ``calibrate``)."""
     spread = float(max(np.std(val_logs), 1e-3))
     if fit_logs is None or not len(fit_logs):
         return spread
-    robust = float(robust_sd(fit_logs))
-    return max(spread, robust, min(upper_spread(fit_logs), UPPER_SPREAD_RATIO * robust))
-
-
-def upper_spread(values: np.ndarray) -> float:
-    """(90th percentile - median) / 1.2816 of ``values`` (1-d): the standard deviation of Gaussian data, read from
-    the upper side only. A score distribution with a second, higher mode held by a tenth or more of the windows (a
-    quantised channel's steps, sparse events) has the median absolute deviation of its lower mode; this spread
-    sees the upper one, so a threshold built on it does not alarm on every normal step (docs/quality.md, round 9)."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if len(v) < 10:
-        return 0.0
-    return max(0.0, float((np.quantile(v, UPPER_QUANTILE) - np.median(v)) / _UPPER_Z))
+    return max(spread, float(robust_sd(fit_logs)))
 
 
 def robust_sd(values: np.ndarray) -> np.ndarray:
