@@ -192,6 +192,13 @@ class ThresholdSettings(BaseModel):
         description="Open level at least the log score that a window of normal data exceeds with this probability, "
         "from a generalised Pareto fit of the calibration scores' upper tail (peaks over threshold): scores are "
         "heavier-tailed than a Gaussian, so mean + k_enter * std alone alarms on normal noise. 0 = off.")
+    train_quantile: float = Field(
+        0.99, ge=0, le=0.999,
+        description="Open level at least this quantile of the training windows' log scores (stored in the model "
+        "from 0.9 to 0.999): normal behaviour the model reconstructs badly (a second mode of scores, such as a "
+        "quantised channel's steps) makes a share of the training windows score high, and a threshold below it "
+        "would alarm on every such normal window. Bounded like the tail: at most the instant level. Models trained "
+        "before it store none: no floor. 0 = off.")
     warmup_windows: int = Field(
         0, ge=0,
         description="Warm-up (probation) of a new sensor, in windows: it never alerts, and at the end its threshold "
@@ -237,6 +244,13 @@ class ThresholdSettings(BaseModel):
         "normal sits 0.5 std above the new one's). false: re-warm every sensor from the new calibration, as a "
         "sensor seen for the first time.",
     )
+
+    @field_validator("train_quantile")
+    @classmethod
+    def _stored_quantile(cls, value: float) -> float:
+        if value != 0 and not 0.9 <= value <= 0.999:
+            raise ValueError("must be 0 (off) or between 0.9 and 0.999: the quantiles a model stores")
+        return value
 
 
 class AlertSettings(BaseModel):

@@ -16,6 +16,12 @@ Scores are compared on a log scale (reconstruction errors are heavy-tailed). For
   below the calibration's (capped) std: learning only from windows below the close level, the statistics
   would otherwise shrink onto the lower mode of a sensor with two kinds of normal windows (a quantised
   channel, flat or stepping) and every normal step would alert;
+* the open level is at least the training windows' ``train_quantile`` (0.99) log score stored in the model
+  (``Calibration.fit_quantiles``), and the close and instant levels move up with it (the ``lift``, in stds, at
+  most ``k_instant - k_enter``, as the optional tail bound ``tail_risk``): normal behaviour the model
+  reconstructs badly is a second mode of scores (a quantised channel's steps in a short history) that a level
+  fitted on the validation windows puts above the open level. A quantile beyond ``exp(k_enter * max_std)`` times
+  the typical score is out of reach and ignored, and no lift takes a level past ``k * max_std``;
 * **protected**: a window above the close level (mean + k_exit * std), or any window while an alert is
   active, does not update the statistics, so anomalies never teach the threshold (river's ``protect_anomaly_detector`` idea);
 * **hysteresis**: an alert opens after ``min_hits`` consecutive windows above the open level
@@ -104,8 +110,16 @@ class SensorThreshold:
     def from_calibration(cls, cfg: ThresholdSettings, alert: AlertSettings, cal: Any) -> SensorThreshold:
         """A fresh sensor's threshold for a model's ``Calibration`` (its log-score level, spread and tail)."""
         std = min(max(cal.log_score_std, cfg.min_std), cfg.max_std)
-        level = tail_level(cal.tail, cfg.tail_risk)
-        tail_k = (level - cal.log_score_mean) / std if level is not None else 0.0
+        levels = [tail_level(cal.tail, cfg.tail_risk)]
+        fit = fit_level(getattr(cal, "fit_quantiles", {}), cfg.train_quantile)
+        if fit is not None and fit <= cal.log_score_mean + cfg.k_enter * cfg.max_std:
+            # A second mode of normal scores within reach of a threshold (exp(k_enter * max_std) times the typical
+            # score) is absorbed; one beyond it (an operator's setpoint switch the model cannot reconstruct, ~600
+            # times the typical score) is left alone: no threshold within reach sits above it, and lifting towards
+            # it would only make the sensor deaf.
+            levels.append(fit)
+        found = [v for v in levels if v is not None]
+        tail_k = (max(found) - cal.log_score_mean) / std if found else 0.0
         return cls(cfg, alert, log_mean=cal.log_score_mean, log_std=cal.log_score_std, tail_k=tail_k)
 
     @property
@@ -124,16 +138,21 @@ class SensorThreshold:
 
     @property
     def enter(self) -> float:
-        return self._mean.get() + (self.cfg.k_enter + self.lift) * self.std
+        return self._level(self.cfg.k_enter)
 
     @property
     def instant(self) -> float:
         """Level at which a single window opens an alert (no need for ``min_hits`` in a row)."""
-        return self._mean.get() + (self.cfg.k_instant + self.lift) * self.std
+        return self._level(self.cfg.k_instant)
 
     @property
     def exit(self) -> float:
-        return self._mean.get() + (self.cfg.k_exit + self.lift) * self.std
+        return self._level(self.cfg.k_exit)
+
+    def _level(self, k: float) -> float:
+        """mean + (k + lift) * std; the lift never takes a level past k * max_std: the ceiling of a threshold
+        within reach of the data holds whatever the tail or the training quantile say."""
+        return self._mean.get() + min((k + self.lift) * self.std, k * self.cfg.max_std)
 
     def update(self, score: float, rows: float = math.inf) -> Decision:
         """Judge one window score (> 0) and learn from it if it looks normal. ``rows``: rows of new data the
@@ -146,9 +165,9 @@ class SensorThreshold:
         self.level = level
         if self.warm is not None:
             return self._warm_up(score, level, finite)
-        mean = self._mean.get() + self.lift * self._std(self._sq.get())  # read once: the hot path
-        std = self._std(self._sq.get())
-        enter, exit_ = mean + cfg.k_enter * std, mean + cfg.k_exit * std
+        mean, std, lift, top = self._mean.get(), self._std(self._sq.get()), self.lift, cfg.max_std  # the hot path
+        enter = mean + min((cfg.k_enter + lift) * std, cfg.k_enter * top)
+        exit_ = mean + min((cfg.k_exit + lift) * std, cfg.k_exit * top)
         above = level > (exit_ if self.active else enter)
         opened = closed = False
         if above:
@@ -156,7 +175,7 @@ class SensorThreshold:
             self.rows += rows if rows > 0.0 else 0.0
             self.normals = 0
             if not self.active and ((self.hits >= self.alert.min_hits and self.rows >= self.alert.min_rows)
-                                    or level > mean + cfg.k_instant * std):
+                                    or level > mean + min((cfg.k_instant + lift) * std, cfg.k_instant * top)):
                 self.active = opened = True
         else:
             self.normals += 1
@@ -313,6 +332,19 @@ def fit_tail(log_scores: Any, quantile: float = 0.9) -> dict[str, float]:
     shape = max(-0.5, min(0.5, 0.5 * (1.0 - ratio)))  # bounded: a few dozen excesses cannot support more
     scale = max(m * (1.0 - shape), 1e-6)  # mean of the excesses = scale / (1 - shape)
     return {"u": u, "scale": scale, "shape": shape, "rate": len(excess) / len(values)}
+
+
+def fit_level(quantiles: dict[str, float], q: float) -> float | None:
+    """The training windows' log-score ``q`` quantile from a calibration's ``fit_quantiles`` (keys ``q950``, ...),
+    linear between the stored ones; None when ``q`` is 0, none are stored, or ``q`` lies outside them."""
+    if q <= 0 or not quantiles:
+        return None
+    points = sorted((int(k[1:]) / 1000.0, float(v)) for k, v in quantiles.items()
+                    if k.startswith("q") and k[1:].isdigit() and math.isfinite(v))
+    for (q0, v0), (q1, v1) in zip(points, points[1:], strict=False):
+        if q0 <= q <= q1:
+            return v0 + (v1 - v0) * (q - q0) / (q1 - q0) if q1 > q0 else v0
+    return points[0][1] if points and abs(q - points[0][0]) < 1e-9 else None
 
 
 def tail_level(tail: dict[str, float], risk: float) -> float | None:

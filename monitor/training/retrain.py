@@ -209,6 +209,7 @@ def _run(
                     np.stack([w.values for w in ordered]), channels, model_cfg, source=sources.get("topic", ""),
                     start=ordered[0].window_start, end=max(w.window_end for w in ordered),
                     groups=[w.sensor_id for w in ordered], version=version,
+                    times=([w.window_start for w in ordered], [w.window_end for w in ordered]),
                     warm_start=warm, on_epoch=on_epoch, cancel=cancel, clock=clock)
         progress(f"trained {version}: val_loss={candidate.meta.metrics['val_loss']:.4f} "
                  f"epochs={candidate.meta.training['epochs']}")

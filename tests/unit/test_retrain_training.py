@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from monitor.core.scoring import train as train_module
+from monitor.core.scoring.seasonal import Seasonality
 from monitor.core.scoring.train import train_on_windows
 from monitor.errors import CancelledRunError, DataError
 from monitor.settings import (
@@ -149,3 +150,59 @@ def test_a_fleet_whose_sensors_sit_at_different_levels_does_not_make_a_noisy_cha
     assert grouped.meta.calibration.drifting == [False, True]
     with pytest.raises(DataError, match="groups"):
         train_on_windows(windows, CHANNELS, model, groups=groups[:-1])
+
+
+def _daily_fleet(days: int = 4, sensors: int = 3) -> History:
+    """Three sensors of 5-minute rows over ``days`` days, windows of WL rows back to back: channel ``a`` carries a
+    daily cycle of amplitude 10 (noise 1) at a level of its own per sensor, ``b`` is noise."""
+    rng = np.random.default_rng(5)
+    step, windows = 300.0, []
+    for i in range(days * 288 // WL):
+        for s in range(sensors):
+            ws = T0 + timedelta(seconds=i * WL * step)
+            t = np.array([(ws - T0).total_seconds() + k * step for k in range(WL)])
+            a = 10.0 * np.sin(2 * np.pi * t / 86_400.0) + 3.0 * s + rng.normal(0, 1, WL)
+            values = np.stack([a, rng.normal(0, 1, WL)], axis=1).astype(np.float32)
+            windows.append(HistoryWindow(f"s{s}", ws, ws + timedelta(seconds=(WL - 1) * step), values,
+                                         int(ws.timestamp() * 1000), 0, len(windows)))
+    return History(windows, CHANNELS, WL, T0, T0 + timedelta(days=days), "t.windows")
+
+
+def test_retraining_from_topic_windows_keeps_the_daily_profile(
+    sqlite_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A topic's windows come from several sensors, interleaved in time: the profile is fitted on their rows at
+    their times, sensors together (they share their times, so the row step is taken between distinct times), and
+    removed before the model sees them, as ``train`` does for one series. Before, a model retrained from a topic
+    had no profile, and a jump of the daily cycle was invisible to it (docs/quality.md, round 10)."""
+    history = _daily_fleet()
+    windows = np.stack([w.values for w in history.windows])
+    times = ([w.window_start for w in history.windows], [w.window_end for w in history.windows])
+    groups = [w.sensor_id for w in history.windows]
+    model = MODEL.model_copy(update={"seasonal": True})
+    with_times = train_on_windows(windows, CHANNELS, model, groups=groups, times=times)
+    assert with_times.meta.training["seasonal_periods_s"] == [86_400.0]
+    profile = Seasonality.from_dict(with_times.meta.calibration.seasonal, 2)
+    assert profile is not None
+    day = np.arange(0, 86_400.0, 300.0)
+    component = profile.component(day)
+    assert 17.0 < np.ptp(component[:, 0]) < 23.0, "the cycle of amplitude 10 on channel a"
+    assert np.ptp(component[:, 1]) < 1.0, "no cycle on the noise channel"
+    without = train_on_windows(windows, CHANNELS, model, groups=groups)
+    assert without.meta.calibration.seasonal == {} and without.meta.training["seasonal_periods_s"] == []
+    with pytest.raises(DataError, match="window starts"):
+        train_on_windows(windows, CHANNELS, model, times=(times[0][:-1], times[1]))
+
+    monkeypatch.setattr(retrain_module, "read_history", lambda *a, **k: history)
+    seen: dict[str, Any] = {}
+    real_fit = train_module._fit
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_fit", spy)
+    config = _config()
+    config = RetrainConfig(config.kafka, model, config.threshold, config.alert, config.retrain, config.registry)
+    retrain(sqlite_db, config, RetrainRequest(start=T0, end=T0 + timedelta(days=4)))
+    assert seen["seasonality"] is not None and seen["seasonality"].periods == (86_400.0,)

@@ -3,11 +3,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.settings import AlertSettings, ThresholdSettings
-from monitor.core.thresholds import SensorThreshold
+from monitor.core.scoring.artifact import Calibration
+from monitor.core.thresholds import SensorThreshold, fit_level
 
 CFG = ThresholdSettings(k_enter=4.0, k_exit=2.0, k_instant=20.0, fading=0.05, min_std=0.05, smoothing=1.0,
                         warmup_windows=0)
@@ -146,3 +148,56 @@ def test_dense_windows_never_open_before_min_rows_of_them_unless_instant(logs: l
         run = run + 1 if d.above else 0
         if d.opened:
             assert run >= 5 or d.level > t.instant - 1e-9, (run, d)
+
+
+# ------------------------------------------------------------------ the training windows' quantile (train_quantile)
+def _calibration(q99: float | None, *, mean: float = 0.0, std: float = 0.4) -> Calibration:
+    quantiles = {} if q99 is None else {"q900": q99 - 0.6, "q950": q99 - 0.3, "q990": q99, "q999": q99 + 0.2}
+    return Calibration(channel_error=[1.0], log_score_mean=mean, log_score_std=std, fit_quantiles=quantiles)
+
+
+def test_fit_level_reads_the_stored_training_quantiles() -> None:
+    stored = {"q900": 1.0, "q950": 2.0, "q990": 3.0}
+    assert (fit_level(stored, 0.9), fit_level(stored, 0.99)) == (1.0, 3.0)
+    assert fit_level(stored, 0.97) == pytest.approx(2.5)
+    assert fit_level(stored, 0.0) is None and fit_level({}, 0.99) is None
+    assert fit_level(stored, 0.995) is None, "outside the stored quantiles: no floor, never an extrapolation"
+
+
+def test_a_second_mode_of_training_scores_within_reach_lifts_the_open_level_above_it() -> None:
+    """Mean 0, std 0.4: the Gaussian open level is 1.2 and the instant level 2.0 (defaults k 3 / 5). A quantised
+    channel's steps make a tenth of the training windows score around 1.5-1.8: with the floor, a run of such
+    windows is normal; without it (train_quantile 0) it is an alert, as on round 9's short histories."""
+    cfg, alert = ThresholdSettings(), AlertSettings(min_hits=2, min_normal=3, min_rows=0)
+    lifted = SensorThreshold.from_calibration(cfg, alert, _calibration(1.8))
+    plain = SensorThreshold.from_calibration(cfg.model_copy(update={"train_quantile": 0.0}), alert, _calibration(1.8))
+    assert lifted.enter == pytest.approx(1.8) and plain.enter == pytest.approx(1.2)
+    steps = [math.exp(1.6)] * 6
+    assert not any(lifted.update(s).opened for s in steps)
+    assert any(plain.update(s).opened for s in steps)
+    assert lifted.update(math.exp(2.7)).opened, "above the lifted instant level (2.6): still an alert at once"
+    beyond = SensorThreshold.from_calibration(cfg, alert, _calibration(1.8))
+    assert [beyond.update(math.exp(2.2)).opened for _ in range(2)] == [False, True], "a run above the mode opens"
+
+
+def test_the_lift_stops_at_the_instant_level_and_ignores_modes_beyond_reach_or_absent() -> None:
+    cfg, alert = ThresholdSettings(), AlertSettings()
+    capped = SensorThreshold.from_calibration(cfg, alert, _calibration(2.9))  # within reach (3.0), above 2.0
+    assert (capped.lift, capped.enter) == (pytest.approx(2.0), pytest.approx(2.0)), "k_instant - k_enter stds at most"
+    for q99 in (3.5, None):  # a setpoint switch's windows (far beyond exp(3) times typical), an old model
+        t = SensorThreshold.from_calibration(cfg, alert, _calibration(q99))
+        assert (t.lift, t.enter) == (0.0, pytest.approx(1.2)), q99
+    restored = SensorThreshold.restore(cfg, alert, capped.snapshot())
+    assert (restored.lift, restored.enter) == (capped.lift, pytest.approx(capped.enter))
+
+
+@settings(max_examples=200, deadline=None)
+@given(mean=st.floats(-5.0, 5.0), std=st.floats(0.0, 3.0), q99=st.floats(-5.0, 12.0))
+def test_no_training_quantile_takes_a_level_past_the_ceiling(mean: float, std: float, q99: float) -> None:
+    """Whatever the stored quantiles say, exit <= enter <= instant and the open level stays within
+    exp(k_enter * max_std) of the sensor's typical score (the documented bound of a threshold within reach)."""
+    cfg = ThresholdSettings()
+    t = SensorThreshold.from_calibration(cfg, AlertSettings(), _calibration(q99, mean=mean, std=std))
+    assert t.exit <= t.enter + 1e-9 and t.enter <= t.instant + 1e-9
+    assert t.enter <= mean + cfg.k_enter * cfg.max_std + 1e-9
+    assert t.enter >= mean + cfg.k_enter * min(max(std, cfg.min_std), cfg.max_std) - 1e-9, "the lift never lowers"

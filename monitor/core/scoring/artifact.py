@@ -68,6 +68,7 @@ class Calibration:
     drift_speed: list[float] = field(default_factory=list)  # per channel, scaler units per row (baseline.py; empty: 0)
     channel_weight: list[float] = field(default_factory=list)  # per channel, in [0, 1] (scorer.py; empty: all 1)
     jump_scale: list[float] = field(default_factory=list)  # per channel, scaler units (scorer.py; empty/0: no jump term)
+    fit_quantiles: dict[str, float] = field(default_factory=dict)  # training windows' log-score quantiles ("q990")
 
 
 @dataclass

@@ -107,7 +107,8 @@ def fit_seasonality(times: np.ndarray, values: np.ndarray) -> Seasonality | None
     x = np.asarray(values, dtype=np.float64)
     if len(t) < 2 * MIN_ROWS_PER_CYCLE or not np.isfinite(x).all():
         return None
-    step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+    distinct = np.unique(t)  # a fleet's rows share their times: the step is between distinct times
+    step = float(np.median(np.diff(distinct))) if len(distinct) > 1 else 0.0
     span = float(t[-1] - t[0]) + step  # n rows cover n row periods: two days of 5-minute rows are 2 cycles
     candidates = [p for p in PERIODS if span >= MIN_CYCLES * p and 0 < step <= p / MIN_ROWS_PER_CYCLE]
     if not candidates:

@@ -20,7 +20,7 @@ from monitor.core.scoring.device import resolve_device
 from monitor.core.scoring.linear import Linear
 from monitor.core.scoring.scaler import RobustScaler
 from monitor.core.scoring.scorer import centre_drifting, channel_residuals, channel_values, normalise
-from monitor.core.scoring.seasonal import Seasonality, fit_seasonality
+from monitor.core.scoring.seasonal import Seasonality, fit_seasonality, row_times
 from monitor.core.thresholds import fit_tail
 from monitor.core.windows import sliding_windows
 from monitor.errors import CancelledRunError, DataError
@@ -116,7 +116,7 @@ def train(
         "seasonal_periods_s": list(seasonality.periods) if seasonality is not None else [],
     }
     return _fit(train_windows, val_windows, train_rows, [str(c) for c in frame.columns], cfg, training, device,
-                seasonality=seasonality, **options)
+                seasonality=seasonality, event_rows=values, **options)
 
 
 def fit_shape(n_train_rows: int, cfg: ModelSettings) -> tuple[int, int]:
@@ -168,6 +168,7 @@ def train_on_windows(
     start: datetime | None = None,
     end: datetime | None = None,
     groups: Sequence[str] | None = None,
+    times: tuple[Sequence[datetime], Sequence[datetime]] | None = None,
     **options: Unpack[FitOptions],
 ) -> ModelBundle:
     """Fit a model on pre-cut windows ``(n_windows, window_len, n_channels)`` given in time order.
@@ -177,7 +178,10 @@ def train_on_windows(
     training windows' rows. ``cfg.stride`` plays no part; ``start``/``end`` (the windows' time span) are
     recorded in the model's metadata. ``groups`` (one per window, e.g. its sensor id): which channels drift is
     told from each group's own rows around the group's own mean (``_drift_rows``), so sensors of one fleet that
-    sit at different levels do not make a noisy channel look like a slow wander. Raises like ``train``.
+    sit at different levels do not make a noisy channel look like a slow wander. ``times`` (each window's first
+    and last row time): with ``cfg.seasonal`` the daily / weekly profile is fitted on every window's rows at their
+    times, sensors together, and removed before the model sees them, as ``train`` does for one series (without
+    it a model retrained from a topic would lose the profile its predecessor had). Raises like ``train``.
     """
     device = resolve_device(cfg.device)
     arr = np.asarray(windows, dtype=np.float32)
@@ -185,6 +189,16 @@ def train_on_windows(
         raise DataError(f"training windows of shape {arr.shape} do not match (n, window_len={cfg.window_len}, "
                         f"channels={len(channels)})")
     _check_finite(arr)
+    seasonality = None
+    if cfg.seasonal and times is not None:
+        if not len(times[0]) == len(times[1]) == len(arr):
+            raise DataError(f"{len(times[0])} window starts and {len(times[1])} ends for {len(arr)} training windows")
+        row_t = row_times(np.array([t.timestamp() for t in times[0]]), np.array([t.timestamp() for t in times[1]]),
+                          arr.shape[1]).ravel()
+        order = np.argsort(row_t, kind="stable")
+        seasonality = fit_seasonality(row_t[order], arr.reshape(-1, arr.shape[2])[order])
+        if seasonality is not None:
+            arr = (arr.astype(np.float64) - seasonality.component(row_t).reshape(arr.shape)).astype(np.float32)
     n_val = int(len(arr) * cfg.val_fraction)
     train_windows, val_windows = arr[: len(arr) - n_val], arr[len(arr) - n_val :]
     if len(train_windows) < MIN_TRAIN_WINDOWS or len(val_windows) < MIN_VAL_WINDOWS:
@@ -200,12 +214,14 @@ def train_on_windows(
         "start": start.isoformat() if start else None,
         "end": end.isoformat() if end else None,
         "stride": None,  # pre-cut windows
+        "seasonal_periods_s": list(seasonality.periods) if seasonality is not None else [],
     }
     if groups is not None and len(groups) != len(arr):
         raise DataError(f"{len(groups)} groups for {len(arr)} training windows")
     drift_rows = None if groups is None else _drift_rows(train_windows, list(groups)[: len(train_windows)])
     return _fit(train_windows, val_windows, train_windows.reshape(-1, arr.shape[2]), [str(c) for c in channels],
-                cfg, training, device, drift_rows=drift_rows, **options)
+                cfg, training, device, drift_rows=drift_rows, event_rows=arr.reshape(-1, arr.shape[2]),
+                seasonality=seasonality, **options)
 
 
 def _drift_rows(windows: np.ndarray, groups: list[str]) -> np.ndarray:
@@ -245,9 +261,15 @@ def _fit(
     seasonality: Seasonality | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     drift_rows: np.ndarray | None = None,
+    event_rows: np.ndarray | None = None,
 ) -> ModelBundle:
     """The training loop: windows (n, window_len, n_channels); ``train_rows`` (n_rows, n_channels) fit the scaler.
-    With ``seasonality`` the windows and rows are given without their profile, which the artifact stores."""
+    With ``seasonality`` the windows and rows are given without their profile, which the artifact stores.
+    ``event_rows``: every row of the history, each once, the validation part included (default ``train_rows``):
+    what a channel is (an on/off event channel) is read from the whole history. A command seen once in two days
+    may fall in the validation part, and a channel constant in the rest would be judged, each of its later events
+    scoring ten times the threshold (docs/quality.md, round 9). Not the validation windows' rows: they overlap,
+    and would count each of their rows several times."""
     generator = _seed_everything(cfg.seed)
     scaler = warm_start.scaler if warm_start else RobustScaler.fit(train_rows)
     if warm_start is not None:
@@ -326,7 +348,7 @@ def _fit(
         bundle, val_windows, error_floor=cfg.error_floor, level_weight=cfg.level_weight, fit_windows=train_windows,
         drifting=drifting, centre_drifting=cfg.centre_drifting, combine=cfg.combine,
         linear_weight=cfg.linear_weight, linear_variance=cfg.linear_variance, tail_balance=cfg.tail_balance,
-        events=event_channels(_with_validation(train_rows, val_windows), cfg.event_share),
+        events=event_channels(train_rows if event_rows is None else event_rows, cfg.event_share),
     )
     meta.calibration.drift_speed = drift_speeds(scaler.transform(drift_source), drifting, cfg.drift_span)
     if cfg.centre_drifting and cfg.level_weight > 0:  # their level is not judged: their jumps are (scorer.py)
@@ -335,6 +357,9 @@ def _fit(
         meta.calibration.seasonal = seasonality.to_dict()
     module.to("cpu")
     return bundle
+
+
+FIT_QUANTILES = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)  # stored for threshold.train_quantile (thresholds.py)
 
 
 def calibrate(
@@ -422,19 +447,13 @@ def calibrate(
     cal.log_score_mean = float(log_scores.mean())
     cal.log_score_std = log_spread(log_scores, tail_sample[len(log_scores):] if fit_errors is not None else None)
     cal.log_score_quantiles = {f"q{int(q * 1000)}": float(np.quantile(log_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)}
+    if fit_errors is not None and len(tail_sample) > len(log_scores):
+        fit_logs = tail_sample[len(log_scores):]
+        cal.fit_quantiles = {f"q{round(q * 1000)}": float(np.quantile(fit_logs, q)) for q in FIT_QUANTILES}
     return cal
 
 
 HEAVY_TAIL_RATIO = 20.0  # see balance_tails
-
-
-def _with_validation(train_rows: np.ndarray, val_windows: np.ndarray) -> np.ndarray:
-    """The training rows and the validation windows' rows: what a channel is (an on/off event channel) is read from
-    the whole history. A command seen once in two days may fall in the validation part, and a channel constant
-    in the rest would be judged, each of its later events scoring ten times the threshold (docs/quality.md, round 9)."""
-    if not len(val_windows):
-        return train_rows
-    return np.concatenate([train_rows, val_windows.reshape(-1, val_windows.shape[-1]).astype(train_rows.dtype)])
 
 
 def event_channels(rows: np.ndarray, share: float) -> list[bool]:
