@@ -295,6 +295,12 @@ class RunSettings(BaseModel):
         description="Decode the next batch while the current one is scored and committed (a second thread); "
         "same delivery order and guarantees. Off (default): one batch at a time (measured as fast with packed values).",
     )
+    decode_process: bool = Field(
+        False,
+        description="Decode each poll's records in a second process (spawned; killed with the consumer), so that "
+        "with `overlap` decoding and scoring run on two cores; the same windows, order and guarantees. If the "
+        "child fails, the consumer decodes in its own thread from then on. Off (default): see docs/benchmarks.md.",
+    )
     max_sensors_in_memory: int = Field(
         20_000, ge=0,
         description="Sensors whose state a consumer holds in memory at most (about 15 KiB each: docs/benchmarks.md, "

@@ -12,14 +12,22 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Engine as DbEngine
 
-from monitor.core.contract import OUT_OF_ORDER, STORE_REJECTED, DecodeFailure, check_key, decode_batch, format_time
+from monitor.core.contract import (
+    OUT_OF_ORDER,
+    STORE_REJECTED,
+    DecodeFailure,
+    SensorWindow,
+    check_key,
+    decode_batch,
+    format_time,
+)
 from monitor.core.engine import BatchOutcome, Engine, Record
 from monitor.core.ordering import admit
 from monitor.errors import StoreRejectedError
@@ -81,11 +89,12 @@ class Batch:
 
     @classmethod
     def decode(cls, raw_records: Sequence[Any], *, window_len: int, channels: tuple[str, ...],
-               max_bytes: int) -> Batch:
-        """Decode the raw Kafka records of one poll as one batch; nothing is sent or scored yet."""
+               max_bytes: int, decode: Callable[..., list[SensorWindow | DecodeFailure]] = decode_batch) -> Batch:
+        """Decode the raw Kafka records of one poll as one batch; nothing is sent or scored yet. ``decode``:
+        ``decode_batch`` or what has its results (``monitor.consumer.decoder.DecodeProcess.decode``)."""
         batch = cls(len(raw_records), time.perf_counter(), [], [], {}, {})
         with _gc_paused():  # the batch's lists hold no reference cycles: a collection per few hundred is overhead
-            results = decode_batch(
+            results = decode(
                 [raw.value for raw in raw_records], window_len=window_len, channels=channels, max_bytes=max_bytes,
             )
         for raw, result in zip(raw_records, results):

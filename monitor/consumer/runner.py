@@ -55,7 +55,9 @@ from sqlalchemy import Engine as DbEngine
 
 from monitor.consumer import outages
 from monitor.consumer.batches import Batch, RunStats, make_durable
+from monitor.consumer.decoder import DecodeProcess
 from monitor.consumer.shutdown import ShutdownDeadline
+from monitor.core.contract import decode_batch
 from monitor.core.engine import BatchOutcome, Engine
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.scorer import Scorer
@@ -96,6 +98,7 @@ class RunnerConfig:
     overlap: bool = False
     stall_timeout_s: float = 60.0
     max_sensors: int = 0
+    decode_process: bool = False
 
     @classmethod
     def of(cls, kafka: KafkaSettings, run: RunSettings, *, idle_exit_s: float | None = None) -> RunnerConfig:
@@ -104,7 +107,8 @@ class RunnerConfig:
             max_poll_records=kafka.max_poll_records, live_poll_records=kafka.live_poll_records,
             max_record_bytes=run.max_record_bytes, idle_exit_s=idle_exit_s if idle_exit_s is not None else
             run.idle_exit_s, auto_offset_reset=kafka.auto_offset_reset, close_timeout_s=run.close_timeout_s,
-            overlap=run.overlap, stall_timeout_s=kafka.stall_timeout_s, max_sensors=run.max_sensors_in_memory)
+            overlap=run.overlap, stall_timeout_s=kafka.stall_timeout_s, max_sensors=run.max_sensors_in_memory,
+            decode_process=run.decode_process)
 
 
 class Runner:
@@ -159,6 +163,8 @@ class Runner:
         self.shadow: Shadow | None = None  # shadow mode (monitor.registry.shadow), from the watcher
         self.shadow_flush_s = 30.0  # how often the shadow's counts are written to `shadow_reports`
         self.overlap = config.overlap
+        self.decode_process = config.decode_process
+        self._decoder: DecodeProcess | None = None  # run.decode_process: started by run()
         self.max_sensors = config.max_sensors  # sensors held in memory at most (0: no bound); Engine.evict
         self._pool: ThreadPoolExecutor | None = None
         self._pending: tuple[Batch, Future[BatchOutcome]] | None = None  # the batch in flight
@@ -202,6 +208,11 @@ class Runner:
             # could interrupt a driver's system call mid-transaction).
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="monitor-batch", initializer=signal.pthread_sigmask,
                                             initargs=(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT}))
+        if self.decode_process:
+            try:
+                self._decoder = DecodeProcess()
+            except RuntimeError as exc:  # a helper never stops the consumer
+                log.error("%s; decoding in the consumer's own thread", exc)
         try:
             while not self._stop.is_set():
                 health.beat()
@@ -258,6 +269,9 @@ class Runner:
             except Exception as exc:  # noqa: BLE001 - exiting anyway; the stored offsets are the truth
                 log.info("Kafka offsets not synced on exit: %s", exc)
             self._set_shadow(None, None)  # its last counts written
+            if self._decoder is not None:
+                self._decoder.close()
+                self._decoder = None
             self._close()
         return self.stats
 
@@ -396,7 +410,8 @@ class Runner:
         scorer = self.engine.scorer
         with metrics.timed("decode"):
             return Batch.decode(raw_records, window_len=scorer.window_len, channels=scorer.channels,
-                                max_bytes=self.max_record_bytes)
+                                max_bytes=self.max_record_bytes,
+                                decode=self._decoder.decode if self._decoder is not None else decode_batch)
 
     def _execute(self, batch: Batch) -> BatchOutcome:
         """Steps 2-4 (worker thread with ``overlap``): state, scoring, dead-letter flush, one transaction."""

@@ -414,7 +414,8 @@ def s9_zombie(suite: Suite, *, sqlite: bool) -> Result:
 
 def s11_random_kills(suite: Suite) -> Result:
     """kill -9 from outside at random moments, by the hundred: half on SQLite, half on PostgreSQL; each run one
-    consumer or ``--workers 2`` (the supervisor or one of its workers killed), ``run.overlap`` off or on, batches
+    consumer or ``--workers 2`` (the supervisor or one of its workers killed), ``run.overlap`` off or on (on: every
+    second run with ``run.decode_process``, whose child dies with its consumer), batches
     of 1 to 200 records; a chunk of new records (poison among them) before each run. Every killed process must
     end by the kill, a supervisor whose worker was killed with 137, the workers of a killed supervisor by
     themselves; then one clean run drains the topic and the database must equal the offline reference run."""
@@ -437,9 +438,12 @@ def s11_random_kills(suite: Suite) -> Result:
         for i in range(runs):
             coords += kit.produce(case.kafka, items[i * chunk:(i + 1) * chunk])
             workers, overlap = rng.choice((1, 2)), rng.choice((False, True))
-            config = f"{'sqlite' if sqlite else 'pg'} workers={workers} overlap={'on' if overlap else 'off'}"
+            decode = overlap and i % 2 == 1  # run.decode_process (a child per consumer); no draw: the sequence stays
+            config = (f"{'sqlite' if sqlite else 'pg'} workers={workers} overlap={'on' if overlap else 'off'}"
+                      f"{' decode-process' if decode else ''}")
             c = suite.consumer(case, f"r{i}", workers=workers, max_poll_records=rng.choice((1, 7, 25, 200)),
-                               env={"MONITOR_RUN__OVERLAP": "true" if overlap else "false"})
+                               env={"MONITOR_RUN__OVERLAP": "true" if overlap else "false",
+                                    "MONITOR_RUN__DECODE_PROCESS": "true" if decode else "false"})
             if not c.wait_for("partitions assigned", 90):
                 unexpected.append(f"{config}: run {i} never joined (exit {c.proc.poll()})")
             time.sleep(rng.uniform(0.0, 1.5))

@@ -107,11 +107,14 @@ def test_a_second_run_over_the_same_topic_changes_nothing(
     assert orjson.dumps(before, default=str)  # rows are plain, serialisable values
 
 
+@pytest.mark.parametrize("decode_process", [False, True], ids=["decode-thread", "decode-process"])
 def test_overlapped_batches_with_packed_values_match_one_batch_at_a_time(
-    kafka_cfg: KafkaSettings, db: Engine, e2e_bundle: ModelBundle
+    kafka_cfg: KafkaSettings, db: Engine, e2e_bundle: ModelBundle, decode_process: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """run.overlap (batch N+1 decoded while N is scored and committed) over packed values_f32 records with
-    a malformed one, in small batches; then a synchronous run in another group writes the same alerts."""
+    a malformed one, in small batches; then a synchronous run in another group writes the same alerts. With
+    run.decode_process the overlapped run decodes in a child process (monitor/consumer/decoder.py)."""
     from pipelines.synthetic import fleet_windows
     from monitor.consumer.runner import RunStats, build_runner
     from monitor.settings import AlertSettings, RunSettings, ThresholdSettings
@@ -130,10 +133,13 @@ def test_overlapped_batches_with_packed_values_match_one_batch_at_a_time(
 
     def run(group: str, overlap: bool) -> RunStats:
         cfg = kafka_cfg.model_copy(update={"group_id": group})
-        runner = build_runner(cfg, RunSettings(overlap=overlap), ThresholdSettings(), AlertSettings(), e2e_bundle,
-                              db, idle_exit_s=4.0)
+        settings = RunSettings(overlap=overlap, decode_process=decode_process and overlap)
+        runner = build_runner(cfg, settings, ThresholdSettings(), AlertSettings(), e2e_bundle, db, idle_exit_s=4.0)
         runner.max_poll_records = 7
-        return runner.run()
+        stats = runner.run()
+        assert runner._decoder is None, "the decode process is stopped when the run ends"
+        assert not [r for r in caplog.records if "decode process failed" in r.getMessage()], "fell back"
+        return stats
 
     stats = run(kafka_cfg.group_id, overlap=True)
     assert stats.dead_letters == 1 and stats.scored == len(windows) and stats.failed_batches == 0

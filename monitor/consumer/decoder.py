@@ -1,0 +1,216 @@
+"""Decoding in a second process (``run.decode_process``, opt-in): the consumer's JSON parsing and validation off
+the scoring process's core and its GIL.
+
+One consumer is bound by its main thread (docs/benchmarks.md, round 7): the model, the decoding of each record's
+value, kafka-python's record parsing and the judging share one core and one GIL, so a decoding thread
+(``run.overlap`` alone) gains nothing. A child process decodes each poll's values instead; with ``run.overlap``
+the loop thread waits for it (without the GIL) while the worker thread scores the batch before, so decoding and
+scoring run on two cores. The results are exactly ``contract.decode_batch``'s, in the same order: the child sends
+back each record's header (or its ``DecodeFailure``) and the good windows' values as one array, and the parent
+rebuilds the ``SensorWindow``s as views of it. Nothing about delivery changes: the loop still owns the consumer,
+the order, the dead letters and the commits; the child only turns bytes into windows.
+
+The child is ``python -m monitor.consumer.decoder`` (a fresh interpreter that imports the contract only: never a
+fork of a process that runs torch's and kafka-python's threads, nor a re-import of the CLI), fed length-framed
+pickles over its stdin and answering on its stdout. It ignores SIGINT/SIGTERM (the consumer's process group gets
+them; the consumer decides when to stop, and closes its stdin), and it ends when its stdin closes, so it never
+outlives its consumer (a ``kill -9`` of the consumer closes the pipe too). If it fails, dies or takes longer than
+``REPLY_TIMEOUT_S`` for a batch, the batch is decoded in the loop thread and the consumer goes on without it
+(logged once): a helper never stops the consumer.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import IO, Any
+
+import numpy as np
+
+from monitor.core.contract import DecodeFailure, SensorWindow, decode_batch
+
+log = logging.getLogger(__name__)
+
+Head = tuple[str, datetime, datetime, tuple[str, ...]] | DecodeFailure | None  # None: in the odd windows' list
+Packed = tuple[list[Head], np.ndarray | None, list[SensorWindow]]
+
+START_TIMEOUT_S = 60.0
+REPLY_TIMEOUT_S = 60.0  # one batch of at most max_poll_records: decoded in well under a second
+_FRAME = struct.Struct("<Q")
+
+
+def decode_packed(raws: Sequence[bytes | None], window_len: int | None, channels: tuple[str, ...] | None,
+                  max_bytes: int) -> Packed:
+    """The child's side: ``decode_batch`` of the values, packed for the pipe: one header per record (or its
+    failure), the good windows' values stacked in one float32 array; windows of another shape (none, when
+    ``window_len`` and ``channels`` are given) travel whole in the third list, marked by a None header."""
+    heads: list[Head] = []
+    stacked: list[np.ndarray] = []
+    odd: list[SensorWindow] = []
+    shape: tuple[int, ...] | None = None
+    for result in decode_batch(raws, window_len=window_len, channels=channels, max_bytes=max_bytes):
+        if isinstance(result, DecodeFailure):
+            heads.append(result)
+            continue
+        shape = shape or result.values.shape
+        if result.values.shape == shape:
+            heads.append((result.sensor_id, result.window_start, result.window_end, result.channels))
+            stacked.append(result.values)
+        else:
+            heads.append(None)
+            odd.append(result)
+    block = np.stack(stacked).astype(np.float32, copy=False) if stacked else None
+    return heads, block, odd
+
+
+def unpack(packed: Packed) -> list[SensorWindow | DecodeFailure]:
+    """The parent's side: the results of ``decode_batch``, each good window's values a view of the block."""
+    heads, block, odd = packed
+    out: list[SensorWindow | DecodeFailure] = []
+    k = j = 0
+    for head in heads:
+        if isinstance(head, DecodeFailure):
+            out.append(head)
+        elif head is None:
+            out.append(odd[j])
+            j += 1
+        else:
+            assert block is not None
+            out.append(SensorWindow(head[0], head[1], head[2], head[3], block[k]))
+            k += 1
+    return out
+
+
+def _write(stream: IO[bytes], obj: object) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_FRAME.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _read(stream: IO[bytes]) -> Any:
+    head = stream.read(_FRAME.size)
+    if len(head) < _FRAME.size:
+        raise EOFError("the decode process closed its pipe")
+    (size,) = _FRAME.unpack(head)
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("the decode process closed its pipe mid-reply")
+    return pickle.loads(data)  # noqa: S301 - our own child's reply, over a private pipe
+
+
+def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
+    """The child's loop: one reply per request until the requests' pipe closes."""
+    _write(replies, ("ready", os.getpid()))
+    while True:
+        try:
+            raws, window_len, channels, max_bytes = _read(requests)
+        except EOFError:
+            return
+        try:
+            reply: object = ("ok", decode_packed(raws, window_len, channels, max_bytes))
+        except Exception as exc:  # noqa: BLE001 - decode_batch never raises; anything else goes back as text
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        _write(replies, reply)
+
+
+class DecodeProcess:
+    """The child; ``decode`` has ``decode_batch``'s signature and results."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [sys.executable, "-m", "monitor.consumer.decoder"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            close_fds=True)
+        assert self._proc.stdin is not None
+        os.set_blocking(self._proc.stdin.fileno(), False)  # requests go through _send
+        try:
+            kind, pid = self._reply(START_TIMEOUT_S)
+            if kind != "ready":
+                raise EOFError(f"unexpected greeting {kind!r}")
+        except Exception as exc:
+            self.close()
+            raise RuntimeError(f"the decode process did not start: {exc}") from exc
+        self.pid: int = pid
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None
+
+    def _reply(self, timeout_s: float) -> Any:
+        assert self._proc is not None and self._proc.stdout is not None
+        ready, _, _ = select.select([self._proc.stdout], [], [], timeout_s)
+        if not ready:
+            raise TimeoutError(f"no reply in {timeout_s:g} s")
+        return _read(self._proc.stdout)
+
+    def _send(self, obj: object, timeout_s: float) -> None:
+        """One request, written without blocking past ``timeout_s``: a batch is larger than the pipe's buffer,
+        and a stuck child would otherwise hold the consumer in the write."""
+        assert self._proc is not None and self._proc.stdin is not None
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        view = memoryview(_FRAME.pack(len(data)) + data)
+        fd = self._proc.stdin.fileno()
+        deadline = time.monotonic() + timeout_s
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
+                raise TimeoutError(f"the request was not taken in {timeout_s:g} s")
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                continue
+
+    def decode(self, raws: Sequence[bytes | None], *, window_len: int | None = None,
+               channels: tuple[str, ...] | None = None, max_bytes: int = 1_000_000) -> list[SensorWindow | DecodeFailure]:
+        if self._proc is not None:
+            try:
+                self._send((list(raws), window_len, channels, max_bytes), REPLY_TIMEOUT_S)
+                kind, body = self._reply(REPLY_TIMEOUT_S)
+                if kind != "ok":
+                    raise RuntimeError(body)
+                return unpack(body)
+            except Exception as exc:  # noqa: BLE001 - a dead, stuck or failing child: decode here from now on
+                log.error("decode process failed (%s: %s); decoding in the consumer's own thread from now on",
+                          type(exc).__name__, exc)
+                self.close()
+        return decode_batch(raws, window_len=window_len, channels=channels, max_bytes=max_bytes)
+
+    def close(self) -> None:
+        """Close the child's stdin (it exits); kill it if it has not within a few seconds."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    gc.disable()  # a batch's lists hold no reference cycles (as in the loop thread's decode)
+    requests, replies = os.fdopen(0, "rb"), os.fdopen(1, "wb")
+    sys.stdout = sys.stderr  # nothing else may write to the replies' pipe
+    serve(requests, replies)
+
+
+if __name__ == "__main__":
+    main()

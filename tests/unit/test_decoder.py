@@ -1,0 +1,124 @@
+"""Decoding in a second process (run.decode_process): the same results as decode_batch, record by record; a
+child that dies leaves the consumer decoding in its own thread."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from monitor.consumer import decoder as decoder_module
+from monitor.consumer.decoder import DecodeProcess, decode_packed, unpack
+from monitor.core.contract import DecodeFailure, SensorWindow, decode_batch
+from tests.unit.test_contract_fuzz import FUZZ, MAX_BYTES, dump, mutated, same, valid_docs
+
+
+def _agree(a: list[SensorWindow | DecodeFailure], b: list[SensorWindow | DecodeFailure]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert same(x, y), (x, y)
+        if isinstance(x, DecodeFailure):
+            assert x == y
+        else:
+            assert isinstance(y, SensorWindow) and x.values.tobytes() == y.values.tobytes()
+
+
+records = st.lists(valid_docs().map(lambda d: dump(d[0])) | mutated().map(lambda m: m[0])
+                   | st.binary(max_size=200) | st.none(), min_size=1, max_size=10)
+
+
+@FUZZ
+@given(raws=records, shape=st.sampled_from([(None, None), (3, ("a", "b"))]))
+def test_packed_results_unpack_to_what_decode_batch_returns(raws: list[bytes | None],
+                                                           shape: tuple[int | None, tuple[str, ...] | None]) -> None:
+    """Any mix of valid, mutated and arbitrary records; with the model's shape given (every good window of one
+    shape, sent as one block) and without it (windows of several shapes: the odd ones travel whole)."""
+    window_len, channels = shape
+    _agree(unpack(decode_packed(raws, window_len, channels, MAX_BYTES)),
+           decode_batch(raws, window_len=window_len, channels=channels, max_bytes=MAX_BYTES))
+
+
+def _window(sid: str, rows: int) -> bytes:
+    values = [[float(i), float(-i)] for i in range(rows)]
+    return dump({"sensor_id": sid, "window_start": "2026-01-01T00:00:00Z", "window_end": "2026-01-01T00:00:03Z",
+                 "channels": ["a", "b"], "values": values})
+
+
+def test_the_child_decodes_as_the_thread_does_and_a_dead_child_leaves_the_thread_decoding() -> None:
+    raws: list[bytes | None] = [_window(f"s{i}", 4) for i in range(50)] + [b"{", None, _window("short", 3)]
+    decoder = DecodeProcess()
+    try:
+        _agree(decoder.decode(raws, window_len=4, channels=("a", "b"), max_bytes=MAX_BYTES),
+               decode_batch(raws, window_len=4, channels=("a", "b"), max_bytes=MAX_BYTES))
+        assert decoder.alive
+        os.kill(decoder.pid, signal.SIGKILL)
+        time.sleep(0.5)
+        # the batch in hand is decoded here, and every later one (logged once)
+        _agree(decoder.decode(raws, window_len=4, channels=("a", "b"), max_bytes=MAX_BYTES),
+               decode_batch(raws, window_len=4, channels=("a", "b"), max_bytes=MAX_BYTES))
+        assert not decoder.alive
+        assert len(decoder.decode(raws[:3], window_len=4, channels=("a", "b"), max_bytes=MAX_BYTES)) == 3
+    finally:
+        decoder.close()
+        decoder.close()  # idempotent
+
+
+def test_the_child_ignores_the_signals_that_stop_the_consumer() -> None:
+    """SIGTERM / SIGINT go to the consumer's whole process group (a terminal's Ctrl-C, `monitor run --workers`):
+    the child must not die before the consumer has decoded its last batch; the consumer stops it."""
+    decoder = DecodeProcess()
+    try:
+        os.kill(decoder.pid, signal.SIGTERM)
+        os.kill(decoder.pid, signal.SIGINT)
+        time.sleep(0.3)
+        raws: list[bytes | None] = [_window("s", 4)]
+        assert isinstance(decoder.decode(raws, window_len=4, channels=("a", "b"), max_bytes=MAX_BYTES)[0],
+                          SensorWindow)
+        assert decoder.alive
+    finally:
+        decoder.close()
+
+
+def test_the_child_dies_with_a_consumer_that_is_killed() -> None:
+    """A consumer killed by SIGKILL (OOM killer, `kill -9`) runs no cleanup: its end of the pipe closes, and the
+    child, waiting for the next request, ends, so no orphaned decoder is left behind."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "from monitor.consumer.decoder import DecodeProcess\n"
+            "d = DecodeProcess()\n"
+            "print(d.pid, flush=True)\n"
+            "os.kill(os.getpid(), 9)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    child = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"decoder child {child} outlived its killed consumer")
+
+
+def test_a_child_that_stops_answering_is_given_up_after_the_reply_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stuck child (stopped here with SIGSTOP) must not stall the consumer, neither in the write of a batch
+    larger than the pipe's buffer nor in waiting for the reply: past REPLY_TIMEOUT_S the batch is decoded in the
+    loop thread, the child is stopped, and the consumer goes on without it."""
+    monkeypatch.setattr(decoder_module, "REPLY_TIMEOUT_S", 0.5)
+    decoder = DecodeProcess()
+    try:
+        os.kill(decoder.pid, signal.SIGSTOP)
+        raws: list[bytes | None] = [_window(f"s{i}", 4) for i in range(2000)]  # far more than a pipe's buffer
+        started = time.monotonic()
+        _agree(decoder.decode(raws, window_len=4, channels=("a", "b"), max_bytes=MAX_BYTES),
+               decode_batch(raws, window_len=4, channels=("a", "b"), max_bytes=MAX_BYTES))
+        assert not decoder.alive and time.monotonic() - started < 10
+    finally:
+        decoder.close()
