@@ -131,8 +131,9 @@ class DecodeProcess:
         self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
             [sys.executable, "-m", "monitor.consumer.decoder"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             close_fds=True)
-        assert self._proc.stdin is not None
-        os.set_blocking(self._proc.stdin.fileno(), False)  # requests go through _send
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        os.set_blocking(self._proc.stdin.fileno(), False)  # requests go through _send, replies through _reply
+        os.set_blocking(self._proc.stdout.fileno(), False)
         try:
             kind, pid = self._reply(START_TIMEOUT_S)
             if kind != "ready":
@@ -147,11 +148,28 @@ class DecodeProcess:
         return self._proc is not None
 
     def _reply(self, timeout_s: float) -> Any:
+        """One whole reply within ``timeout_s`` (a child stopped mid-reply cannot hold the consumer either)."""
         assert self._proc is not None and self._proc.stdout is not None
-        ready, _, _ = select.select([self._proc.stdout], [], [], timeout_s)
-        if not ready:
-            raise TimeoutError(f"no reply in {timeout_s:g} s")
-        return _read(self._proc.stdout)
+        fd = self._proc.stdout.fileno()
+        deadline = time.monotonic() + timeout_s
+        buf = bytearray()
+        need = _FRAME.size
+        while len(buf) < need:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                raise TimeoutError(f"no whole reply in {timeout_s:g} s")
+            try:
+                chunk = os.read(fd, max(need - len(buf), 1 << 16))
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise EOFError("the decode process closed its pipe")
+            buf += chunk
+            if need == _FRAME.size and len(buf) >= _FRAME.size:
+                need += _FRAME.unpack_from(buf)[0]
+        if len(buf) > need:
+            raise EOFError("the decode process sent more than one reply")
+        return pickle.loads(memoryview(buf)[_FRAME.size:])  # noqa: S301 - our own child's reply, private pipe
 
     def _send(self, obj: object, timeout_s: float) -> None:
         """One request, written without blocking past ``timeout_s``: a batch is larger than the pipe's buffer,

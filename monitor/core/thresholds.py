@@ -340,7 +340,7 @@ def fit_level(quantiles: dict[str, float], q: float) -> float | None:
     if q <= 0 or not quantiles:
         return None
     points = sorted((int(k[1:]) / 1000.0, float(v)) for k, v in quantiles.items()
-                    if k.startswith("q") and k[1:].isdigit() and math.isfinite(v))
+                    if k.startswith("q") and k[1:].isascii() and k[1:].isdigit() and math.isfinite(v))
     for (q0, v0), (q1, v1) in zip(points, points[1:], strict=False):
         if q0 <= q <= q1:
             return v0 + (v1 - v0) * (q - q0) / (q1 - q0) if q1 > q0 else v0

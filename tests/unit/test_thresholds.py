@@ -162,6 +162,8 @@ def test_fit_level_reads_the_stored_training_quantiles() -> None:
     assert fit_level(stored, 0.97) == pytest.approx(2.5)
     assert fit_level(stored, 0.0) is None and fit_level({}, 0.99) is None
     assert fit_level(stored, 0.995) is None, "outside the stored quantiles: no floor, never an extrapolation"
+    damaged = {"q²": 9.0, "q": 9.0, "x990": 9.0, "q9x": 9.0, "q990": 3.0, "q999": float("nan")}
+    assert fit_level(damaged, 0.99) == 3.0, "keys of an edited artifact that are no quantile are ignored"
 
 
 def test_a_second_mode_of_training_scores_within_reach_lifts_the_open_level_above_it() -> None:
