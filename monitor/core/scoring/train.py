@@ -19,7 +19,7 @@ from monitor.core.scoring.baseline import drift_speeds, drifting_channels, jump_
 from monitor.core.scoring.device import resolve_device
 from monitor.core.scoring.linear import Linear
 from monitor.core.scoring.scaler import RobustScaler
-from monitor.core.scoring.scorer import centre_drifting, channel_residuals, channel_values, normalise
+from monitor.core.scoring.scorer import centre_drifting, channel_residuals, channel_values, deseasonalise, normalise
 from monitor.core.scoring.seasonal import Seasonality, fit_seasonality, row_times
 from monitor.core.thresholds import fit_tail
 from monitor.core.windows import sliding_windows
@@ -193,12 +193,12 @@ def train_on_windows(
     if cfg.seasonal and times is not None:
         if not len(times[0]) == len(times[1]) == len(arr):
             raise DataError(f"{len(times[0])} window starts and {len(times[1])} ends for {len(arr)} training windows")
-        row_t = row_times(np.array([t.timestamp() for t in times[0]]), np.array([t.timestamp() for t in times[1]]),
-                          arr.shape[1]).ravel()
+        starts = np.array([t.timestamp() for t in times[0]])
+        ends = np.array([t.timestamp() for t in times[1]])
+        row_t = row_times(starts, ends, arr.shape[1]).ravel()
         order = np.argsort(row_t, kind="stable")
         seasonality = fit_seasonality(row_t[order], arr.reshape(-1, arr.shape[2])[order])
-        if seasonality is not None:
-            arr = (arr.astype(np.float64) - seasonality.component(row_t).reshape(arr.shape)).astype(np.float32)
+        arr = deseasonalise(seasonality, arr, starts, ends)  # the very transform scoring applies
     n_val = int(len(arr) * cfg.val_fraction)
     train_windows, val_windows = arr[: len(arr) - n_val], arr[len(arr) - n_val :]
     if len(train_windows) < MIN_TRAIN_WINDOWS or len(val_windows) < MIN_VAL_WINDOWS:
@@ -396,9 +396,11 @@ def calibrate(
     term included, its spread never below the training windows' robust spread (1.4826 x MAD of their log scores):
     a validation part that shows one operating state (the last few hundred rows of a plant that switches pumps)
     has a narrow spread, and a threshold built on it alarms on every other normal state (docs/quality.md, round
-    7); the tail fit (thresholds.py ``fit_tail``) on the validation and training windows. ``drifting`` is stored as given (see
-    monitor/core/scoring/baseline.py). ``events`` (``event_channels``) marks channels that are inputs only: weight
-    0. With ``tail_balance`` > 0 and several judged channels, their normal tails are balanced (``balance_tails``).
+    7); the tail fit (thresholds.py ``fit_tail``) on the validation and training windows; the training windows'
+    log-score quantiles (``fit_quantiles``, for ``threshold.train_quantile``). ``drifting`` is stored as given
+    (see monitor/core/scoring/baseline.py). ``events`` (``event_channels``) marks channels that are inputs only:
+    weight 0. With ``tail_balance`` > 0 and several judged channels, their normal tails are balanced
+    (``balance_tails``).
     """
     errors, means, _ = channel_residuals(bundle, windows)
     channel_error = errors.mean(axis=0)
