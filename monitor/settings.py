@@ -139,8 +139,10 @@ class ModelSettings(BaseModel):
     event_share: float = Field(
         0.1, ge=0, lt=0.5,
         description="A channel whose training rows hold exactly two values, the rarer in at most this share of them "
-        "(a command, alarm, door or valve channel that is off almost always), is an event channel: the model sees "
-        "it as input, but it is not judged itself (weight 0; its effect on the other channels still is). 0 = off. "
+        "(a command, alarm, door or valve channel that is off almost always), or one value in every row (a command "
+        "the history never used, an idle sensor), is an event channel: it is not judged "
+        "itself (weight 0; its effect on the other channels still is) and, with mute_events, not fed to the model. "
+        "0 = off. "
         "Stored in the artifact. See monitor/core/scoring/train.py event_channels.",
     )
     drift_ratio: float = Field(
@@ -158,6 +160,12 @@ class ModelSettings(BaseModel):
         "sensor's previous window), never by their distance from the training level (no offset to learn, no alert "
         "held open by a slow variable's drift). Off by default: a lasting level shift of such a channel is then "
         "seen at its onset only (docs/quality.md, round 8). Stored in the artifact.")
+    mute_events: bool = Field(
+        True,
+        description="On/off event channels (event_share: not judged) are not fed to the model either (0, their "
+        "training median): the judged channels are reconstructed from the judged channels, so an arrangement of "
+        "commands the history did not show cannot raise the score of a normal sensor (docs/quality.md, round 11). "
+        "Stored in the artifact.")
     combine: str = Field(
         "mean", pattern=r"^(mean|max|rms|top[1-9][0-9]*)$",
         description="How the per-channel values make a window's score: mean, rms, max or topK (mean of the K "

@@ -86,7 +86,14 @@ def train(
     stepping = bundle.meta.training.get("stepping_channels") or []
     typer.echo(f"channels that move by steps (never followed as drifting): {', '.join(stepping) or 'none'}")
     events = [c for c, w in zip(bundle.meta.channels, cal.channel_weight) if w == 0.0]
-    typer.echo(f"event channels (inputs only, not judged; see model.event_share): {', '.join(events) or 'none'}")
+    muted = any(cal.muted)
+    role = "not judged, not fed to the model; see model.event_share, model.mute_events" if muted else \
+        "inputs only, not judged; see model.event_share"
+    typer.echo(f"event channels ({role}): {', '.join(events) or 'none'}")
+    constant = [c for c in bundle.meta.training.get("constant_channels") or [] if c in events]
+    if constant:
+        typer.echo(f"  of them constant in every training row (never judged until a model is trained on a history "
+                   f"where they move): {', '.join(constant)}")
     weighted = [f"{c} x{w:.2g}" for c, w in zip(bundle.meta.channels, cal.channel_weight) if 0.0 < w < 1.0]
     typer.echo(f"channels with event-like tails, weighted down (see model.tail_balance): {', '.join(weighted) or 'none'}")
     typer.echo(f"windows of {bundle.meta.window_len} rows, training stride {bundle.meta.training.get('stride')}"

@@ -18,7 +18,8 @@ one anomaly of its kind is injected. Bases (see docs/quality.md for every magnit
 * ``setpoint``: an operator setpoint switching between two levels, a process value following it with a lag,
   and a heater power tied to it; the same switches happen in the training part, so they are normal;
 * ``events``: one AR(1) sensor beside three sparse event channels (0, and 1 for a single row now and then, as
-  command, valve or door channels are) that do not move it.
+  command, valve or door channels are) that do not move it; ``commands``: the same, with ``event_c`` never used
+  in the training part (a command first sent after the history, as telemetry streams have).
 
 Anomaly kinds are in ``ANOMALY_KINDS``; ``CLEAN_KINDS`` are series without any anomaly, where the only right
 answer is silence. Spans are row ranges ``[start, end)`` that lie in the test part; a persisting anomaly's
@@ -372,6 +373,9 @@ def _clean(base: str) -> _Builder:
             values = _setpoint(rng, lay)
         elif base == "events":
             values = _events(rng, n)
+        elif base == "commands":  # the events base; event_c is first used after the history
+            values = _events(rng, n)
+            values[: lay.train_rows, EVENT_CHANNELS] = 0.0
         else:
             raise ValueError(base)
         return values, times, (), False
@@ -395,7 +399,7 @@ _ANOMALIES: dict[str, tuple[str, _Builder]] = {
     "cycle_down": ("daily", _cycle_jump(-1.0)),
     "shift_beside_events": ("events", _shift_beside_events),
 }
-_CLEAN = ("noise", "daily", "walk", "correlated", "weekly", "quantised", "irregular", "setpoint", "events")
+_CLEAN = ("noise", "daily", "walk", "correlated", "weekly", "quantised", "irregular", "setpoint", "events", "commands")
 _KINDS: dict[str, tuple[str, _Builder]] = {**_ANOMALIES, **{f"clean_{b}": (b, _clean(b)) for b in _CLEAN}}
 ANOMALY_KINDS: tuple[str, ...] = tuple(_ANOMALIES)
 CLEAN_KINDS: tuple[str, ...] = tuple(f"clean_{b}" for b in _CLEAN)
@@ -406,6 +410,7 @@ COLUMNS: dict[str, list[str]] = {
     "quantised": ["pumps", "flow", "pressure"], "correlated": ["a", "b", "c"],
     "setpoint": ["setpoint", "process_value", "heater_power"],
     "events": ["sensor", "event_a", "event_b", "event_c"],
+    "commands": ["sensor", "event_a", "event_b", "event_c"],
 }
 
 

@@ -9,11 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.core.backtest import run_backtest
 from monitor.core.engine import Engine
 from monitor.errors import DataError
 from monitor.core.feedback import adopt_state
+from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.baseline import InputBaseline
 from monitor.core.scoring.scaler import RobustScaler
 from monitor.core.scoring.scorer import Scorer, channel_residuals, normalise
@@ -414,7 +417,7 @@ def test_balance_tails_compresses_only_event_like_tails() -> None:
 
 
 def test_event_channels_are_two_valued_with_a_rare_value() -> None:
-    from monitor.core.scoring.train import event_channels
+    from monitor.core.scoring.train import constant_channels, event_channels
 
     rng = np.random.default_rng(2)
     n = 1000
@@ -424,10 +427,36 @@ def test_event_channels_are_two_valued_with_a_rare_value() -> None:
     constant = np.zeros(n)
     steps = rng.integers(1, 4, n).astype(float)  # three values
     rows = np.stack([sensor, command, state, constant, steps], axis=1)
-    assert event_channels(rows, 0.1) == [False, True, False, False, False]
-    assert event_channels(rows, 0.4) == [False, True, True, False, False]  # 360 of 1000 rows at 55
+    # a constant channel (a command never used in the history) is one too: nothing to judge its first move against
+    assert event_channels(rows, 0.1) == [False, True, False, True, False]
+    assert event_channels(rows, 0.4) == [False, True, True, True, False]  # 360 of 1000 rows at 55
     assert event_channels(rows, 0.0) == [False] * 5
     assert event_channels(rows[:, [1]], 0.1) == [False]  # every channel an event channel: none is (nothing to judge)
+    # an on/off sensor beside its commands: the two-valued ones are judged, the never-used one still is not
+    assert event_channels(rows[:, [1, 3, 1]], 0.1) == [False, True, False]
+    assert event_channels(rows[:, [3, 3]], 0.1) == [False, False]  # every channel constant: none
+    assert constant_channels(rows) == [False, False, False, True, False]
+    assert constant_channels(rows[:0]) == [False] * 5
+
+
+def test_a_command_first_used_after_the_history_raises_no_alert(tiny_model_cfg: ModelSettings) -> None:
+    """The taxonomy's ``commands`` base with 2 days of history: ``event_c`` never fires in them and fires about
+    ten times in the test part. A channel that never moved has no scale and untrained weights in the model; judged
+    (``event_share`` 0, as before round 11 for such a channel), its first commands keep the sensor alerted; as an
+    event channel it is neither judged nor fed to the model, and the sensor's noise raises nothing."""
+    series = shorten(generate("clean_commands", 0, quick=True), 0.5)
+    history = series.frame.iloc[: series.train_rows]
+    assert history["event_c"].eq(0).all() and series.frame["event_c"].sum() >= 3
+    alerted = {}
+    for share in (0.1, 0.0):
+        bundle = train(history, tiny_model_cfg.model_copy(update={"event_share": share}), version="commands")
+        assert bundle.meta.training["constant_channels"] == ["event_c"]
+        cal = bundle.meta.calibration
+        if share:
+            assert cal.channel_weight == [1.0, 0.0, 0.0, 0.0] and cal.muted == [False, True, True, True]
+        table = run_backtest(series.frame, bundle, ThresholdSettings(), AlertSettings(), stride=1).table
+        alerted[share] = float(table["is_anomaly"].to_numpy()[series.train_rows :].mean())
+    assert alerted[0.1] == 0.0 and alerted[0.0] > 0.2, alerted
 
 
 def test_an_event_seen_only_in_the_validation_part_still_makes_an_event_channel(tiny_model_cfg: ModelSettings) -> None:
@@ -444,6 +473,53 @@ def test_an_event_seen_only_in_the_validation_part_still_makes_an_event_channel(
                          index=index).astype(np.float32)
     bundle = train(frame, tiny_model_cfg, version="late-event")
     assert bundle.meta.calibration.channel_weight == [1.0, 0.0, 0.0]
+
+
+@pytest.fixture(scope="module")
+def event_models() -> dict[bool, tuple[ModelBundle, np.ndarray]]:
+    """Tiny models of a short history (2 days) of the taxonomy's ``events`` base, with and without
+    ``mute_events``, and the series' test-part windows."""
+    series = shorten(generate("clean_events", 1, quick=True), 0.5)
+    cfg = ModelSettings(window_len=16, stride=2, hidden_size=8, latent_size=4, epochs=12, batch_size=32, seed=0)
+    test = series.frame.iloc[series.train_rows :].to_numpy(dtype=np.float32)
+    windows = sliding_windows(test, cfg.window_len, cfg.window_len)
+    return {mute: (train(series.frame.iloc[: series.train_rows], cfg.model_copy(update={"mute_events": mute}),
+                         version=f"events-{mute}"), windows) for mute in (False, True)}
+
+
+@settings(max_examples=40, deadline=None)
+@given(events=st.lists(st.lists(st.sampled_from([0.0, 1.0]), min_size=3, max_size=3), min_size=16, max_size=16),
+       which=st.integers(0, 10**6))
+def test_a_muted_event_channel_cannot_move_the_score(
+    event_models: dict[bool, tuple[ModelBundle, np.ndarray]], events: list[list[float]], which: int,
+) -> None:
+    """Event channels are not judged and, muted (the default), not fed to the model: any arrangement of events
+    beside a test window of the sensor leaves its score and its contributions as they are without events."""
+    bundle, windows = event_models[True]
+    assert bundle.meta.calibration.muted == [False, True, True, True]
+    assert bundle.meta.calibration.channel_weight == [1.0, 0.0, 0.0, 0.0]
+    base = windows[which % len(windows)].copy()
+    base[:, 1:] = 0.0
+    moved = base.copy()
+    moved[:, 1:] = np.asarray(events, dtype=np.float32)
+    scores = Scorer(bundle).score(np.stack([base, moved]))
+    np.testing.assert_allclose(scores.score[1], scores.score[0], rtol=1e-6)
+    np.testing.assert_allclose(scores.contributions[1], scores.contributions[0], rtol=1e-6, atol=1e-9)
+
+
+def test_an_event_channel_fed_to_the_model_moves_the_sensors_score(
+    event_models: dict[bool, tuple[ModelBundle, np.ndarray]],
+) -> None:
+    """What muting removes (the property above fails for this model): fed in, two events in one row of a window
+    the sensor holds normal change the sensor's reconstruction, so its score, though no judged value moved."""
+    bundle, windows = event_models[False]
+    assert bundle.meta.calibration.muted == [] and bundle.meta.calibration.channel_weight == [1.0, 0.0, 0.0, 0.0]
+    base = windows.copy()
+    base[:, :, 1:] = 0.0
+    moved = base.copy()
+    moved[:, 8, 1:3] = 1.0
+    change = np.abs(np.log(Scorer(bundle).score(moved).score / Scorer(bundle).score(base).score))
+    assert float(np.median(change)) > 0.01 and float(np.max(change)) > 0.2, (np.median(change), np.max(change))
 
 
 def test_a_sensors_shift_is_not_hidden_by_normal_events_on_other_channels(tiny_model_cfg: ModelSettings) -> None:

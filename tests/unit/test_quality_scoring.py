@@ -56,6 +56,11 @@ def test_false_alerts_count_openings_outside_spans_on_the_test_part_only() -> No
     early = flags(*range(8, 13))
     assert false_alerts(early, [(10, 18)], grace=5, first_row=5) == 1
     assert judge_spans(early, TIMES, [(10, 18)], grace=5)[0].delay_rows == 0
+    # an alert open from the training part into the test part: the test part starts in a false alert
+    held = flags(*range(3, 9), 30)
+    assert false_alerts(held, [], grace=5, first_row=5) == 2
+    assert false_alerts(held, [(5, 9)], grace=5, first_row=5) == 1  # inside a span: not false
+    assert false_alerts(flags(*range(0, 40)), [], grace=5, first_row=5) == 1
 
 
 def test_threshold_ratios() -> None:

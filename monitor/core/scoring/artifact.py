@@ -47,7 +47,10 @@ class Calibration:
     channel (an input only, train.py ``event_channels``), below 1 for a channel whose normal values have an
     event-like tail (``balance_tails``); empty: all 1, as in artifacts made before it. ``jump_scale``: per drifting
     channel of a model with ``centre_drifting``, the typical change of its level between the halves of a training
-    window (baseline.py ``jump_scales``; empty or 0: no jump term). See monitor/core/scoring/scorer.py and baseline.py.
+    window (baseline.py ``jump_scales``; empty or 0: no jump term). ``muted``: per channel, fed to the model as 0
+    (its training median): the event channels of a model trained with ``mute_events`` (empty: none, as in
+    artifacts made before it). ``fit_quantiles``: the training windows' log-score quantiles
+    (``threshold.train_quantile``). See monitor/core/scoring/scorer.py and baseline.py.
     """
 
     channel_error: list[float]
@@ -69,6 +72,7 @@ class Calibration:
     channel_weight: list[float] = field(default_factory=list)  # per channel, in [0, 1] (scorer.py; empty: all 1)
     jump_scale: list[float] = field(default_factory=list)  # per channel, scaler units (scorer.py; empty/0: no jump term)
     fit_quantiles: dict[str, float] = field(default_factory=dict)  # training windows' log-score quantiles ("q990")
+    muted: list[bool] = field(default_factory=list)  # per channel: fed to the model as 0 (scorer.py; empty: none)
 
 
 @dataclass
@@ -322,6 +326,8 @@ def _check_meta(data: dict[str, Any], cal: Calibration) -> None:
         raise ArtifactError("calibration.jump_scale must not be negative")
     if not all(0 <= v <= 1 for v in cal.channel_weight) or (cal.channel_weight and not any(cal.channel_weight)):
         raise ArtifactError("calibration.channel_weight must lie in [0, 1], with at least one above 0")
+    if cal.muted and all(cal.muted):
+        raise ArtifactError("calibration.muted must leave at least one channel fed to the model")
     if cal.linear:
         _per_channel(cal.linear_scale, n, "calibration.linear_scale", required=True)
         if not all(v > 0 for v in cal.linear_scale):

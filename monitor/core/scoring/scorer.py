@@ -20,7 +20,8 @@ Per window and channel, up to four terms are added:
   (``jump_scale``, baseline.py ``jump_scales``), squared (``jump_values``). Without it a step that starts exactly where a window starts
   (non-overlapping windows) would never be inside any window, and never seen.
 
-Each channel's value is then weighted (1, unless it is an on/off event channel, an input only: 0, or its
+The model's input is ``model_input``'s (drifting channels centred, event channels muted, where the artifact
+says so). Each channel's value is then weighted (1, unless it is an on/off event channel, not judged: 0, or its
 normal values have an event-like tail: below 1; monitor/core/scoring/train.py ``event_channels``,
 ``balance_tails``). The window score is the mean over channels of these weighted values; contributions are
 their shares (sum to 1), so an alert names the channels whose error, level or linear residual explains it.
@@ -61,7 +62,7 @@ def channel_residuals(
     ``torch.inference_mode``; ``bf16`` runs the model under bfloat16 autocast (the errors themselves are computed
     in float32). On the CPU no tensor is copied (``.to`` and ``.cpu`` return the tensor itself).
     """
-    scaled = centre_drifting(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), bundle.meta.calibration)
+    scaled = model_input(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), bundle.meta.calibration)
     out = np.empty((scaled.shape[0], scaled.shape[2]), dtype=np.float64)
     mean = np.empty_like(out)
     device = next(bundle.module.parameters()).device
@@ -92,16 +93,30 @@ def linear_of(calibration: Calibration, n_channels: int) -> Linear | None:
     return linear
 
 
-def centre_drifting(scaled: np.ndarray, calibration: Calibration) -> np.ndarray:
-    """Scaled windows (n, window_len, C) with each drifting channel's window mean removed (artifacts with
-    ``centre_drifting``): a slow process variable is judged by its short-term shape and its relation to the
-    other channels, never by its distance from a training level that a few hundred rows show only in part, so
-    no offset has to be learned for it (nothing is learned during an anomaly)."""
-    if not calibration.centre_drifting or not any(calibration.drifting):
+def model_input(scaled: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """What the model sees of scaled windows (n, window_len, C), in training and in scoring alike.
+
+    * Each drifting channel's window mean removed (artifacts with ``centre_drifting``): a slow process variable
+      is judged by its short-term shape and its relation to the other channels, never by its distance from a
+      training level that a few hundred rows show only in part, so no offset has to be learned for it (nothing
+      is learned during an anomaly).
+    * Each **muted** channel (``calibration.muted``: the on/off event channels of a model trained with
+      ``mute_events``) at 0, its training median: an event channel is not judged (weight 0), and fed in it let
+      an arrangement of events the history did not show (two commands in one window, a command seen once in
+      training) move the reconstruction of the judged channels, so normal events raised false alerts
+      (docs/quality.md, round 11). The judged channels are reconstructed from the judged channels, and a
+      sensor's response to a command is judged by its shape, as any other movement of the sensor is.
+
+    Returns ``scaled`` itself when neither applies."""
+    muted = any(calibration.muted)
+    if not muted and (not calibration.centre_drifting or not any(calibration.drifting)):
         return scaled
-    flags = np.asarray(calibration.drifting, dtype=bool)
     out = np.array(scaled, dtype=np.float32, copy=True)
-    out[:, :, flags] -= out[:, :, flags].mean(axis=1, keepdims=True)
+    if calibration.centre_drifting and any(calibration.drifting):
+        flags = np.asarray(calibration.drifting, dtype=bool)
+        out[:, :, flags] -= out[:, :, flags].mean(axis=1, keepdims=True)
+    if muted:
+        out[:, :, np.asarray(calibration.muted, dtype=bool)] = 0.0
     return out
 
 

@@ -19,7 +19,13 @@ from monitor.core.scoring.baseline import drift_speeds, drifting_channels, jump_
 from monitor.core.scoring.device import resolve_device
 from monitor.core.scoring.linear import Linear
 from monitor.core.scoring.scaler import RobustScaler
-from monitor.core.scoring.scorer import centre_drifting, channel_residuals, channel_values, deseasonalise, normalise
+from monitor.core.scoring.scorer import (
+    channel_residuals,
+    channel_values,
+    deseasonalise,
+    model_input,
+    normalise,
+)
 from monitor.core.scoring.seasonal import Seasonality, fit_seasonality, row_times
 from monitor.core.thresholds import fit_tail
 from monitor.core.windows import sliding_windows
@@ -288,11 +294,15 @@ def _fit(
                                            strict=True)]
     if warm_start is not None:
         drifting = list(warm_start.meta.calibration.drifting) or drifting
-    training = {**training, "stepping_channels": [c for c, s in zip(channels, stepping, strict=True) if s]}
-    shape = Calibration([], 0.0, 1.0, drifting=drifting, centre_drifting=cfg.centre_drifting)
+    history = train_rows if event_rows is None else event_rows
+    training = {**training, "stepping_channels": [c for c, s in zip(channels, stepping, strict=True) if s],
+                "constant_channels": [c for c, k in zip(channels, constant_channels(history), strict=True) if k]}
+    events = event_channels(history, cfg.event_share)
+    muted = list(events) if cfg.mute_events and any(events) else []
+    shape = Calibration([], 0.0, 1.0, drifting=drifting, centre_drifting=cfg.centre_drifting, muted=muted)
     scaled_train = scaler.transform(train_windows)  # also the jump scales' input, below
-    x_train = torch.from_numpy(centre_drifting(scaled_train, shape)).to(device)
-    x_val = torch.from_numpy(centre_drifting(scaler.transform(val_windows), shape)).to(device)
+    x_train = torch.from_numpy(model_input(scaled_train, shape)).to(device)
+    x_val = torch.from_numpy(model_input(scaler.transform(val_windows), shape)).to(device)
     optimiser = torch.optim.Adam(module.parameters(), lr=cfg.learning_rate)
     loss_fn = nn.MSELoss()
 
@@ -348,7 +358,7 @@ def _fit(
         bundle, val_windows, error_floor=cfg.error_floor, level_weight=cfg.level_weight, fit_windows=train_windows,
         drifting=drifting, centre_drifting=cfg.centre_drifting, combine=cfg.combine,
         linear_weight=cfg.linear_weight, linear_variance=cfg.linear_variance, tail_balance=cfg.tail_balance,
-        events=event_channels(train_rows if event_rows is None else event_rows, cfg.event_share),
+        events=events, muted=muted,
     )
     meta.calibration.drift_speed = drift_speeds(scaler.transform(drift_source), drifting, cfg.drift_span)
     if cfg.centre_drifting and cfg.level_weight > 0:  # their level is not judged: their jumps are (scorer.py)
@@ -376,6 +386,7 @@ def calibrate(
     linear_variance: float = 0.9,
     tail_balance: float = 0.0,
     events: list[bool] | None = None,
+    muted: list[bool] | None = None,
 ) -> Calibration:
     """Measure the score scale on (normal) validation windows (batch, window_len, n_channels).
 
@@ -415,7 +426,7 @@ def calibrate(
     if error_floor > 0:
         channel_error = np.maximum(channel_error, error_floor * float(np.median(channel_error)))
     cal = Calibration([float(v) for v in channel_error], 0.0, 1.0, drifting=list(drifting or []),
-                      centre_drifting=centre_drifting, combine=combine)
+                      centre_drifting=centre_drifting, combine=combine, muted=list(muted or []))
     if level_weight > 0:
         fit = means if fit_means is None else np.concatenate([fit_means, means])
         centre = np.median(fit, axis=0)
@@ -461,16 +472,32 @@ HEAVY_TAIL_RATIO = 20.0  # see balance_tails
 def event_channels(rows: np.ndarray, share: float) -> list[bool]:
     """Which channels of the training rows (n, C) are on/off **event channels**: exactly two distinct values, the
     rarer held in at most ``share`` of the rows (a command, alarm, door or valve channel that is off almost
-    always). They stay in the model's input, so it can use them to explain the other channels, but are not
-    judged themselves (weight 0): an event at a moment the training rows did not show it is an operator's or a
-    controller's action, not a sensor's anomaly, and its effect on the judged channels is still seen. When every
-    channel is one, none is marked (the model has nothing else to judge). ``share`` 0: none."""
+    always), or **one** value in every row (a command the history never used; a spare or idle sensor). They are
+    not judged themselves (weight 0): an event at a moment the training rows did not show it is an operator's or a
+    controller's action, not a sensor's anomaly, and its effect on the judged channels is still seen; a channel
+    that never moved has no scale and no behaviour to judge its first movement against (its scaler unit is a
+    placeholder 1, and the model's weights for it are untrained: a first command put every score of a 2-day
+    history 10-100 times above its threshold, docs/quality.md, round 11). With ``model.mute_events`` (the default)
+    they are not fed to the model either (scorer.py ``model_input``): a few days of history show few arrangements
+    of sparse events, and a model fed them reconstructed a sensor worse beside an arrangement it had not seen.
+    When every channel is one, only the constant ones stay marked (the model has nothing else to judge: a sensor
+    that is itself on/off beside its commands), and none when every channel is constant. ``share`` 0: none."""
     x = np.asarray(rows)
     flags: list[bool] = []
     for c in range(x.shape[1] if x.ndim == 2 else 0):
         values, counts = np.unique(x[:, c], return_counts=True)
-        flags.append(share > 0 and len(values) == 2 and int(counts.min()) <= share * len(x))
-    return [False] * len(flags) if flags and all(flags) else flags
+        flags.append(share > 0 and (len(values) == 1 or (len(values) == 2 and int(counts.min()) <= share * len(x))))
+    if flags and all(flags):
+        constant = constant_channels(x)
+        return [False] * len(flags) if all(constant) else constant
+    return flags
+
+
+def constant_channels(rows: np.ndarray) -> list[bool]:
+    """Channels holding one value in every row of ``rows`` (n, C) (reported at training: they are not judged while
+    ``event_channels`` marks them)."""
+    x = np.asarray(rows)
+    return [bool(x.shape[0]) and bool(np.all(x[:, c] == x[0, c])) for c in range(x.shape[1])] if x.ndim == 2 else []
 
 
 def balance_tails(values: np.ndarray, quantile: float) -> list[float]:
@@ -509,11 +536,11 @@ def _calibrate_linear(
     a validation part that shows one operating state only (a few hundred rows) must not make every other normal
     state look anomalous; it gets the same floor as the error scale."""
     source = fit_windows if fit_windows is not None and len(fit_windows) else windows
-    scaled_fit = centre_drifting(bundle.scaler.transform(np.asarray(source, dtype=np.float32)), cal)
+    scaled_fit = model_input(bundle.scaler.transform(np.asarray(source, dtype=np.float32)), cal)
     linear = Linear.fit(scaled_fit.reshape(-1, scaled_fit.shape[2]), variance)
     if linear is None:
         return None, None
-    val = linear.residual(centre_drifting(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), cal))
+    val = linear.residual(model_input(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), cal))
     fit = linear.residual(scaled_fit)
     scale = np.maximum(val.mean(axis=0), fit.mean(axis=0))
     if error_floor > 0:
@@ -547,6 +574,6 @@ def _window_mean_spread(bundle: ModelBundle, cal: Calibration, windows: np.ndarr
     rows almost exactly, so their residuals alone give a scale far narrower than what new normal windows show;
     a residual of one natural spread is then one unit, and the level term can only be large when the window's
     mean itself is far outside what the channel does (on white noise, 0 false alerts instead of ~1 per day)."""
-    scaled = centre_drifting(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), cal)
+    scaled = model_input(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), cal)
     means = scaled.mean(axis=1)
     return robust_sd(means)
