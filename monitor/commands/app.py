@@ -86,8 +86,7 @@ def train(
     stepping = bundle.meta.training.get("stepping_channels") or []
     typer.echo(f"channels that move by steps (never followed as drifting): {', '.join(stepping) or 'none'}")
     events = [c for c, w in zip(bundle.meta.channels, cal.channel_weight) if w == 0.0]
-    muted = any(cal.muted)
-    role = "not judged, not fed to the model; see model.event_share, model.mute_events" if muted else \
+    role = "not judged, not fed to the model; see model.event_share, model.mute_events" if cfg.mute_events else \
         "inputs only, not judged; see model.event_share"
     typer.echo(f"event channels ({role}): {', '.join(events) or 'none'}")
     constant = [c for c in bundle.meta.training.get("constant_channels") or [] if c in events]

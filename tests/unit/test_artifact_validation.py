@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from monitor.errors import ArtifactError, MonitorError
 from monitor.core.scoring import artifact
+from monitor.core.scoring.scorer import model_input
 from monitor.registry import model_files
 from tests.unit.artifacts import CHANNELS, crafted, small_bundle
 
@@ -103,6 +105,7 @@ def test_an_untouched_crafted_artifact_loads_and_matches_to_bytes(tmp_path: Path
     (edit("calibration.muted", [True, True, True]), "muted must leave at least one channel"),
     (edit("calibration.muted", [False, True]), "muted has 2 entries"),
     (edit("calibration.muted", [False, "yes", False]), "muted"),
+    (edit("calibration.muted", [False, True, False]), "muted must name event channels only"),
     (edit("calibration.level_weight", 10**400), "level_weight holds a non-finite number"),
     (edit("metrics", {"val_loss": "low"}), "metrics['val_loss'] must be float, not str"),
     (edit("training", []), "training must be an object, not list"),
@@ -116,6 +119,18 @@ def test_damaged_metadata_is_refused_with_the_field_named(change: Callable[[Meta
     with pytest.raises(ArtifactError) as info:
         artifact.from_bytes(crafted(BUNDLE, meta=change), "m.pt")
     assert message in str(info.value) and str(info.value).startswith("m.pt: ")
+
+
+def test_a_muted_event_channel_loads_and_is_fed_to_the_model_as_zero() -> None:
+    def mute_middle(meta: Meta) -> None:
+        meta["calibration"]["channel_weight"] = [1.0, 0.0, 1.0]
+        meta["calibration"]["muted"] = [False, True, False]
+
+    loaded = artifact.from_bytes(crafted(BUNDLE, meta=mute_middle))
+    assert loaded.meta.calibration.muted == [False, True, False]
+    windows = np.ones((2, loaded.meta.window_len, N), dtype=np.float32)
+    fed = model_input(windows, loaded.meta.calibration)
+    assert (fed[:, :, 1] == 0).all() and (fed[:, :, [0, 2]] == 1).all() and (windows == 1).all()
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -70,3 +70,30 @@ def test_train_names_its_event_channels_and_the_channels_it_weighted_down(tmp_pa
     assert said["0", "0.99"][0].endswith(": none") and "event_" in said["0", "0.99"][1], said
     assert "sensor" not in said["0", "0.99"][1], said
     assert all(line.endswith(": none") for line in said["0", "0"]), said
+
+
+def test_train_says_which_event_channels_never_moved_in_the_history(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`monitor train` on the taxonomy's ``commands`` base (``event_c`` never used in the history) lists the event
+    channels as neither judged nor fed to the model, and names ``event_c`` as constant in every training row;
+    with ``model.mute_events`` off it says they are inputs."""
+    from typer.testing import CliRunner
+
+    from monitor.commands.app import app
+    from pipelines.bench.taxonomy import generate
+
+    series = generate("clean_commands", 0, quick=True)
+    csv = tmp_path / "commands.csv"
+    series.frame.iloc[: series.train_rows].rename_axis("timestamp").to_csv(csv)
+    tiny = {"MONITOR_MODEL__HIDDEN_SIZE": "8", "MONITOR_MODEL__LATENT_SIZE": "4", "MONITOR_MODEL__THREADS": "1",
+            "MONITOR_MODEL__STRIDE": "2"}
+    said: dict[str, list[str]] = {}
+    for mute in ("true", "false"):
+        result = CliRunner().invoke(app, ["train", str(csv), "--out", str(tmp_path / "m.pt"), "--epochs", "2",
+                                          "--window-len", "16"], env={**tiny, "MONITOR_MODEL__MUTE_EVENTS": mute})
+        assert result.exit_code == 0, result.output
+        said[mute] = [line for line in result.output.splitlines() if "event channels" in line or "constant in" in line]
+    assert said["true"][0].startswith("event channels (not judged, not fed to the model") and said["true"][0].endswith(
+        ": event_a, event_b, event_c"), said
+    assert said["true"][1].strip().startswith("of them constant in every training row") and said["true"][1].endswith(
+        ": event_c"), said
+    assert said["false"][0].startswith("event channels (inputs only, not judged"), said

@@ -442,8 +442,9 @@ def test_event_channels_are_two_valued_with_a_rare_value() -> None:
 def test_a_command_first_used_after_the_history_raises_no_alert(tiny_model_cfg: ModelSettings) -> None:
     """The taxonomy's ``commands`` base with 2 days of history: ``event_c`` never fires in them and fires about
     ten times in the test part. A channel that never moved has no scale and untrained weights in the model; judged
-    (``event_share`` 0, as before round 11 for such a channel), its first commands keep the sensor alerted; as an
-    event channel it is neither judged nor fed to the model, and the sensor's noise raises nothing."""
+    (here with ``event_share`` 0, which judges every event channel; before round 11 the defaults judged the
+    never-used one), its first commands keep the sensor alerted; as an event channel it is neither judged nor fed
+    to the model, and the sensor's noise raises nothing."""
     series = shorten(generate("clean_commands", 0, quick=True), 0.5)
     history = series.frame.iloc[: series.train_rows]
     assert history["event_c"].eq(0).all() and series.frame["event_c"].sum() >= 3

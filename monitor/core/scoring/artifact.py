@@ -43,8 +43,8 @@ class Calibration:
     level the sensor baseline follows fast (empty: none); ``linear`` / ``linear_weight`` / ``linear_scale``: the
     linear (PCA residual) term, monitor/core/scoring/linear.py (empty: none, as in artifacts made before it);
     ``drift_speed``: per drifting channel the fastest its level moved in training (baseline.py; empty: none);
-    ``channel_weight``: per channel, the factor (0 <= w <= 1) of its value in the score: 0 for an on/off event
-    channel (an input only, train.py ``event_channels``), below 1 for a channel whose normal values have an
+    ``channel_weight``: per channel, the factor (0 <= w <= 1) of its value in the score: 0 for an event channel
+    (not judged, train.py ``event_channels``), below 1 for a channel whose normal values have an
     event-like tail (``balance_tails``); empty: all 1, as in artifacts made before it. ``jump_scale``: per drifting
     channel of a model with ``centre_drifting``, the typical change of its level between the halves of a training
     window (baseline.py ``jump_scales``; empty or 0: no jump term). ``muted``: per channel, fed to the model as 0
@@ -328,6 +328,9 @@ def _check_meta(data: dict[str, Any], cal: Calibration) -> None:
         raise ArtifactError("calibration.channel_weight must lie in [0, 1], with at least one above 0")
     if cal.muted and all(cal.muted):
         raise ArtifactError("calibration.muted must leave at least one channel fed to the model")
+    if any(m and not (cal.channel_weight and cal.channel_weight[i] == 0) for i, m in enumerate(cal.muted)):
+        raise ArtifactError("calibration.muted must name event channels only (channel_weight 0): a muted channel "
+                            "is not fed to the model, so it cannot be judged")
     if cal.linear:
         _per_channel(cal.linear_scale, n, "calibration.linear_scale", required=True)
         if not all(v > 0 for v in cal.linear_scale):

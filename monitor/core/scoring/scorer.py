@@ -159,8 +159,8 @@ def normalise(
     linear: np.ndarray | None = None, jump: np.ndarray | None = None,
 ) -> Scores:
     """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> Scores, with
-    ``calibration``'s scales (``channel_values``) and channel weights (``channel_weight``: an on/off event channel
-    weighs 0, an input only, and a channel whose normal values have an event-like tail weighs less, so that
+    ``calibration``'s scales (``channel_values``) and channel weights (``channel_weight``: an event channel
+    weighs 0, not judged, and a channel whose normal values have an event-like tail weighs less, so that
     normal events do not hide a change of another channel; see train.py ``event_channels`` and ``balance_tails``)."""
     normed = channel_values(errors, calibration, residual_mean, linear, jump)
     if calibration.channel_weight:
