@@ -444,7 +444,7 @@ def test_a_command_first_used_after_the_history_raises_no_alert(tiny_model_cfg: 
     ten times in the test part. A channel that never moved has no scale and untrained weights in the model; judged
     (here with ``event_share`` 0, which judges every event channel; before round 11 the defaults judged the
     never-used one), its first commands keep the sensor alerted; as an event channel it is neither judged nor fed
-    to the model, and the sensor's noise raises nothing."""
+    to the model, and the sensor's noise raises (next to) nothing."""
     series = shorten(generate("clean_commands", 0, quick=True), 0.5)
     history = series.frame.iloc[: series.train_rows]
     assert history["event_c"].eq(0).all() and series.frame["event_c"].sum() >= 3
@@ -457,7 +457,7 @@ def test_a_command_first_used_after_the_history_raises_no_alert(tiny_model_cfg: 
             assert cal.channel_weight == [1.0, 0.0, 0.0, 0.0] and cal.muted == [False, True, True, True]
         table = run_backtest(series.frame, bundle, ThresholdSettings(), AlertSettings(), stride=1).table
         alerted[share] = float(table["is_anomaly"].to_numpy()[series.train_rows :].mean())
-    assert alerted[0.1] == 0.0 and alerted[0.0] > 0.2, alerted
+    assert alerted[0.1] < 0.02 and alerted[0.0] > 0.2, alerted  # 0.0 and 0.23 on this machine (Xeon, AVX-512)
 
 
 def test_an_event_seen_only_in_the_validation_part_still_makes_an_event_channel(tiny_model_cfg: ModelSettings) -> None:

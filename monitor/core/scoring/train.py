@@ -410,8 +410,8 @@ def calibrate(
     7); the tail fit (thresholds.py ``fit_tail``) on the validation and training windows; the training windows'
     log-score quantiles (``fit_quantiles``, for ``threshold.train_quantile``). ``drifting`` is stored as given
     (see monitor/core/scoring/baseline.py). ``events`` (``event_channels``) marks channels that are not judged:
-    weight 0; ``muted`` (the same channels under ``mute_events``) is stored as given. With ``tail_balance`` > 0 and several judged channels, their normal tails are balanced
-    (``balance_tails``).
+    weight 0; ``muted`` (the same channels under ``mute_events``) is stored as given. With ``tail_balance`` > 0
+    and several judged channels, their normal tails are balanced (``balance_tails``).
     """
     errors, means, _ = channel_residuals(bundle, windows)
     channel_error = errors.mean(axis=0)
