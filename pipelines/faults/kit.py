@@ -600,6 +600,16 @@ def db_offsets(case: Case) -> dict[int, int]:
         return {int(p): int(o) for p, o in rows}
 
 
+def wait_stored(case: Case, partitions: set[int], timeout_s: float) -> bool:
+    """True once the database holds a stored offset for each of ``partitions``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if partitions <= set(db_offsets(case)):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def lost_records(case: Case) -> dict[int, int]:
     """Partition -> records recorded as lost (expired from the log before they were read), where any."""
     with case.db.connect() as conn:
