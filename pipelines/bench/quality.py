@@ -15,7 +15,7 @@ tep_far_normal=…% taxonomy_recall=… taxonomy_false_per_day=…`` on one line
 failed). Progress goes to stderr. See docs/quality.md.
 
 Usage: ``python -m pipelines.bench.quality [--legs skab,tep,taxonomy] [--data-skab DIR] [--data-tep DIR]
-[--seeds 2] [--quick] [--threads 1] [--per-series] [--train-share 1.0]``.
+[--seeds 2] [--quick] [--threads 1] [--per-series] [--train-share 1.0] [--spoil-history 0]``.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ import argparse
 import dataclasses
 import sys
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from monitor.core.backtest import run_backtest
@@ -103,9 +105,10 @@ def run_series(series: Series, settings: Settings) -> SeriesOutcome:
 
 
 def taxonomy_leg(seeds: int, quick: bool, settings: Settings, per_series: bool,
-                 train_share: float = 1.0) -> dict[str, float]:
-    all_series = [shorten(s, train_share) for s in taxonomy(range(seeds), quick=quick)]
+                 train_share: float = 1.0, spikes: int = 0) -> dict[str, float]:
+    all_series = [spoil(shorten(s, train_share), spikes) for s in taxonomy(range(seeds), quick=quick)]
     shown = f", training on the last {train_share:.0%} of each training part" if train_share < 1.0 else ""
+    shown += f", {spikes} spike(s) in each history" if spikes else ""
     print(f"\n== Taxonomy: {len(all_series)} series ({seeds} seed(s) per kind{', quick' if quick else ''}{shown})")
     started = time.monotonic()
     outcomes: list[SeriesOutcome] = []
@@ -200,6 +203,30 @@ def shorten(series: Series, share: float) -> Series:
                                spans=tuple((a - cut, b - cut) for a, b in series.spans))
 
 
+SPIKE_SDS = 8.0  # --spoil-history: each spike's size in the channel's training SDs
+SPIKE_ROWS = 2
+
+
+def spoil(series: Series, spikes: int) -> Series:
+    """``series`` with ``spikes`` anomalies in its history: each lifts one judged channel (not an event channel) by
+    8 of its training SDs, random sign, for 2 rows, somewhere in the training part (seeded by the series' name).
+    The training part is no longer clean, as a real stream's first days often are not; the test part and its
+    labels are unchanged."""
+    if spikes <= 0:
+        return series
+    rng = np.random.default_rng(zlib.crc32(series.name.encode()))
+    values = series.frame.to_numpy(copy=True)
+    history = values[: series.train_rows]
+    judged = [c for c, name in enumerate(series.frame.columns) if not str(name).startswith("event_")]
+    sd = history.std(axis=0)
+    for _ in range(spikes):
+        row = int(rng.integers(series.train_rows // 8, series.train_rows - SPIKE_ROWS))
+        c = judged[int(rng.integers(len(judged)))]
+        values[row : row + SPIKE_ROWS, c] += SPIKE_SDS * sd[c] * float(rng.choice([-1.0, 1.0]))
+    frame = pd.DataFrame(values, index=series.frame.index, columns=series.frame.columns)
+    return dataclasses.replace(series, frame=frame)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--legs", type=parse_legs, default=list(LEGS), help="Comma-separated legs (default all).")
@@ -211,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-series", action="store_true", help="Print one line per file / series.")
     parser.add_argument("--train-share", type=float, default=1.0,
                         help="Taxonomy: train on the last share of each training part (0.5: a 2-day history).")
+    parser.add_argument("--spoil-history", type=int, default=0, metavar="N",
+                        help="Taxonomy: N spikes (8 SD, 2 rows) in each series' training part: a history that is "
+                             "not clean.")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
@@ -233,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures |= tep_leg((args.data_tep or bench_tep.default_data_dir()).resolve(), settings)
             else:
                 figures |= taxonomy_leg(1 if args.quick else args.seeds, args.quick, settings, args.per_series,
-                                        args.train_share)
+                                        args.train_share, args.spoil_history)
         except MonitorError as exc:
             print(f"error in leg {leg}: {exc}", file=sys.stderr)
             status = 1

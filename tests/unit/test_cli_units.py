@@ -72,28 +72,53 @@ def test_train_names_its_event_channels_and_the_channels_it_weighted_down(tmp_pa
     assert all(line.endswith(": none") for line in said["0", "0"]), said
 
 
+def _tiny_train_output(csv, out, env: dict[str, str]) -> list[str]:  # type: ignore[no-untyped-def]
+    """The lines `monitor train` prints for ``csv`` with a tiny model (2 epochs, windows of 16) and ``env``."""
+    from typer.testing import CliRunner
+
+    from monitor.commands.app import app
+
+    tiny = {"MONITOR_MODEL__HIDDEN_SIZE": "8", "MONITOR_MODEL__LATENT_SIZE": "4", "MONITOR_MODEL__THREADS": "1",
+            "MONITOR_MODEL__STRIDE": "2"}
+    result = CliRunner().invoke(app, ["train", str(csv), "--out", str(out), "--epochs", "2", "--window-len", "16"],
+                                env={**tiny, **env})
+    assert result.exit_code == 0, result.output
+    return list(result.output.splitlines())
+
+
 def test_train_says_which_event_channels_never_moved_in_the_history(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`monitor train` on the taxonomy's ``commands`` base (``event_c`` never used in the history) lists the event
     channels as neither judged nor fed to the model, and names ``event_c`` as constant in every training row;
     with ``model.mute_events`` off it says they are inputs."""
-    from typer.testing import CliRunner
-
-    from monitor.commands.app import app
     from pipelines.bench.taxonomy import generate
 
     series = generate("clean_commands", 0, quick=True)
     csv = tmp_path / "commands.csv"
     series.frame.iloc[: series.train_rows].rename_axis("timestamp").to_csv(csv)
-    tiny = {"MONITOR_MODEL__HIDDEN_SIZE": "8", "MONITOR_MODEL__LATENT_SIZE": "4", "MONITOR_MODEL__THREADS": "1",
-            "MONITOR_MODEL__STRIDE": "2"}
-    said: dict[str, list[str]] = {}
-    for mute in ("true", "false"):
-        result = CliRunner().invoke(app, ["train", str(csv), "--out", str(tmp_path / "m.pt"), "--epochs", "2",
-                                          "--window-len", "16"], env={**tiny, "MONITOR_MODEL__MUTE_EVENTS": mute})
-        assert result.exit_code == 0, result.output
-        said[mute] = [line for line in result.output.splitlines() if "event channels" in line or "constant in" in line]
+    said = {mute: [line for line in _tiny_train_output(csv, tmp_path / "m.pt", {"MONITOR_MODEL__MUTE_EVENTS": mute})
+                   if "event channels" in line or "constant in" in line] for mute in ("true", "false")}
     assert said["true"][0].startswith("event channels (not judged, not fed to the model") and said["true"][0].endswith(
         ": event_a, event_b, event_c"), said
     assert said["true"][1].strip().startswith("of them constant in every training row") and said["true"][1].endswith(
         ": event_c"), said
     assert said["false"][0].startswith("event channels (inputs only, not judged"), said
+
+
+def test_train_names_the_rows_its_history_screen_left_out(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`monitor train` on a history with two spikes names each spiked row and its channel (model.history_screen);
+    with the screen off it says nothing of the kind."""
+    from pipelines.bench.taxonomy import generate
+
+    series = generate("clean_noise", 0, quick=True)
+    frame = series.frame.iloc[: series.train_rows].copy()
+    frame.iloc[200:202, 0] += 30.0
+    frame.iloc[700, 0] -= 30.0
+    csv = tmp_path / "spiked.csv"
+    frame.rename_axis("timestamp").to_csv(csv)
+    said = {screen: [line for line in _tiny_train_output(csv, tmp_path / "m.pt",
+                                                         {"MONITOR_MODEL__HISTORY_SCREEN": screen})
+                     if "history_screen" in line] for screen in ("8", "0")}
+    times = [frame.index[i].isoformat() for i in (200, 201, 700)]
+    assert said["8"] == [f"rows left out of the fit as anomalies of the history (spikes, bursts; model.history_screen): "
+                         f"3: {times[0]} value; {times[1]} value; {times[2]} value"], said
+    assert said["0"] == [], said

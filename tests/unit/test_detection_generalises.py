@@ -21,7 +21,7 @@ from monitor.core.scoring.baseline import InputBaseline
 from monitor.core.scoring.scaler import RobustScaler
 from monitor.core.scoring.scorer import Scorer, channel_residuals, normalise
 from monitor.core.scoring.seasonal import DAY, fit_seasonality, row_times
-from monitor.core.scoring.train import fit_shape, min_rows, train
+from monitor.core.scoring.train import fit_shape, min_rows, screen_rows, train
 from monitor.settings import AlertSettings, ModelSettings, ThresholdSettings
 from monitor.core.thresholds import SensorThreshold
 from monitor.core.windows import sliding_windows
@@ -295,6 +295,71 @@ def test_the_level_scale_is_never_narrower_than_the_natural_spread_of_window_mea
     shifted[2000:2100] += 4.0
     result = run_backtest(_frame(shifted), bundle, ThresholdSettings(), AlertSettings(), stride=1)
     assert result.table["is_anomaly"].to_numpy()[2000:2100 + bundle.meta.window_len].any()
+
+
+def _ar1(rng: np.random.Generator, n: int, phi: float = 0.8) -> np.ndarray:
+    out = np.zeros(n)
+    noise = rng.normal(0.0, 1.0, n)
+    for t in range(1, n):
+        out[t] = phi * out[t - 1] + noise[t]
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n_spikes=st.integers(1, 4), length=st.integers(1, 3),
+       size=st.floats(20.0, 60.0), step=st.floats(-40.0, 40.0))
+def test_the_history_screen_flags_spikes_and_short_bursts_only(seed: int, n_spikes: int, length: int, size: float,
+                                                                step: float) -> None:
+    """Isolated spikes and bursts shorter than 6 rows are flagged on their own rows and nowhere else; a step that
+    lasts, an event channel, a channel whose bursts are frequent (3 % of its rows: its normal behaviour) and a
+    burst that another channel's step explains are not."""
+    rng = np.random.default_rng(seed)
+    n = 1500  # up to 12 flagged rows: within the 1 % a channel may have
+    sensor = 10 + _ar1(rng, n)
+    sensor[400:] += step  # a lasting step of any size
+    candidates = [p for p in range(10, n - 10, 25) if abs(p - 400) > 15]
+    starts = rng.choice(candidates, size=n_spikes, replace=False)
+    spiked = set()
+    for p in starts:
+        sensor[p : p + length] += size * rng.choice([-1.0, 1.0])
+        spiked |= set(range(p, p + length))
+    mask = screen_rows(sensor[:, None], 8.0)
+    assert set(np.flatnonzero(mask[:, 0]).tolist()) == spiked
+    assert not screen_rows(sensor[:, None], 0.0).any(), "0 is off"
+    events = (rng.random(n) < 0.01).astype(float)
+    bursty = 5 + _ar1(rng, n)
+    bursty[rng.choice(n, size=45, replace=False)] += 40.0
+    assert not screen_rows(np.stack([events, bursty], axis=1), 8.0, [True, False]).any()
+    # A pump on for a few rows, and its flow with it: the flow's burst is explained by the count's step.
+    pumps = np.full(n, 2.0)
+    pumps[starts[0] : starts[0] + length] = 3.0
+    flow = 40 * pumps + rng.normal(0, 1.5, n)
+    assert screen_rows(flow[:, None], 8.0)[starts[0], 0], "alone, the flow's burst is flagged"
+    assert not screen_rows(np.stack([pumps, flow], axis=1), 8.0).any(), "beside the count it is explained"
+
+
+def test_spikes_in_the_history_are_left_out_and_cannot_set_its_scales(tiny_model_cfg: ModelSettings) -> None:
+    """Three spikes of 2 rows (one in the validation part) in 1,200 rows of history: with the screen their windows
+    stay out of training and calibration (the error and linear scales as on the clean history); without it they
+    set the scales two times higher or more, so a change of the same sensor scores that much lower."""
+    rng = np.random.default_rng(3)
+    n = 1200
+    latent = _ar1(rng, n, 0.95)
+    values = np.stack([50 + 3 * latent + rng.normal(0, 0.5, n), 20 + 2 * latent + rng.normal(0, 0.5, n)],
+                      axis=1).astype(np.float32)
+    spiked = values.copy()
+    for p in (300, 650, 1050):
+        spiked[p : p + 2, 0] += 80.0  # 8 SD of the channel
+    on, off = (tiny_model_cfg.model_copy(update={"history_screen": v}) for v in (8.0, 0.0))
+    clean = train(_frame(values), on, version="clean").meta.calibration
+    screened_bundle = train(_frame(spiked), on, version="screened")
+    screened, plain = screened_bundle.meta.calibration, train(_frame(spiked), off, version="plain").meta.calibration
+    assert screened_bundle.meta.training["screened_rows"] == 6
+    assert [row["channels"] for row in screened_bundle.meta.training["screened"]] == [["c0"]] * 6
+    for field in ("channel_error", "linear_scale"):
+        ref, got, bad = (np.asarray(getattr(c, field)) for c in (clean, screened, plain))
+        assert np.all(got < 1.5 * ref) and np.all(got > ref / 1.5), (field, ref, got)
+        assert bad[0] > 2 * ref[0], (field, ref, bad)
 
 
 def test_the_error_scale_is_the_mean_over_validation_and_training_windows(tiny_model_cfg: ModelSettings) -> None:

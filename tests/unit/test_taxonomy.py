@@ -168,3 +168,21 @@ def test_a_shortened_history_keeps_the_test_part_and_its_labels(kind: str) -> No
     for bad in ("0", "1.5", "nan", "-0.2"):
         with pytest.raises(SystemExit):
             main(["--legs", "taxonomy", "--train-share", bad])
+
+
+@pytest.mark.parametrize("kind", ["level_up", "clean_events", "clean_daily"])
+def test_a_spoiled_history_holds_its_spikes_and_leaves_the_test_part_alone(kind: str) -> None:
+    from pipelines.bench.quality import SPIKE_ROWS, SPIKE_SDS, spoil
+
+    series = generate(kind, 1, quick=True)
+    spoiled = spoil(series, 3)
+    assert spoil(series, 0) is series
+    pd.testing.assert_frame_equal(spoil(series, 3).frame, spoiled.frame)  # seeded
+    pd.testing.assert_frame_equal(spoiled.frame.iloc[series.train_rows :], series.frame.iloc[series.train_rows :])
+    assert spoiled.spans == series.spans and spoiled.train_rows == series.train_rows
+    moved = spoiled.frame.to_numpy() - series.frame.to_numpy()
+    rows, cols = np.nonzero(moved)
+    assert 0 < len(set(rows.tolist())) <= 3 * SPIKE_ROWS and rows.max() < series.train_rows
+    assert not any(str(series.frame.columns[c]).startswith("event_") for c in cols), "event channels stay as they are"
+    sd = series.frame.iloc[: series.train_rows].to_numpy().std(axis=0)
+    assert np.all(np.abs(moved[rows, cols]) >= SPIKE_SDS * sd[cols] * 0.999)

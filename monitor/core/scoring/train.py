@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypedDict, Unpack
@@ -28,7 +29,7 @@ from monitor.core.scoring.scorer import (
 )
 from monitor.core.scoring.seasonal import Seasonality, fit_seasonality, row_times
 from monitor.core.thresholds import fit_tail
-from monitor.core.windows import sliding_windows
+from monitor.core.windows import sliding_windows, window_starts
 from monitor.errors import CancelledRunError, DataError
 from monitor.settings import ModelSettings
 
@@ -94,6 +95,23 @@ def train(
                  "model.window_len is the longest window)", n_train_rows, window_len, stride, cfg.window_len,
                  cfg.stride)
         cfg = cfg.model_copy(update={"window_len": window_len, "stride": stride})
+    # Anomalies the history holds (spikes, bursts): their rows are filled with their neighbourhood's median for
+    # what is fitted on rows (the daily profile, the scaler, which channels drift) and the windows around them are
+    # left out of training and calibration, so they are never learned as normal (``screen_rows``).
+    flagged = screen_rows(values, cfg.history_screen, event_channels(values, cfg.event_share))
+    screened: np.ndarray = np.asarray(flagged.any(axis=1))
+    keep_train = keep_val = None
+    if screened.any():
+        keep_train = ~windows_touching(screened[:n_train_rows], window_len, stride)
+        keep_val = ~windows_touching(screened[n_train_rows:], window_len, _val_stride(window_len, stride))
+        if keep_train.sum() >= MIN_TRAIN_WINDOWS and keep_val.sum() >= MIN_VAL_WINDOWS:
+            log.info("history screen: %d row(s) far off their neighbourhood keep %d training and %d validation "
+                     "window(s) out of the fit", int(screened.sum()), int((~keep_train).sum()), int((~keep_val).sum()))
+            values = np.where(flagged, neighbourhood_medians(values, SCREEN_HALF)[2], values).astype(np.float32)
+        else:
+            log.warning("history screen: %d row(s) far off their neighbourhood, but leaving them out would leave "
+                        "too few windows: they are trained on", int(screened.sum()))
+            flagged[:], keep_train, keep_val = False, None, None
     times = _epoch_seconds(frame.index) if cfg.seasonal else None
     # The profile is fitted on every row given, the validation part included: a short history (the first 15 % of
     # two weeks of 5-minute data is ~2 days) holds two whole cycles only with it, and fit_seasonality keeps a
@@ -107,6 +125,8 @@ def train(
     train_rows, val_rows = values[:n_train_rows], values[n_train_rows:]
     train_windows = sliding_windows(train_rows, cfg.window_len, cfg.stride)
     val_windows = sliding_windows(val_rows, cfg.window_len, _val_stride(cfg.window_len, cfg.stride))
+    if keep_train is not None and keep_val is not None:
+        train_windows, val_windows = train_windows[keep_train], val_windows[keep_val]
     if len(train_windows) < MIN_TRAIN_WINDOWS or len(val_windows) < MIN_VAL_WINDOWS:
         raise DataError(
             f"too little data: {len(values)} rows give {len(train_windows)} training and {len(val_windows)} "
@@ -120,6 +140,10 @@ def train(
         "end": frame.index[-1].isoformat() if len(frame) else None,
         "stride": cfg.stride,
         "seasonal_periods_s": list(seasonality.periods) if seasonality is not None else [],
+        "screened_rows": int(flagged.any(axis=1).sum()),
+        "screened": [{"at": frame.index[r].isoformat(), "channels": [str(frame.columns[c])
+                                                                     for c in np.flatnonzero(flagged[r])]}
+                     for r in np.flatnonzero(flagged.any(axis=1))[:MAX_SCREENED_SHOWN]],
     }
     return _fit(train_windows, val_windows, train_rows, [str(c) for c in frame.columns], cfg, training, device,
                 seasonality=seasonality, event_rows=values, **options)
@@ -549,6 +573,69 @@ def _calibrate_linear(
     cal.linear_weight = float(weight)
     cal.linear_scale = [float(v) for v in np.maximum(scale, MIN_LEVEL_SCALE**2)]
     return val, fit
+
+
+SCREEN_HALF = 5  # rows on each side of the screen's neighbourhood (11 rows)
+SCREEN_MAX_SHARE = 0.01  # a channel with more bursts (runs of flagged rows) per row than this is not screened
+SCREEN_MOVED = 3.0  # robust SDs off its neighbourhood at which another channel explains a burst beside it
+MAX_SCREENED_SHOWN = 20  # screened rows named in the artifact's training record
+
+
+def screen_rows(values: np.ndarray, bound: float, events: Sequence[bool] | None = None) -> np.ndarray:
+    """(n_rows, n_channels): where a channel of ``values`` (n_rows, n_channels) lies more than ``bound`` robust
+    SDs (1.4826 x MAD of every row's distance from the median of the 5 rows before and the 5 after it) from the
+    median of the 5 rows before it and from that of the 5 rows after it: a spike or a burst of a few rows (up to
+    3 flagged whole, the edges of one up to 5). A step that lasts is not flagged (the rows after it agree with
+    it), nor is a row where another channel (an event channel included) moves off its own neighbourhood too (more
+    than ``SCREEN_MOVED`` robust SDs, or at all for a channel that mostly holds its value): the burst is then
+    explained. A channel with more bursts (runs of flagged rows) than ``SCREEN_MAX_SHARE`` of its rows, an event
+    channel and a channel whose distances have no spread are not screened."""
+    v = np.asarray(values, dtype=np.float64)
+    out = np.zeros(v.shape, dtype=bool)
+    if bound <= 0 or len(v) < 2 * SCREEN_HALF + 1:
+        return out
+    before, after, both = neighbourhood_medians(v, SCREEN_HALF)
+    signed = v - both
+    spread = 1.4826 * np.median(np.abs(signed - np.median(signed, axis=0)), axis=0)
+    # Off both sides: the first row of a step that lasts is off the rows before it, not off those after it.
+    dist = np.fmin(np.abs(v - before), np.abs(v - after))
+    # Where a channel moves off its neighbourhood too (a step of a count, a command), a burst beside it is
+    # explained (a pump switched on for a few rows, and its flow with it): only a burst no other channel shares
+    # is screened.
+    moved = np.where(spread > 0, dist > SCREEN_MOVED * spread, dist > 0)
+    for c in range(v.shape[1]):
+        if (events is not None and events[c]) or not spread[c] > 0:
+            continue
+        flagged = dist[:, c] > bound * spread[c]
+        bursts = int(flagged[0]) + int(np.sum(flagged[1:] & ~flagged[:-1]))  # runs of flagged rows
+        if bursts <= SCREEN_MAX_SHARE * len(v):
+            others = np.delete(moved, c, axis=1).any(axis=1) if v.shape[1] > 1 else np.zeros(len(v), dtype=bool)
+            out[:, c] = flagged & ~others
+    return out
+
+
+def neighbourhood_medians(values: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's median of the ``half`` rows before it, of the ``half`` rows after it, and of both (the row
+    itself left out; fewer rows at the ends, NaN where there are none). On a trend or a cycle the last lies near
+    the row's own value without being it, so a row's distance from it is its noise, not 0."""
+    n, shape = len(values), values.shape
+    before, after, both = (np.full(shape, np.nan) for _ in range(3))
+    for c in range(shape[1]):
+        padded = np.concatenate([np.full(half, np.nan), values[:, c].astype(np.float64), np.full(half, np.nan)])
+        around = np.stack([padded[half + k : half + k + n] for k in range(-half, half + 1) if k != 0], axis=1)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN sides at the ends
+            before[:, c] = np.nanmedian(around[:, :half], axis=1)
+            after[:, c] = np.nanmedian(around[:, half:], axis=1)
+            both[:, c] = np.nanmedian(around, axis=1)
+    return before, after, both
+
+
+def windows_touching(rows: np.ndarray, window_len: int, stride: int) -> np.ndarray:
+    """For the windows ``sliding_windows`` cuts from ``len(rows)`` rows, whether each holds a row set in ``rows``."""
+    starts = window_starts(len(rows), window_len, stride)
+    csum = np.concatenate([[0], np.cumsum(rows.astype(np.int64))])
+    return np.asarray((csum[starts + window_len] - csum[starts]) > 0)
 
 
 def log_spread(val_logs: np.ndarray, fit_logs: np.ndarray | None) -> float:
