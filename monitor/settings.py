@@ -167,13 +167,14 @@ class ModelSettings(BaseModel):
         "commands the history did not show cannot raise the score of a normal sensor (docs/quality.md, round 11). "
         "Stored in the artifact.")
     history_screen: float = Field(
-        8.0, ge=0,
+        12.0, ge=0,
         description="Training on a history (`monitor train`): a row where a channel lies more than this many robust "
         "SDs from both the median of the 5 rows before it and that of the 5 after it, while no other channel moves "
         "(a spike or a burst of a few rows: an anomaly the history holds), is filled with its neighbourhood's median "
-        "for the row statistics and the windows around it are left out of training and calibration, so it is never "
-        "learned as normal. A channel with more such bursts than 1 % of its rows is not screened (its bursts are its "
-        "normal behaviour), nor is an event channel. `monitor train` names the rows; 0 = off.")
+        "for the row statistics and the windows around it are left out of training and calibration (their scores "
+        "still count in the training quantile, threshold.train_quantile), so it is never learned as normal. A "
+        "channel with more such bursts than 1 % of its rows is not screened (its bursts are its normal behaviour), "
+        "nor is an event channel. `monitor train` names the rows; 0 = off.")
     combine: str = Field(
         "mean", pattern=r"^(mean|max|rms|top[1-9][0-9]*)$",
         description="How the per-channel values make a window's score: mean, rms, max or topK (mean of the K "

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from monitor.commands.backtest import backtest
-from monitor.commands.common import apply_threads, fail, load_settings, open_db, parse_time_option
+from monitor.commands.common import apply_threads, fail, load_settings, open_db, parse_time_option, screened_line
 from monitor.commands.config import config_app
 from monitor.commands.db import db_app
 from monitor.commands.models import models_app
@@ -99,12 +99,7 @@ def train(
                + (f" (shortened for {len(frame)} rows; model.window_len={cfg.window_len} is the longest)"
                   if bundle.meta.window_len < cfg.window_len else ""))
     if cfg.history_screen > 0:
-        screened = bundle.meta.training.get("screened") or []
-        shown = "; ".join(f"{row['at']} {', '.join(row['channels'])}" for row in screened[:5])
-        more = bundle.meta.training.get("screened_rows", 0) - min(len(screened), 5)
-        typer.echo(f"rows left out of the fit as anomalies of the history (spikes, bursts; model.history_screen): "
-                   f"{bundle.meta.training.get('screened_rows', 0)}" + (f": {shown}" if shown else "")
-                   + (f" and {more} more" if more > 0 else ""))
+        typer.echo(screened_line(bundle.meta.training))
     periods = bundle.meta.training.get("seasonal_periods_s") or []
     names = {86400.0: "daily", 604800.0: "weekly"}
     typer.echo(f"cycles removed before the model (model.seasonal): {', '.join(names.get(p, f'{p:g} s') for p in periods) or 'none'}")

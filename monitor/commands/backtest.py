@@ -36,7 +36,7 @@ def backtest(
     A row's score is the score of the window ending at that row; rows before the first full window get an
     empty score and is_anomaly 0. Prints a summary of the alerts found.
     """
-    from monitor.commands.common import fail, load_settings
+    from monitor.commands.common import fail, load_settings, screened_line
     from monitor.core.backtest import run_backtest
     from monitor.core.scoring.train import train
     from monitor.ingest.files import read_wide_csv
@@ -76,6 +76,8 @@ def backtest(
             with Bar("train", "epoch") as bar:
                 bundle = train(history, cfg, source=str(train_csv or input_csv), version="backtest",
                                on_epoch=bar.epoch)
+            if bundle.meta.training.get("screened_rows"):
+                typer.echo(screened_line(bundle.meta.training), err=True)
         with Bar("backtest", "win") as bar:
             result = run_backtest(
                 frame, bundle, settings.threshold, settings.alert, stride=stride, retrain_every=retrain_every,

@@ -96,3 +96,17 @@ def apply_threads(settings: Settings) -> None:
         import torch
 
         torch.set_num_threads(settings.model.threads)
+
+
+def screened_line(training: dict[str, object]) -> str:
+    """What a model's history screen left out of its fit (``model.history_screen``), as `monitor train` and
+    `monitor backtest` print it: the count, then up to five rows with their channels."""
+    rows = training.get("screened")
+    rows = rows if isinstance(rows, list) else []
+    count = training.get("screened_rows")
+    count = count if isinstance(count, int) else len(rows)
+    shown = "; ".join(f"{row['at']} {', '.join(row['channels'])}" for row in rows[:5])
+    more = count - min(len(rows), 5)
+    return (f"rows left out of the fit as anomalies of the history (spikes, bursts; model.history_screen): {count}"
+            + (f": {shown}" if shown else "") + (f" and {more} more" if more > 0 else ""))
+

@@ -19,7 +19,9 @@ one anomaly of its kind is injected. Bases (see docs/quality.md for every magnit
   and a heater power tied to it; the same switches happen in the training part, so they are normal;
 * ``events``: one AR(1) sensor beside three sparse event channels (0, and 1 for a single row now and then, as
   command, valve or door channels are) that do not move it; ``commands``: the same, with ``event_c`` never used
-  in the training part (a command first sent after the history, as telemetry streams have).
+  in the training part (a command first sent after the history, as telemetry streams have);
+* ``spiky``: white noise with a one-row spike of +10 SD every 100-300 rows: load spikes that are normal for this
+  sensor (a history screen must not take them for anomalies of the history; docs/quality.md, round 12).
 
 Anomaly kinds are in ``ANOMALY_KINDS``; ``CLEAN_KINDS`` are series without any anomaly, where the only right
 answer is silence. Spans are row ranges ``[start, end)`` that lie in the test part; a persisting anomaly's
@@ -182,6 +184,21 @@ def _quantised(rng: np.random.Generator, n: int) -> np.ndarray:
     flow = 40 * pumps + rng.normal(0, 1.5, size=n)
     pressure = 3 + _ar1(rng, n, 0.9, 0.2)
     return np.stack([pumps, flow, pressure], axis=1)
+
+
+SPIKY_GAP_ROWS = (100, 300)  # rows between two normal load spikes (5-minute rows: about 1-3 a day)
+SPIKY_SPIKE_SD = 10.0
+
+
+def _spiky(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 1) white noise (mean 10, SD 1) with a one-row spike of +10 SD every U(100, 300) rows: load spikes that
+    are this sensor's normal behaviour (history and test alike)."""
+    values = rng.normal(10, 1, size=n)
+    t = int(rng.integers(*SPIKY_GAP_ROWS))
+    while t < n:
+        values[t] += SPIKY_SPIKE_SD
+        t += int(rng.integers(*SPIKY_GAP_ROWS))
+    return values[:, None]
 
 
 EVENT_CHANNELS = 3
@@ -373,6 +390,8 @@ def _clean(base: str) -> _Builder:
             values = _setpoint(rng, lay)
         elif base == "events":
             values = _events(rng, n)
+        elif base == "spiky":
+            values = _spiky(rng, n)
         elif base == "commands":  # the events base; event_c is first used after the history
             values = _events(rng, n)
             values[: lay.train_rows, EVENT_CHANNELS] = 0.0
@@ -399,7 +418,8 @@ _ANOMALIES: dict[str, tuple[str, _Builder]] = {
     "cycle_down": ("daily", _cycle_jump(-1.0)),
     "shift_beside_events": ("events", _shift_beside_events),
 }
-_CLEAN = ("noise", "daily", "walk", "correlated", "weekly", "quantised", "irregular", "setpoint", "events", "commands")
+_CLEAN = ("noise", "daily", "walk", "correlated", "weekly", "quantised", "irregular", "setpoint", "events", "commands",
+          "spiky")
 _KINDS: dict[str, tuple[str, _Builder]] = {**_ANOMALIES, **{f"clean_{b}": (b, _clean(b)) for b in _CLEAN}}
 ANOMALY_KINDS: tuple[str, ...] = tuple(_ANOMALIES)
 CLEAN_KINDS: tuple[str, ...] = tuple(f"clean_{b}" for b in _CLEAN)
@@ -411,6 +431,7 @@ COLUMNS: dict[str, list[str]] = {
     "setpoint": ["setpoint", "process_value", "heater_power"],
     "events": ["sensor", "event_a", "event_b", "event_c"],
     "commands": ["sensor", "event_a", "event_b", "event_c"],
+    "spiky": ["load"],
 }
 
 

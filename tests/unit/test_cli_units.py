@@ -122,3 +122,27 @@ def test_train_names_the_rows_its_history_screen_left_out(tmp_path) -> None:  # 
     assert said["8"] == [f"rows left out of the fit as anomalies of the history (spikes, bursts; model.history_screen): "
                          f"3: {times[0]} value; {times[1]} value; {times[2]} value"], said
     assert said["0"] == [], said
+
+
+def test_backtest_names_the_rows_its_history_screen_left_out(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`monitor backtest --train-rows N` (the first part of a stream as its history) says which rows of that part
+    the screen left out of the fit."""
+    from typer.testing import CliRunner
+
+    from monitor.commands.app import app
+    from pipelines.bench.taxonomy import generate
+
+    series = generate("clean_noise", 0, quick=True)
+    frame = series.frame.copy()
+    frame.iloc[300:302, 0] += 30.0
+    csv = tmp_path / "stream.csv"
+    frame.rename_axis("timestamp").to_csv(csv)
+    env = {"MONITOR_MODEL__HIDDEN_SIZE": "8", "MONITOR_MODEL__LATENT_SIZE": "4", "MONITOR_MODEL__THREADS": "1",
+           "MONITOR_MODEL__EPOCHS": "2", "MONITOR_MODEL__WINDOW_LEN": "16", "MONITOR_MODEL__STRIDE": "2"}
+    result = CliRunner().invoke(app, ["backtest", str(csv), "--out", str(tmp_path / "bt.csv"), "--train-rows",
+                                      str(series.train_rows)], env=env)
+    assert result.exit_code == 0, result.output
+    times = [frame.index[i].isoformat() for i in (300, 301)]
+    assert (f"rows left out of the fit as anomalies of the history (spikes, bursts; model.history_screen): 2: "
+            f"{times[0]} value; {times[1]} value") in result.output.splitlines(), result.output
+

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from monitor.core.backtest import run_backtest
 from monitor.core.engine import Engine
@@ -338,10 +339,22 @@ def test_the_history_screen_flags_spikes_and_short_bursts_only(seed: int, n_spik
     assert not screen_rows(np.stack([pumps, flow], axis=1), 8.0).any(), "beside the count it is explained"
 
 
+@settings(max_examples=60, deadline=None)
+@given(values=arrays(np.float64, st.tuples(st.integers(0, 40), st.integers(1, 4)),
+                     elements=st.floats(allow_nan=False, allow_infinity=False)))
+def test_the_history_screen_takes_any_finite_history(values: np.ndarray) -> None:
+    """Any finite rows (huge, tiny, constant, fewer than a neighbourhood): a mask of their shape, no error."""
+    mask = screen_rows(values, 8.0)
+    assert mask.shape == values.shape and mask.dtype == bool
+    if len(values) < 11:
+        assert not mask.any()
+
+
 def test_spikes_in_the_history_are_left_out_and_cannot_set_its_scales(tiny_model_cfg: ModelSettings) -> None:
     """Three spikes of 2 rows (one in the validation part) in 1,200 rows of history: with the screen their windows
-    stay out of training and calibration (the error and linear scales as on the clean history); without it they
-    set the scales two times higher or more, so a change of the same sensor scores that much lower."""
+    stay out of training and calibration (the error and linear scales as on the clean history) but for the
+    training quantile; without it they set the scales two times higher or more, so a change of the same sensor
+    scores that much lower."""
     rng = np.random.default_rng(3)
     n = 1200
     latent = _ar1(rng, n, 0.95)
@@ -360,6 +373,10 @@ def test_spikes_in_the_history_are_left_out_and_cannot_set_its_scales(tiny_model
         ref, got, bad = (np.asarray(getattr(c, field)) for c in (clean, screened, plain))
         assert np.all(got < 1.5 * ref) and np.all(got > ref / 1.5), (field, ref, got)
         assert bad[0] > 2 * ref[0], (field, ref, bad)
+    # Nothing is fitted on the left-out windows, but how high the history's scores reach is asked of all of it:
+    # their scores stay in the training quantile (here far beyond the threshold's reach, so it ignores them).
+    assert screened.fit_quantiles["q999"] > clean.fit_quantiles["q999"] + 1.0, (screened.fit_quantiles,
+                                                                                 clean.fit_quantiles)
 
 
 def test_the_error_scale_is_the_mean_over_validation_and_training_windows(tiny_model_cfg: ModelSettings) -> None:

@@ -101,12 +101,13 @@ def train(
     flagged = screen_rows(values, cfg.history_screen, event_channels(values, cfg.event_share))
     screened: np.ndarray = np.asarray(flagged.any(axis=1))
     keep_train = keep_val = None
+    raw = values  # as given (the screened rows unfilled)
     if screened.any():
         keep_train = ~windows_touching(screened[:n_train_rows], window_len, stride)
         keep_val = ~windows_touching(screened[n_train_rows:], window_len, _val_stride(window_len, stride))
         if keep_train.sum() >= MIN_TRAIN_WINDOWS and keep_val.sum() >= MIN_VAL_WINDOWS:
-            log.info("history screen: %d row(s) far off their neighbourhood keep %d training and %d validation "
-                     "window(s) out of the fit", int(screened.sum()), int((~keep_train).sum()), int((~keep_val).sum()))
+            log.info("history screen: %d row(s) far off their neighbourhood: %d training and %d validation window(s) "
+                     "left out of the fit", int(screened.sum()), int((~keep_train).sum()), int((~keep_val).sum()))
             values = np.where(flagged, neighbourhood_medians(values, SCREEN_HALF)[2], values).astype(np.float32)
         else:
             log.warning("history screen: %d row(s) far off their neighbourhood, but leaving them out would leave "
@@ -125,7 +126,12 @@ def train(
     train_rows, val_rows = values[:n_train_rows], values[n_train_rows:]
     train_windows = sliding_windows(train_rows, cfg.window_len, cfg.stride)
     val_windows = sliding_windows(val_rows, cfg.window_len, _val_stride(cfg.window_len, cfg.stride))
+    held = None  # the training windows the screen left out, as they were: only the training quantile sees them
     if keep_train is not None and keep_val is not None:
+        if seasonality is not None:
+            assert times is not None
+            raw = (raw.astype(np.float64) - seasonality.component(times)).astype(np.float32)
+        held = sliding_windows(raw[:n_train_rows], cfg.window_len, cfg.stride)[~keep_train]
         train_windows, val_windows = train_windows[keep_train], val_windows[keep_val]
     if len(train_windows) < MIN_TRAIN_WINDOWS or len(val_windows) < MIN_VAL_WINDOWS:
         raise DataError(
@@ -146,7 +152,7 @@ def train(
                      for r in np.flatnonzero(flagged.any(axis=1))[:MAX_SCREENED_SHOWN]],
     }
     return _fit(train_windows, val_windows, train_rows, [str(c) for c in frame.columns], cfg, training, device,
-                seasonality=seasonality, event_rows=values, **options)
+                seasonality=seasonality, event_rows=values, held_windows=held, **options)
 
 
 def fit_shape(n_train_rows: int, cfg: ModelSettings) -> tuple[int, int]:
@@ -292,6 +298,7 @@ def _fit(
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     drift_rows: np.ndarray | None = None,
     event_rows: np.ndarray | None = None,
+    held_windows: np.ndarray | None = None,
 ) -> ModelBundle:
     """The training loop: windows (n, window_len, n_channels); ``train_rows`` (n_rows, n_channels) fit the scaler.
     With ``seasonality`` the windows and rows are given without their profile, which the artifact stores.
@@ -299,7 +306,9 @@ def _fit(
     what a channel is (an on/off event channel) is read from the whole history. A command seen once in two days
     may fall in the validation part, and a channel constant in the rest would be judged, each of its later events
     scoring ten times the threshold (docs/quality.md, round 9). Not the validation windows' rows: they overlap,
-    and would count each of their rows several times."""
+    and would count each of their rows several times. ``held_windows``: training windows the history screen left
+    out (``screen_rows``), as they were; nothing is fitted on them, only the training quantile counts their scores
+    (``calibrate``)."""
     generator = _seed_everything(cfg.seed)
     scaler = warm_start.scaler if warm_start else RobustScaler.fit(train_rows)
     if warm_start is not None:
@@ -382,7 +391,7 @@ def _fit(
         bundle, val_windows, error_floor=cfg.error_floor, level_weight=cfg.level_weight, fit_windows=train_windows,
         drifting=drifting, centre_drifting=cfg.centre_drifting, combine=cfg.combine,
         linear_weight=cfg.linear_weight, linear_variance=cfg.linear_variance, tail_balance=cfg.tail_balance,
-        events=events, muted=muted,
+        events=events, muted=muted, held_windows=held_windows,
     )
     meta.calibration.drift_speed = drift_speeds(scaler.transform(drift_source), drifting, cfg.drift_span)
     if cfg.centre_drifting and cfg.level_weight > 0:  # their level is not judged: their jumps are (scorer.py)
@@ -411,6 +420,7 @@ def calibrate(
     tail_balance: float = 0.0,
     events: list[bool] | None = None,
     muted: list[bool] | None = None,
+    held_windows: np.ndarray | None = None,
 ) -> Calibration:
     """Measure the score scale on (normal) validation windows (batch, window_len, n_channels).
 
@@ -432,7 +442,10 @@ def calibrate(
     a validation part that shows one operating state (the last few hundred rows of a plant that switches pumps)
     has a narrow spread, and a threshold built on it alarms on every other normal state (docs/quality.md, round
     7); the tail fit (thresholds.py ``fit_tail``) on the validation and training windows; the training windows'
-    log-score quantiles (``fit_quantiles``, for ``threshold.train_quantile``). ``drifting`` is stored as given
+    log-score quantiles (``fit_quantiles``, for ``threshold.train_quantile``), with ``held_windows`` (training
+    windows the history screen left out of every fit) among them: how high a history's scores reach is asked of all
+    of it, so a history whose spikes recur lifts the open level within its bound as it did before the screen, while
+    nothing else learns from them (docs/quality.md, round 12). ``drifting`` is stored as given
     (see monitor/core/scoring/baseline.py). ``events`` (``event_channels``) marks channels that are not judged:
     weight 0; ``muted`` (the same channels under ``mute_events``) is stored as given. With ``tail_balance`` > 0
     and several judged channels, their normal tails are balanced (``balance_tails``).
@@ -486,8 +499,20 @@ def calibrate(
     cal.log_score_quantiles = {f"q{int(q * 1000)}": float(np.quantile(log_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)}
     if fit_errors is not None and len(tail_sample) > len(log_scores):
         fit_logs = tail_sample[len(log_scores):]
+        if held_windows is not None and len(held_windows):
+            step = max(1, len(fit_windows) // MAX_LEVEL_FIT_WINDOWS) if fit_windows is not None else 1
+            fit_logs = np.concatenate([fit_logs, _log_scores(bundle, cal, held_windows[::step])])
         cal.fit_quantiles = {f"q{round(q * 1000)}": float(np.quantile(fit_logs, q)) for q in FIT_QUANTILES}
     return cal
+
+
+def _log_scores(bundle: ModelBundle, cal: Calibration, windows: np.ndarray) -> np.ndarray:
+    """The log scores of ``windows`` under ``cal`` (every term it has), as the scorer computes them."""
+    errors, means, _ = channel_residuals(bundle, windows)
+    linear = Linear.from_dict(cal.linear, errors.shape[1]) if cal.linear else None
+    residual = None if linear is None else linear.residual(
+        model_input(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), cal))
+    return np.asarray(np.log(normalise(errors, cal, means, residual).score))
 
 
 HEAVY_TAIL_RATIO = 20.0  # see balance_tails
@@ -575,7 +600,7 @@ def _calibrate_linear(
     return val, fit
 
 
-SCREEN_HALF = 5  # rows on each side of the screen's neighbourhood (11 rows)
+SCREEN_HALF = 5  # rows on each side of a row that make its neighbourhood (the row itself left out)
 SCREEN_MAX_SHARE = 0.01  # a channel with more bursts (runs of flagged rows) per row than this is not screened
 SCREEN_MOVED = 3.0  # robust SDs off its neighbourhood at which another channel explains a burst beside it
 MAX_SCREENED_SHOWN = 20  # screened rows named in the artifact's training record
@@ -595,18 +620,20 @@ def screen_rows(values: np.ndarray, bound: float, events: Sequence[bool] | None 
     if bound <= 0 or len(v) < 2 * SCREEN_HALF + 1:
         return out
     before, after, both = neighbourhood_medians(v, SCREEN_HALF)
-    signed = v - both
-    spread = 1.4826 * np.median(np.abs(signed - np.median(signed, axis=0)), axis=0)
-    # Off both sides: the first row of a step that lasts is off the rows before it, not off those after it.
-    dist = np.fmin(np.abs(v - before), np.abs(v - after))
-    # Where a channel moves off its neighbourhood too (a step of a count, a command), a burst beside it is
-    # explained (a pump switched on for a few rows, and its flow with it): only a burst no other channel shares
-    # is screened.
-    moved = np.where(spread > 0, dist > SCREEN_MOVED * spread, dist > 0)
+    with np.errstate(all="ignore"):  # values near the float64 limit overflow to inf: never flagged then
+        signed = v - both
+        spread = 1.4826 * np.median(np.abs(signed - np.median(signed, axis=0)), axis=0)
+        # Off both sides: the first row of a step that lasts is off the rows before it, not off those after it.
+        dist = np.fmin(np.abs(v - before), np.abs(v - after))
+        # Where a channel moves off its neighbourhood too (a step of a count, a command), a burst beside it is
+        # explained (a pump switched on for a few rows, and its flow with it): only a burst no other channel
+        # shares is screened.
+        moved = np.where(spread > 0, dist > SCREEN_MOVED * spread, dist > 0)
     for c in range(v.shape[1]):
         if (events is not None and events[c]) or not spread[c] > 0:
             continue
-        flagged = dist[:, c] > bound * spread[c]
+        with np.errstate(all="ignore"):
+            flagged = dist[:, c] > bound * spread[c]
         bursts = int(flagged[0]) + int(np.sum(flagged[1:] & ~flagged[:-1]))  # runs of flagged rows
         if bursts <= SCREEN_MAX_SHARE * len(v):
             others = np.delete(moved, c, axis=1).any(axis=1) if v.shape[1] > 1 else np.zeros(len(v), dtype=bool)
