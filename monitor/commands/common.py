@@ -109,4 +109,3 @@ def screened_line(training: dict[str, object]) -> str:
     more = count - min(len(rows), 5)
     return (f"rows left out of the fit as anomalies of the history (spikes, bursts; model.history_screen): {count}"
             + (f": {shown}" if shown else "") + (f" and {more} more" if more > 0 else ""))
-

@@ -315,7 +315,7 @@ def test_the_history_screen_flags_spikes_and_short_bursts_only(seed: int, n_spik
     lasts, an event channel, a channel whose bursts are frequent (3 % of its rows: its normal behaviour) and a
     burst that another channel's step explains are not."""
     rng = np.random.default_rng(seed)
-    n = 1500  # up to 12 flagged rows: within the 1 % a channel may have
+    n = 1500  # up to 4 bursts: well within the 1 % of its rows a channel may have
     sensor = 10 + _ar1(rng, n)
     sensor[400:] += step  # a lasting step of any size
     candidates = [p for p in range(10, n - 10, 25) if abs(p - 400) > 15]
