@@ -18,3 +18,10 @@ def window_starts(n_rows: int, window_len: int, stride: int) -> np.ndarray:
     if n_rows < window_len:
         return np.empty(0, dtype=np.int64)
     return np.arange(0, n_rows - window_len + 1, stride)
+
+
+def windows_touching(rows: np.ndarray, window_len: int, stride: int) -> np.ndarray:
+    """For the windows ``sliding_windows`` cuts from ``len(rows)`` rows, whether each holds a row set in ``rows``."""
+    starts = window_starts(len(rows), window_len, stride)
+    csum = np.concatenate([[0], np.cumsum(rows.astype(np.int64))])
+    return np.asarray((csum[starts + window_len] - csum[starts]) > 0)

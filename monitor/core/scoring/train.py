@@ -24,12 +24,13 @@ from monitor.core.scoring.scorer import (
     channel_residuals,
     channel_values,
     deseasonalise,
+    linear_of,
     model_input,
     normalise,
 )
 from monitor.core.scoring.seasonal import Seasonality, fit_seasonality, row_times
 from monitor.core.thresholds import fit_tail
-from monitor.core.windows import sliding_windows, window_starts
+from monitor.core.windows import sliding_windows, windows_touching
 from monitor.errors import CancelledRunError, DataError
 from monitor.settings import ModelSettings
 
@@ -122,15 +123,15 @@ def train(
     seasonality = fit_seasonality(times, values) if times is not None else None
     if seasonality is not None:
         assert times is not None
-        values = (values.astype(np.float64) - seasonality.component(times)).astype(np.float32)
+        profile = seasonality.component(times)
+        values = (values.astype(np.float64) - profile).astype(np.float32)
+        if keep_train is not None:  # the screened windows, as they were, for the training quantile
+            raw = (raw.astype(np.float64) - profile).astype(np.float32)
     train_rows, val_rows = values[:n_train_rows], values[n_train_rows:]
     train_windows = sliding_windows(train_rows, cfg.window_len, cfg.stride)
     val_windows = sliding_windows(val_rows, cfg.window_len, _val_stride(cfg.window_len, cfg.stride))
     held = None  # the training windows the screen left out, as they were: only the training quantile sees them
     if keep_train is not None and keep_val is not None:
-        if seasonality is not None:
-            assert times is not None
-            raw = (raw.astype(np.float64) - seasonality.component(times)).astype(np.float32)
         held = sliding_windows(raw[:n_train_rows], cfg.window_len, cfg.stride)[~keep_train]
         train_windows, val_windows = train_windows[keep_train], val_windows[keep_val]
     if len(train_windows) < MIN_TRAIN_WINDOWS or len(val_windows) < MIN_VAL_WINDOWS:
@@ -509,7 +510,7 @@ def calibrate(
 def _log_scores(bundle: ModelBundle, cal: Calibration, windows: np.ndarray) -> np.ndarray:
     """The log scores of ``windows`` under ``cal`` (every term it has), as the scorer computes them."""
     errors, means, _ = channel_residuals(bundle, windows)
-    linear = Linear.from_dict(cal.linear, errors.shape[1]) if cal.linear else None
+    linear = linear_of(cal, errors.shape[1]) if cal.linear else None
     residual = None if linear is None else linear.residual(
         model_input(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), cal))
     return np.asarray(np.log(normalise(errors, cal, means, residual).score))
@@ -622,7 +623,7 @@ def screen_rows(values: np.ndarray, bound: float, events: Sequence[bool] | None 
     before, after, both = neighbourhood_medians(v, SCREEN_HALF)
     with np.errstate(all="ignore"):  # values near the float64 limit overflow to inf: never flagged then
         signed = v - both
-        spread = 1.4826 * np.median(np.abs(signed - np.median(signed, axis=0)), axis=0)
+        spread = robust_sd(signed)
         # Off both sides: the first row of a step that lasts is off the rows before it, not off those after it.
         dist = np.fmin(np.abs(v - before), np.abs(v - after))
         # Where a channel moves off its neighbourhood too (a step of a count, a command), a burst beside it is
@@ -656,13 +657,6 @@ def neighbourhood_medians(values: np.ndarray, half: int) -> tuple[np.ndarray, np
             after[:, c] = np.nanmedian(around[:, half:], axis=1)
             both[:, c] = np.nanmedian(around, axis=1)
     return before, after, both
-
-
-def windows_touching(rows: np.ndarray, window_len: int, stride: int) -> np.ndarray:
-    """For the windows ``sliding_windows`` cuts from ``len(rows)`` rows, whether each holds a row set in ``rows``."""
-    starts = window_starts(len(rows), window_len, stride)
-    csum = np.concatenate([[0], np.cumsum(rows.astype(np.int64))])
-    return np.asarray((csum[starts + window_len] - csum[starts]) > 0)
 
 
 def log_spread(val_logs: np.ndarray, fit_logs: np.ndarray | None) -> float:
