@@ -148,9 +148,11 @@ class ModelSettings(BaseModel):
     drift_ratio: float = Field(
         0.6, ge=0, le=1,
         description="A channel is marked drifting when its drift_span-row moving average keeps more than this share "
-        "of its variance in the training rows (a slow process variable such as a temperature), unless it moves by "
-        "steps (its largest 1 % of row-to-row changes carry more than half of its movement: a pump count, a mode); "
-        "drifting channels are re-centred with threshold.drift_rate / drift_k. 0 = none. Stored in the artifact.",
+        "of its variance in the training rows (a slow process variable such as a temperature), and still more than "
+        "half this share with any two neighbouring sixths of the rows left out (one incident in the history is not a "
+        "drift), unless it moves by steps (its largest 1 % of row-to-row changes carry more than half of its "
+        "movement: a pump count, a mode); drifting channels are re-centred with threshold.drift_rate / drift_k. "
+        "0 = none. Stored in the artifact.",
     )
     drift_span: int = Field(20, ge=2, description="Rows of the moving average that tells drifting channels apart.")
     centre_drifting: bool = Field(

@@ -15,7 +15,7 @@ tep_far_normal=…% taxonomy_recall=… taxonomy_false_per_day=…`` on one line
 failed). Progress goes to stderr. See docs/quality.md.
 
 Usage: ``python -m pipelines.bench.quality [--legs skab,tep,taxonomy] [--data-skab DIR] [--data-tep DIR]
-[--seeds 2] [--quick] [--threads 1] [--per-series] [--train-share 1.0] [--spoil-history 0]``.
+[--seeds 2] [--quick] [--threads 1] [--per-series] [--train-share 1.0] [--spoil-history 0] [--spoil-shift]``.
 """
 
 from __future__ import annotations
@@ -105,10 +105,11 @@ def run_series(series: Series, settings: Settings) -> SeriesOutcome:
 
 
 def taxonomy_leg(seeds: int, quick: bool, settings: Settings, per_series: bool,
-                 train_share: float = 1.0, spikes: int = 0) -> dict[str, float]:
-    all_series = [spoil(shorten(s, train_share), spikes) for s in taxonomy(range(seeds), quick=quick)]
+                 train_share: float = 1.0, spikes: int = 0, shift: bool = False) -> dict[str, float]:
+    all_series = [spoil(shorten(s, train_share), spikes, shift) for s in taxonomy(range(seeds), quick=quick)]
     shown = f", training on the last {train_share:.0%} of each training part" if train_share < 1.0 else ""
     shown += f", {spikes} spike(s) in each history" if spikes else ""
+    shown += ", a lasting excursion in each history" if shift else ""
     print(f"\n== Taxonomy: {len(all_series)} series ({seeds} seed(s) per kind{', quick' if quick else ''}{shown})")
     started = time.monotonic()
     outcomes: list[SeriesOutcome] = []
@@ -205,14 +206,17 @@ def shorten(series: Series, share: float) -> Series:
 
 SPIKE_SDS = 8.0  # --spoil-history: each spike's size in the channel's training SDs
 SPIKE_ROWS = 2
+SHIFT_SDS = 4.0  # --spoil-shift: the excursion's size in the channel's training SDs
+SHIFT_SHARE = 0.06  # --spoil-shift: its length, as a share of the training rows (6 hours of 4 days of 5-minute rows)
 
 
-def spoil(series: Series, spikes: int) -> Series:
-    """``series`` with ``spikes`` anomalies in its history: each lifts one judged channel (not an event channel) by
-    8 of its training SDs, random sign, for 2 rows, somewhere in the training part (seeded by the series' name).
-    The training part is no longer clean, as a real stream's first days often are not; the test part and its
-    labels are unchanged."""
-    if spikes <= 0:
+def spoil(series: Series, spikes: int, shift: bool = False) -> Series:
+    """``series`` with anomalies in its history: ``spikes`` times, one judged channel (not an event channel) lifted
+    by 8 of its training SDs, random sign, for 2 rows; with ``shift``, one judged channel lifted by 4 of its
+    training SDs for 6 % of the training rows (a lasting incident: 6 hours of a 4-day history). Placed somewhere in
+    the training part, seeded by the series' name. The training part is no longer clean, as a real stream's first
+    days often are not; the test part and its labels are unchanged."""
+    if spikes <= 0 and not shift:
         return series
     rng = np.random.default_rng(zlib.crc32(series.name.encode()))
     values = series.frame.to_numpy(copy=True)
@@ -223,6 +227,11 @@ def spoil(series: Series, spikes: int) -> Series:
         row = int(rng.integers(series.train_rows // 8, series.train_rows - SPIKE_ROWS))
         c = judged[int(rng.integers(len(judged)))]
         values[row : row + SPIKE_ROWS, c] += SPIKE_SDS * sd[c] * float(rng.choice([-1.0, 1.0]))
+    if shift:
+        rows = max(SPIKE_ROWS, int(round(SHIFT_SHARE * series.train_rows)))
+        row = int(rng.integers(series.train_rows // 8, series.train_rows - rows))
+        c = judged[int(rng.integers(len(judged)))]
+        values[row : row + rows, c] += SHIFT_SDS * sd[c]
     frame = pd.DataFrame(values, index=series.frame.index, columns=series.frame.columns)
     return dataclasses.replace(series, frame=frame)
 
@@ -241,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spoil-history", type=int, default=0, metavar="N",
                         help="Taxonomy: N spikes (8 SD, 2 rows) in each series' training part: a history that is "
                              "not clean.")
+    parser.add_argument("--spoil-shift", action="store_true",
+                        help="Taxonomy: one lasting excursion (4 SD, 6 %% of the training rows) in each series' "
+                             "training part.")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
@@ -263,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures |= tep_leg((args.data_tep or bench_tep.default_data_dir()).resolve(), settings)
             else:
                 figures |= taxonomy_leg(1 if args.quick else args.seeds, args.quick, settings, args.per_series,
-                                        args.train_share, args.spoil_history)
+                                        args.train_share, args.spoil_history, args.spoil_shift)
         except MonitorError as exc:
             print(f"error in leg {leg}: {exc}", file=sys.stderr)
             status = 1

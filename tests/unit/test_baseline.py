@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from monitor.core.engine import Engine, Record
+from monitor.core.scoring import baseline
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.baseline import InputBaseline, drift_speeds, drifting_channels, stepping_channels
 from monitor.core.scoring.scaler import RobustScaler
 from monitor.core.scoring.scorer import Scorer
-from monitor.core.windows import sliding_windows
+from monitor.core.windows import sliding_windows, without_any_episode
 from monitor.settings import AlertSettings, ThresholdSettings
 from pipelines.synthetic import normal_series
 from tests.unit.helpers import records_of
@@ -108,6 +110,33 @@ def test_slow_channels_are_marked_drifting_noise_and_constants_are_not() -> None
     assert drifting_channels(rows, span=20, ratio=0.5) == [True, True, False, False, False]
     assert drifting_channels(rows, span=20, ratio=0.0) == [False] * 5  # off
     assert drifting_channels(rows[:30], span=20, ratio=0.5) == [False] * 5  # too short to tell
+
+
+def test_one_lasting_excursion_does_not_make_a_channel_drift(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Noise with one incident of 6 % of its rows at 6 SD: its moving average keeps ~2/3 of the variance (above the
+    default ratio 0.6), but not with the incident's part of the history left out; a random walk drifts in every
+    part. Judged on the whole history alone (``EPISODE_SHARE`` 0), the noise drifts."""
+    rng = np.random.default_rng(3)
+    n = 1200
+    noise = rng.normal(0, 1, n)
+    walk = 20 + np.cumsum(rng.normal(0, 0.05, n)) + rng.normal(0, 0.02, n)
+    for start in (100, 500, 1100):  # anywhere, up to its end
+        spoiled = noise.copy()
+        spoiled[start : start + 72] += 6.0
+        rows = np.column_stack([spoiled, walk])
+        assert drifting_channels(rows, span=20, ratio=0.6) == [False, True], start
+        with monkeypatch.context() as m:
+            m.setattr(baseline, "EPISODE_SHARE", 0.0)
+            assert drifting_channels(rows, span=20, ratio=0.6) == [True, True], start
+
+
+def test_the_history_without_any_episode_is_every_item_and_every_two_neighbouring_sixths_left_out() -> None:
+    sets = without_any_episode(60)
+    assert [len(k) for k in sets] == [60, 40, 40, 40, 40, 40]
+    assert sets[1][0] == 20 and sets[5][-1] == 39  # the first two sixths left out, then the last two
+    assert all(np.all(np.diff(k) > 0) for k in sets), "in time order"
+    assert [len(k) for k in without_any_episode(5)] == [5]
+    assert [len(k) for k in without_any_episode(60, least=41)] == [60]
 
 
 def test_channels_that_switch_between_levels_step_and_slow_wanders_do_not() -> None:

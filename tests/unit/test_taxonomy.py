@@ -186,3 +186,21 @@ def test_a_spoiled_history_holds_its_spikes_and_leaves_the_test_part_alone(kind:
     assert not any(str(series.frame.columns[c]).startswith("event_") for c in cols), "event channels stay as they are"
     sd = series.frame.iloc[: series.train_rows].to_numpy().std(axis=0)
     assert np.all(np.abs(moved[rows, cols]) >= SPIKE_SDS * sd[cols] * 0.999)
+
+
+@pytest.mark.parametrize("kind", ["spike", "level_down", "correlation_break", "clean_events"])
+def test_a_history_spoiled_by_one_incident_holds_one_lasting_lift_of_one_channel(kind: str) -> None:
+    from pipelines.bench.quality import SHIFT_SDS, SHIFT_SHARE, spoil
+
+    series = generate(kind, 1, quick=True)
+    spoiled = spoil(series, 0, shift=True)
+    pd.testing.assert_frame_equal(spoil(series, 0, shift=True).frame, spoiled.frame)  # seeded
+    pd.testing.assert_frame_equal(spoiled.frame.iloc[series.train_rows :], series.frame.iloc[series.train_rows :])
+    assert spoiled.spans == series.spans and spoiled.train_rows == series.train_rows
+    moved = spoiled.frame.to_numpy() - series.frame.to_numpy()
+    rows, cols = np.nonzero(moved)
+    assert len(set(cols.tolist())) == 1 and not str(series.frame.columns[cols[0]]).startswith("event_")
+    assert rows.max() - rows.min() + 1 == len(rows) == round(SHIFT_SHARE * series.train_rows), "one stretch"
+    assert rows.max() < series.train_rows
+    sd = series.frame.iloc[: series.train_rows].to_numpy().std(axis=0)[cols[0]]
+    assert np.allclose(moved[rows, cols], SHIFT_SDS * sd, rtol=1e-3)

@@ -29,26 +29,41 @@ from typing import Any
 import numpy as np
 
 from monitor.core.scoring.scaler import RobustScaler
+from monitor.core.windows import without_any_episode
 
 MAX_OFFSET = 1e6  # scaler units: a learned or adopted centre stays within reach of float32 inputs
+
+
+EPISODE_SHARE = 0.5  # see drifting_channels
 
 
 def drifting_channels(rows: np.ndarray, span: int, ratio: float) -> list[bool]:
     """Which channels of ``rows`` (n_rows, n_channels), in time order, drift: the moving average over ``span``
     rows keeps more than ``ratio`` of the channel's variance (white noise keeps ~1/span, a slow wander nearly
-    all). Constant channels do not drift; with fewer than ``2 * span`` rows, or ``ratio`` 0, none does. Rows
-    cut from windows (retraining on the topic) are their concatenation: a few seams do not move the ratio."""
+    all) **throughout the history**: with any two neighbouring sixths of the rows left out (``without_any_episode``),
+    it still keeps more than half that share (``EPISODE_SHARE``).
+    A drift is a property of the channel, seen in every part of its history; one lasting excursion (an incident
+    of a few hours in the history, a level held for a while) puts most of a noisy channel's variance into its
+    moving average too, and marking the channel drifting for it would re-centre it fast enough to follow the next
+    incident (docs/quality.md, round 13). Constant channels do not drift; with fewer than ``2 * span`` rows, or
+    ``ratio`` 0, none does. Rows cut from windows (retraining on the topic) are their concatenation: a few seams
+    do not move the ratio."""
     values = np.asarray(rows, dtype=np.float64)
     n_rows, n_channels = values.shape
     if ratio <= 0 or n_rows < 2 * span:
         return [False] * n_channels
-    kernel = np.ones(span) / span
-    flags = []
-    for c in range(n_channels):
-        total = float(values[:, c].var())
-        smooth = float(np.convolve(values[:, c], kernel, mode="valid").var())
-        flags.append(bool(total > 1e-12 and smooth > ratio * total))
-    return flags
+    subsets = without_any_episode(n_rows, least=2 * span)[1:]  # the whole history is judged at the full ratio
+    return [_smooth_share(values[:, c], span) > ratio
+            and all(_smooth_share(values[k, c], span) > ratio * EPISODE_SHARE for k in subsets)
+            for c in range(n_channels)]
+
+
+def _smooth_share(x: np.ndarray, span: int) -> float:
+    """The share of ``x``'s variance its ``span``-row moving average keeps (0 for a constant)."""
+    total = float(x.var())
+    if not total > 1e-12:
+        return 0.0
+    return float(np.convolve(x, np.ones(span) / span, mode="valid").var()) / total
 
 
 STEP_SHARE = 0.5  # see stepping_channels

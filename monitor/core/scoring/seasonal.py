@@ -3,7 +3,8 @@
 A 32-row window of 5-minute data covers under three hours: inside it, a daily cycle looks like a slow trend,
 and a cycle that jumps up by a quarter of its amplitude looks like any other phase of it. So, when the training
 rows span enough cycles, each channel's seasonal profile is fitted (a short Fourier series of the daily and the
-weekly period, least squares on the rows' timestamps) and subtracted from every row before scaling: the model
+weekly period, least squares on the rows' timestamps, the rows far off the profile left out of it: an incident in
+the history is not part of the cycle) and subtracted from every row before scaling: the model
 then learns the short-term behaviour around the profile, and a jump of the cycle, a flattened or shifted day,
 or a missing peak is a level or shape change of that remainder, which the score sees.
 
@@ -79,14 +80,45 @@ def features(times: np.ndarray, periods: tuple[float, ...], harmonics: tuple[int
     return np.stack(cols, axis=-1)
 
 
+REJECT = 5.0  # robust SDs: rows this far off a channel's profile are left out of its fit (see _fit)
+REFITS = 3
+
+
 def _fit(times: np.ndarray, values: np.ndarray, periods: tuple[float, ...]) -> np.ndarray:
-    """Least squares (with a small ridge) of ``values`` (n, C) on an intercept + the features: (C, n_features)."""
+    """Least squares (with a small ridge) of ``values`` (n, C) on an intercept + the features: (C, n_features).
+
+    Trimmed: rows whose residual lies more than ``REJECT`` robust SDs (1.4826 x MAD of the channel's residuals)
+    from the channel's median residual are left out of that channel's fit, and it is refitted (at most ``REFITS``
+    times). A profile is what the cycle does day after day; one lasting excursion in the history (an incident of
+    a few hours, tens of SDs off) would otherwise lift the profile at its time of day on every day, and every
+    later day would then show a dip there (docs/quality.md, round 13). On Gaussian rows nothing is left out."""
     harmonics = tuple(HARMONICS[p] for p in periods)
     x = features(times, periods, harmonics)
     design = np.concatenate([np.ones((len(times), 1)), x], axis=1)
     gram = design.T @ design + RIDGE * len(times) * np.eye(design.shape[1])
     beta = np.linalg.solve(gram, design.T @ values)  # (1 + F, C)
+    out = np.zeros(values.shape, dtype=bool)  # the rows left out of each channel's current fit
+    for _ in range(REFITS):
+        far = _far(values - design @ beta)
+        for c in np.flatnonzero((far != out).any(axis=0)):  # refit a channel whose far rows changed
+            rows = ~far[:, c]
+            if rows.sum() < design.shape[1] + 1:  # too few rows would remain: it keeps its fit
+                far[:, c] = out[:, c]
+                continue
+            dropped = design[~rows]
+            beta[:, c] = np.linalg.solve(gram - dropped.T @ dropped, design[rows].T @ values[rows, c])
+        if (far == out).all():
+            break
+        out = far
     return np.asarray(beta[1:].T)
+
+
+def _far(residual: np.ndarray) -> np.ndarray:
+    """Which residuals (n, C) lie more than ``REJECT`` robust SDs off their channel's median residual."""
+    centre = np.median(residual, axis=0)
+    spread = 1.4826 * np.median(np.abs(residual - centre), axis=0)
+    far: np.ndarray = (np.abs(residual - centre) > REJECT * np.maximum(spread, 1e-12)) & (spread > 1e-12)
+    return far
 
 
 def _r2(times: np.ndarray, values: np.ndarray, periods: tuple[float, ...], coef: np.ndarray) -> np.ndarray:
@@ -119,7 +151,7 @@ def fit_seasonality(times: np.ndarray, values: np.ndarray) -> Seasonality | None
     for periods in [(p,) for p in candidates] + ([tuple(candidates)] if len(candidates) > 1 else []):
         if t[half - 1] - t[0] + step < periods[-1]:  # the fitting half must hold a whole cycle of the longest period
             continue
-        coef = _fit(t[:half], x[:half], periods)
+        coef = _fit(t[:half], x[:half], periods)  # trimmed; judged on every row of the second half (round 13)
         options.append((periods, _r2(t[half:], x[half:], periods, coef)))
     if not options:
         return None
