@@ -398,6 +398,23 @@ def test_one_lasting_excursion_does_not_bend_the_daily_profile(monkeypatch: pyte
     assert bent is not None and np.abs(bent.component(t) - clean.component(t)).max() > 1.0
 
 
+@settings(max_examples=40, deadline=None)
+@given(values=arrays(np.float64, st.tuples(st.just(3 * 288), st.integers(1, 3)),
+                     elements=st.floats(-1e9, 1e9, allow_nan=False, allow_infinity=False)),
+       held=st.one_of(st.none(), st.tuples(st.integers(0, 800), st.floats(-1e12, 1e12))),
+       cycle=st.floats(0.0, 1e6))
+def test_a_profile_is_fitted_on_any_finite_history(values: np.ndarray, held: tuple[int, float] | None,
+                                                   cycle: float) -> None:
+    """Three days of 5-minute rows of any finite values (constant, quantised, huge), with a daily cycle of any
+    amplitude and with or without one held excursion: the trimmed fit ends, and a profile it keeps is finite."""
+    t = np.arange(len(values)) * 300.0
+    values = values + cycle * np.sin(2 * np.pi * t / DAY)[:, None]
+    if held is not None:
+        values[held[0] : held[0] + 72, 0] += held[1]
+    got = fit_seasonality(t, values)
+    assert got is None or np.isfinite(got.coef).all()
+
+
 def test_a_lasting_excursion_in_a_daily_history_leaves_the_profile_and_the_drift_as_they_were(
     tiny_model_cfg: ModelSettings,
 ) -> None:

@@ -91,7 +91,8 @@ def _fit(times: np.ndarray, values: np.ndarray, periods: tuple[float, ...]) -> n
     from the channel's median residual are left out of that channel's fit, and it is refitted (at most ``REFITS``
     times). A profile is what the cycle does day after day; one lasting excursion in the history (an incident of
     a few hours, tens of SDs off) would otherwise lift the profile at its time of day on every day, and every
-    later day would then show a dip there (docs/quality.md, round 13). On Gaussian rows nothing is left out."""
+    later day would then show a dip there (docs/quality.md, round 13). Of Gaussian rows about one in two million
+    is left out."""
     harmonics = tuple(HARMONICS[p] for p in periods)
     x = features(times, periods, harmonics)
     design = np.concatenate([np.ones((len(times), 1)), x], axis=1)
