@@ -31,15 +31,14 @@ HISTORY_PARTS = 6  # see without_any_episode
 
 
 def without_any_episode(n: int, least: int = 1) -> list[np.ndarray]:
-    """Index sets of ``n`` items in time order (rows, windows): all of them, and all but any two neighbouring
-    sixths (``HISTORY_PARTS``), each kept when it has at least ``least`` items. One lasting episode of a history
-    (an incident of a few hours) lies within two neighbouring sixths when it is shorter than a sixth, so a
-    property required of all these sets is one the rest of the history shows too; behaviour that recurs through
-    the history (a pump's steps, a daily peak, a random walk's wander) is in every set (docs/quality.md,
-    round 13)."""
-    every = np.arange(n)
+    """Index sets of ``n`` items in time order (rows, windows): all but any two neighbouring sixths
+    (``HISTORY_PARTS``), each kept when it has at least ``least`` items; none for fewer than ``HISTORY_PARTS``
+    items. One lasting episode of a history (an incident of a few hours) lies within two neighbouring sixths when
+    it is shorter than a sixth, so a property required of all these sets is one the rest of the history shows
+    too; behaviour that recurs through the history (a pump's steps, a daily peak, a random walk's wander) is in
+    every set (docs/quality.md, round 13)."""
     if n < HISTORY_PARTS:
-        return [every]
-    parts = np.array_split(every, HISTORY_PARTS)
+        return []
+    parts = np.array_split(np.arange(n), HISTORY_PARTS)
     kept = [np.concatenate(parts[:i] + parts[i + 2:]) for i in range(HISTORY_PARTS - 1)]
-    return [every] + [k for k in kept if len(k) >= least]
+    return [k for k in kept if len(k) >= least]

@@ -52,7 +52,7 @@ def drifting_channels(rows: np.ndarray, span: int, ratio: float) -> list[bool]:
     n_rows, n_channels = values.shape
     if ratio <= 0 or n_rows < 2 * span:
         return [False] * n_channels
-    subsets = without_any_episode(n_rows, least=2 * span)[1:]  # the whole history is judged at the full ratio
+    subsets = without_any_episode(n_rows, least=2 * span)
     return [_smooth_share(values[:, c], span) > ratio
             and all(_smooth_share(values[k, c], span) > ratio * EPISODE_SHARE for k in subsets)
             for c in range(n_channels)]

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from monitor.core.scoring.scaler import robust_sd
+
 DAY = 86_400.0
 WEEK = 7 * DAY
 PERIODS = (DAY, WEEK)
@@ -117,7 +119,7 @@ def _fit(times: np.ndarray, values: np.ndarray, periods: tuple[float, ...]) -> n
 def _far(residual: np.ndarray) -> np.ndarray:
     """Which residuals (n, C) lie more than ``REJECT`` robust SDs off their channel's median residual."""
     centre = np.median(residual, axis=0)
-    spread = 1.4826 * np.median(np.abs(residual - centre), axis=0)
+    spread = robust_sd(residual)
     far: np.ndarray = (np.abs(residual - centre) > REJECT * np.maximum(spread, 1e-12)) & (spread > 1e-12)
     return far
 

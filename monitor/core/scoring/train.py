@@ -19,7 +19,7 @@ from monitor.core.scoring.artifact import Calibration, ModelBundle, ModelMeta, b
 from monitor.core.scoring.baseline import drift_speeds, drifting_channels, jump_scales, stepping_channels
 from monitor.core.scoring.device import resolve_device
 from monitor.core.scoring.linear import Linear
-from monitor.core.scoring.scaler import RobustScaler
+from monitor.core.scoring.scaler import RobustScaler, robust_sd
 from monitor.core.scoring.scorer import (
     channel_residuals,
     channel_values,
@@ -666,14 +666,6 @@ def log_spread(val_logs: np.ndarray, fit_logs: np.ndarray | None) -> float:
     if fit_logs is None or not len(fit_logs):
         return spread
     return max(spread, float(robust_sd(fit_logs)))
-
-
-def robust_sd(values: np.ndarray) -> np.ndarray:
-    """1.4826 x the median absolute deviation from the median, along the first axis: the standard deviation of
-    Gaussian data, unmoved by a few extreme values."""
-    v = np.asarray(values)  # in its own dtype: the figures calibrated so far stay bit for bit
-    spread: np.ndarray = 1.4826 * np.median(np.abs(v - np.median(v, axis=0)), axis=0)
-    return spread
 
 
 def _window_mean_spread(bundle: ModelBundle, cal: Calibration, windows: np.ndarray) -> np.ndarray:
