@@ -152,6 +152,20 @@ def _weekly(rng: np.random.Generator, n: int) -> np.ndarray:
     return (WEEKLY_LEVEL + height * bump + rng.normal(0, WEEKLY_NOISE, size=n))[:, None]
 
 
+SCHEDULE_OFF, SCHEDULE_ON, SCHEDULE_NOISE = 20.0, 80.0, 2.0
+
+
+def _schedule(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(values (n, 1), on (n,) bools): a load switched on and off at the same times every day (5-minute rows; on for
+    10-14 hours from a start between 05:00 and 08:00, per seed), 20 off and 80 on, noise SD 2: a daily cycle with
+    sharp edges, a square wave, which a smooth profile of a few harmonics does not follow (added in round 14)."""
+    start = int(rng.integers(5 * 12, 8 * 12))
+    length = int(rng.integers(10 * 12, 14 * 12))
+    on = (np.arange(n) % DAY_ROWS >= start) & (np.arange(n) % DAY_ROWS < start + length)
+    values = np.where(on, SCHEDULE_ON, SCHEDULE_OFF) + rng.normal(0, SCHEDULE_NOISE, size=n)
+    return values[:, None], on
+
+
 PLANT_LEVELS, PLANT_SDS = np.array([100.0, 5.0, 60.0]), np.array([2.0, 0.1, 0.5])
 
 
@@ -359,6 +373,19 @@ def _pattern(rng: np.random.Generator, lay: _Layout) -> _Built:
     return values, _times(lay.n_rows, STEP_S), ((start, end),), False
 
 
+def _schedule_skip(rng: np.random.Generator, lay: _Layout) -> _Built:
+    """One day of the test part, the load is not switched on: it stays off through that day's on period."""
+    values, on = _schedule(rng, lay.n_rows)
+    spans = []  # each test day's on period, with 48 rows of the test part before it and after it
+    for day in range(lay.train_rows // DAY_ROWS, lay.n_rows // DAY_ROWS):
+        rows = np.flatnonzero(on[day * DAY_ROWS : (day + 1) * DAY_ROWS]) + day * DAY_ROWS
+        if rows[0] >= lay.train_rows + 48 and rows[-1] + 1 + 48 <= lay.n_rows:
+            spans.append((int(rows[0]), int(rows[-1]) + 1))
+    start, end = spans[int(rng.integers(len(spans)))]
+    values[start:end, 0] += SCHEDULE_OFF - SCHEDULE_ON
+    return values, _times(lay.n_rows, STEP_S), ((start, end),), False
+
+
 def _cycle_jump(sign: float) -> _Builder:
     def build(rng: np.random.Generator, lay: _Layout) -> _Built:
         values, _ = _daily(rng, lay.n_rows)
@@ -392,6 +419,8 @@ def _clean(base: str) -> _Builder:
             values = _events(rng, n)
         elif base == "spiky":
             values = _spiky(rng, n)
+        elif base == "schedule":
+            values = _schedule(rng, n)[0]
         elif base == "commands":  # the events base; event_c is first used after the history
             values = _events(rng, n)
             values[: lay.train_rows, EVENT_CHANNELS] = 0.0
@@ -417,9 +446,10 @@ _ANOMALIES: dict[str, tuple[str, _Builder]] = {
     "cycle_up": ("daily", _cycle_jump(+1.0)),
     "cycle_down": ("daily", _cycle_jump(-1.0)),
     "shift_beside_events": ("events", _shift_beside_events),
+    "schedule_skip": ("schedule", _schedule_skip),
 }
 _CLEAN = ("noise", "daily", "walk", "correlated", "weekly", "quantised", "irregular", "setpoint", "events", "commands",
-          "spiky")
+          "spiky", "schedule")
 _KINDS: dict[str, tuple[str, _Builder]] = {**_ANOMALIES, **{f"clean_{b}": (b, _clean(b)) for b in _CLEAN}}
 ANOMALY_KINDS: tuple[str, ...] = tuple(_ANOMALIES)
 CLEAN_KINDS: tuple[str, ...] = tuple(f"clean_{b}" for b in _CLEAN)
@@ -432,6 +462,7 @@ COLUMNS: dict[str, list[str]] = {
     "events": ["sensor", "event_a", "event_b", "event_c"],
     "commands": ["sensor", "event_a", "event_b", "event_c"],
     "spiky": ["load"],
+    "schedule": ["load"],
 }
 
 

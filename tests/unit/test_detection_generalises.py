@@ -230,6 +230,89 @@ def test_a_jump_of_the_daily_cycle_is_detected_and_the_cycle_itself_is_not(tiny_
     assert len(clean.alerts) <= 1, f"the cycle itself raised {len(clean.alerts)} alerts"
 
 
+def _schedule(days: float, seed: int = 0, start: int = 72, length: int = 144) -> pd.DataFrame:
+    """A load switched on for ``length`` 5-minute rows from row ``start`` of every day: 20 off, 80 on, noise SD 2
+    (a square wave: a daily cycle with sharp edges)."""
+    rng = np.random.default_rng(seed)
+    n = int(days * 288)
+    on = (np.arange(n) % 288 >= start) & (np.arange(n) % 288 < start + length)
+    index = pd.Timestamp("2026-01-05", tz="UTC") + pd.to_timedelta(np.arange(n) * 300.0, unit="s")
+    return pd.DataFrame({"load": np.where(on, 80.0, 20.0) + rng.normal(0, 2.0, n)}, index=index).astype(np.float32)
+
+
+def _seconds(index: pd.Index) -> np.ndarray:
+    return np.asarray((index - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1))
+
+
+def test_a_cycle_with_sharp_edges_gets_a_richer_profile_and_a_smooth_one_keeps_six_harmonics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two days of a square wave (the short history of the issue): six harmonics leave a ringing remainder and a
+    burst at every edge; the richer profile, chosen out of sample, leaves little more than the noise. A smooth
+    cycle fitted beside it keeps six harmonics (nothing beyond them)."""
+    frame = _schedule(2.1)
+    smooth = _daily(2.1, seed=4, channels=1).to_numpy()[:, 0]
+    t = _seconds(frame.index)
+    values = np.stack([frame.to_numpy()[:, 0], smooth], axis=1).astype(np.float64)
+    got = fit_seasonality(t, values)
+    assert got is not None and got.periods == (DAY,) and got.harmonics[0] > seasonal.HARMONICS[DAY]
+    assert np.abs(got.coef[1, 2 * seasonal.HARMONICS[DAY]:]).max() == 0.0, "the smooth cycle keeps six harmonics"
+    rich = values[:, 0] - got.component(t)[:, 0]
+    monkeypatch.setattr(seasonal, "MORE_HARMONICS", ())
+    six = fit_seasonality(t, values)
+    assert six is not None and six.harmonics == (seasonal.HARMONICS[DAY],)
+    plain = values[:, 0] - six.component(t)[:, 0]
+    assert rich.std() < 1.6 * 2.0 < plain.std(), (rich.std(), plain.std())
+    assert np.allclose(six.component(t)[:, 1], got.component(t)[:, 1], atol=1e-6), "the smooth cycle's profile"
+
+
+def test_a_long_history_is_fitted_on_evenly_spaced_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over MAX_FIT_ROWS rows, the profile is fitted on that many evenly spaced ones (a fleet's long history: the
+    design matrices of a 72-harmonic profile would not fit in memory): the same cycle, within the noise."""
+    frame = _schedule(4.2)
+    t = _seconds(frame.index)
+    values = frame.to_numpy().astype(np.float64)
+    full = fit_seasonality(t, values)
+    monkeypatch.setattr(seasonal, "MAX_FIT_ROWS", 900)
+    thinned = fit_seasonality(t, values)
+    assert full is not None and thinned is not None and thinned.harmonics == full.harmonics
+    assert np.abs(thinned.component(t) - full.component(t)).std() < 1.0  # noise SD 2, cycle 60 peak to peak
+
+
+@settings(max_examples=30, deadline=None)
+@given(harmonics=st.integers(1, 80), seed=st.integers(0, 2**31 - 1),
+       times=arrays(np.float64, st.integers(1, 50), elements=st.floats(-1e10, 1e10)))
+def test_a_tabulated_profile_is_its_cos_sin_terms(harmonics: int, seed: int, times: np.ndarray) -> None:
+    """A period with more than TABULATE_ABOVE harmonics is read from a table: within 1e-3 of the largest
+    coefficient of its cos/sin terms at any time (before and after 1970 included); with fewer it is those terms."""
+    rng = np.random.default_rng(seed)
+    coef = rng.normal(0, 1, (2, 2 * harmonics)) / np.repeat(np.arange(1, harmonics + 1), 2)
+    profile = seasonal.Seasonality((DAY,), (harmonics,), coef)
+    exact = seasonal.features(times, (DAY,), (harmonics,)) @ coef.T
+    got = profile.component(times)
+    assert got.shape == exact.shape
+    if harmonics <= seasonal.TABULATE_ABOVE:
+        assert np.array_equal(got, exact)
+    else:
+        assert np.abs(got - exact).max() <= 1e-3 * np.abs(coef).max()
+
+
+def test_a_schedule_with_a_two_day_history_is_silent_and_a_skipped_day_is_found(tiny_model_cfg: ModelSettings) -> None:
+    """The load's on and off switches are its normal cycle: four test days raise no alert; the day it is not
+    switched on is an alert (the NAB-style stream of the issue: the first 15 % of two weeks to train on)."""
+    frame = _schedule(6.1, seed=1)
+    train_rows = int(2.1 * 288)
+    bundle = train(frame.iloc[:train_rows], tiny_model_cfg, version="schedule")
+    assert bundle.meta.training["seasonal_periods_s"] == [DAY]
+    clean = run_backtest(frame, bundle, ThresholdSettings(), AlertSettings(), stride=2)
+    assert not clean.alerts, [(a.opened_at, a.peak_score) for a in clean.alerts]
+    skipped = frame.copy()
+    start, end = 4 * 288 + 72, 4 * 288 + 216
+    skipped.iloc[start:end, 0] -= 60.0
+    flags = run_backtest(skipped, bundle, ThresholdSettings(), AlertSettings(), stride=2).table["is_anomaly"]
+    assert flags.to_numpy()[start:end].any(), "the skipped day was missed"
+
+
 # ------------------------------------------------------------------ short histories, imperfect clocks
 def test_short_histories_train_with_shorter_windows_and_the_error_names_a_count_that_works() -> None:
     cfg = ModelSettings(epochs=2, hidden_size=4, latent_size=2)

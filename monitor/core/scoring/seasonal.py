@@ -11,12 +11,25 @@ or a missing peak is a level or shape change of that remainder, which the score 
 A period is kept for a channel only when it is **seen and predictive**: the training rows span at least
 ``MIN_CYCLES`` of it, a cycle has at least ``MIN_ROWS_PER_CYCLE`` rows, and a profile fitted on the first half
 of the rows explains at least ``MIN_R2`` of the variance of the second half (out of sample: a random walk or
-noise fits no cycle that carries over). Pure: no I/O; times are seconds since the Unix epoch (UTC).
+noise fits no cycle that carries over).
+
+A profile starts with ``HARMONICS`` harmonics of each period: enough for a smooth cycle (a temperature, a daily
+load curve). A cycle with **sharp edges** (a schedule that switches a load on and off at the same times every day:
+a square wave) leaves, after six harmonics, a ringing remainder and a burst at every edge, twice a day, that the
+model learns from a handful of examples and alerts on (docs/quality.md, round 14). So richer profiles
+(``MORE_HARMONICS``) are tried in turn, per channel, and one is kept only when it cuts the unexplained variance of
+the judging half to at most ``SHARPER`` of the simpler one's: out of sample, the harmonics that fit noise lose, so a
+smooth cycle keeps six. A profile with more than ``TABULATE_ABOVE`` harmonics of a period is evaluated from a
+table of that period's profile (``TABLE_POINTS_PER_HARMONIC`` points per harmonic, linear interpolation), not from
+its cos/sin terms: it is read for every row of every window scored.
+
+Pure: no I/O; times are seconds since the Unix epoch (UTC).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -26,6 +39,11 @@ DAY = 86_400.0
 WEEK = 7 * DAY
 PERIODS = (DAY, WEEK)
 HARMONICS = {DAY: 6, WEEK: 6}  # weekly harmonics that are multiples of 7 would repeat daily ones: skipped
+MORE_HARMONICS = (24, 72)  # richer profiles tried in turn (a cycle with sharp edges), within the caps of _caps
+SHARPER = 0.75  # a richer profile is kept when the judging half's unexplained variance falls to at most this share
+MAX_FIT_ROWS = 200_000  # rows a profile is fitted on, at most (evenly spaced over a longer history)
+TABULATE_ABOVE = 6  # periods with more harmonics are evaluated from a table (Seasonality.component)
+TABLE_POINTS_PER_HARMONIC = 128  # linear interpolation: at most ~3e-4 of a harmonic's amplitude off
 MIN_CYCLES = 2.0
 MIN_ROWS_PER_CYCLE = 16
 MIN_R2 = 0.2
@@ -44,9 +62,41 @@ class Seasonality:
 
     def component(self, times: np.ndarray) -> np.ndarray:
         """``times`` of any shape (...) -> the profile (..., n_channels), zero mean over whole cycles."""
-        feats = features(np.asarray(times, dtype=np.float64), self.periods, self.harmonics)
-        out: np.ndarray = feats @ self.coef.T
+        t = np.asarray(times, dtype=np.float64)
+        if max(self.harmonics, default=0) <= TABULATE_ABOVE:
+            out: np.ndarray = features(t, self.periods, self.harmonics) @ self.coef.T
+            return out
+        out = np.zeros((*t.shape, self.coef.shape[0]))
+        start = 0
+        for period, count, table in zip(self.periods, self.harmonics, self._tables):
+            cols = self.coef[:, start : start + 2 * count]
+            start += 2 * count
+            if table is None:
+                out += features(t, (period,), (count,)) @ cols.T
+                continue
+            points = len(table) - 1
+            u = np.mod(t, period) / period * points
+            i = np.minimum(u.astype(np.int64), points - 1)
+            f = (u - i)[..., None]
+            out += table[i] * (1.0 - f) + table[i + 1] * f
         return out
+
+    @cached_property
+    def _tables(self) -> list[np.ndarray | None]:
+        """Per period with more than ``TABULATE_ABOVE`` harmonics, its profile at ``TABLE_POINTS_PER_HARMONIC`` x
+        harmonics evenly spaced phases and the first one again ((points + 1, n_channels)); None for the others."""
+        tables: list[np.ndarray | None] = []
+        start = 0
+        for period, count in zip(self.periods, self.harmonics):
+            cols = self.coef[:, start : start + 2 * count]
+            start += 2 * count
+            if count <= TABULATE_ABOVE:
+                tables.append(None)
+                continue
+            points = TABLE_POINTS_PER_HARMONIC * count
+            phases = np.arange(points + 1) / points * period
+            tables.append(features(phases, (period,), (count,)) @ cols.T)
+        return tables
 
     def to_dict(self) -> dict[str, list[float] | list[int] | list[list[float]]]:
         return {"periods": list(self.periods), "harmonics": list(self.harmonics), "coef": self.coef.tolist()}
@@ -86,7 +136,8 @@ REJECT = 5.0  # robust SDs: rows this far off a channel's profile are left out o
 REFITS = 3
 
 
-def _fit(times: np.ndarray, values: np.ndarray, periods: tuple[float, ...]) -> np.ndarray:
+def _fit(times: np.ndarray, values: np.ndarray, periods: tuple[float, ...],
+         harmonics: tuple[int, ...] | None = None) -> np.ndarray:
     """Least squares (with a small ridge) of ``values`` (n, C) on an intercept + the features: (C, n_features).
 
     Trimmed: rows whose residual lies more than ``REJECT`` robust SDs (1.4826 x MAD of the channel's residuals)
@@ -94,8 +145,8 @@ def _fit(times: np.ndarray, values: np.ndarray, periods: tuple[float, ...]) -> n
     times). A profile is what the cycle does day after day; one lasting excursion in the history (an incident of
     a few hours, tens of SDs off) would otherwise lift the profile at its time of day on every day, and every
     later day would then show a dip there (docs/quality.md, round 13). Of Gaussian rows about one in two million
-    is left out."""
-    harmonics = tuple(HARMONICS[p] for p in periods)
+    is left out. ``harmonics``: per period (default ``HARMONICS``)."""
+    harmonics = harmonics or tuple(HARMONICS[p] for p in periods)
     x = features(times, periods, harmonics)
     design = np.concatenate([np.ones((len(times), 1)), x], axis=1)
     gram = design.T @ design + RIDGE * len(times) * np.eye(design.shape[1])
@@ -124,9 +175,10 @@ def _far(residual: np.ndarray) -> np.ndarray:
     return far
 
 
-def _r2(times: np.ndarray, values: np.ndarray, periods: tuple[float, ...], coef: np.ndarray) -> np.ndarray:
+def _r2(times: np.ndarray, values: np.ndarray, periods: tuple[float, ...], coef: np.ndarray,
+        harmonics: tuple[int, ...] | None = None) -> np.ndarray:
     """Share of each channel's variance (around its own mean) that the profile explains: (C,)."""
-    harmonics = tuple(HARMONICS[p] for p in periods)
+    harmonics = harmonics or tuple(HARMONICS[p] for p in periods)
     pred = features(times, periods, harmonics) @ coef.T
     centred = values - values.mean(axis=0)
     pred = pred - pred.mean(axis=0)
@@ -148,6 +200,9 @@ def fit_seasonality(times: np.ndarray, values: np.ndarray) -> Seasonality | None
     candidates = [p for p in PERIODS if span >= MIN_CYCLES * p and 0 < step <= p / MIN_ROWS_PER_CYCLE]
     if not candidates:
         return None
+    if len(t) > MAX_FIT_ROWS:  # a fleet's long history: evenly spaced rows bound the fits' memory (design matrices)
+        keep = np.linspace(0, len(t) - 1, MAX_FIT_ROWS).astype(np.int64)
+        t, x = t[keep], x[keep]
     half = len(t) // 2
     # Out-of-sample R2 of each candidate set, per channel: the first half fits, the second half judges.
     options: list[tuple[tuple[float, ...], np.ndarray]] = []
@@ -169,14 +224,44 @@ def fit_seasonality(times: np.ndarray, values: np.ndarray) -> Seasonality | None
         chosen.append(best)
     if all(p is None for p in chosen):
         return None
+    # Per channel, the harmonics of each of its periods: richer profiles where they predict the judging half
+    # markedly better (a cycle with sharp edges); judged on channels grouped by their periods.
+    caps = _caps(candidates, step, half)
+    counts: list[dict[float, int]] = [{} if ch is None else {p: HARMONICS[p] for p in ch} for ch in chosen]
+    for shared in {ch for ch in chosen if ch is not None}:
+        group = [c for c, ch in enumerate(chosen) if ch == shared]
+        base = tuple(HARMONICS[p] for p in shared)
+        unexplained = 1.0 - _r2(t[half:], x[half:, group], shared, _fit(t[:half], x[:half, group], shared, base), base)
+        for more in MORE_HARMONICS:
+            richer = tuple(max(min(more, caps[p]), HARMONICS[p]) for p in shared)
+            if richer == base or 1 + 2 * sum(richer) > half // 2:
+                break
+            coef = _fit(t[:half], x[:half, group], shared, richer)
+            left = 1.0 - _r2(t[half:], x[half:, group], shared, coef, richer)
+            better = left <= SHARPER * unexplained
+            for j in np.flatnonzero(better):
+                counts[group[j]] = dict(zip(shared, richer))
+            unexplained = np.where(better, left, unexplained)
+            base = richer
     periods = tuple(p for p in candidates if any(ch is not None and p in ch for ch in chosen))
-    harmonics = tuple(HARMONICS[p] for p in periods)
+    harmonics = tuple(max(c.get(p, 0) for c in counts) for p in periods)
     coef = np.zeros((x.shape[1], 2 * sum(harmonics)))
+    offsets = dict(zip(periods, np.cumsum([0, *(2 * h for h in harmonics)])[:-1].tolist()))
     for c, kept in enumerate(chosen):
         if kept is not None:  # refit on the channel's own periods alone, so unused periods add no noise
-            mask = np.repeat([p in kept for p in periods], [2 * h for h in harmonics])
-            coef[c, mask] = _fit(t, x[:, [c]], kept)[0]
+            own = tuple(counts[c][p] for p in kept)
+            fitted = _fit(t, x[:, [c]], kept, own)[0]
+            at = 0
+            for p, h in zip(kept, own):
+                coef[c, offsets[p] : offsets[p] + 2 * h] = fitted[at : at + 2 * h]
+                at += 2 * h
     return Seasonality(periods, harmonics, coef)
+
+
+def _caps(periods: list[float], step: float, half: int) -> dict[float, int]:
+    """The most harmonics a profile of each period may have: below the rows' Nyquist limit (half the rows a cycle
+    holds), and few enough that the fitting half has at least two rows per coefficient."""
+    return {p: max(1, min(int(p / step) // 2 - 1, (half // 2 - 1) // 2)) for p in periods}
 
 
 def row_times(starts: np.ndarray, ends: np.ndarray, window_len: int) -> np.ndarray:
