@@ -100,9 +100,16 @@ def train(
                   if bundle.meta.window_len < cfg.window_len else ""))
     if cfg.history_screen > 0:
         typer.echo(screened_line(bundle.meta.training))
-    periods = bundle.meta.training.get("seasonal_periods_s") or []
+    typer.echo(f"cycles removed before the model (model.seasonal): {cycles_line(cal.seasonal)}")
+
+
+def cycles_line(seasonal: dict[str, Any] | None) -> str:
+    """The profiles a model removes, as `monitor train` prints them: "daily (72 harmonics), weekly (6 harmonics)"
+    (a cycle with sharp edges gets more than six: monitor/core/scoring/seasonal.py), or "none"."""
     names = {86400.0: "daily", 604800.0: "weekly"}
-    typer.echo(f"cycles removed before the model (model.seasonal): {', '.join(names.get(p, f'{p:g} s') for p in periods) or 'none'}")
+    periods, harmonics = (seasonal or {}).get("periods") or [], (seasonal or {}).get("harmonics") or []
+    return ", ".join(f"{names.get(float(p), f'{float(p):g} s')} ({int(h)} harmonics)"
+                     for p, h in zip(periods, harmonics)) or "none"
 
 
 def threads_warning(threads: int, omp_wait_policy: str | None) -> str | None:
