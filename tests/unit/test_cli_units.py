@@ -151,9 +151,7 @@ def test_backtest_names_the_rows_its_history_screen_left_out(tmp_path) -> None: 
 def test_train_says_which_cycles_it_removed_and_with_how_many_harmonics(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`monitor train` on the schedule base (a load switched on and off daily) says that it removes a daily profile
     of more than six harmonics; the helper says 'none' for a model without a profile."""
-    from typer.testing import CliRunner
-
-    from monitor.commands.app import app, cycles_line
+    from monitor.commands.app import cycles_line
     from pipelines.bench.taxonomy import generate
 
     assert cycles_line({}) == cycles_line(None) == "none"
@@ -162,8 +160,6 @@ def test_train_says_which_cycles_it_removed_and_with_how_many_harmonics(tmp_path
     series = generate("clean_schedule", 0, quick=True)
     csv = tmp_path / "load.csv"
     series.frame.iloc[: series.train_rows].rename_axis("timestamp").to_csv(csv)
-    env = {"MONITOR_MODEL__HIDDEN_SIZE": "8", "MONITOR_MODEL__LATENT_SIZE": "4", "MONITOR_MODEL__THREADS": "1"}
-    result = CliRunner().invoke(app, ["train", str(csv), "--out", str(tmp_path / "m.pt"), "--epochs", "2"], env=env)
-    assert result.exit_code == 0, result.output
-    said = [line for line in result.output.splitlines() if line.startswith("cycles removed before the model")]
-    assert said and said[0].endswith(": daily (72 harmonics)"), result.output
+    said = [line for line in _tiny_train_output(csv, tmp_path / "m.pt", {})
+            if line.startswith("cycles removed before the model")]
+    assert said and said[0].endswith(": daily (72 harmonics)"), said

@@ -213,6 +213,7 @@ def fit_seasonality(times: np.ndarray, values: np.ndarray) -> Seasonality | None
         options.append((periods, _r2(t[half:], x[half:], periods, coef)))
     if not options:
         return None
+    judged = dict(options)
     chosen: list[tuple[float, ...] | None] = []
     for c in range(x.shape[1]):
         best: tuple[float, ...] | None = None
@@ -231,7 +232,7 @@ def fit_seasonality(times: np.ndarray, values: np.ndarray) -> Seasonality | None
     for shared in {ch for ch in chosen if ch is not None}:
         group = [c for c, ch in enumerate(chosen) if ch == shared]
         base = tuple(HARMONICS[p] for p in shared)
-        unexplained = 1.0 - _r2(t[half:], x[half:, group], shared, _fit(t[:half], x[:half, group], shared, base), base)
+        unexplained = 1.0 - judged[shared][group]  # the six-harmonic profile's, measured above
         for more in MORE_HARMONICS:
             richer = tuple(max(min(more, caps[p]), HARMONICS[p]) for p in shared)
             if richer == base or 1 + 2 * sum(richer) > half // 2:
