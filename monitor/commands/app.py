@@ -105,10 +105,17 @@ def train(
 
 def cycles_line(seasonal: dict[str, Any] | None) -> str:
     """The profiles a model removes, as `monitor train` prints them: "daily (72 harmonics), weekly (6 harmonics)"
-    (a cycle with sharp edges gets more than six: monitor/core/scoring/seasonal.py), or "none"."""
+    (a cycle with sharp edges gets more than six: monitor/core/scoring/seasonal.py), with the channels whose
+    remainder repeats exactly ("daily (72 harmonics, a per-phase table on 1 channel)"), or "none"."""
     names = {86400.0: "daily", 604800.0: "weekly"}
     periods, harmonics = (seasonal or {}).get("periods") or [], (seasonal or {}).get("harmonics") or []
-    return ", ".join(f"{names.get(float(p), f'{float(p):g} s')} ({int(h)} harmonics)"
+    tables = [float(e["period"]) for e in (seasonal or {}).get("phase") or [] if e is not None]
+
+    def tabled(period: float) -> str:
+        n = tables.count(period)
+        return f", a per-phase table on {n} channel{'s' if n > 1 else ''}" if n else ""
+
+    return ", ".join(f"{names.get(float(p), f'{float(p):g} s')} ({int(h)} harmonics{tabled(float(p))})"
                      for p, h in zip(periods, harmonics)) or "none"
 
 

@@ -157,6 +157,8 @@ def test_train_says_which_cycles_it_removed_and_with_how_many_harmonics(tmp_path
     assert cycles_line({}) == cycles_line(None) == "none"
     assert cycles_line({"periods": [86400.0, 604800.0], "harmonics": [72, 6]}) == (
         "daily (72 harmonics), weekly (6 harmonics)")
+    assert cycles_line({"periods": [86400.0], "harmonics": [72], "phase": [None, {"period": 86400.0, "table": [0.0]}]}
+                       ) == "daily (72 harmonics, a per-phase table on 1 channel)"
     series = generate("clean_schedule", 0, quick=True)
     csv = tmp_path / "load.csv"
     series.frame.iloc[: series.train_rows].rename_axis("timestamp").to_csv(csv)

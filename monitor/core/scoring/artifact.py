@@ -50,7 +50,9 @@ class Calibration:
     window (baseline.py ``jump_scales``; empty or 0: no jump term). ``muted``: per channel, fed to the model as 0
     (its training median): the event channels of a model trained with ``mute_events`` (empty: none, as in
     artifacts made before it). ``fit_quantiles``: the training windows' log-score quantiles
-    (``threshold.train_quantile``). See monitor/core/scoring/scorer.py and baseline.py.
+    (``threshold.train_quantile``). ``resolution``: per channel, the least change that is signal, in scaler units
+    (scaler.py ``resolution_floor``): a window's error counts as at least its square (empty: none, as in artifacts
+    made before it). See monitor/core/scoring/scorer.py and baseline.py.
     """
 
     channel_error: list[float]
@@ -73,6 +75,7 @@ class Calibration:
     jump_scale: list[float] = field(default_factory=list)  # per channel, scaler units (scorer.py; empty/0: no jump term)
     fit_quantiles: dict[str, float] = field(default_factory=dict)  # training windows' log-score quantiles ("q990")
     muted: list[bool] = field(default_factory=list)  # per channel: fed to the model as 0 (scorer.py; empty: none)
+    resolution: list[float] = field(default_factory=list)  # per channel, scaler units (scorer.py; empty: none)
 
 
 @dataclass
@@ -324,6 +327,8 @@ def _check_meta(data: dict[str, Any], cal: Calibration) -> None:
         raise ArtifactError("calibration.drift_speed must not be negative")
     if any(v < 0 for v in cal.jump_scale):
         raise ArtifactError("calibration.jump_scale must not be negative")
+    if any(not (math.isfinite(v) and v >= 0) for v in cal.resolution):
+        raise ArtifactError("calibration.resolution must be finite and not negative")
     if not all(0 <= v <= 1 for v in cal.channel_weight) or (cal.channel_weight and not any(cal.channel_weight)):
         raise ArtifactError("calibration.channel_weight must lie in [0, 1], with at least one above 0")
     if cal.muted and all(cal.muted):

@@ -141,6 +141,9 @@ def channel_values(
     weights. The level term needs ``residual_mean``, the linear term ``linear``; without them (or with their weight
     0) the value is the error alone."""
     ref = np.maximum(np.asarray(calibration.channel_error, dtype=np.float64), 1e-9)
+    if calibration.resolution:  # an error below the channel's resolution is no error (scaler.py resolution_floor)
+        least = np.square(np.asarray(calibration.resolution, dtype=np.float64))
+        errors, ref = np.maximum(errors, least), np.maximum(ref, least)
     normed: np.ndarray = errors / ref
     if linear is not None and calibration.linear_weight > 0 and calibration.linear_scale:
         normed = normed + calibration.linear_weight * linear / np.asarray(calibration.linear_scale)

@@ -23,6 +23,17 @@ smooth cycle keeps six. A profile with more than ``TABULATE_ABOVE`` harmonics of
 table of that period's profile (``TABLE_POINTS_PER_HARMONIC`` points per harmonic, linear interpolation), not from
 its cos/sin terms: it is read for every row of every window scored.
 
+A cycle that repeats **exactly** (a noise-free square wave: a digital output a timer drives) still leaves the
+richest profile's ringing at its edges, the same every cycle, tens of times the remainder elsewhere; a detector
+that has seen it only a few times alerts on it every day (docs/quality.md, round 15). So, last, each channel's
+remainder may get a **per-phase table** of the channel's longest period (``phase_table``: the median remainder at
+each phase, one point per row step, at most ``MAX_PHASE_BINS``), added to the profile. It is kept by the same
+out-of-sample rule, stricter: a table of the fitting half's remainder must cut the judging half's unexplained
+variance to ``REPEATS`` of the profile's. A table of one or two cycles carries their noise into every later cycle
+(and, fitted on the history it then judges, hides that noise from the calibration); on a noisy square wave it would
+win the looser rule on the few edge rows alone and raise false alerts everywhere else, so only a channel whose
+remainder repeats nearly exactly gets one.
+
 Pure: no I/O; times are seconds since the Unix epoch (UTC).
 """
 
@@ -30,6 +41,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -49,20 +61,38 @@ MIN_ROWS_PER_CYCLE = 16
 MIN_R2 = 0.2
 MIN_GAIN = 0.05  # out-of-sample R2 a second period must add to be kept
 RIDGE = 1e-6
+REPEATS = 0.1  # a per-phase table is kept when the judging half's unexplained variance falls to at most this share
+MAX_PHASE_BINS = 4096  # points of a per-phase table, at most (a weekly cycle of 1-minute rows: bins of 2.5 minutes)
 
 
 @dataclass(frozen=True)
 class Seasonality:
     """The fitted profiles: ``periods`` (seconds) with ``harmonics`` each; ``coef`` (n_channels, n_features):
-    per channel the cos/sin weights of :func:`features` (all zero for a channel without a cycle)."""
+    per channel the cos/sin weights of :func:`features` (all zero for a channel without a cycle). ``phase``: per
+    channel, None or its per-phase table (a period of ``periods`` and the remainder at each of its evenly spaced
+    phases, added to the profile: :func:`phase_table`); empty: no channel has one."""
 
     periods: tuple[float, ...]
     harmonics: tuple[int, ...]
     coef: np.ndarray
+    phase: tuple[tuple[float, np.ndarray] | None, ...] = ()
 
     def component(self, times: np.ndarray) -> np.ndarray:
         """``times`` of any shape (...) -> the profile (..., n_channels), zero mean over whole cycles."""
         t = np.asarray(times, dtype=np.float64)
+        out = self._fourier(t)
+        for c, entry in enumerate(self.phase):
+            if entry is not None:
+                period, table = entry
+                out[..., c] += table[phase_bins(t, period, len(table))]
+        return out
+
+    def cycled(self) -> list[bool]:
+        """Per channel: whether it has a profile (a coefficient not 0 or a per-phase table)."""
+        tabled = [e is not None for e in self.phase] or [False] * self.coef.shape[0]
+        return [bool(np.any(row != 0.0)) or t for row, t in zip(self.coef, tabled, strict=True)]
+
+    def _fourier(self, t: np.ndarray) -> np.ndarray:
         if max(self.harmonics, default=0) <= TABULATE_ABOVE:
             out: np.ndarray = features(t, self.periods, self.harmonics) @ self.coef.T
             return out
@@ -98,8 +128,12 @@ class Seasonality:
             tables.append(features(phases, (period,), (count,)) @ cols.T)
         return tables
 
-    def to_dict(self) -> dict[str, list[float] | list[int] | list[list[float]]]:
-        return {"periods": list(self.periods), "harmonics": list(self.harmonics), "coef": self.coef.tolist()}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"periods": list(self.periods), "harmonics": list(self.harmonics),
+                               "coef": self.coef.tolist()}
+        if self.phase:  # absent when no channel has a table: the artifacts of earlier versions read the same
+            out["phase"] = [None if e is None else {"period": e[0], "table": e[1].tolist()} for e in self.phase]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, object] | None, n_channels: int) -> Seasonality | None:
@@ -115,7 +149,19 @@ class Seasonality:
         if (len(periods) != len(harmonics) or any(p <= 0 for p in periods) or any(h < 1 for h in harmonics)
                 or coef.shape != (n_channels, n_features) or not np.isfinite(coef).all()):
             raise ValueError(f"seasonal profile does not fit {n_channels} channels and periods {periods}")
-        return cls(periods, harmonics, coef)
+        phase: list[tuple[float, np.ndarray] | None] = []
+        for entry in data.get("phase") or []:  # type: ignore[attr-defined]
+            if entry is None:
+                phase.append(None)
+                continue
+            period, table = float(entry["period"]), np.asarray(entry["table"], dtype=np.float64)
+            if period not in periods or table.ndim != 1 or not 1 <= len(table) <= MAX_PHASE_BINS \
+                    or not np.isfinite(table).all():
+                raise ValueError(f"seasonal phase table does not fit periods {periods}")
+            phase.append((period, table))
+        if phase and len(phase) != n_channels:
+            raise ValueError(f"seasonal phase tables do not fit {n_channels} channels")
+        return cls(periods, harmonics, coef, tuple(phase))
 
 
 def features(times: np.ndarray, periods: tuple[float, ...], harmonics: tuple[int, ...]) -> np.ndarray:
@@ -248,6 +294,7 @@ def fit_seasonality(times: np.ndarray, values: np.ndarray) -> Seasonality | None
     harmonics = tuple(max(c.get(p, 0) for c in counts) for p in periods)
     coef = np.zeros((x.shape[1], 2 * sum(harmonics)))
     offsets = dict(zip(periods, np.cumsum([0, *(2 * h for h in harmonics)])[:-1].tolist()))
+    phase: list[tuple[float, np.ndarray] | None] = [None] * x.shape[1]
     for c, kept in enumerate(chosen):
         if kept is not None:  # refit on the channel's own periods alone, so unused periods add no noise
             own = tuple(counts[c][p] for p in kept)
@@ -256,7 +303,50 @@ def fit_seasonality(times: np.ndarray, values: np.ndarray) -> Seasonality | None
             for p, h in zip(kept, own):
                 coef[c, offsets[p] : offsets[p] + 2 * h] = fitted[at : at + 2 * h]
                 at += 2 * h
-    return Seasonality(periods, harmonics, coef)
+            phase[c] = _repeating(t, x[:, c], kept, own, fitted, step, half)
+    return Seasonality(periods, harmonics, coef, tuple(phase) if any(e is not None for e in phase) else ())
+
+
+def _repeating(t: np.ndarray, x: np.ndarray, periods: tuple[float, ...], harmonics: tuple[int, ...],
+               fitted: np.ndarray, step: float, half: int) -> tuple[float, np.ndarray] | None:
+    """A channel's per-phase table of its longest period, when its remainder repeats (see the module doc): the
+    table of the fitting half's remainder must cut the judging half's unexplained variance to ``REPEATS`` of the
+    profile's. ``fitted``: the profile's coefficients on every row; None when no table is kept."""
+    period = periods[-1]
+    bins = int(min(MAX_PHASE_BINS, max(1, round(period / step))))
+    early = _fit(t[:half], x[:half, None], periods, harmonics)[0]
+    first, left = x[:half] - features(t[:half], periods, harmonics) @ early, x[half:] - features(t[half:], periods,
+                                                                                                   harmonics) @ early
+    before = float(np.var(left))
+    if before <= 1e-12 * max(float(np.var(x)), 1e-300):
+        return None  # nothing left to explain
+    table = phase_table(t[:half], first, period, bins)
+    after = float(np.var(left - table[phase_bins(t[half:], period, bins)]))
+    if after > REPEATS * before:
+        return None
+    return period, phase_table(t, x - features(t, periods, harmonics) @ fitted, period, bins)
+
+
+def phase_bins(times: np.ndarray, period: float, bins: int) -> np.ndarray:
+    """The phase bin of each of ``times`` (seconds): the nearest of ``bins`` evenly spaced phases of ``period``
+    (rows on a grid of ``period / bins`` fall on their own bin, whatever rounding of their times)."""
+    out: np.ndarray = np.rint(np.mod(times, period) / period * bins).astype(np.int64) % bins
+    return out
+
+
+def phase_table(times: np.ndarray, remainder: np.ndarray, period: float, bins: int) -> np.ndarray:
+    """The median of ``remainder`` (n,) at each phase bin less its overall median (bins): a bin without rows is 0."""
+    idx = phase_bins(times, period, bins)
+    order = np.lexsort((remainder, idx))
+    counts = np.bincount(idx, minlength=bins)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    ranked = remainder[order]
+    seen = counts > 0
+    low = ranked[(starts + (counts - 1) // 2)[seen]]
+    high = ranked[(starts + counts // 2)[seen]]
+    table = np.zeros(bins)
+    table[seen] = (low + high) / 2 - np.median(remainder)
+    return table
 
 
 def _caps(periods: list[float], step: float, half: int) -> dict[float, int]:

@@ -19,7 +19,7 @@ from monitor.core.scoring.artifact import Calibration, ModelBundle, ModelMeta, b
 from monitor.core.scoring.baseline import drift_speeds, drifting_channels, jump_scales, stepping_channels
 from monitor.core.scoring.device import resolve_device
 from monitor.core.scoring.linear import Linear
-from monitor.core.scoring.scaler import RobustScaler, robust_sd
+from monitor.core.scoring.scaler import RobustScaler, resolution_floor, robust_sd
 from monitor.core.scoring.scorer import (
     channel_residuals,
     channel_values,
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 MIN_TRAIN_WINDOWS = 8
 MIN_VAL_WINDOWS = 4
 MAX_LEVEL_FIT_WINDOWS = 20_000  # training windows the level term's centre and scale are measured on, at most
+LEVEL_RESOLUTIONS = 3.0  # the level term's scale is at least this many of the channel's resolution (calibrate)
 MIN_LEVEL_SCALE = 1e-3  # scaler units: a channel whose training residual never moves still gets a finite scale
 MIN_WINDOW_LEN = 4  # auto_shape: the shortest window
 HISTORY_PER_WINDOW = 32  # auto_shape: a window is at most this fraction of the training rows
@@ -120,6 +121,7 @@ def train(
     # period only when a profile fitted on the first half of these rows predicts the second half. Its dozen
     # coefficients per channel cannot learn the validation windows' short-term behaviour, which calibrates the
     # scores (docs/quality.md, round 9: 2 days of training, taxonomy recall 0.79 -> 0.93).
+    floor = resolution_floor(values[:n_train_rows])
     seasonality = fit_seasonality(times, values) if times is not None else None
     if seasonality is not None:
         assert times is not None
@@ -153,7 +155,7 @@ def train(
                      for r in np.flatnonzero(flagged.any(axis=1))[:MAX_SCREENED_SHOWN]],
     }
     return _fit(train_windows, val_windows, train_rows, [str(c) for c in frame.columns], cfg, training, device,
-                seasonality=seasonality, event_rows=values, held_windows=held, **options)
+                seasonality=seasonality, event_rows=values, held_windows=held, scale_floor=floor, **options)
 
 
 def fit_shape(n_train_rows: int, cfg: ModelSettings) -> tuple[int, int]:
@@ -227,6 +229,7 @@ def train_on_windows(
                         f"channels={len(channels)})")
     _check_finite(arr)
     seasonality = None
+    floor = None
     if cfg.seasonal and times is not None:
         if not len(times[0]) == len(times[1]) == len(arr):
             raise DataError(f"{len(times[0])} window starts and {len(times[1])} ends for {len(arr)} training windows")
@@ -234,6 +237,7 @@ def train_on_windows(
         ends = np.array([t.timestamp() for t in times[1]])
         row_t = row_times(starts, ends, arr.shape[1]).ravel()
         order = np.argsort(row_t, kind="stable")
+        floor = resolution_floor(arr.reshape(-1, arr.shape[2]))
         seasonality = fit_seasonality(row_t[order], arr.reshape(-1, arr.shape[2])[order])
         arr = deseasonalise(seasonality, arr, starts, ends)  # the very transform scoring applies
     n_val = int(len(arr) * cfg.val_fraction)
@@ -258,7 +262,7 @@ def train_on_windows(
     drift_rows = None if groups is None else _drift_rows(train_windows, list(groups)[: len(train_windows)])
     return _fit(train_windows, val_windows, train_windows.reshape(-1, arr.shape[2]), [str(c) for c in channels],
                 cfg, training, device, drift_rows=drift_rows, event_rows=arr.reshape(-1, arr.shape[2]),
-                seasonality=seasonality, **options)
+                seasonality=seasonality, scale_floor=floor, **options)
 
 
 def _drift_rows(windows: np.ndarray, groups: list[str]) -> np.ndarray:
@@ -300,6 +304,7 @@ def _fit(
     drift_rows: np.ndarray | None = None,
     event_rows: np.ndarray | None = None,
     held_windows: np.ndarray | None = None,
+    scale_floor: np.ndarray | None = None,
 ) -> ModelBundle:
     """The training loop: windows (n, window_len, n_channels); ``train_rows`` (n_rows, n_channels) fit the scaler.
     With ``seasonality`` the windows and rows are given without their profile, which the artifact stores.
@@ -311,7 +316,7 @@ def _fit(
     out (``screen_rows``), as they were; nothing is fitted on them, only the training quantile counts their scores
     (``calibrate``)."""
     generator = _seed_everything(cfg.seed)
-    scaler = warm_start.scaler if warm_start else RobustScaler.fit(train_rows)
+    scaler = warm_start.scaler if warm_start else RobustScaler.fit(train_rows, scale_floor)
     if warm_start is not None:
         if warm_start.meta.channels != channels or warm_start.meta.window_len != cfg.window_len:
             raise DataError("warm start model has other channels or window length than the training data")
@@ -329,9 +334,14 @@ def _fit(
     if warm_start is not None:
         drifting = list(warm_start.meta.calibration.drifting) or drifting
     history = train_rows if event_rows is None else event_rows
+    # A channel with a cycle is not an event channel, however few values its remainder takes: a cycle removed
+    # exactly (a timer's square wave, seasonal.py's per-phase table) leaves a constant remainder, and any departure
+    # from the cycle is to be judged (docs/quality.md, round 15).
+    cycled = [False] * len(channels) if seasonality is None else seasonality.cycled()
+    constant = [k and not y for k, y in zip(constant_channels(history), cycled, strict=True)]
     training = {**training, "stepping_channels": [c for c, s in zip(channels, stepping, strict=True) if s],
-                "constant_channels": [c for c, k in zip(channels, constant_channels(history), strict=True) if k]}
-    events = event_channels(history, cfg.event_share)
+                "constant_channels": [c for c, k in zip(channels, constant, strict=True) if k]}
+    events = [e and not y for e, y in zip(event_channels(history, cfg.event_share), cycled, strict=True)]
     muted = list(events) if cfg.mute_events and any(events) else []
     shape = Calibration([], 0.0, 1.0, drifting=drifting, centre_drifting=cfg.centre_drifting, muted=muted)
     scaled_train = scaler.transform(train_windows)  # also the jump scales' input, below
@@ -393,6 +403,7 @@ def _fit(
         drifting=drifting, centre_drifting=cfg.centre_drifting, combine=cfg.combine,
         linear_weight=cfg.linear_weight, linear_variance=cfg.linear_variance, tail_balance=cfg.tail_balance,
         events=events, muted=muted, held_windows=held_windows,
+        resolution=None if scale_floor is None else np.asarray(scale_floor) / scaler.scale.astype(np.float64),
     )
     meta.calibration.drift_speed = drift_speeds(scaler.transform(drift_source), drifting, cfg.drift_span)
     if cfg.centre_drifting and cfg.level_weight > 0:  # their level is not judged: their jumps are (scorer.py)
@@ -422,6 +433,7 @@ def calibrate(
     events: list[bool] | None = None,
     muted: list[bool] | None = None,
     held_windows: np.ndarray | None = None,
+    resolution: np.ndarray | None = None,
 ) -> Calibration:
     """Measure the score scale on (normal) validation windows (batch, window_len, n_channels).
 
@@ -449,7 +461,11 @@ def calibrate(
     nothing else learns from them (docs/quality.md, round 12). ``drifting`` is stored as given
     (see monitor/core/scoring/baseline.py). ``events`` (``event_channels``) marks channels that are not judged:
     weight 0; ``muted`` (the same channels under ``mute_events``) is stored as given. With ``tail_balance`` > 0
-    and several judged channels, their normal tails are balanced (``balance_tails``).
+    and several judged channels, their normal tails are balanced (``balance_tails``). ``resolution`` (per channel,
+    scaler units: scaler.py ``resolution_floor``) is stored; every score, these included, reads an error below its
+    square as that square (scorer.py ``channel_values``), and the level term's scale is at least
+    ``LEVEL_RESOLUTIONS`` of it: on a channel whose remainder is rounding error (a cycle a profile removes exactly,
+    a flat line), the model's own bias on it, which input re-centring then cancels, is no level change.
     """
     errors, means, _ = channel_residuals(bundle, windows)
     channel_error = errors.mean(axis=0)
@@ -464,7 +480,8 @@ def calibrate(
     if error_floor > 0:
         channel_error = np.maximum(channel_error, error_floor * float(np.median(channel_error)))
     cal = Calibration([float(v) for v in channel_error], 0.0, 1.0, drifting=list(drifting or []),
-                      centre_drifting=centre_drifting, combine=combine, muted=list(muted or []))
+                      centre_drifting=centre_drifting, combine=combine, muted=list(muted or []),
+                      resolution=[] if resolution is None else [float(v) for v in resolution])
     if level_weight > 0:
         fit = means if fit_means is None else np.concatenate([fit_means, means])
         centre = np.median(fit, axis=0)
@@ -474,6 +491,8 @@ def calibrate(
         scale = np.maximum(scale, _window_mean_spread(bundle, cal, fit_sample if fit_sample is not None else windows))
         cal.level_weight = float(level_weight)
         cal.level_centre = [float(v) for v in centre]
+        if resolution is not None:  # a level within LEVEL_RESOLUTIONS resolutions of its centre is no change
+            scale = np.maximum(scale, LEVEL_RESOLUTIONS * np.asarray(resolution, dtype=np.float64))
         cal.level_scale = [float(v) for v in np.maximum(scale, MIN_LEVEL_SCALE)]
     val_linear = fit_linear = None
     if linear_weight > 0:
@@ -584,7 +603,9 @@ def _calibrate_linear(
 
     A channel's scale is the larger of its mean window residual on the validation and on the training windows:
     a validation part that shows one operating state only (a few hundred rows) must not make every other normal
-    state look anomalous; it gets the same floor as the error scale."""
+    state look anomalous; it gets the same floor as the error scale, and is at least the square of the channel's
+    resolution (``cal.resolution``): a channel whose remainder is rounding error has no principal component, and
+    the smallest shift of its input (re-centring learns the model's bias on it) would otherwise count millions."""
     source = fit_windows if fit_windows is not None and len(fit_windows) else windows
     scaled_fit = model_input(bundle.scaler.transform(np.asarray(source, dtype=np.float32)), cal)
     linear = Linear.fit(scaled_fit.reshape(-1, scaled_fit.shape[2]), variance)
@@ -597,6 +618,8 @@ def _calibrate_linear(
         scale = np.maximum(scale, error_floor * float(np.median(scale)))
     cal.linear = linear.to_dict()
     cal.linear_weight = float(weight)
+    if cal.resolution:  # a mean squared residual below the channel's resolution squared is no residual
+        scale = np.maximum(scale, np.square(np.asarray(cal.resolution, dtype=np.float64)))
     cal.linear_scale = [float(v) for v in np.maximum(scale, MIN_LEVEL_SCALE**2)]
     return val, fit
 
