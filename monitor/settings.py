@@ -176,7 +176,10 @@ class ModelSettings(BaseModel):
         "for the row statistics and the windows around it are left out of training and calibration (their scores "
         "still count in the training quantile, threshold.train_quantile), so it is never learned as normal. A "
         "channel with more such bursts than 1 % of its rows is not screened (its bursts are its normal behaviour), "
-        "nor is an event channel. `monitor train` names the rows; 0 = off.")
+        "nor is an event channel. A channel whose history shows at least 4 such bursts gets a spike allowance: a "
+        "later spike no larger than 1.5 times the history's largest, isolated and unexplained by another channel, "
+        "is removed before scoring (monitor/core/scoring/spikes.py). `monitor train` names the rows and the "
+        "channels with an allowance; 0 = off.")
     combine: str = Field(
         "mean", pattern=r"^(mean|max|rms|top[1-9][0-9]*)$",
         description="How the per-channel values make a window's score: mean, rms, max or topK (mean of the K "

@@ -100,7 +100,15 @@ def train(
                   if bundle.meta.window_len < cfg.window_len else ""))
     if cfg.history_screen > 0:
         typer.echo(screened_line(bundle.meta.training))
+        typer.echo(f"channels whose recurring spikes are their normal behaviour (removed before scoring, up to the "
+                   f"size given; model.history_screen): {spikes_line(bundle.meta.channels, cal.spike_limit)}")
     typer.echo(f"cycles removed before the model (model.seasonal): {cycles_line(cal.seasonal)}")
+
+
+def spikes_line(channels: list[str], limits: list[float]) -> str:
+    """The channels with a spike allowance (monitor/core/scoring/spikes.py), as `monitor train` prints them:
+    "cpu (up to 83.7)", or "none"."""
+    return ", ".join(f"{c} (up to {v:.3g})" for c, v in zip(channels, limits) if v > 0) or "none"
 
 
 def cycles_line(seasonal: dict[str, Any] | None) -> str:

@@ -120,7 +120,9 @@ def test_train_names_the_rows_its_history_screen_left_out(tmp_path) -> None:  # 
                      if "history_screen" in line] for screen in ("8", "0")}
     times = [frame.index[i].isoformat() for i in (200, 201, 700)]
     assert said["8"] == [f"rows left out of the fit as anomalies of the history (spikes, bursts; model.history_screen): "
-                         f"3: {times[0]} value; {times[1]} value; {times[2]} value"], said
+                         f"3: {times[0]} value; {times[1]} value; {times[2]} value",
+                         "channels whose recurring spikes are their normal behaviour (removed before scoring, up to "
+                         "the size given; model.history_screen): none"], said  # two bursts: a glitch, not a habit
     assert said["0"] == [], said
 
 
@@ -159,6 +161,10 @@ def test_train_says_which_cycles_it_removed_and_with_how_many_harmonics(tmp_path
         "daily (72 harmonics), weekly (6 harmonics)")
     assert cycles_line({"periods": [86400.0], "harmonics": [72], "phase": [None, {"period": 86400.0, "table": [0.0]}]}
                        ) == "daily (72 harmonics, a per-phase table on 1 channel)"
+    from monitor.commands.app import spikes_line
+
+    assert spikes_line(["a", "cpu"], [0.0, 83.66]) == "cpu (up to 83.7)"
+    assert spikes_line(["a"], []) == spikes_line(["a"], [0.0]) == "none"
     series = generate("clean_schedule", 0, quick=True)
     csv = tmp_path / "load.csv"
     series.frame.iloc[: series.train_rows].rename_axis("timestamp").to_csv(csv)

@@ -52,7 +52,9 @@ class Calibration:
     artifacts made before it). ``fit_quantiles``: the training windows' log-score quantiles
     (``threshold.train_quantile``). ``resolution``: per channel, the least change that is signal, in scaler units
     (scaler.py ``resolution_floor``): a window's error counts as at least its square (empty: none, as in artifacts
-    made before it). See monitor/core/scoring/scorer.py and baseline.py.
+    made before it). ``spike_scale`` / ``spike_limit`` / ``spike_runs`` / ``spike_bound``: the spikes each channel's
+    history showed recurring, removed before scoring (monitor/core/scoring/spikes.py ``Allowance``; empty: none, as
+    in artifacts made before it). See monitor/core/scoring/scorer.py and baseline.py.
     """
 
     channel_error: list[float]
@@ -76,6 +78,10 @@ class Calibration:
     fit_quantiles: dict[str, float] = field(default_factory=dict)  # training windows' log-score quantiles ("q990")
     muted: list[bool] = field(default_factory=list)  # per channel: fed to the model as 0 (scorer.py; empty: none)
     resolution: list[float] = field(default_factory=list)  # per channel, scaler units (scorer.py; empty: none)
+    spike_scale: list[float] = field(default_factory=list)  # per channel, raw units (spikes.py; empty: no allowance)
+    spike_limit: list[float] = field(default_factory=list)  # per channel, raw units (spikes.py; 0: none)
+    spike_runs: list[int] = field(default_factory=list)  # per channel (spikes.py)
+    spike_bound: float = 0.0  # spikes.py Allowance.bound
 
 
 @dataclass
@@ -329,6 +335,10 @@ def _check_meta(data: dict[str, Any], cal: Calibration) -> None:
         raise ArtifactError("calibration.jump_scale must not be negative")
     if any(not (math.isfinite(v) and v >= 0) for v in cal.resolution):
         raise ArtifactError("calibration.resolution must be finite and not negative")
+    if any(v < 0 for v in [*cal.spike_scale, *cal.spike_limit, *cal.spike_runs, cal.spike_bound]):
+        raise ArtifactError("calibration.spike_scale, spike_limit, spike_runs and spike_bound must not be negative")
+    if len({len(cal.spike_scale), len(cal.spike_limit), len(cal.spike_runs)}) > 1:
+        raise ArtifactError("calibration.spike_scale, spike_limit and spike_runs must be given together")
     if not all(0 <= v <= 1 for v in cal.channel_weight) or (cal.channel_weight and not any(cal.channel_weight)):
         raise ArtifactError("calibration.channel_weight must lie in [0, 1], with at least one above 0")
     if cal.muted and all(cal.muted):

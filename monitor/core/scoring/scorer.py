@@ -39,6 +39,7 @@ from monitor.core.scoring.artifact import Calibration, ModelBundle
 from monitor.core.scoring.device import resolve_device
 from monitor.core.scoring.linear import Linear
 from monitor.core.scoring.seasonal import Seasonality, row_times
+from monitor.core.scoring.spikes import Allowance, despike
 from monitor.errors import DataError
 
 
@@ -187,6 +188,15 @@ def seasonality_of(bundle: ModelBundle) -> Seasonality | None:
     return Seasonality.from_dict(bundle.meta.calibration.seasonal, len(bundle.meta.channels))
 
 
+def spikes_of(calibration: Calibration) -> Allowance | None:
+    """The calibration's spike allowance (spikes.py), None when no channel has one."""
+    if not calibration.spike_limit or not any(v > 0 for v in calibration.spike_limit):
+        return None
+    return Allowance(np.asarray(calibration.spike_scale, dtype=np.float64),
+                     np.asarray(calibration.spike_limit, dtype=np.float64),
+                     np.asarray(calibration.spike_runs, dtype=np.int64), float(calibration.spike_bound))
+
+
 def deseasonalise(
     seasonality: Seasonality | None, windows: np.ndarray, starts: np.ndarray | None, ends: np.ndarray | None
 ) -> np.ndarray:
@@ -214,6 +224,7 @@ class Scorer:
         self.batch_size = batch_size
         self.bf16 = bf16  # bfloat16 autocast: off in production (no decision-identical speed-up measured)
         self.seasonality = seasonality_of(bundle)
+        self.spikes = spikes_of(bundle.meta.calibration)
 
     @property
     def version(self) -> str:
@@ -233,6 +244,8 @@ class Scorer:
         first and last time in seconds since the epoch (needed by a model with a daily/weekly profile).
         ``previous`` (batch, n_channels): each window's sensor's previous window level (``Scores.level``; NaN rows
         where there is none or it is too long ago), for a model with a jump term; None: no jump judged."""
+        if self.spikes is not None:  # a spike the sensor's history showed recurring is its normal behaviour
+            windows = despike(np.asarray(windows), self.spikes)
         windows = deseasonalise(self.seasonality, windows, starts, ends)
         errors, residual_mean, linear = channel_residuals(self.bundle, windows, self.batch_size, self.bf16)
         cal = self.bundle.meta.calibration

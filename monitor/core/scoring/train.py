@@ -29,6 +29,7 @@ from monitor.core.scoring.scorer import (
     normalise,
 )
 from monitor.core.scoring.seasonal import Seasonality, fit_seasonality, row_times
+from monitor.core.scoring.spikes import Allowance, allowance, combine, despike
 from monitor.core.thresholds import fit_tail
 from monitor.core.windows import sliding_windows, windows_touching
 from monitor.errors import CancelledRunError, DataError
@@ -101,6 +102,7 @@ def train(
     # what is fitted on rows (the daily profile, the scaler, which channels drift) and the windows around them are
     # left out of training and calibration, so they are never learned as normal (``screen_rows``).
     flagged = screen_rows(values, cfg.history_screen, event_channels(values, cfg.event_share))
+    spikes = allowance(values, cfg.history_screen, cfg.window_len, event_channels(values, cfg.event_share))
     screened: np.ndarray = np.asarray(flagged.any(axis=1))
     keep_train = keep_val = None
     raw = values  # as given (the screened rows unfilled)
@@ -115,6 +117,8 @@ def train(
             log.warning("history screen: %d row(s) far off their neighbourhood, but leaving them out would leave "
                         "too few windows: they are trained on", int(screened.sum()))
             flagged[:], keep_train, keep_val = False, None, None
+    if spikes.active:  # the spikes scoring will remove (spikes.py), removed from what every fit sees
+        values = despike(values[None], spikes, dense=False)[0]
     times = _epoch_seconds(frame.index) if cfg.seasonal else None
     # The profile is fitted on every row given, the validation part included: a short history (the first 15 % of
     # two weeks of 5-minute data is ~2 days) holds two whole cycles only with it, and fit_seasonality keeps a
@@ -135,6 +139,7 @@ def train(
     held = None  # the training windows the screen left out, as they were: only the training quantile sees them
     if keep_train is not None and keep_val is not None:
         held = sliding_windows(raw[:n_train_rows], cfg.window_len, cfg.stride)[~keep_train]
+        held = despike(held, spikes)  # scored as scoring will: without the spikes the allowance removes
         train_windows, val_windows = train_windows[keep_train], val_windows[keep_val]
     if len(train_windows) < MIN_TRAIN_WINDOWS or len(val_windows) < MIN_VAL_WINDOWS:
         raise DataError(
@@ -155,7 +160,8 @@ def train(
                      for r in np.flatnonzero(flagged.any(axis=1))[:MAX_SCREENED_SHOWN]],
     }
     return _fit(train_windows, val_windows, train_rows, [str(c) for c in frame.columns], cfg, training, device,
-                seasonality=seasonality, event_rows=values, held_windows=held, scale_floor=floor, **options)
+                seasonality=seasonality, event_rows=values, held_windows=held, scale_floor=floor, spikes=spikes,
+                **options)
 
 
 def fit_shape(n_train_rows: int, cfg: ModelSettings) -> tuple[int, int]:
@@ -230,6 +236,12 @@ def train_on_windows(
     _check_finite(arr)
     seasonality = None
     floor = None
+    spikes = None
+    if (times is not None and len(times[0]) == len(times[1]) == len(arr)
+            and (groups is None or len(groups) == len(arr))):  # each sensor's rows once each, in time order
+        spikes = _fleet_allowance(arr, list(groups or [""] * len(arr)), np.array([t.timestamp() for t in times[0]]),
+                                  np.array([t.timestamp() for t in times[1]]), cfg)
+        arr = despike(arr, spikes)  # as scoring will see them (spikes.py)
     if cfg.seasonal and times is not None:
         if not len(times[0]) == len(times[1]) == len(arr):
             raise DataError(f"{len(times[0])} window starts and {len(times[1])} ends for {len(arr)} training windows")
@@ -262,7 +274,23 @@ def train_on_windows(
     drift_rows = None if groups is None else _drift_rows(train_windows, list(groups)[: len(train_windows)])
     return _fit(train_windows, val_windows, train_windows.reshape(-1, arr.shape[2]), [str(c) for c in channels],
                 cfg, training, device, drift_rows=drift_rows, event_rows=arr.reshape(-1, arr.shape[2]),
-                seasonality=seasonality, scale_floor=floor, **options)
+                seasonality=seasonality, scale_floor=floor, spikes=spikes, **options)
+
+
+def _fleet_allowance(windows: np.ndarray, groups: list[str], starts: np.ndarray, ends: np.ndarray,
+                     cfg: ModelSettings) -> Allowance:
+    """The spike allowance (spikes.py) of pre-cut windows (n, window_len, C) of several sensors (``groups``) at
+    their first and last times: each sensor's rows rebuilt once each in time order (windows overlap), each one's
+    allowance found as ``train`` finds a history's, and combined (``spikes.combine``)."""
+    times = row_times(starts, ends, windows.shape[1])
+    parts = []
+    for group in dict.fromkeys(groups):
+        members = [i for i, g in enumerate(groups) if g == group]
+        t = times[members].ravel()
+        rows = windows[members].reshape(-1, windows.shape[2])
+        _, first = np.unique(t, return_index=True)  # sorted by time
+        parts.append(allowance(rows[first], cfg.history_screen, cfg.window_len))
+    return combine(parts, windows.shape[2], cfg.history_screen)
 
 
 def _drift_rows(windows: np.ndarray, groups: list[str]) -> np.ndarray:
@@ -305,6 +333,7 @@ def _fit(
     event_rows: np.ndarray | None = None,
     held_windows: np.ndarray | None = None,
     scale_floor: np.ndarray | None = None,
+    spikes: Allowance | None = None,
 ) -> ModelBundle:
     """The training loop: windows (n, window_len, n_channels); ``train_rows`` (n_rows, n_channels) fit the scaler.
     With ``seasonality`` the windows and rows are given without their profile, which the artifact stores.
@@ -406,6 +435,14 @@ def _fit(
         resolution=None if scale_floor is None else np.asarray(scale_floor) / scaler.scale.astype(np.float64),
     )
     meta.calibration.drift_speed = drift_speeds(scaler.transform(drift_source), drifting, cfg.drift_span)
+    if spikes is not None and spikes.active:  # spikes.py: stored only where a channel has an allowance
+        muted_events = events if any(events) else [False] * len(channels)
+        limit = [0.0 if e else float(v) for v, e in zip(spikes.limit, muted_events, strict=True)]
+        if any(limit):
+            meta.calibration.spike_scale = [float(v) for v in spikes.scale]
+            meta.calibration.spike_limit = limit
+            meta.calibration.spike_runs = [int(v) for v in spikes.runs]
+            meta.calibration.spike_bound = spikes.bound
     if cfg.centre_drifting and cfg.level_weight > 0:  # their level is not judged: their jumps are (scorer.py)
         meta.calibration.jump_scale = jump_scales(scaled_train, drifting)
     if seasonality is not None:
