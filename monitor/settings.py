@@ -180,6 +180,12 @@ class ModelSettings(BaseModel):
         "later spike no larger than 1.5 times the history's largest, isolated and unexplained by another channel, "
         "is removed before scoring (monitor/core/scoring/spikes.py). `monitor train` names the rows and the "
         "channels with an allowance; 0 = off.")
+    stillness: bool = Field(
+        True,
+        description="Judge a window far calmer than any of the history (a sensor stuck at a value: its rows stop "
+        "changing) however well the model reconstructs it: the stillness term of the score, 0 for every window as "
+        "lively as the history's; a channel that held still at some time in the history is not judged so. Stored in "
+        "the artifact (monitor/core/scoring/scorer.py).")
     combine: str = Field(
         "mean", pattern=r"^(mean|max|rms|top[1-9][0-9]*)$",
         description="How the per-channel values make a window's score: mean, rms, max or topK (mean of the K "

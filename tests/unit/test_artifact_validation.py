@@ -107,6 +107,8 @@ def test_an_untouched_crafted_artifact_loads_and_matches_to_bytes(tmp_path: Path
     (edit("calibration.spike_limit", [0.0, -1.0, 0.0]), "spike_bound must not be negative"),
     (edit("calibration.spike_limit", [0.0, 1.0, 0.0]), "must be given together"),
     (edit("calibration.spike_runs", [1, 1]), "spike_runs has 2 entries"),
+    (edit("calibration.calm_scale", [0.1, -0.1, 0.1]), "calm_scale and calm_least must not be negative"),
+    (edit("calibration.calm_floor", [0.0, 0.0, 0.0]), "must be given together"),
     (edit("calibration.seasonal", {"periods": [86400.0], "harmonics": [1], "coef": [[0.0, 0.0]] * 3,
                                    "phase": [None, {"period": 3600.0, "table": [0.0]}, None]}),
      "calibration.seasonal is damaged"),

@@ -838,3 +838,64 @@ def test_a_sensors_shift_is_not_hidden_by_normal_events_on_other_channels(tiny_m
         if not judged:
             assert table["is_anomaly"].to_numpy()[start : end + bundle.meta.window_len].any(), "the shift was missed"
     assert ratios[False] > 2 * ratios[True], ratios
+
+
+# ------------------------------------------------------------------ a stuck sensor
+def _noisy(days: float, kind: str, seed: int = 0) -> pd.DataFrame:
+    """5-minute rows of white noise or of a slow AR process with a little noise: no cycle, no structure to break."""
+    rng = np.random.default_rng(seed)
+    n = int(days * 288)
+    if kind == "noise":
+        values = 50 + rng.normal(0, 1.0, n)
+    else:
+        values = 50 + np.convolve(rng.normal(0, 1.0, n + 19), np.ones(20) / 20, "valid") * 4 + rng.normal(0, 0.3, n)
+    index = pd.Timestamp("2026-01-05", tz="UTC") + pd.to_timedelta(np.arange(n) * 300.0, unit="s")
+    return pd.DataFrame({"value": values}, index=index).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["noise", "ar"])
+def test_a_sensor_stuck_at_a_normal_value_is_found_and_its_lively_days_are_silent(kind: str) -> None:
+    """A sensor that freezes at a value inside its normal range (its noise gone for 100 rows) is reconstructed
+    perfectly by the model: before round 17 none of six such streams was found. The stillness term judges a window
+    far calmer than any of the history (scorer.py ``calm_values``) and adds no alert on the four lively days around
+    it: the same alerts as the model without it (``model.stillness`` off), none on the white noise
+    (docs/quality.md, round 17)."""
+    frame = _noisy(6.1, kind)
+    cfg = ModelSettings(threads=1)
+    bundle = train(frame.iloc[:605], cfg, version=kind)
+    off = train(frame.iloc[:605], cfg.model_copy(update={"stillness": False}), version=kind)
+    cal = bundle.meta.calibration
+    assert cal.calm_floor and cal.calm_scale[0] > 0 and not off.meta.calibration.calm_floor
+    clean = run_backtest(frame, bundle, ThresholdSettings(), AlertSettings(), stride=1)
+    without = run_backtest(frame, off, ThresholdSettings(), AlertSettings(), stride=1)
+    assert [a.opened_at for a in clean.alerts] == [a.opened_at for a in without.alerts]
+    assert kind != "noise" or not clean.alerts, [(a.opened_at, a.peak_score) for a in clean.alerts]
+    stuck = frame.copy()
+    start, end = 4 * 288, 4 * 288 + 100
+    stuck.iloc[start:end, 0] = float(frame.iloc[start, 0])
+    for model, found in ((bundle, True), (off, False)):
+        flags = run_backtest(stuck, model, ThresholdSettings(), AlertSettings(), stride=1).table["is_anomaly"]
+        assert flags.to_numpy()[start:end].any() == found, f"stillness={found}: found={not found}"
+
+
+def test_stillness_counts_nothing_for_a_window_as_lively_as_the_history_and_nothing_where_it_held_still() -> None:
+    """The term is 0 on every window of the history (its floor lies below the calmest of them), and a channel that
+    held still in the history (a quantised pump count, flat for hours) gets none."""
+    series = generate("clean_quantised", 0, quick=True)
+    history = series.frame.iloc[: series.train_rows]
+    bundle = train(history, ModelSettings(threads=1, epochs=2), version="pumps")
+    cal = bundle.meta.calibration
+    windows = sliding_windows(history.to_numpy(dtype=np.float32), bundle.meta.window_len, 4)
+    from monitor.core.scoring.scorer import calm_values, channel_values, deseasonalise, seasonality_of
+
+    plain = deseasonalise(seasonality_of(bundle), windows, *_window_times(history.index, bundle.meta.window_len, 4))
+    calm = calm_values(plain, bundle)
+    errors = np.ones_like(calm)
+    assert np.array_equal(channel_values(errors, cal, calm=calm), channel_values(errors, cal)), "0 on the history"
+    assert cal.calm_scale[0] == 0.0, "the pump count holds still for hours in its history"
+
+
+def _window_times(index: pd.Index, window_len: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    t = _seconds(index)
+    starts = t[: len(t) - window_len + 1 : stride]
+    return starts, starts + (t[window_len - 1] - t[0])

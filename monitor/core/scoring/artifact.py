@@ -54,7 +54,9 @@ class Calibration:
     (scaler.py ``resolution_floor``): a window's error counts as at least its square (empty: none, as in artifacts
     made before it). ``spike_scale`` / ``spike_limit`` / ``spike_runs`` / ``spike_bound``: the spikes each channel's
     history showed recurring, removed before scoring (monitor/core/scoring/spikes.py ``Allowance``; empty: none, as
-    in artifacts made before it). See monitor/core/scoring/scorer.py and baseline.py.
+    in artifacts made before it). ``calm_floor`` / ``calm_scale`` / ``calm_least``: the stillness term, a window
+    far calmer than any the history showed (a stuck sensor: scorer.py ``calm_values``; empty: none, as in artifacts
+    made before it). See monitor/core/scoring/scorer.py and baseline.py.
     """
 
     channel_error: list[float]
@@ -82,6 +84,9 @@ class Calibration:
     spike_limit: list[float] = field(default_factory=list)  # per channel, raw units (spikes.py; 0: none)
     spike_runs: list[int] = field(default_factory=list)  # per channel (spikes.py)
     spike_bound: float = 0.0  # spikes.py Allowance.bound
+    calm_floor: list[float] = field(default_factory=list)  # per channel, log scaler units (scorer.py; empty: none)
+    calm_scale: list[float] = field(default_factory=list)  # per channel, log units (scorer.py; 0: the channel has none)
+    calm_least: list[float] = field(default_factory=list)  # per channel, scaler units (scorer.py)
 
 
 @dataclass
@@ -337,6 +342,10 @@ def _check_meta(data: dict[str, Any], cal: Calibration) -> None:
         raise ArtifactError("calibration.resolution must be finite and not negative")
     if any(v < 0 for v in [*cal.spike_scale, *cal.spike_limit, *cal.spike_runs, cal.spike_bound]):
         raise ArtifactError("calibration.spike_scale, spike_limit, spike_runs and spike_bound must not be negative")
+    if any(v < 0 for v in [*cal.calm_scale, *cal.calm_least]):
+        raise ArtifactError("calibration.calm_scale and calm_least must not be negative")
+    if len({len(cal.calm_floor), len(cal.calm_scale), len(cal.calm_least)}) > 1:
+        raise ArtifactError("calibration.calm_floor, calm_scale and calm_least must be given together")
     if len({len(cal.spike_scale), len(cal.spike_limit), len(cal.spike_runs)}) > 1:
         raise ArtifactError("calibration.spike_scale, spike_limit and spike_runs must be given together")
     if not all(0 <= v <= 1 for v in cal.channel_weight) or (cal.channel_weight and not any(cal.channel_weight)):

@@ -133,9 +133,17 @@ def jump_values(level: np.ndarray, previous: np.ndarray, bundle: ModelBundle) ->
     return np.where(np.isfinite(z), z, 0.0)
 
 
+def calm_values(windows: np.ndarray, bundle: ModelBundle) -> np.ndarray:
+    """Each window's stillness per channel (batch, n_channels): the mean absolute change from one row to the next,
+    in the scaler's units, of raw windows (batch, window_len, n_channels) (without their profile, if any)."""
+    scaled = bundle.scaler.transform(np.asarray(windows, dtype=np.float32))
+    out: np.ndarray = np.abs(np.diff(scaled.astype(np.float64), axis=1)).mean(axis=1)
+    return out
+
+
 def channel_values(
     errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None,
-    linear: np.ndarray | None = None, jump: np.ndarray | None = None,
+    linear: np.ndarray | None = None, jump: np.ndarray | None = None, calm: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> each channel's value
     (batch, n_channels): its error, linear and level terms with ``calibration``'s scales, before the channel
@@ -155,18 +163,27 @@ def channel_values(
         normed = normed + calibration.level_weight * z * z
     if jump is not None and calibration.level_weight > 0:  # jump_values: a drifting channel's change of level
         normed = normed + calibration.level_weight * jump * jump
+    if calm is not None and calibration.calm_floor:
+        # The stillness term: a window whose rows change far less than any window of the history did (a sensor
+        # stuck at a value, its noise gone) is judged however well the model reconstructs it. 0 above the floor,
+        # so every window as lively as the history's scores as without it.
+        scale = np.asarray(calibration.calm_scale, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            below = (np.asarray(calibration.calm_floor) - np.log(calm + np.asarray(calibration.calm_least))) / scale
+        below = np.where((scale > 0) & np.isfinite(below) & (below > 0), below, 0.0)
+        normed = normed + below * below
     return normed
 
 
 def normalise(
     errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None,
-    linear: np.ndarray | None = None, jump: np.ndarray | None = None,
+    linear: np.ndarray | None = None, jump: np.ndarray | None = None, calm: np.ndarray | None = None,
 ) -> Scores:
     """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> Scores, with
     ``calibration``'s scales (``channel_values``) and channel weights (``channel_weight``: an event channel
     weighs 0, not judged, and a channel whose normal values have an event-like tail weighs less, so that
     normal events do not hide a change of another channel; see train.py ``event_channels`` and ``balance_tails``)."""
-    normed = channel_values(errors, calibration, residual_mean, linear, jump)
+    normed = channel_values(errors, calibration, residual_mean, linear, jump, calm)
     if calibration.channel_weight:
         normed = normed * np.asarray(calibration.channel_weight, dtype=np.float64)
     total = normed.sum(axis=1)
@@ -249,11 +266,12 @@ class Scorer:
         windows = deseasonalise(self.seasonality, windows, starts, ends)
         errors, residual_mean, linear = channel_residuals(self.bundle, windows, self.batch_size, self.bf16)
         cal = self.bundle.meta.calibration
+        calm = calm_values(windows, self.bundle) if cal.calm_floor else None
         if not self.jumps:
-            return normalise(errors, cal, residual_mean, linear)
+            return normalise(errors, cal, residual_mean, linear, calm=calm)
         level = np.asarray(windows, dtype=np.float64).mean(axis=1)
         jump = None if previous is None else jump_values(level, previous, self.bundle)
-        scores = normalise(errors, cal, residual_mean, linear, jump)
+        scores = normalise(errors, cal, residual_mean, linear, jump, calm)
         return Scores(scores.score, scores.contributions, scores.residual_mean, level)
 
     @property

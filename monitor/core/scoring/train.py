@@ -21,6 +21,7 @@ from monitor.core.scoring.device import resolve_device
 from monitor.core.scoring.linear import Linear
 from monitor.core.scoring.scaler import RobustScaler, resolution_floor, robust_sd
 from monitor.core.scoring.scorer import (
+    calm_values,
     channel_residuals,
     channel_values,
     deseasonalise,
@@ -101,8 +102,9 @@ def train(
     # Anomalies the history holds (spikes, bursts): their rows are filled with their neighbourhood's median for
     # what is fitted on rows (the daily profile, the scaler, which channels drift) and the windows around them are
     # left out of training and calibration, so they are never learned as normal (``screen_rows``).
-    flagged = screen_rows(values, cfg.history_screen, event_channels(values, cfg.event_share))
-    spikes = allowance(values, cfg.history_screen, cfg.window_len, event_channels(values, cfg.event_share))
+    on_off = event_channels(values, cfg.event_share)
+    flagged = screen_rows(values, cfg.history_screen, on_off)
+    spikes = allowance(values, cfg.history_screen, cfg.window_len, on_off)  # spikes.py: what recurs is normal
     screened: np.ndarray = np.asarray(flagged.any(axis=1))
     keep_train = keep_val = None
     raw = values  # as given (the screened rows unfilled)
@@ -235,7 +237,7 @@ def train_on_windows(
                         f"channels={len(channels)})")
     _check_finite(arr)
     seasonality = None
-    floor = None
+    floor = resolution_floor(arr.reshape(-1, arr.shape[2]))  # the rows as measured, as ``train`` takes it
     spikes = None
     if (times is not None and len(times[0]) == len(times[1]) == len(arr)
             and (groups is None or len(groups) == len(arr))):  # each sensor's rows once each, in time order
@@ -249,7 +251,6 @@ def train_on_windows(
         ends = np.array([t.timestamp() for t in times[1]])
         row_t = row_times(starts, ends, arr.shape[1]).ravel()
         order = np.argsort(row_t, kind="stable")
-        floor = resolution_floor(arr.reshape(-1, arr.shape[2]))
         seasonality = fit_seasonality(row_t[order], arr.reshape(-1, arr.shape[2])[order])
         arr = deseasonalise(seasonality, arr, starts, ends)  # the very transform scoring applies
     n_val = int(len(arr) * cfg.val_fraction)
@@ -433,6 +434,7 @@ def _fit(
         linear_weight=cfg.linear_weight, linear_variance=cfg.linear_variance, tail_balance=cfg.tail_balance,
         events=events, muted=muted, held_windows=held_windows,
         resolution=None if scale_floor is None else np.asarray(scale_floor) / scaler.scale.astype(np.float64),
+        calm=cfg.stillness,
     )
     meta.calibration.drift_speed = drift_speeds(scaler.transform(drift_source), drifting, cfg.drift_span)
     if spikes is not None and spikes.active:  # spikes.py: stored only where a channel has an allowance
@@ -471,6 +473,7 @@ def calibrate(
     muted: list[bool] | None = None,
     held_windows: np.ndarray | None = None,
     resolution: np.ndarray | None = None,
+    calm: bool = False,
 ) -> Calibration:
     """Measure the score scale on (normal) validation windows (batch, window_len, n_channels).
 
@@ -531,6 +534,8 @@ def calibrate(
         if resolution is not None:  # a level within LEVEL_RESOLUTIONS resolutions of its centre is no change
             scale = np.maximum(scale, LEVEL_RESOLUTIONS * np.asarray(resolution, dtype=np.float64))
         cal.level_scale = [float(v) for v in np.maximum(scale, MIN_LEVEL_SCALE)]
+    if calm:
+        _calibrate_calm(bundle, cal, windows if fit_sample is None else np.concatenate([fit_sample, windows]))
     val_linear = fit_linear = None
     if linear_weight > 0:
         val_linear, fit_linear = _calibrate_linear(bundle, cal, windows, fit_sample, linear_weight, linear_variance,
@@ -628,6 +633,27 @@ def balance_tails(values: np.ndarray, quantile: float) -> list[float]:
     typical = np.maximum(medians, float(np.median(medians)))
     limit = HEAVY_TAIL_RATIO * typical
     return [float(lim / t) if t > lim > 0 else 1.0 for t, lim in zip(tails, limit, strict=True)]
+
+
+CALM_LEAST = 1e-3  # of a channel's median stillness: the least stillness told apart (a stuck window reads this)
+CALM_MARGIN = 2.0  # robust SDs of log stillness below the calmest window of the history: the stillness floor
+MIN_CALM_SCALE = 0.05  # log units: the least robust SD of a channel's log stillness
+
+
+def _calibrate_calm(bundle: ModelBundle, cal: Calibration, windows: np.ndarray) -> None:
+    """The stillness term (scorer.py ``calm_values``) of each channel, from the history's windows (raw, without
+    their profile): the floor lies ``CALM_MARGIN`` robust SDs of log stillness below the calmest of them, so no
+    window as lively as the history's counts. A channel with a window of the history that did not move at all (a
+    quantised channel, an event channel, a setpoint held, a cycle removed exactly) gets none (scale 0): stillness
+    is part of its normal behaviour."""
+    calm = calm_values(windows, bundle)
+    least = CALM_LEAST * np.maximum(np.median(calm, axis=0), 1e-12)
+    logs = np.log(calm + least)
+    scale = np.maximum(robust_sd(logs), MIN_CALM_SCALE)
+    still = (calm <= least).any(axis=0)
+    cal.calm_floor = [float(v) for v in logs.min(axis=0) - CALM_MARGIN * scale]
+    cal.calm_scale = [0.0 if s else float(v) for v, s in zip(scale, still, strict=True)]
+    cal.calm_least = [float(v) for v in least]
 
 
 def _calibrate_linear(
