@@ -50,7 +50,9 @@ def show_alert(browser: Browser, alert_id: int | None = None) -> int:
 def save_views(url: str, out_dir: Path, alert_id: int | None = None) -> list[Path]:
     """Screenshots of the list and of one alert's view (viewport only, ``WIDTH`` x ``HEIGHT``) into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="monitor-shots-") as profile:
+    # Chromium's helper processes may still write into the profile as it closes: the screenshots are saved by then,
+    # and a profile file that outlives its removal must not turn them into "screenshots skipped".
+    with tempfile.TemporaryDirectory(prefix="monitor-shots-", ignore_cleanup_errors=True) as profile:
         browser = Browser(Path(profile))
         try:
             show_list(browser, url)
