@@ -69,14 +69,23 @@ def neighbourhood(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a step that lasts is off the rows before it, not off those after it), and the median of both sides (the row
     itself left out; fewer rows at the window's ends, inf distance where a side has none)."""
     x = np.asarray(windows, dtype=np.float64)
+    before, after, both = medians(x)
+    with np.errstate(all="ignore"):
+        distance = np.fmin(np.abs(x - before), np.abs(x - after))
+    return np.where(np.isnan(distance), np.inf, distance), both
+
+
+def medians(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``windows`` (n, T, C) -> each row's median of the ``HALF`` rows before it, of the ``HALF`` rows after it, and
+    of both, each (n, T, C) (the row itself left out; fewer rows at the ends, NaN where there are none). On a trend
+    or a cycle the last lies near the row's own value without being it, so a row's distance from it is its noise,
+    not 0. The history screen (train.py ``screen_rows``) reads a history's rows as one window."""
+    x = np.asarray(windows, dtype=np.float64)
     n, t, c = x.shape
     pad = np.full((n, HALF, c), np.nan)
     padded = np.concatenate([pad, x, pad], axis=1)
     sides = np.stack([padded[:, HALF + k : HALF + k + t] for k in range(-HALF, HALF + 1) if k != 0], axis=-1)
-    before, after, both = _median(sides[..., :HALF]), _median(sides[..., HALF:]), _median(sides)
-    with np.errstate(all="ignore"):
-        distance = np.fmin(np.abs(x - before), np.abs(x - after))
-    return np.where(np.isnan(distance), np.inf, distance), both
+    return _median(sides[..., :HALF]), _median(sides[..., HALF:]), _median(sides)
 
 
 def _median(a: np.ndarray) -> np.ndarray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypedDict, Unpack
@@ -30,7 +29,7 @@ from monitor.core.scoring.scorer import (
     normalise,
 )
 from monitor.core.scoring.seasonal import Seasonality, fit_seasonality, row_times
-from monitor.core.scoring.spikes import Allowance, allowance, combine, despike
+from monitor.core.scoring.spikes import HALF, MOVED, Allowance, allowance, combine, despike, medians
 from monitor.core.thresholds import fit_tail
 from monitor.core.windows import sliding_windows, windows_touching
 from monitor.errors import CancelledRunError, DataError
@@ -114,7 +113,7 @@ def train(
         if keep_train.sum() >= MIN_TRAIN_WINDOWS and keep_val.sum() >= MIN_VAL_WINDOWS:
             log.info("history screen: %d row(s) far off their neighbourhood: %d training and %d validation window(s) "
                      "left out of the fit", int(screened.sum()), int((~keep_train).sum()), int((~keep_val).sum()))
-            values = np.where(flagged, neighbourhood_medians(values, SCREEN_HALF)[2], values).astype(np.float32)
+            values = np.where(flagged, medians(values[None])[2][0], values).astype(np.float32)
         else:
             log.warning("history screen: %d row(s) far off their neighbourhood, but leaving them out would leave "
                         "too few windows: they are trained on", int(screened.sum()))
@@ -687,9 +686,9 @@ def _calibrate_linear(
     return val, fit
 
 
-SCREEN_HALF = 5  # rows on each side of a row that make its neighbourhood (the row itself left out)
+SCREEN_HALF = HALF  # rows on each side of a row that make its neighbourhood (the row itself left out)
 SCREEN_MAX_SHARE = 0.01  # a channel with more bursts (runs of flagged rows) per row than this is not screened
-SCREEN_MOVED = 3.0  # robust SDs off its neighbourhood at which another channel explains a burst beside it
+SCREEN_MOVED = MOVED  # robust SDs off its neighbourhood at which another channel explains a burst beside it
 MAX_SCREENED_SHOWN = 20  # screened rows named in the artifact's training record
 
 
@@ -706,7 +705,7 @@ def screen_rows(values: np.ndarray, bound: float, events: Sequence[bool] | None 
     out = np.zeros(v.shape, dtype=bool)
     if bound <= 0 or len(v) < 2 * SCREEN_HALF + 1:
         return out
-    before, after, both = neighbourhood_medians(v, SCREEN_HALF)
+    before, after, both = (m[0] for m in medians(v[None]))
     with np.errstate(all="ignore"):  # values near the float64 limit overflow to inf: never flagged then
         signed = v - both
         spread = robust_sd(signed)
@@ -726,23 +725,6 @@ def screen_rows(values: np.ndarray, bound: float, events: Sequence[bool] | None 
             others = np.delete(moved, c, axis=1).any(axis=1) if v.shape[1] > 1 else np.zeros(len(v), dtype=bool)
             out[:, c] = flagged & ~others
     return out
-
-
-def neighbourhood_medians(values: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each row's median of the ``half`` rows before it, of the ``half`` rows after it, and of both (the row
-    itself left out; fewer rows at the ends, NaN where there are none). On a trend or a cycle the last lies near
-    the row's own value without being it, so a row's distance from it is its noise, not 0."""
-    n, shape = len(values), values.shape
-    before, after, both = (np.full(shape, np.nan) for _ in range(3))
-    for c in range(shape[1]):
-        padded = np.concatenate([np.full(half, np.nan), values[:, c].astype(np.float64), np.full(half, np.nan)])
-        around = np.stack([padded[half + k : half + k + n] for k in range(-half, half + 1) if k != 0], axis=1)
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN sides at the ends
-            before[:, c] = np.nanmedian(around[:, :half], axis=1)
-            after[:, c] = np.nanmedian(around[:, half:], axis=1)
-            both[:, c] = np.nanmedian(around, axis=1)
-    return before, after, both
 
 
 def log_spread(val_logs: np.ndarray, fit_logs: np.ndarray | None) -> float:
