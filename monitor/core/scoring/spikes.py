@@ -14,12 +14,13 @@ off both their neighbourhoods by more than the screen's bound, that no other cha
 there, and none to allow), the channel gets an
 **allowance** (:class:`Allowance`): at scoring, a row of a window that lies off both its neighbourhoods by more than
 ``LOWER`` of the bound (a spike smaller than those the history showed is no less normal) and by at most ``ROOM``
-times the largest spike of the history, while no other channel moves, is replaced by the median of its
-neighbourhood (a Hampel filter), as the screen filled it in training. What stays visible:
+times the largest spike of the history, and off its window's median by more than that share of the bound too (beside
+two bursts a few rows apart, a normal row's neighbourhood is a burst's), while no other channel moves, is replaced by
+the median of its neighbourhood (a Hampel filter), as the screen filled it in training. What stays visible:
 
 * a spike larger than ``ROOM`` times any the history showed;
 * a window with more bursts than the history ever showed in a window's length, or than their rate puts in one by
-  chance but once in ten thousand windows (``DENSE``): spikes grown dense are all left in;
+  chance but once in a thousand windows (``DENSE``): spikes grown dense are all left in;
 * everything that is not a spike of a few rows: a step, a drift, a changed variance or shape.
 
 A channel whose history shows fewer bursts (one incident, a glitch or two) gets none: a spike there is judged.
@@ -29,6 +30,7 @@ Pure: numpy only.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -43,7 +45,7 @@ MAX_RUN = 3  # rows: a longer run off its neighbourhood is no spike
 MAX_SHARE = 0.05  # a channel with more of its history's rows off their neighbourhood gets no allowance
 MOVED = 3.0  # robust SDs off its neighbourhood at which another channel explains a burst (the screen's)
 LOWER = 0.5  # at scoring, a row off by more than this share of the bound is a spike (smaller than the history's)
-DENSE = 1e-4  # a window holding more bursts than chance gives it with this probability holds spikes grown dense
+DENSE = 1e-3  # (1e-4 before round 18) a window holding more bursts than chance gives it with this probability holds spikes grown dense
 
 
 @dataclass(frozen=True)
@@ -77,15 +79,41 @@ def neighbourhood(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def medians(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``windows`` (n, T, C) -> each row's median of the ``HALF`` rows before it, of the ``HALF`` rows after it, and
-    of both, each (n, T, C) (the row itself left out; fewer rows at the ends, NaN where there are none). On a trend
-    or a cycle the last lies near the row's own value without being it, so a row's distance from it is its noise,
-    not 0. The history screen (train.py ``screen_rows``) reads a history's rows as one window."""
+    of both, each (n, T, C) (the row itself left out; NaN rows left out, NaN where none is left). On a trend or a
+    cycle the last lies near the row's own value without being it, so a row's distance from it is its noise, not 0.
+    The history screen (train.py ``screen_rows``) reads a history's rows as one window.
+
+    Near a window's ends a side holds fewer than ``HALF`` rows, and a burst of two or three rows there could be
+    most of it: the first row of a window whose next rows are a burst would read as far off the rows after it, and
+    the second row of a burst at a window's end would agree with the one row after it. So within ``HALF`` rows of
+    an end, the short side's median and the median of both are those of the ``2 x HALF`` rows nearest the row that
+    the window holds (the row left out), where a burst of up to ``MAX_RUN`` rows is a minority."""
     x = np.asarray(windows, dtype=np.float64)
     n, t, c = x.shape
     pad = np.full((n, HALF, c), np.nan)
     padded = np.concatenate([pad, x, pad], axis=1)
     sides = np.stack([padded[:, HALF + k : HALF + k + t] for k in range(-HALF, HALF + 1) if k != 0], axis=-1)
-    return _median(sides[..., :HALF]), _median(sides[..., HALF:]), _median(sides)
+    before, after, both = _median(sides[..., :HALF]), _median(sides[..., HALF:]), _median(sides)
+    if t > 1:
+        rows, others, short_before, short_after = _edges(t)
+        nearest = _median(np.moveaxis(x[:, others], 2, -1))  # (n, rows, c)
+        both[:, rows] = nearest
+        before[:, rows[short_before]] = nearest[:, short_before]
+        after[:, rows[short_after]] = nearest[:, short_after]
+    return before, after, both
+
+
+@functools.lru_cache(maxsize=64)
+def _edges(t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For windows of ``t`` > 1 rows: the rows within ``HALF`` of either end, the ``2 x HALF`` rows nearest each
+    (the row itself left out; all the others where the window is shorter), and which of them have fewer than
+    ``HALF`` rows before / after them."""
+    edge = min(HALF, t)
+    rows = np.r_[0:edge, max(t - edge, edge):t]
+    span = min(2 * HALF + 1, t)
+    start = np.clip(rows - HALF, 0, t - span)
+    others = np.array([[j for j in range(s, s + span) if j != i][: span - 1] for s, i in zip(start, rows)])
+    return rows, others, rows < HALF, rows > t - 1 - HALF
 
 
 def _median(a: np.ndarray) -> np.ndarray:
@@ -95,7 +123,10 @@ def _median(a: np.ndarray) -> np.ndarray:
     count = (~np.isnan(a)).sum(axis=-1, keepdims=True)
     low = np.take_along_axis(ranked, np.maximum(count - 1, 0) // 2, axis=-1)[..., 0]
     high = np.take_along_axis(ranked, np.maximum(count, 1) // 2 - (count == 0), axis=-1)[..., 0]
-    out: np.ndarray = np.where(count[..., 0] > 0, (low + high) / 2, np.nan)
+    # halved before the sum: the same bits as (low + high) / 2, without overflowing to inf beside values near the
+    # float limit (which the hypothesis tests feed); inf and NaN inputs still give inf / NaN, silently
+    with np.errstate(invalid="ignore"):
+        out: np.ndarray = np.where(count[..., 0] > 0, low / 2 + high / 2, np.nan)
     return out
 
 
@@ -189,6 +220,12 @@ def despike(windows: np.ndarray, spikes: Allowance, dense: bool = True) -> np.nd
     hit = np.flatnonzero(found.any(axis=(1, 2)))
     if not len(hit):
         return windows
+    # A row within reach of its window's median is no spike, whatever its neighbourhood says: beside two bursts in
+    # a few rows (a busy disk), the median of a row's neighbourhood is a burst's and a normal row would read as off.
+    sub = x[hit][:, :, allowed].astype(np.float64)
+    typical = _median(np.moveaxis(sub, 1, -1))[:, None, :]
+    with np.errstate(all="ignore"):
+        found[hit] &= np.abs(sub - typical) > LOWER * spikes.bound * spikes.scale[allowed]
     flagged = np.zeros(x.shape, dtype=bool)
     flagged[np.ix_(hit, np.arange(x.shape[1]), allowed)] = found[hit]
     if x.shape[2] > 1:
