@@ -45,7 +45,7 @@ MAX_RUN = 3  # rows: a longer run off its neighbourhood is no spike
 MAX_SHARE = 0.05  # a channel with more of its history's rows off their neighbourhood gets no allowance
 MOVED = 3.0  # robust SDs off its neighbourhood at which another channel explains a burst (the screen's)
 LOWER = 0.5  # at scoring, a row off by more than this share of the bound is a spike (smaller than the history's)
-DENSE = 1e-3  # (1e-4 before round 18) a window holding more bursts than chance gives it with this probability holds spikes grown dense
+DENSE = 1e-3  # a window holding more bursts than chance gives it this often holds dense spikes (1e-4 to round 17)
 
 
 @dataclass(frozen=True)
@@ -222,6 +222,7 @@ def despike(windows: np.ndarray, spikes: Allowance, dense: bool = True) -> np.nd
         return windows
     # A row within reach of its window's median is no spike, whatever its neighbourhood says: beside two bursts in
     # a few rows (a busy disk), the median of a row's neighbourhood is a burst's and a normal row would read as off.
+    # (A history despiked before training is one window: its median is the history's.)
     sub = x[hit][:, :, allowed].astype(np.float64)
     typical = _median(np.moveaxis(sub, 1, -1))[:, None, :]
     with np.errstate(all="ignore"):
