@@ -37,7 +37,8 @@ class RobustScaler:
         second = (scale > 1e-9) & (wide > WIDE * scale)
         for c in np.flatnonzero(second):
             beyond = np.abs(values[:, c] - center[c]) > WIDE * GAUSS_99 * scale[c]
-            second[c] = len(np.unique(values[:, c])) >= MIN_DISTINCT and _episodes(beyond) >= MIN_EPISODES
+            many = len(np.unique(values[:, c])) >= MIN_DISTINCT
+            second[c] = many and int(count_runs(beyond)) >= MIN_EPISODES
         scale = np.where(second, wide, scale)
         std = values.std(axis=0)
         # An IQR of 0 on a mostly-constant channel: fall back to the std, then to 1.
@@ -59,10 +60,12 @@ class RobustScaler:
         return cls(np.asarray(data["center"], dtype=np.float32), np.asarray(data["scale"], dtype=np.float32))
 
 
-def _episodes(flags: np.ndarray) -> int:
-    """Runs of True in a 1-d bool array."""
-    f = np.asarray(flags, dtype=bool)
-    return int(f[:1].sum() + np.sum(f[1:] & ~f[:-1]))
+def count_runs(flags: np.ndarray, axis: int = 0) -> np.ndarray:
+    """The number of runs of True along ``axis`` of a bool array (that axis removed): a channel's episodes here,
+    bursts of flagged rows in spikes.py and the history screen."""
+    f = np.moveaxis(np.asarray(flags, dtype=bool), axis, 0)
+    out: np.ndarray = f[0].astype(np.int64) + (f[1:] & ~f[:-1]).sum(axis=0)
+    return out
 
 
 def robust_sd(values: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.core.scoring.scaler import robust_sd
+from monitor.core.scoring.scaler import count_runs, robust_sd
 
 HALF = 5  # rows on each side that make a row's neighbourhood (the history screen's)
 MIN_BURSTS = 4  # separate bursts a channel's history must show for its spikes to be its normal behaviour
@@ -145,13 +145,6 @@ def _short(flagged: np.ndarray) -> np.ndarray:
     return out
 
 
-def _bursts(flagged: np.ndarray) -> np.ndarray:
-    """Runs of flagged rows along axis 1 of (n, T, C) -> (n, C)."""
-    starts = flagged[:, 1:] & ~flagged[:, :-1]
-    out: np.ndarray = flagged[:, 0].astype(np.int64) + starts.sum(axis=1)
-    return out
-
-
 def _explained(distance: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """(n, T, C): whether another channel moves off its own neighbourhood at that row (more than ``MOVED`` of its
     scale, or at all where it has none): a burst beside it is the effect of a change it shows, not a spike."""
@@ -178,7 +171,7 @@ def allowance(values: np.ndarray, bound: float, window_len: int, events: list[bo
     flagged &= ~_explained(distance, scale)
     share = flagged[0].mean(axis=0)  # spikes are rare: a channel mostly off its neighbourhood has none to allow
     flagged = _short(flagged)
-    bursts = _bursts(flagged)[0]
+    bursts = count_runs(flagged, axis=1)[0]
     limit = np.zeros(channels)
     runs = np.zeros(channels, dtype=np.int64)
     for c in range(channels):
@@ -234,7 +227,7 @@ def despike(windows: np.ndarray, spikes: Allowance, dense: bool = True) -> np.nd
         flagged[hit] &= ~_explained(everywhere, spikes.scale)
     flagged = _short(flagged)
     if dense:
-        flagged &= (_bursts(flagged) <= spikes.runs)[:, None, :]  # spikes grown dense are all left in
+        flagged &= (count_runs(flagged, axis=1) <= spikes.runs)[:, None, :]  # spikes grown dense are all left in
     if not flagged.any():
         return windows
     filled = np.zeros(x.shape)

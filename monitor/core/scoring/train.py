@@ -18,7 +18,7 @@ from monitor.core.scoring.artifact import Calibration, ModelBundle, ModelMeta, b
 from monitor.core.scoring.baseline import drift_speeds, drifting_channels, jump_scales, stepping_channels
 from monitor.core.scoring.device import resolve_device
 from monitor.core.scoring.linear import Linear
-from monitor.core.scoring.scaler import RobustScaler, resolution_floor, robust_sd
+from monitor.core.scoring.scaler import RobustScaler, count_runs, resolution_floor, robust_sd
 from monitor.core.scoring.scorer import (
     calm_values,
     channel_residuals,
@@ -720,7 +720,7 @@ def screen_rows(values: np.ndarray, bound: float, events: Sequence[bool] | None 
             continue
         with np.errstate(all="ignore"):
             flagged = dist[:, c] > bound * spread[c]
-        bursts = int(flagged[0]) + int(np.sum(flagged[1:] & ~flagged[:-1]))  # runs of flagged rows
+        bursts = int(count_runs(flagged))  # runs of flagged rows
         if bursts <= SCREEN_MAX_SHARE * len(v):
             others = np.delete(moved, c, axis=1).any(axis=1) if v.shape[1] > 1 else np.zeros(len(v), dtype=bool)
             out[:, c] = flagged & ~others
