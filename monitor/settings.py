@@ -186,6 +186,15 @@ class ModelSettings(BaseModel):
         "changing) however well the model reconstructs it: the stillness term of the score, 0 for every window as "
         "lively as the history's; a channel that held still at some time in the history is not judged so. Stored in "
         "the artifact (monitor/core/scoring/scorer.py).")
+    move_allowance: bool = Field(
+        True,
+        description="Score a window holding a step of the kind the channel's history showed recurring (a valve, a "
+        "mode switch, a sensor following its commands: a change from one row to the next far beyond the channel's "
+        "usual, in at least 4 separate episodes, whose windows score beyond the threshold's reach) against the "
+        "history's windows with such a step, and the channel's quiet windows against its quiet windows' error: the "
+        "autoencoder reconstructs a step at an arbitrary row far less closely than noise, so without it every "
+        "normal step alerts. A step larger than 1.5 times any the history showed, and every window without a step, "
+        "is judged in full. Fitted once on the history; stored in the artifact (monitor/core/scoring/scorer.py).")
     combine: str = Field(
         "mean", pattern=r"^(mean|max|rms|top[1-9][0-9]*)$",
         description="How the per-channel values make a window's score: mean, rms, max or topK (mean of the K "

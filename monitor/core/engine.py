@@ -311,6 +311,8 @@ class Engine:
                 normal[j] = not judged.above and not judged.active  # judged normal: below the open level, no alert
                 if adopt is not None:
                     adopt[j] = self._past_horizon(contexts[i], records[i].window.window_end)
+            if part.moved is not None:  # a window holding a step of its channel's normal kind: its mean residual
+                normal &= ~part.moved  # is the model's miss of the step, no drift to follow (scorer.py move_factors)
             if part.residual_mean is not None:
                 InputBaseline.learn_many(baselines, part.residual_mean, normal, adopt, rows)  # type: ignore[arg-type]
             if part.level is not None:  # every window's level, in alerts too: a jump is judged window to window

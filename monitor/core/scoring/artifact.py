@@ -56,7 +56,9 @@ class Calibration:
     history showed recurring, removed before scoring (monitor/core/scoring/spikes.py ``Allowance``; empty: none, as
     in artifacts made before it). ``calm_floor`` / ``calm_scale`` / ``calm_least``: the stillness term, a window
     far calmer than any the history showed (a stuck sensor: scorer.py ``calm_values``; empty: none, as in artifacts
-    made before it). See monitor/core/scoring/scorer.py and baseline.py.
+    made before it). ``move_floor`` / ``move_top`` / ``move_ratio``: the move allowance, windows holding a step of
+    the kind the history showed recurring scored against such windows (scorer.py ``move_factors``; empty: none, as
+    in artifacts made before it). See monitor/core/scoring/scorer.py and baseline.py.
     """
 
     channel_error: list[float]
@@ -87,6 +89,9 @@ class Calibration:
     calm_floor: list[float] = field(default_factory=list)  # per channel, log scaler units (scorer.py; empty: none)
     calm_scale: list[float] = field(default_factory=list)  # per channel, log units (scorer.py; 0: the channel has none)
     calm_least: list[float] = field(default_factory=list)  # per channel, scaler units (scorer.py)
+    move_floor: list[float] = field(default_factory=list)  # per channel, scaler units (scorer.py; empty: none)
+    move_top: list[float] = field(default_factory=list)  # per channel, scaler units (scorer.py)
+    move_ratio: list[float] = field(default_factory=list)  # per channel (scorer.py; 1: the channel has none)
 
 
 @dataclass
@@ -346,6 +351,10 @@ def _check_meta(data: dict[str, Any], cal: Calibration) -> None:
         raise ArtifactError("calibration.calm_scale and calm_least must not be negative")
     if len({len(cal.calm_floor), len(cal.calm_scale), len(cal.calm_least)}) > 1:
         raise ArtifactError("calibration.calm_floor, calm_scale and calm_least must be given together")
+    if any(v < 0 for v in [*cal.move_floor, *cal.move_top, *cal.move_ratio]):
+        raise ArtifactError("calibration.move_floor, move_top and move_ratio must not be negative")
+    if len({len(cal.move_floor), len(cal.move_top), len(cal.move_ratio)}) > 1:
+        raise ArtifactError("calibration.move_floor, move_top and move_ratio must be given together")
     if len({len(cal.spike_scale), len(cal.spike_limit), len(cal.spike_runs)}) > 1:
         raise ArtifactError("calibration.spike_scale, spike_limit and spike_runs must be given together")
     if not all(0 <= v <= 1 for v in cal.channel_weight) or (cal.channel_weight and not any(cal.channel_weight)):

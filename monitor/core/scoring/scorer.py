@@ -49,6 +49,8 @@ class Scores:
     contributions: np.ndarray  # (batch, n_channels), rows sum to 1
     residual_mean: np.ndarray | None = None  # (batch, n_channels) mean of (scaled input - reconstruction)
     level: np.ndarray | None = None  # (batch, n_channels) raw window means, for a model with a jump term
+    moved: np.ndarray | None = None  # (batch,) bool: the window holds a move its model's allowance scored (scorer.py
+    # move_factors); such a window teaches the input centres nothing (its mean residual is the step's, not a drift)
 
 
 def channel_residuals(
@@ -133,34 +135,84 @@ def jump_values(level: np.ndarray, previous: np.ndarray, bundle: ModelBundle) ->
     return np.where(np.isfinite(z), z, 0.0)
 
 
-def calm_values(windows: np.ndarray, bundle: ModelBundle) -> np.ndarray:
-    """Each window's stillness per channel (batch, n_channels): the mean absolute change from one row to the next,
-    in the scaler's units, of raw windows (batch, window_len, n_channels) (without their profile, if any)."""
+def row_changes(windows: np.ndarray, bundle: ModelBundle) -> np.ndarray:
+    """The absolute change from one row to the next (batch, window_len - 1, n_channels), in the scaler's units, of
+    raw windows (batch, window_len, n_channels) (without their profile, if any)."""
     scaled = bundle.scaler.transform(np.asarray(windows, dtype=np.float32))
-    out: np.ndarray = np.abs(np.diff(scaled.astype(np.float64), axis=1)).mean(axis=1)
+    out: np.ndarray = np.abs(np.diff(scaled.astype(np.float64), axis=1))
     return out
+
+
+def calm_values(windows: np.ndarray, bundle: ModelBundle, changes: np.ndarray | None = None) -> np.ndarray:
+    """Each window's stillness per channel (batch, n_channels): the mean absolute change from one row to the next,
+    in the scaler's units, of raw windows (batch, window_len, n_channels) (without their profile, if any);
+    ``changes``: their ``row_changes``, when already computed."""
+    out: np.ndarray = (row_changes(windows, bundle) if changes is None else changes).mean(axis=1)
+    return out
+
+
+def move_values(windows: np.ndarray, bundle: ModelBundle, changes: np.ndarray | None = None) -> np.ndarray:
+    """Each window's largest move per channel (batch, n_channels): the largest absolute change from one row to the
+    next, in the scaler's units (``row_changes``), for the move allowance (``move_factors``)."""
+    out: np.ndarray = (row_changes(windows, bundle) if changes is None else changes).max(axis=1)
+    return out
+
+
+def move_factors(move: np.ndarray | None, calibration: Calibration) -> np.ndarray | None:
+    """The move allowance (train.py ``_calibrate_moves``): per window and channel (batch, n_channels), 1 over the
+    channel's ``move_ratio`` where the window holds a move from one row to the next of the kind the channel's
+    history showed recurring (larger than ``move_floor``, at most ``move_top``), else 1; None without one. A move
+    between half the floor and the floor gets part of the ratio (log-linear in the move): a window whose step the
+    profile or the sampling cut short scores as its neighbours do, not at once in full.
+
+    A sensor that steps between operating states as part of its normal work (a valve, a mode switch, a sensor's
+    excursions on command) has windows holding a step scored by the same error and level scales as its quiet
+    windows, and the autoencoder, however well trained, reconstructs a step at an arbitrary row of a window far
+    less closely than noise: those windows score tens to hundreds of times the quiet ones, beyond the threshold's
+    ceiling, and every normal step alerts (docs/quality.md, round 20). The allowance scores such a window against
+    the history's windows of its own kind: its error and level terms over the ratio of their typical values. A move
+    larger than any the history showed (by ``ROOM``) is judged in full, and a window without a move (a sensor
+    stuck between its states, a level shift once the step has passed) is judged as before."""
+    if move is None or not calibration.move_ratio:
+        return None
+    ratio = np.maximum(np.asarray(calibration.move_ratio, dtype=np.float64), 1.0)
+    floor = np.asarray(calibration.move_floor, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.clip(np.log(move * MOVE_RAMP / floor) / np.log(MOVE_RAMP), 0.0, 1.0)
+    inside = (floor > 0) & (move <= np.asarray(calibration.move_top)) & (ratio > 1) & np.isfinite(share)
+    out: np.ndarray = np.where(inside, ratio ** -np.where(inside, share, 0.0), 1.0)
+    return out
+
+
+MOVE_RAMP = 2.0  # a move between 1 / MOVE_RAMP of the floor and the floor is allowed in part (log-linear in between)
 
 
 def channel_values(
     errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None,
     linear: np.ndarray | None = None, jump: np.ndarray | None = None, calm: np.ndarray | None = None,
+    move: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> each channel's value
     (batch, n_channels): its error, linear and level terms with ``calibration``'s scales, before the channel
     weights. The level term needs ``residual_mean``, the linear term ``linear``; without them (or with their weight
-    0) the value is the error alone."""
+    0) the value is the error alone. ``move`` (``move_values``): the error and level terms of a window holding a
+    move of the kind the channel's history showed recurring are scored against such windows (``move_factors``)."""
     ref = np.maximum(np.asarray(calibration.channel_error, dtype=np.float64), 1e-9)
     if calibration.resolution:  # an error below the channel's resolution is no error (scaler.py resolution_floor)
         least = np.square(np.asarray(calibration.resolution, dtype=np.float64))
         errors, ref = np.maximum(errors, least), np.maximum(ref, least)
     normed: np.ndarray = errors / ref
+    factor = move_factors(move, calibration)
+    if factor is not None:
+        normed = normed * factor
     if linear is not None and calibration.linear_weight > 0 and calibration.linear_scale:
         normed = normed + calibration.linear_weight * linear / np.asarray(calibration.linear_scale)
     if calibration.level_weight > 0 and calibration.level_scale and residual_mean is not None:
         z = (residual_mean - np.asarray(calibration.level_centre)) / np.asarray(calibration.level_scale)
         if calibration.centre_drifting and any(calibration.drifting):
             z = z * ~np.asarray(calibration.drifting, dtype=bool)  # their level is not judged
-        normed = normed + calibration.level_weight * z * z
+        level = calibration.level_weight * z * z
+        normed = normed + (level if factor is None else level * factor)
     if jump is not None and calibration.level_weight > 0:  # jump_values: a drifting channel's change of level
         normed = normed + calibration.level_weight * jump * jump
     if calm is not None and calibration.calm_floor:
@@ -178,12 +230,13 @@ def channel_values(
 def normalise(
     errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None,
     linear: np.ndarray | None = None, jump: np.ndarray | None = None, calm: np.ndarray | None = None,
+    move: np.ndarray | None = None,
 ) -> Scores:
     """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> Scores, with
     ``calibration``'s scales (``channel_values``) and channel weights (``channel_weight``: an event channel
     weighs 0, not judged, and a channel whose normal values have an event-like tail weighs less, so that
     normal events do not hide a change of another channel; see train.py ``event_channels`` and ``balance_tails``)."""
-    normed = channel_values(errors, calibration, residual_mean, linear, jump, calm)
+    normed = channel_values(errors, calibration, residual_mean, linear, jump, calm, move)
     if calibration.channel_weight:
         normed = normed * np.asarray(calibration.channel_weight, dtype=np.float64)
     total = normed.sum(axis=1)
@@ -266,13 +319,19 @@ class Scorer:
         windows = deseasonalise(self.seasonality, windows, starts, ends)
         errors, residual_mean, linear = channel_residuals(self.bundle, windows, self.batch_size, self.bf16)
         cal = self.bundle.meta.calibration
-        calm = calm_values(windows, self.bundle) if cal.calm_floor else None
-        if not self.jumps:
-            return normalise(errors, cal, residual_mean, linear, calm=calm)
-        level = np.asarray(windows, dtype=np.float64).mean(axis=1)
-        jump = None if previous is None else jump_values(level, previous, self.bundle)
-        scores = normalise(errors, cal, residual_mean, linear, jump, calm)
-        return Scores(scores.score, scores.contributions, scores.residual_mean, level)
+        changes = row_changes(windows, self.bundle) if cal.calm_floor or cal.move_ratio else None
+        calm = calm_values(windows, self.bundle, changes) if cal.calm_floor else None
+        move = move_values(windows, self.bundle, changes) if cal.move_ratio else None
+        factor = move_factors(move, cal)
+        moved = None if factor is None else np.asarray((factor < 1).any(axis=1))
+        level = jump = None
+        if self.jumps:
+            level = np.asarray(windows, dtype=np.float64).mean(axis=1)
+            jump = None if previous is None else jump_values(level, previous, self.bundle)
+        scores = normalise(errors, cal, residual_mean, linear, jump, calm, move)
+        if level is None and moved is None:
+            return scores
+        return Scores(scores.score, scores.contributions, scores.residual_mean, level, moved)
 
     @property
     def jumps(self) -> bool:

@@ -26,10 +26,12 @@ from monitor.core.scoring.scorer import (
     deseasonalise,
     linear_of,
     model_input,
+    move_factors,
+    move_values,
     normalise,
 )
 from monitor.core.scoring.seasonal import Seasonality, fit_seasonality, row_times
-from monitor.core.scoring.spikes import HALF, MOVED, Allowance, allowance, combine, despike, medians
+from monitor.core.scoring.spikes import HALF, MOVED, ROOM, Allowance, allowance, combine, despike, medians
 from monitor.core.thresholds import fit_tail
 from monitor.core.windows import sliding_windows, windows_touching
 from monitor.errors import CancelledRunError, DataError
@@ -433,7 +435,7 @@ def _fit(
         linear_weight=cfg.linear_weight, linear_variance=cfg.linear_variance, tail_balance=cfg.tail_balance,
         events=events, muted=muted, held_windows=held_windows,
         resolution=None if scale_floor is None else np.asarray(scale_floor) / scaler.scale.astype(np.float64),
-        calm=cfg.stillness,
+        calm=cfg.stillness, moves=cfg.move_allowance,
     )
     meta.calibration.drift_speed = drift_speeds(scaler.transform(drift_source), drifting, cfg.drift_span)
     if spikes is not None and spikes.active:  # spikes.py: stored only where a channel has an allowance
@@ -473,6 +475,7 @@ def calibrate(
     held_windows: np.ndarray | None = None,
     resolution: np.ndarray | None = None,
     calm: bool = False,
+    moves: bool = False,
 ) -> Calibration:
     """Measure the score scale on (normal) validation windows (batch, window_len, n_channels).
 
@@ -505,6 +508,8 @@ def calibrate(
     square as that square (scorer.py ``channel_values``), and the level term's scale is at least
     ``LEVEL_RESOLUTIONS`` of it: on a channel whose remainder is rounding error (a cycle a profile removes exactly,
     a flat line), the model's own bias on it, which input re-centring then cancels, is no level change.
+    With ``moves``, the move allowance (``_calibrate_moves``) is fitted on the same windows, and every score below
+    (the tails balanced, the log-score distribution, its quantiles) is measured with it, as the scorer scores.
     """
     errors, means, _ = channel_residuals(bundle, windows)
     channel_error = errors.mean(axis=0)
@@ -541,22 +546,42 @@ def calibrate(
                                                    error_floor)
     n_channels = errors.shape[1]
     judged = [c for c in range(n_channels) if not (events and events[c])] or list(range(n_channels))
+    val_move = fit_move = None
+    if moves:
+        val_move = move_values(windows, bundle)
+        parts: list[MoveSample] = [(lambda c: channel_values(errors, c, means, val_linear), errors, val_move)]
+        if fit_errors is not None and fit_sample is not None:
+            fit_move = move_values(fit_sample, bundle)
+            parts.append((lambda c: channel_values(fit_errors, c, fit_means, fit_linear), fit_errors, fit_move))
+        least = error_floor * float(np.median(cal.channel_error)) if error_floor > 0 else 1e-9
+        _calibrate_moves(cal, parts, [c in judged for c in range(n_channels)], least)
     weights = [1.0 if c in judged else 0.0 for c in range(n_channels)]  # never all 0: then every channel is judged
     if tail_balance > 0 and len(judged) > 1:
-        values = channel_values(errors, cal, means, val_linear)
+        values = channel_values(errors, cal, means, val_linear, move=val_move)
         if fit_errors is not None:
-            values = np.concatenate([values, channel_values(fit_errors, cal, fit_means, fit_linear)])
+            values = np.concatenate([values, channel_values(fit_errors, cal, fit_means, fit_linear, move=fit_move)])
         for c, w in zip(judged, balance_tails(values[:, judged], tail_balance), strict=True):
             weights[c] = w
     if any(w < 1.0 for w in weights):
         cal.channel_weight = weights
-    log_scores = np.log(normalise(errors, cal, means, val_linear).score)
+    log_scores = np.log(normalise(errors, cal, means, val_linear, move=val_move).score)
     tail_sample = log_scores
     if fit_errors is not None:
-        tail_sample = np.concatenate([log_scores, np.log(normalise(fit_errors, cal, fit_means, fit_linear).score)])
+        tail_sample = np.concatenate(
+            [log_scores, np.log(normalise(fit_errors, cal, fit_means, fit_linear, move=fit_move).score)])
     cal.tail = fit_tail(tail_sample)
-    cal.log_score_mean = float(log_scores.mean())
-    cal.log_score_std = log_spread(log_scores, tail_sample[len(log_scores):] if fit_errors is not None else None)
+    steady, fit_steady = log_scores, tail_sample[len(log_scores):] if fit_errors is not None else None
+    if val_move is not None and cal.move_ratio:  # the threshold's level and spread: the windows without a step
+        # (the steps' scores, brought onto the quiet windows' top, spread further below it; scorer.py move_factors)
+        val_moved = _moved(val_move, cal)
+        if (~val_moved).sum() >= max(MIN_MOVE_WINDOWS, len(val_moved) // 2):
+            steady = log_scores[~val_moved]
+        if fit_steady is not None and fit_move is not None:
+            fit_moved = _moved(fit_move, cal)
+            if (~fit_moved).sum() >= max(MIN_MOVE_WINDOWS, len(fit_moved) // 2):
+                fit_steady = fit_steady[~fit_moved]
+    cal.log_score_mean = float(steady.mean())
+    cal.log_score_std = log_spread(steady, fit_steady)
     cal.log_score_quantiles = {f"q{int(q * 1000)}": float(np.quantile(log_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)}
     if fit_errors is not None and len(tail_sample) > len(log_scores):
         fit_logs = tail_sample[len(log_scores):]
@@ -573,7 +598,8 @@ def _log_scores(bundle: ModelBundle, cal: Calibration, windows: np.ndarray) -> n
     linear = linear_of(cal, errors.shape[1]) if cal.linear else None
     residual = None if linear is None else linear.residual(
         model_input(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), cal))
-    return np.asarray(np.log(normalise(errors, cal, means, residual).score))
+    move = move_values(windows, bundle) if cal.move_ratio else None
+    return np.asarray(np.log(normalise(errors, cal, means, residual, move=move).score))
 
 
 HEAVY_TAIL_RATIO = 20.0  # see balance_tails
@@ -653,6 +679,87 @@ def _calibrate_calm(bundle: ModelBundle, cal: Calibration, windows: np.ndarray) 
     cal.calm_floor = [float(v) for v in logs.min(axis=0) - CALM_MARGIN * scale]
     cal.calm_scale = [0.0 if s else float(v) for v, s in zip(scale, still, strict=True)]
     cal.calm_least = [float(v) for v in least]
+
+
+MOVE_BOUND = 4.0  # times a channel's median largest move within a window: a window holding a move beyond it moves
+MIN_MOVE_EPISODES = 4  # separate runs of moving windows in the history: a move recurring, not one event
+MIN_MOVE_WINDOWS = 8  # moving windows in the history: the least from which their typical value is read
+MOVE_QUANTILE = 0.9  # moving windows whose scores at this quantile lie out of reach need an allowance
+MOVE_OUT_OF_REACH = 20.0  # times the history's median score: out of the threshold's reach (by default
+# exp(k_enter * max_std), thresholds.py)
+MOVE_TOP = 0.99  # the quantile at which the moving windows' scores are brought onto the quiet windows'
+
+# (channel values with every term under a calibration, errors, largest moves) of a part of the history's windows
+MoveSample = tuple[Callable[[Calibration], np.ndarray], np.ndarray, np.ndarray]
+
+
+def _moved(move: np.ndarray, cal: Calibration) -> np.ndarray:
+    """Which windows (largest moves (batch, n_channels)) the move allowance lowers (scorer.py ``Scores.moved``)."""
+    factor = move_factors(move, cal)
+    return np.zeros(len(move), dtype=bool) if factor is None else np.asarray((factor < 1).any(axis=1))
+
+
+def _calibrate_moves(cal: Calibration, parts: list[MoveSample], judged: Sequence[bool], least: float) -> None:
+    """The move allowance (scorer.py ``move_factors``) of each channel, from the history's windows: ``parts``
+    (``MoveSample``: the validation and the training windows, each in time order); ``judged``: the channels that
+    are judged (not event channels); ``least``: the least error scale (``calibrate``'s floor).
+
+    A window **moves** on a channel when its largest change from one row to the next exceeds ``MOVE_BOUND`` times
+    the channel's median largest change (noise's largest change stays within about 2 of it); on a channel still in
+    most windows (a pump count, a setpoint), when it exceeds half its median step. A judged channel gets an
+    allowance when the history shows moving windows in at least ``MIN_MOVE_EPISODES`` separate runs (and
+    ``MIN_MOVE_WINDOWS`` windows), and they lie **out of the threshold's reach**: their window scores (the mean of
+    the judged channels' values) at ``MOVE_QUANTILE`` beyond ``MOVE_OUT_OF_REACH`` times the history's median
+    score. A second mode of scores within reach (a quantised channel's steps, a fifth of the windows) is left to
+    the threshold, which covers it (thresholds.py ``train_quantile``): an allowance there would only narrow the
+    score distribution the threshold is fitted on, and other normal windows would alert.
+
+    Such a channel's error scale becomes its quiet windows' mean error: the steps' errors, tens to hundreds of
+    times larger, set it before, so that its quiet windows' error term was ~0 and their level term, a squared
+    normal, alone gave their log scores a spread beyond the threshold's reach. Its ratio then brings the moving
+    windows' scores onto the quiet windows' at ``MOVE_TOP`` (quantile matching): normal steps exceed the threshold
+    as rarely as quiet windows do. The top is ``ROOM`` (spikes.py) times the largest move seen. Fitted once on
+    the history, never online."""
+    move = np.concatenate([m for _, _, m in parts])
+    on = np.asarray(judged, dtype=bool)
+
+    def log_scores() -> np.ndarray:
+        values = np.concatenate([score(cal) for score, _, _ in parts])
+        out: np.ndarray = np.log(np.maximum(values[:, on].mean(axis=1), 1e-12))
+        return out
+
+    logs = log_scores()
+    reach = float(np.median(logs)) + float(np.log(MOVE_OUT_OF_REACH))
+    typical = np.median(move, axis=0)
+    for c in np.flatnonzero(typical <= 0):  # still in most windows (a pump count, a setpoint): its moves are its steps
+        steps = move[move[:, c] > 0, c]
+        typical[c] = float(np.median(steps)) / (2 * MOVE_BOUND) if len(steps) else 0.0  # floor: half its step
+    floor = MOVE_BOUND * typical
+    allowed: dict[int, np.ndarray] = {}
+    for j in np.flatnonzero(on).tolist():
+        moving = move[:, j] > floor[j]
+        if typical[j] <= 0 or moving.sum() < MIN_MOVE_WINDOWS or moving.all():
+            continue
+        if float(np.quantile(logs[moving], MOVE_QUANTILE)) <= reach:
+            continue  # within the threshold's reach
+        if sum(int(count_runs(m[:, j] > floor[j])) for _, _, m in parts if len(m)) >= MIN_MOVE_EPISODES:
+            allowed[j] = moving
+    if not allowed:
+        return
+    errors = np.concatenate([e for _, e, _ in parts])
+    ref = np.asarray(cal.channel_error, dtype=np.float64)
+    for k, moving in allowed.items():
+        ref[k] = max(float(errors[~moving, k].mean()), least)
+    cal.channel_error = [float(v) for v in ref]
+    logs = log_scores()
+    ratio = np.ones(move.shape[1])
+    top = np.zeros(move.shape[1])
+    for k, moving in allowed.items():
+        ratio[k] = max(1.0, float(np.exp(np.quantile(logs[moving], MOVE_TOP) - np.quantile(logs[~moving], MOVE_TOP))))
+        top[k] = ROOM * float(move[moving, k].max())
+    cal.move_floor = [float(v) for v in floor]
+    cal.move_top = [float(v) for v in top]
+    cal.move_ratio = [float(v) for v in ratio]
 
 
 def _calibrate_linear(
