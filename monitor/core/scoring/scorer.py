@@ -158,6 +158,9 @@ def move_values(windows: np.ndarray, bundle: ModelBundle, changes: np.ndarray | 
     return out
 
 
+MOVE_RAMP = 2.0  # a move between 1 / MOVE_RAMP of the floor and the floor is allowed in part (log-linear in between)
+
+
 def move_factors(move: np.ndarray | None, calibration: Calibration) -> np.ndarray | None:
     """The move allowance (train.py ``_calibrate_moves``): per window and channel (batch, n_channels), 1 over the
     channel's ``move_ratio`` where the window holds a move from one row to the next of the kind the channel's
@@ -170,9 +173,10 @@ def move_factors(move: np.ndarray | None, calibration: Calibration) -> np.ndarra
     windows, and the autoencoder, however well trained, reconstructs a step at an arbitrary row of a window far
     less closely than noise: those windows score tens to hundreds of times the quiet ones, beyond the threshold's
     ceiling, and every normal step alerts (docs/quality.md, round 20). The allowance scores such a window against
-    the history's windows of its own kind: its error and level terms over the ratio of their typical values. A move
-    larger than any the history showed (by ``ROOM``) is judged in full, and a window without a move (a sensor
-    stuck between its states, a level shift once the step has passed) is judged as before."""
+    the history's windows of its own kind: its error and level terms over the ratio that brought the history's
+    moving windows' scores onto its quiet windows' at their 99th percentile. A move larger than any the history
+    showed (by ``ROOM``) is judged in full, and a window without a move (a sensor stuck between its states, a level
+    shift once the step has passed) is judged as before."""
     if move is None or not calibration.move_ratio:
         return None
     ratio = np.maximum(np.asarray(calibration.move_ratio, dtype=np.float64), 1.0)
@@ -184,7 +188,12 @@ def move_factors(move: np.ndarray | None, calibration: Calibration) -> np.ndarra
     return out
 
 
-MOVE_RAMP = 2.0  # a move between 1 / MOVE_RAMP of the floor and the floor is allowed in part (log-linear in between)
+
+def moved_windows(move: np.ndarray | None, calibration: Calibration) -> np.ndarray | None:
+    """Which windows (largest moves (batch, n_channels)) the move allowance lowers on some channel (batch,) bool;
+    None without an allowance (``Scores.moved``)."""
+    factor = move_factors(move, calibration)
+    return None if factor is None else np.asarray((factor < 1).any(axis=1))
 
 
 def channel_values(
@@ -322,8 +331,7 @@ class Scorer:
         changes = row_changes(windows, self.bundle) if cal.calm_floor or cal.move_ratio else None
         calm = calm_values(windows, self.bundle, changes) if cal.calm_floor else None
         move = move_values(windows, self.bundle, changes) if cal.move_ratio else None
-        factor = move_factors(move, cal)
-        moved = None if factor is None else np.asarray((factor < 1).any(axis=1))
+        moved = moved_windows(move, cal)
         level = jump = None
         if self.jumps:
             level = np.asarray(windows, dtype=np.float64).mean(axis=1)

@@ -26,8 +26,8 @@ from monitor.core.scoring.scorer import (
     deseasonalise,
     linear_of,
     model_input,
-    move_factors,
     move_values,
+    moved_windows,
     normalise,
 )
 from monitor.core.scoring.seasonal import Seasonality, fit_seasonality, row_times
@@ -573,13 +573,13 @@ def calibrate(
     steady, fit_steady = log_scores, tail_sample[len(log_scores):] if fit_errors is not None else None
     if val_move is not None and cal.move_ratio:  # the threshold's level and spread: the windows without a step
         # (the steps' scores, brought onto the quiet windows' top, spread further below it; scorer.py move_factors)
-        val_moved = _moved(val_move, cal)
-        if (~val_moved).sum() >= max(MIN_MOVE_WINDOWS, len(val_moved) // 2):
+        val_moved = moved_windows(val_move, cal)
+        if val_moved is not None and (~val_moved).sum() >= max(MIN_MOVE_WINDOWS, len(val_moved) // 2):
             steady = log_scores[~val_moved]
-        if fit_steady is not None and fit_move is not None:
-            fit_moved = _moved(fit_move, cal)
-            if (~fit_moved).sum() >= max(MIN_MOVE_WINDOWS, len(fit_moved) // 2):
-                fit_steady = fit_steady[~fit_moved]
+        fit_moved = None if fit_move is None else moved_windows(fit_move, cal)
+        if fit_steady is not None and fit_moved is not None and (~fit_moved).sum() >= max(MIN_MOVE_WINDOWS,
+                                                                                            len(fit_moved) // 2):
+            fit_steady = fit_steady[~fit_moved]
     cal.log_score_mean = float(steady.mean())
     cal.log_score_std = log_spread(steady, fit_steady)
     cal.log_score_quantiles = {f"q{int(q * 1000)}": float(np.quantile(log_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)}
@@ -691,12 +691,6 @@ MOVE_TOP = 0.99  # the quantile at which the moving windows' scores are brought 
 
 # (channel values with every term under a calibration, errors, largest moves) of a part of the history's windows
 MoveSample = tuple[Callable[[Calibration], np.ndarray], np.ndarray, np.ndarray]
-
-
-def _moved(move: np.ndarray, cal: Calibration) -> np.ndarray:
-    """Which windows (largest moves (batch, n_channels)) the move allowance lowers (scorer.py ``Scores.moved``)."""
-    factor = move_factors(move, cal)
-    return np.zeros(len(move), dtype=bool) if factor is None else np.asarray((factor < 1).any(axis=1))
 
 
 def _calibrate_moves(cal: Calibration, parts: list[MoveSample], judged: Sequence[bool], least: float) -> None:
