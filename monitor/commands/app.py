@@ -103,12 +103,24 @@ def train(
         typer.echo(f"channels whose recurring spikes are their normal behaviour (removed before scoring, up to the "
                    f"size given; model.history_screen): {spikes_line(bundle.meta.channels, cal.spike_limit)}")
     typer.echo(f"cycles removed before the model (model.seasonal): {cycles_line(cal.seasonal)}")
+    if cfg.move_allowance:
+        typer.echo("channels whose recurring steps are scored against the history's steps (model.move_allowance): "
+                   + moves_line(bundle.meta.channels, cal.move_floor, cal.move_top, cal.move_ratio,
+                                [float(v) for v in bundle.scaler.scale]))
 
 
 def spikes_line(channels: list[str], limits: list[float]) -> str:
     """The channels with a spike allowance (monitor/core/scoring/spikes.py), as `monitor train` prints them:
     "cpu (up to 83.7)", or "none"."""
     return ", ".join(f"{c} (up to {v:.3g})" for c, v in zip(channels, limits) if v > 0) or "none"
+
+
+def moves_line(channels: list[str], floor: list[float], top: list[float], ratio: list[float],
+               scale: list[float]) -> str:
+    """The channels with a move allowance (train.py ``_calibrate_moves``), as `monitor train` prints them, with the
+    steps it covers in the channel's own units: "valve (steps of 0.13 to 0.94)", or "none"."""
+    return ", ".join(f"{c} (steps of {f * s:.3g} to {t * s:.3g})"
+                     for c, f, t, r, s in zip(channels, floor, top, ratio, scale, strict=False) if r > 1) or "none"
 
 
 def cycles_line(seasonal: dict[str, Any] | None) -> str:

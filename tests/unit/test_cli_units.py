@@ -171,3 +171,26 @@ def test_train_says_which_cycles_it_removed_and_with_how_many_harmonics(tmp_path
     said = [line for line in _tiny_train_output(csv, tmp_path / "m.pt", {})
             if line.startswith("cycles removed before the model")]
     assert said and said[0].endswith(": daily (72 harmonics)"), said
+
+
+def test_train_names_the_channels_whose_recurring_steps_it_scores_against_the_historys(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`monitor train` on a sensor that steps between two modes again and again names it with the steps its move
+    allowance covers, in the sensor's units; the helper says 'none' without one."""
+    from monitor.commands.app import moves_line
+    from tests.unit.test_moves import HISTORY, _telemetry
+
+    assert moves_line(["a", "valve"], [0.5, 1.0], [0.0, 7.0], [1.0, 40.0], [2.0, 0.1]) == "valve (steps of 0.1 to 0.7)"
+    assert moves_line(["a"], [], [], [], [1.0]) == "none"
+    from typer.testing import CliRunner
+
+    from monitor.commands.app import app
+
+    csv = tmp_path / "telemetry.csv"
+    _telemetry(0).iloc[:HISTORY].rename_axis("timestamp").to_csv(csv)
+    result = CliRunner().invoke(app, ["train", str(csv), "--out", str(tmp_path / "m.pt")],
+                                env={"MONITOR_MODEL__THREADS": "1"})  # the default model: a tiny one steps badly too
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if line.startswith("channels whose recurring steps")]
+    assert len(said) == 1 and said[0].endswith(")") and ": sensor (steps of " in said[0], said
+    low, high = (float(v) for v in said[0].split("steps of ")[1].rstrip(")").split(" to "))
+    assert 0 < low < 0.6 < high, said  # the excursions are steps of 0.6
