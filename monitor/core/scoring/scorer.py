@@ -189,29 +189,27 @@ def move_factors(move: np.ndarray | None, calibration: Calibration) -> np.ndarra
 
 
 
-def moved_windows(move: np.ndarray | None, calibration: Calibration) -> np.ndarray | None:
-    """Which windows (largest moves (batch, n_channels)) the move allowance lowers on some channel (batch,) bool;
-    None without an allowance (``Scores.moved``)."""
-    factor = move_factors(move, calibration)
+def moved_windows(factor: np.ndarray | None) -> np.ndarray | None:
+    """Which windows the move allowance lowers on some channel (batch,) bool, from its ``move_factors``; None
+    without an allowance (``Scores.moved``)."""
     return None if factor is None else np.asarray((factor < 1).any(axis=1))
 
 
 def channel_values(
     errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None,
     linear: np.ndarray | None = None, jump: np.ndarray | None = None, calm: np.ndarray | None = None,
-    move: np.ndarray | None = None,
+    factor: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> each channel's value
     (batch, n_channels): its error, linear and level terms with ``calibration``'s scales, before the channel
     weights. The level term needs ``residual_mean``, the linear term ``linear``; without them (or with their weight
-    0) the value is the error alone. ``move`` (``move_values``): the error and level terms of a window holding a
-    move of the kind the channel's history showed recurring are scored against such windows (``move_factors``)."""
+    0) the value is the error alone. ``factor`` (``move_factors``, per window and channel): the move allowance, by
+    which the error and level terms of a window holding a step of the kind the history showed are multiplied."""
     ref = np.maximum(np.asarray(calibration.channel_error, dtype=np.float64), 1e-9)
     if calibration.resolution:  # an error below the channel's resolution is no error (scaler.py resolution_floor)
         least = np.square(np.asarray(calibration.resolution, dtype=np.float64))
         errors, ref = np.maximum(errors, least), np.maximum(ref, least)
     normed: np.ndarray = errors / ref
-    factor = move_factors(move, calibration)
     if factor is not None:
         normed = normed * factor
     if linear is not None and calibration.linear_weight > 0 and calibration.linear_scale:
@@ -239,13 +237,13 @@ def channel_values(
 def normalise(
     errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None,
     linear: np.ndarray | None = None, jump: np.ndarray | None = None, calm: np.ndarray | None = None,
-    move: np.ndarray | None = None,
+    factor: np.ndarray | None = None,
 ) -> Scores:
     """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> Scores, with
     ``calibration``'s scales (``channel_values``) and channel weights (``channel_weight``: an event channel
     weighs 0, not judged, and a channel whose normal values have an event-like tail weighs less, so that
     normal events do not hide a change of another channel; see train.py ``event_channels`` and ``balance_tails``)."""
-    normed = channel_values(errors, calibration, residual_mean, linear, jump, calm, move)
+    normed = channel_values(errors, calibration, residual_mean, linear, jump, calm, factor)
     if calibration.channel_weight:
         normed = normed * np.asarray(calibration.channel_weight, dtype=np.float64)
     total = normed.sum(axis=1)
@@ -331,12 +329,13 @@ class Scorer:
         changes = row_changes(windows, self.bundle) if cal.calm_floor or cal.move_ratio else None
         calm = calm_values(windows, self.bundle, changes) if cal.calm_floor else None
         move = move_values(windows, self.bundle, changes) if cal.move_ratio else None
-        moved = moved_windows(move, cal)
+        factor = move_factors(move, cal)
+        moved = moved_windows(factor)
         level = jump = None
         if self.jumps:
             level = np.asarray(windows, dtype=np.float64).mean(axis=1)
             jump = None if previous is None else jump_values(level, previous, self.bundle)
-        scores = normalise(errors, cal, residual_mean, linear, jump, calm, move)
+        scores = normalise(errors, cal, residual_mean, linear, jump, calm, factor)
         if level is None and moved is None:
             return scores
         return Scores(scores.score, scores.contributions, scores.residual_mean, level, moved)

@@ -26,6 +26,7 @@ from monitor.core.scoring.scorer import (
     deseasonalise,
     linear_of,
     model_input,
+    move_factors,
     move_values,
     moved_windows,
     normalise,
@@ -555,28 +556,30 @@ def calibrate(
             parts.append((lambda c: channel_values(fit_errors, c, fit_means, fit_linear), fit_errors, fit_move))
         least = error_floor * float(np.median(cal.channel_error)) if error_floor > 0 else 1e-9
         _calibrate_moves(cal, parts, [c in judged for c in range(n_channels)], least)
+    val_factor = move_factors(val_move, cal)
+    fit_factor = move_factors(fit_move, cal)
     weights = [1.0 if c in judged else 0.0 for c in range(n_channels)]  # never all 0: then every channel is judged
     if tail_balance > 0 and len(judged) > 1:
-        values = channel_values(errors, cal, means, val_linear, move=val_move)
+        values = channel_values(errors, cal, means, val_linear, factor=val_factor)
         if fit_errors is not None:
-            values = np.concatenate([values, channel_values(fit_errors, cal, fit_means, fit_linear, move=fit_move)])
+            values = np.concatenate([values, channel_values(fit_errors, cal, fit_means, fit_linear, factor=fit_factor)])
         for c, w in zip(judged, balance_tails(values[:, judged], tail_balance), strict=True):
             weights[c] = w
     if any(w < 1.0 for w in weights):
         cal.channel_weight = weights
-    log_scores = np.log(normalise(errors, cal, means, val_linear, move=val_move).score)
+    log_scores = np.log(normalise(errors, cal, means, val_linear, factor=val_factor).score)
     tail_sample = log_scores
     if fit_errors is not None:
         tail_sample = np.concatenate(
-            [log_scores, np.log(normalise(fit_errors, cal, fit_means, fit_linear, move=fit_move).score)])
+            [log_scores, np.log(normalise(fit_errors, cal, fit_means, fit_linear, factor=fit_factor).score)])
     cal.tail = fit_tail(tail_sample)
     steady, fit_steady = log_scores, tail_sample[len(log_scores):] if fit_errors is not None else None
-    if val_move is not None and cal.move_ratio:  # the threshold's level and spread: the windows without a step
+    if val_factor is not None:  # the threshold's level and spread: the windows without a step
         # (the steps' scores, brought onto the quiet windows' top, spread further below it; scorer.py move_factors)
-        val_moved = moved_windows(val_move, cal)
+        val_moved = moved_windows(val_factor)
         if val_moved is not None and (~val_moved).sum() >= max(MIN_MOVE_WINDOWS, len(val_moved) // 2):
             steady = log_scores[~val_moved]
-        fit_moved = None if fit_move is None else moved_windows(fit_move, cal)
+        fit_moved = moved_windows(fit_factor)
         if fit_steady is not None and fit_moved is not None and (~fit_moved).sum() >= max(MIN_MOVE_WINDOWS,
                                                                                             len(fit_moved) // 2):
             fit_steady = fit_steady[~fit_moved]
@@ -598,8 +601,8 @@ def _log_scores(bundle: ModelBundle, cal: Calibration, windows: np.ndarray) -> n
     linear = linear_of(cal, errors.shape[1]) if cal.linear else None
     residual = None if linear is None else linear.residual(
         model_input(bundle.scaler.transform(np.asarray(windows, dtype=np.float32)), cal))
-    move = move_values(windows, bundle) if cal.move_ratio else None
-    return np.asarray(np.log(normalise(errors, cal, means, residual, move=move).score))
+    factor = move_factors(move_values(windows, bundle), cal) if cal.move_ratio else None
+    return np.asarray(np.log(normalise(errors, cal, means, residual, factor=factor).score))
 
 
 HEAVY_TAIL_RATIO = 20.0  # see balance_tails
