@@ -39,6 +39,15 @@ class KafkaSettings(BaseModel):
         "max_poll_records): smaller batches make each window durable sooner (latency). Set it to max_poll_records "
         "for one batch size."
     )
+    max_partition_fetch_bytes: int = Field(
+        2 * 1024 * 1024, ge=1024,
+        description="Bytes one fetch returns per partition at most (a record larger than this still comes, alone). "
+        "With fetch_max_bytes it bounds the consumer's memory for fetched data: a fetch response is held twice "
+        "while it is read, and its records stay in memory until polled (docs/benchmarks.md, round 10).")
+    fetch_max_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024,
+        description="Bytes one fetch response holds at most over all partitions (kafka-python's default is 50 MiB), "
+        "so the bound holds however many partitions a consumer owns.")
     poll_timeout_ms: int = Field(500, ge=1, description="How long one poll waits for records.")
     session_timeout_ms: int = Field(10000, ge=1000, description="Group session timeout.")
     stall_timeout_s: float = Field(

@@ -34,7 +34,8 @@ def make_consumer(cfg: KafkaSettings, **overrides: Any) -> KafkaConsumer:
         "session_timeout_ms": cfg.session_timeout_ms,
         "heartbeat_interval_ms": max(300, cfg.session_timeout_ms // 4),
         "allow_auto_create_topics": False,
-        "max_partition_fetch_bytes": 8 * 1024 * 1024,
+        "max_partition_fetch_bytes": cfg.max_partition_fetch_bytes,
+        "fetch_max_bytes": cfg.fetch_max_bytes,
     }
     options.update(overrides)
     netguard.install(cfg.stall_timeout_s)

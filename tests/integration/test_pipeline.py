@@ -90,6 +90,24 @@ def test_malformed_record_goes_to_dead_letters_and_later_records_are_processed(
     assert committed == stored[bad.partition]
 
 
+def test_fetch_limits_below_one_record_still_deliver_every_record(
+    kafka_cfg: KafkaSettings, db: Engine, e2e_bundle: ModelBundle
+) -> None:
+    """The fetch bounds are soft: a record larger than both comes alone, so a small bound never stalls."""
+    wl = e2e_bundle.meta.window_len
+    fleet = make_fleet(2, wl * 15, seed=13, anomalous=0)
+    sent = produce_fleet(kafka_cfg, fleet, wl)
+    small = kafka_cfg.model_copy(update={"max_partition_fetch_bytes": 1024, "fetch_max_bytes": 1024})
+    assert all(len(r.value) > 1024 for r in read_all(kafka_cfg, kafka_cfg.topic))
+
+    stats = run_to_end(small, e2e_bundle, db)
+
+    assert stats.consumed == sent and stats.scored == sent and stats.dead_letters == 0
+    assert load_offsets(db, kafka_cfg.group_id, kafka_cfg.topic) == {
+        p: o for p, o in end_offsets(kafka_cfg).items() if o > 0
+    }
+
+
 def test_a_second_run_over_the_same_topic_changes_nothing(
     kafka_cfg: KafkaSettings, db: Engine, e2e_bundle: ModelBundle
 ) -> None:
