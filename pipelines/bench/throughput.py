@@ -163,9 +163,33 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def start_consumers(n: int, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
-    return [subprocess.Popen([sys.executable, "-m", "monitor", "run", "--idle-exit-s", "3600"], cwd=ROOT, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)]
+_LOGS: dict[int, Path] = {}  # a consumer's pid -> its output file (start_consumers with a log_dir)
+
+
+def start_consumers(n: int, env: dict[str, str], log_dir: Path | None = None) -> list[subprocess.Popen[bytes]]:
+    """``n`` consumers; with ``log_dir`` each one's output goes to a ``consumer-*.log`` file there (its end is
+    printed when the consumer exits early: ``log_tail``)."""
+    procs = []
+    for _ in range(n):
+        if log_dir is None:
+            procs.append(subprocess.Popen([sys.executable, "-m", "monitor", "run", "--idle-exit-s", "3600"], cwd=ROOT,
+                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            continue
+        path = log_dir / f"consumer-{uuid.uuid4().hex[:8]}.log"
+        with path.open("wb") as out:
+            procs.append(subprocess.Popen([sys.executable, "-m", "monitor", "run", "--idle-exit-s", "3600"], cwd=ROOT,
+                                          env=env, stdout=out, stderr=subprocess.STDOUT))
+        _LOGS[procs[-1].pid] = path
+    return procs
+
+
+def log_tail(proc: subprocess.Popen[bytes], lines: int = 15) -> str:
+    """The last lines of a consumer's output ('' when it has no log file)."""
+    path = _LOGS.get(proc.pid)
+    try:
+        return "" if path is None else "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def stop(procs: list[subprocess.Popen[bytes]]) -> float:
@@ -205,10 +229,12 @@ def scrape_stages(port: int) -> dict[str, float]:
 
 
 def drain(cfg: KafkaSettings, env: dict[str, str], db: Engine, total: int, consumers: int = 1,
-          limit_s: float = 600, stop_after: int | None = None, metrics_port: int | None = None) -> DrainResult:
+          limit_s: float = 600, stop_after: int | None = None, metrics_port: int | None = None,
+          log_dir: Path | None = None) -> DrainResult:
     """Run consumers over a produced backlog until ``total`` (or ``stop_after``) records are durable;
-    ``metrics_port``: one consumer's metrics port, scraped for its per-stage seconds before it stops."""
-    procs = start_consumers(consumers, env)
+    ``metrics_port``: one consumer's metrics port, scraped for its per-stage seconds before it stops;
+    ``log_dir``: where the consumers' output goes (its tail is printed when one exits early)."""
+    procs = start_consumers(consumers, env, log_dir)
     target = stop_after or total
     lag: list[tuple[float, int]] = []
     t_first = None
@@ -230,6 +256,9 @@ def drain(cfg: KafkaSettings, env: dict[str, str], db: Engine, total: int, consu
         if exited and done < target:
             typer.echo(f"  warning: a consumer exited early (exit codes {exited}) at {done}/{target} durable; "
                        "the rate covers the run until then")
+            for p in procs:
+                if p.poll() is not None and (tail := log_tail(p)):
+                    typer.echo(f"  the end of its output ({_LOGS.get(p.pid)}):\n{tail}")
         stages = scrape_stages(metrics_port) if metrics_port else {}
     finally:
         rss = stop(procs)
@@ -339,7 +368,8 @@ def main(
         cfg = backlog.model_copy(update={"group_id": f"{backlog.group_id}-{kind}"})
         url, db = database(kind, f"e2e_{kind}")
         port = free_port()
-        res = drain(cfg, env_for(cfg, url, MONITOR_RUN__METRICS_PORT=str(port)), db, windows, metrics_port=port)
+        res = drain(cfg, env_for(cfg, url, MONITOR_RUN__METRICS_PORT=str(port)), db, windows, metrics_port=port,
+                    log_dir=work)
         results[kind] = res
         if res.stages:
             busy = sum(res.stages.values())
@@ -358,7 +388,8 @@ def main(
     url, db = database("sqlite", "e2e_decode")
     port = free_port()
     decoded = drain(cfg, env_for(cfg, url, MONITOR_RUN__OVERLAP="true", MONITOR_RUN__DECODE_PROCESS="true",
-                                 MONITOR_RUN__METRICS_PORT=str(port)), db, windows, metrics_port=port)
+                                 MONITOR_RUN__METRICS_PORT=str(port)), db, windows, metrics_port=port,
+                    log_dir=work)
     typer.echo(f"e2e sqlite, run.decode_process + run.overlap: {decoded.wps:,.0f} windows/s "
                f"({decoded.wps / results['sqlite'].wps if results['sqlite'].wps else 0:.2f}x the default), "
                f"peak RSS {decoded.rss_mb:.0f} MB (the consumer; its decoder child apart)")
@@ -368,7 +399,7 @@ def main(
     cfg = backlog.model_copy(update={"group_id": f"{backlog.group_id}-naive"})
     url, db = database("sqlite", "naive")
     naive = drain(cfg, env_for(cfg, url, MONITOR_KAFKA__MAX_POLL_RECORDS="1", MONITOR_RUN__OVERLAP="false"), db, windows,
-                  stop_after=naive_windows)
+                  stop_after=naive_windows, log_dir=work)
     typer.echo(f"naive (1 window per poll and per transaction, sqlite): {naive.wps:,.0f} windows/s")
     table.append(("naive baseline, sqlite", f"{naive.wps:,.0f} windows/s"))
 
@@ -378,7 +409,7 @@ def main(
     for kind in backends:
         cfg2 = backlog.model_copy(update={"group_id": f"{backlog.group_id}-workers-{kind}"})
         url, db = database(kind, f"workers_{kind}")
-        two = drain(cfg2, env_for(cfg2, url, MONITOR_RUN__WORKERS=str(workers)), db, windows)
+        two = drain(cfg2, env_for(cfg2, url, MONITOR_RUN__WORKERS=str(workers)), db, windows, log_dir=work)
         scale[kind] = two.wps
         ratio = two.wps / results[kind].wps if results[kind].wps else 0
         typer.echo(f"scale-out {kind}: monitor run --workers {workers}: {two.wps:,.0f} windows/s = {ratio:.2f}x "
@@ -396,7 +427,9 @@ def main(
     threads = int(os.environ.get("MONITOR_MODEL__THREADS", "0")) or 1  # what `monitor run` uses (monitor.commands.app.run)
     scorer = Scorer(bundle)
     sample = np.stack([load.series[s][:window_len] for s in sorted(load.series)] * max(1, 20_000 // sensors))
-    scoring = scoring_wps(scorer, sample, threads)
+    # One process's scoring-only rate, the denominator of e2e_share: the better of this process and a fresh
+    # single-thread process (as a consumer is); one figure alone dips when the host is busy for a moment.
+    scoring = max(scoring_wps(scorer, sample, threads), scoring_wps_processes(str(model_path), sample, 1))
     scoring_all = scoring_wps_processes(str(model_path), sample, cores)  # the scale-out: a 1-thread consumer per core
     flops = flops_per_window(bundle.module, window_len)
     gflops = matmul_gflops(cores)
@@ -406,7 +439,8 @@ def main(
     checked = min(windows, 40_000)
     bf16_wps, same, bf16_skipped = bf16_check(lambda bf16: Scorer(bundle, bf16=bf16), sample, threads,
                                                  lambda s: alerts_of(s, load, checked))
-    table.append((f"scoring only (fp32, batch {scorer.batch_size}, 1 process, {threads} threads)",
+    table.append((f"scoring only (fp32, batch {scorer.batch_size}, 1 process, {threads} threads; best of this one "
+                   "and a fresh one)",
                   f"{scoring:,.0f} windows/s"))
     table.append((f"scoring only (fp32, {cores} single-thread processes at once)", f"{scoring_all:,.0f} windows/s"))
     if bf16_wps is None:
