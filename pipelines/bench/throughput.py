@@ -316,7 +316,47 @@ def main(
         "MONITOR_TEST_KAFKA", "127.0.0.1:9092"),
     packed: Annotated[bool, typer.Option(help="Produce values_f32 (packed float32) instead of JSON number lists.")
                       ] = False,
+    keep: Annotated[bool, typer.Option(help="Keep the run's topics and PostgreSQL schemas (deleted at the end by "
+                                            "default: one run writes ~300 MB to the broker).")] = False,
 ) -> None:
+    topics: list[str] = []
+    schemas: list[str] = []
+    try:
+        _bench(windows, sensors, window_len, n_channels, hidden, partitions, naive_windows, pg_url, bootstrap, packed,
+               topics, schemas)
+    finally:
+        if not keep:
+            cleanup(bootstrap, pg_url, topics, schemas)
+
+
+def cleanup(bootstrap: str, pg_url: str, topics: list[str], schemas: list[str]) -> None:
+    """Delete a run's topics and drop its PostgreSQL schemas; says what could not be removed, never raises."""
+    from kafka import KafkaAdminClient
+
+    if topics:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
+            try:
+                admin.delete_topics(topics)
+            finally:
+                admin.close()
+        except Exception as exc:  # noqa: BLE001 - cleanup only
+            typer.echo(f"the bench's topics were not deleted ({exc}): {', '.join(topics)}", err=True)
+    if schemas and pg_url:
+        try:
+            admin_db = make_engine(pg_url)
+            with admin_db.begin() as conn:
+                for schema in schemas:
+                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            admin_db.dispose()
+        except Exception as exc:  # noqa: BLE001 - cleanup only
+            typer.echo(f"the bench's schemas were not dropped ({exc}): {', '.join(schemas)}", err=True)
+
+
+def _bench(windows: int, sensors: int, window_len: int, n_channels: int, hidden: int, partitions: int,
+           naive_windows: int, pg_url: str, bootstrap: str, packed: bool, topics: list[str], schemas: list[str]
+           ) -> None:
+    """The bench (``main``); appends each topic and schema it creates to ``topics`` / ``schemas``."""
     work = Path(tempfile.mkdtemp(prefix="monitor-bench-"))
     model_cfg = ModelSettings(window_len=window_len, hidden_size=hidden, stride=8, epochs=3, batch_size=128)
     typer.echo(f"load average {os.getloadavg()[0]:.1f} at start; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
@@ -334,6 +374,7 @@ def main(
     def topic_cfg(name: str) -> KafkaSettings:
         cfg = KafkaSettings(bootstrap_servers=bootstrap, topic=f"bench-{run_id}-{name}",
                             dlq_topic=f"bench-{run_id}-{name}.dlq", group_id=f"bench-{run_id}-{name}")
+        topics.extend([cfg.topic, cfg.dlq_topic])
         ensure_topics(cfg, [cfg.topic, cfg.dlq_topic], partitions=partitions)
         return cfg
 
@@ -348,6 +389,7 @@ def main(
             url = f"sqlite:///{work / (name + '.db')}"
         else:
             schema = f"bench_{run_id}_{name}"
+            schemas.append(schema)
             admin = make_engine(pg_url)
             with admin.begin() as conn:
                 conn.execute(text(f'CREATE SCHEMA "{schema}"'))
