@@ -18,6 +18,7 @@ rss_mb=<n>`` (``e2e_share``: one consumer's end-to-end rate / its own scoring-on
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -285,6 +286,13 @@ def latency(cfg: KafkaSettings, env: dict[str, str], db: Engine, load: Workload,
             time.sleep(0.01)
 
     watcher = threading.Thread(target=watch, daemon=True)
+    # This process's own garbage collector off while it measures: its collections (over the send times, the
+    # producer's futures and callbacks) paused its producer and watcher threads for ~300 ms every ~7 s, and those
+    # pauses were the p99 (docs/benchmarks.md, round 10). Objects created before are frozen out of it meanwhile.
+    gc.collect()
+    gc.freeze()
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         time.sleep(8)  # consumer start-up and group join
         watcher.start()
@@ -293,6 +301,9 @@ def latency(cfg: KafkaSettings, env: dict[str, str], db: Engine, load: Workload,
         while len(durable_at) < len(sent_at) and time.time() < deadline:
             time.sleep(0.2)
     finally:
+        if collecting:
+            gc.enable()
+        gc.unfreeze()
         stop_watch.set()
         stop(procs)
     lat = np.array([durable_at[k] - t for k, t in sent_at.items() if k in durable_at]) * 1000
