@@ -8,7 +8,7 @@ from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import Engine
 
 from monitor.core import contract
-from monitor.ingest.kafka import make_producer
+from monitor.ingest.kafka import make_consumer, make_producer
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import KafkaSettings
 from monitor.store.alerts_api import query_alerts
@@ -99,6 +99,11 @@ def test_fetch_limits_below_one_record_still_deliver_every_record(
     sent = produce_fleet(kafka_cfg, fleet, wl)
     small = kafka_cfg.model_copy(update={"max_partition_fetch_bytes": 1024, "fetch_max_bytes": 1024})
     assert all(len(r.value) > 1024 for r in read_all(kafka_cfg, kafka_cfg.topic))
+    consumer = make_consumer(small)
+    try:  # the settings reach the client (the run below would pass on kafka-python's defaults too)
+        assert consumer.config["max_partition_fetch_bytes"] == 1024 and consumer.config["fetch_max_bytes"] == 1024
+    finally:
+        consumer.close()
 
     stats = run_to_end(small, e2e_bundle, db)
 

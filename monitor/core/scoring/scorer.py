@@ -188,7 +188,6 @@ def move_factors(move: np.ndarray | None, calibration: Calibration) -> np.ndarra
     return out
 
 
-
 def moved_windows(factor: np.ndarray | None) -> np.ndarray | None:
     """Which windows the move allowance lowers on some channel (batch,) bool, from its ``move_factors``; None
     without an allowance (``Scores.moved``)."""

@@ -573,16 +573,10 @@ def calibrate(
         tail_sample = np.concatenate(
             [log_scores, np.log(normalise(fit_errors, cal, fit_means, fit_linear, factor=fit_factor).score)])
     cal.tail = fit_tail(tail_sample)
-    steady, fit_steady = log_scores, tail_sample[len(log_scores):] if fit_errors is not None else None
-    if val_factor is not None:  # the threshold's level and spread: the windows without a step
-        # (the steps' scores, brought onto the quiet windows' top, spread further below it; scorer.py move_factors)
-        val_moved = moved_windows(val_factor)
-        if val_moved is not None and (~val_moved).sum() >= max(MIN_MOVE_WINDOWS, len(val_moved) // 2):
-            steady = log_scores[~val_moved]
-        fit_moved = moved_windows(fit_factor)
-        if fit_steady is not None and fit_moved is not None and (~fit_moved).sum() >= max(MIN_MOVE_WINDOWS,
-                                                                                            len(fit_moved) // 2):
-            fit_steady = fit_steady[~fit_moved]
+    # the threshold's level and spread: the windows without a step (the steps' scores, brought onto the quiet
+    # windows' top, spread further below it; scorer.py move_factors)
+    steady = _without_steps(log_scores, val_factor)
+    fit_steady = _without_steps(tail_sample[len(log_scores):], fit_factor) if fit_errors is not None else None
     cal.log_score_mean = float(steady.mean())
     cal.log_score_std = log_spread(steady, fit_steady)
     cal.log_score_quantiles = {f"q{int(q * 1000)}": float(np.quantile(log_scores, q)) for q in (0.5, 0.9, 0.99, 0.999)}
@@ -593,6 +587,16 @@ def calibrate(
             fit_logs = np.concatenate([fit_logs, _log_scores(bundle, cal, held_windows[::step])])
         cal.fit_quantiles = {f"q{round(q * 1000)}": float(np.quantile(fit_logs, q)) for q in FIT_QUANTILES}
     return cal
+
+
+def _without_steps(logs: np.ndarray, factor: np.ndarray | None) -> np.ndarray:
+    """``logs`` less the windows the move allowance lowered (``factor``: their ``move_factors``), when at least
+    half of them and ``MIN_MOVE_WINDOWS`` remain; else all of them."""
+    moved = moved_windows(factor)
+    if moved is None or (~moved).sum() < max(MIN_MOVE_WINDOWS, len(moved) // 2):
+        return logs
+    out: np.ndarray = logs[~moved]
+    return out
 
 
 def _log_scores(bundle: ModelBundle, cal: Calibration, windows: np.ndarray) -> np.ndarray:
