@@ -26,6 +26,7 @@ from monitor.observe import health
 log = logging.getLogger(__name__)
 
 MAX_REPLACE_BACKOFF_S = 30.0
+SETTLE_METADATA_S = 5.0  # longest wait for the group's metadata snapshot before the first join
 
 AssignmentChange = tuple[str, set[TopicPartition]]  # ("revoked" | "assigned", partitions)
 
@@ -132,6 +133,30 @@ class GroupMember:
         # kafka-python 3.x can then sit in the follow-up rebalance for minutes.
         self.consumer.partitions_for_topic(self.topic)
         self.consumer.subscribe([self.topic], listener=self.listener)
+        self._settle_group_metadata()
+
+    def _settle_group_metadata(self, timeout_s: float = SETTLE_METADATA_S) -> None:
+        """Wait (bounded) until the group coordinator's view of the topic's partitions is current.
+
+        kafka-python 3.0.12 takes the coordinator's metadata snapshot when the client is built (no topics yet)
+        and retakes it only on the next metadata response. ``subscribe`` asks for none when the topic is
+        already tracked (``partitions_for_topic`` above tracked it), so the first join's leader assigned
+        against an empty snapshot, saw it change half a second later and rejoined: a second rebalance at every
+        start. It is the one kafka-python was seen sitting in until the stall watchdog replaced the client
+        (60 s blind; the live fuzz suite, PostgreSQL leg). A fresh metadata response before the first poll
+        makes the first assignment the last. Private attributes, read only where this version has them."""
+        cluster: Any = getattr(self.consumer, "_cluster", None)
+        coordinator: Any = getattr(self.consumer, "_coordinator", None)
+        if cluster is None or not isinstance(getattr(coordinator, "_metadata_snapshot", None), dict):
+            return
+        if coordinator._metadata_snapshot.get(self.topic):
+            return
+        cluster.request_update()
+        deadline = time.monotonic() + timeout_s
+        while not coordinator._metadata_snapshot.get(self.topic) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if not coordinator._metadata_snapshot.get(self.topic):
+            log.info("no partition metadata for %s after %.0f s: joining the group anyway", self.topic, timeout_s)
 
     def close(self) -> None:
         if not self.dead:

@@ -8,12 +8,14 @@ import time
 import kafka
 import pytest
 from kafka import KafkaConsumer
+from kafka.structs import MemberState
 from sqlalchemy import Engine
 
 from monitor.consumer.runner import RunStats, build_runner
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.ingest import netguard
-from monitor.ingest.membership import close_consumer
+from monitor.ingest.kafka import make_consumer
+from monitor.ingest.membership import GroupMember, close_consumer
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.store.repository import load_offsets
 from pipelines.synthetic import make_fleet
@@ -94,3 +96,24 @@ def test_a_given_up_client_stops_its_network_thread_even_when_its_metadata_refre
     release.set()
     io_thread.join(timeout=15)
     assert not io_thread.is_alive(), "the given-up client's network thread is still running"
+
+
+def test_a_new_member_joins_the_group_in_one_rebalance(kafka_cfg: KafkaSettings) -> None:
+    """kafka-python 3.0.12's leader assigned against an empty metadata snapshot and rejoined half a second later:
+    a second rebalance at every start, the one kafka-python was seen sitting in until the stall watchdog replaced
+    the client (60 s without consuming; CI, the live fuzz suite). ``GroupMember.subscribe`` settles the
+    snapshot first, so the first generation is the only one."""
+    member = GroupMember(make_consumer(kafka_cfg), kafka_cfg.topic)
+    try:
+        member.subscribe()
+        changes: list[tuple[str, set[int]]] = []
+        deadline = time.monotonic() + 3.0  # the second rebalance came 0.5-0.7 s after the first
+        while time.monotonic() < deadline:
+            member.consumer.poll(timeout_ms=100)
+            while (change := member.next_change()) is not None:
+                changes.append((change[0], {tp.partition for tp in change[1]}))
+        meta = member.consumer.group_metadata()
+        assert changes == [("revoked", set()), ("assigned", {0, 1, 2})]
+        assert meta.generation_id == 1 and meta.state == MemberState.STABLE
+    finally:
+        member.close()
