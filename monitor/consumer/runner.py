@@ -286,6 +286,9 @@ class Runner:
 
     def _close(self) -> None:
         self.member.close()
+        for p in self.assignment.owned:  # owned no more: their per-partition series end with the client
+            metrics.forget_partition(p)
+        metrics.ASSIGNED_PARTITIONS.set(0)
         try:
             self.dead_letters.producer.close(timeout=self.close_timeout_s)
         except (KafkaError, RuntimeError, OSError) as exc:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
 from monitor.core import contract
-from monitor.ingest.kafka import make_consumer, make_producer
 from monitor.core.scoring.artifact import ModelBundle
+from monitor.ingest.kafka import make_consumer, make_producer
 from monitor.settings import KafkaSettings
 from monitor.store.alerts_api import query_alerts
 from monitor.store.repository import load_offsets
@@ -45,6 +46,11 @@ def test_injected_anomalies_raise_alerts_and_the_clean_sensor_none(
     assert load_offsets(db, kafka_cfg.group_id, kafka_cfg.topic) == {
         p: o for p, o in end_offsets(kafka_cfg).items() if o > 0
     }
+    # The runner has stopped: it owns no partition, and no per-partition series outlives it in the registry
+    assert REGISTRY.get_sample_value("monitor_assigned_partitions") == 0
+    for p in range(3):
+        for name in ("monitor_consumer_lag", "monitor_event_lag_seconds"):
+            assert REGISTRY.get_sample_value(name, {"partition": str(p)}) is None, (name, p)
 
 
 def test_malformed_record_goes_to_dead_letters_and_later_records_are_processed(
@@ -138,9 +144,9 @@ def test_overlapped_batches_with_packed_values_match_one_batch_at_a_time(
     """run.overlap (batch N+1 decoded while N is scored and committed) over packed values_f32 records with
     a malformed one, in small batches; then a synchronous run in another group writes the same alerts. With
     run.decode_process the overlapped run decodes in a child process (monitor/consumer/decoder.py)."""
-    from pipelines.synthetic import fleet_windows
     from monitor.consumer.runner import RunStats, build_runner
     from monitor.settings import AlertSettings, RunSettings, ThresholdSettings
+    from pipelines.synthetic import fleet_windows
 
     wl = e2e_bundle.meta.window_len
     fleet = make_fleet(3, wl * 60, seed=21, length=4 * wl)
