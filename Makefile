@@ -20,7 +20,7 @@ help:
 # Installs the dependencies unless they are importable already (torch is large: pip caches it), then
 # (re)installs this checkout in editable mode so `monitor` runs the code of this very clone.
 install:
-	@$(PYTHON) -c "import torch, numpy, pandas, mypy, ruff, importlinter, kafka, crc32c, river, sqlalchemy, psycopg, pydantic, pydantic_settings, typer, orjson, pybase64, simdjson, alembic, yaml, fastapi, uvicorn, httpx, websocket, croniter, prometheus_client, pythonjsonlogger, tqdm, pytest, pytest_timeout, testcontainers, hypothesis" 2>/dev/null \
+	@$(PYTHON) -c "import torch, numpy, pandas, mypy, ruff, importlinter, kafka, crc32c, river, sqlalchemy, psycopg, pydantic, pydantic_settings, typer, orjson, pybase64, simdjson, alembic, yaml, fastapi, uvicorn, httpx2, websocket, croniter, prometheus_client, pythonjsonlogger, tqdm, pytest, pytest_timeout, testcontainers, hypothesis" 2>/dev/null \
 	  && echo "[install] dependencies present" \
 	  || $(PYTHON) -m pip install --progress-bar off -e '.[dev]'
 	@$(PYTHON) -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null || $(PYTHON) -m pip install -q --no-deps -e .
@@ -49,8 +49,8 @@ tools:
 	@command -v docker-compose >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; }
 
 test: install services tools
-	$(PYTHON) -m ruff check monitor
-	$(PYTHON) -m mypy monitor
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy monitor pipelines
 	$(PYTHON) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test-unit: install
@@ -93,5 +93,5 @@ chaos: install
 	$(PYTHON) -m pipelines.faults.chaos $(CHAOS_ARGS)
 
 lint:
-	$(PYTHON) -m ruff check monitor
-	$(PYTHON) -m mypy monitor
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy monitor pipelines

@@ -20,8 +20,8 @@ import typer
 
 from monitor.ingest.kafka import ensure_topics, make_producer
 from monitor.settings import Settings
-from monitor.store.database import make_engine
 from monitor.store.alerts_api import query_alerts
+from monitor.store.database import make_engine
 from pipelines.demo_serve import start_web, stop_web
 from pipelines.produce import send_windows, topic_end_offsets
 from pipelines.synthetic import evaluate, fleet_windows, history_frame, make_fleet

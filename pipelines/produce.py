@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -31,11 +31,12 @@ def send_windows(
     """
     futures = []
     sent = 0
+    names = list(channels)
     started = time.monotonic()
     bar = tqdm(windows, total=total, desc="produce", unit="win", file=sys.stderr, disable=not progress)
     for sensor_id, start, end, values in bar:
         futures.append(
-            producer.send(topic, key=sensor_id.encode(), value=encode_values(sensor_id, start, end, channels, values))
+            producer.send(topic, key=sensor_id.encode(), value=encode_values(sensor_id, start, end, names, values))
         )
         sent += 1
         if rate_per_s:

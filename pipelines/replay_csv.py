@@ -15,12 +15,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from monitor.core.windows import sliding_windows, window_starts
 from monitor.errors import MonitorError
+from monitor.ingest.files import read_wide_csv
 from monitor.ingest.kafka import ensure_topics, make_producer
 from monitor.registry import model_files
 from monitor.settings import ModelSettings, Settings
-from monitor.core.windows import sliding_windows, window_starts
-from monitor.ingest.files import read_wide_csv
 from pipelines.produce import send_windows
 
 app = typer.Typer(add_completion=False)

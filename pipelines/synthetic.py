@@ -54,7 +54,8 @@ def normal_series(n_rows: int, n_channels: int = 8, seed: int = 0, row_offset: i
     latent = pd.DataFrame(np.cumsum(steps, axis=0)).ewm(span=60).mean().to_numpy()[200:]
     latent = np.tanh(latent)
     noise = rng.normal(0, 0.1, size=(n_rows, n_channels))
-    return (offsets + periodic + latent @ loadings + noise).astype(np.float32)
+    out: np.ndarray = (offsets + periodic + latent @ loadings + noise).astype(np.float32)
+    return out
 
 
 def inject(values: np.ndarray, kind: str, start: int, length: int, rng: np.random.Generator) -> None:

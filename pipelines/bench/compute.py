@@ -5,8 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.synchronize
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np

@@ -16,8 +16,8 @@ import typer
 
 from monitor.core.scoring.scorer import Scorer
 from monitor.core.scoring.train import train
-from monitor.settings import ModelSettings
 from monitor.core.windows import sliding_windows
+from monitor.settings import ModelSettings
 from pipelines.synthetic import history_frame
 
 app = typer.Typer(add_completion=False)

@@ -46,7 +46,7 @@ def _windows(times: pd.DatetimeIndex, true_cp: np.ndarray, window: pd.Timedelta)
 def _sigmoid_reward(position: int, slow_width: int, a_tp: float, a_fp: float) -> float:
     """Reward of a first detection at ``position`` rows relative to the window end (negative: inside)."""
     width = max(slow_width, 1)
-    return (a_tp - a_fp) / (1.0 + np.exp(5.0 * position / width)) + a_fp
+    return float((a_tp - a_fp) / (1.0 + np.exp(5.0 * position / width)) + a_fp)
 
 
 def series_scores(

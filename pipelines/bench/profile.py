@@ -21,9 +21,9 @@ from typing import Annotated
 
 import typer
 
+from monitor.core.scoring.train import train
 from monitor.ingest.kafka import ensure_topics
 from monitor.registry import model_files
-from monitor.core.scoring.train import train
 from monitor.settings import KafkaSettings, ModelSettings
 from monitor.store.database import init_schema, make_engine
 from pipelines.bench.throughput import ROOT, make_workload, produce
@@ -48,7 +48,9 @@ def top_entries(raw: Path, n: int = 15) -> tuple[list[tuple[str, float]], list[t
         own[frames[-1]] += k
         for f in set(frames):
             incl[f] += k
-    pct = lambda c: [(f, 100 * v / max(total, 1)) for f, v in c.most_common(n)]  # noqa: E731
+    def pct(c: collections.Counter[str]) -> list[tuple[str, float]]:
+        return [(f, 100 * v / max(total, 1)) for f, v in c.most_common(n)]
+
     return pct(own), pct(incl)
 
 

@@ -33,8 +33,8 @@ import pandas as pd
 import torch
 
 from monitor.core.backtest import run_backtest
-from monitor.errors import MonitorError
 from monitor.core.scoring.train import train
+from monitor.errors import MonitorError
 from monitor.settings import Settings
 from pipelines.bench import skab as bench_skab
 from pipelines.bench import tep as bench_tep

@@ -25,10 +25,10 @@ import pandas as pd
 import torch
 
 from monitor.core.backtest import run_backtest
-from monitor.errors import DataError
 from monitor.core.scoring.train import train
-from monitor.settings import Settings
+from monitor.errors import DataError
 from monitor.ingest.files import read_wide_csv
+from monitor.settings import Settings
 from pipelines.bench.nab import NabResult, nab_scores
 
 TRAIN_ROWS = 400
@@ -106,7 +106,8 @@ def reference_z_alarm(values: np.ndarray, *, window: int = 10, alpha: float = 0.
     means = (csum[window:] - csum[:-window]) / window  # row window-1+j for j
 
     def rms(z: np.ndarray) -> np.ndarray:
-        return np.sqrt((z * z).mean(axis=-1))
+        out: np.ndarray = np.sqrt((z * z).mean(axis=-1))
+        return out
 
     limit = float(np.quantile(rms((means[: TRAIN_ROWS - window + 1] - centre) / scale), q)) * factor
     alarm = np.zeros(n, dtype=np.int8)
@@ -191,10 +192,10 @@ def reference_z(files: list[Path]) -> int:
     for path in files:
         frame = read_wide_csv(path, sep=";", time_column="datetime")
         loaded.append((frame[list(LABELS)].to_numpy(dtype=np.int8), frame.drop(columns=list(LABELS)).to_numpy(float)))
-    variants = {"static z (alpha 0)": {"alpha": 0.0}, "re-centring z (alpha 0.01)": {"alpha": 0.01}}
-    for name, kwargs in variants.items():
+    variants = {"static z (alpha 0)": 0.0, "re-centring z (alpha 0.01)": 0.01}
+    for name, alpha in variants.items():
         results = [FileResult(str(i), pd.DatetimeIndex([]), lab[TRAIN_ROWS:, 0], lab[TRAIN_ROWS:, 1],
-                              reference_z_alarm(vals, **kwargs)[TRAIN_ROWS:]) for i, (lab, vals) in enumerate(loaded)]
+                              reference_z_alarm(vals, alpha=alpha)[TRAIN_ROWS:]) for i, (lab, vals) in enumerate(loaded)]
         f1, far, mar = pointwise(results)
         print(f"reference {name:28s} F1={f1:.3f} FAR={far:.1f}% MAR={mar:.1f}%")
     return 0

@@ -39,8 +39,8 @@ from monitor.core.engine import Engine
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.scorer import Scorer
 from monitor.core.scoring.train import train
-from monitor.settings import Settings, ThresholdSettings
 from monitor.ingest.files import read_wide_csv
+from monitor.settings import Settings, ThresholdSettings
 from pipelines.bench import skab as bench_skab
 from pipelines.bench import tep as bench_tep
 
@@ -56,7 +56,7 @@ def stream(frame: pd.DataFrame, a: ModelBundle, b: ModelBundle | None, swap_at: 
     engine = Engine(Scorer(a), cfg, settings.alert)
     shadow: Engine | None = None
     flags = np.zeros(len(frame), dtype=np.int8)
-    batch: list = []
+    batch: list[Any] = []
     swapped = b is None
     counts = opened if opened is not None else [0, 0, 0, 0]
     counts[:] = [0, 0, 0, 0]

@@ -127,7 +127,8 @@ def _daily_shape(rows: np.ndarray, phase: float) -> np.ndarray:
         return np.sin(x) + 0.3 * np.sin(2 * x + 0.5)
 
     one_day = raw(np.arange(DAY_ROWS))
-    return 2 * (raw(rows) - one_day.min()) / np.ptp(one_day) - 1
+    out: np.ndarray = 2 * (raw(rows) - one_day.min()) / np.ptp(one_day) - 1
+    return out
 
 
 DAILY_LEVEL, DAILY_AMPLITUDE, DAILY_NOISE = 20.0, 4.0, 0.4  # peak-to-peak 8 = 20 noise SD

@@ -31,10 +31,10 @@ import pandas as pd
 import torch
 
 from monitor.core.backtest import run_backtest
-from monitor.errors import DataError
 from monitor.core.scoring.train import train
-from monitor.settings import Settings
+from monitor.errors import DataError
 from monitor.ingest.files import read_wide_csv
+from monitor.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PCA_COMPONENTS = 11  # the script's default (parallel analysis on train_normal.csv)

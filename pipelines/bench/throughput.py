@@ -41,10 +41,10 @@ import typer
 from sqlalchemy import Engine, func, select, text  # noqa: E402
 
 from monitor.core.contract import encode_values
-from monitor.ingest.kafka import ensure_topics, make_producer
-from monitor.registry import model_files
 from monitor.core.scoring.scorer import Scorer
 from monitor.core.scoring.train import train
+from monitor.ingest.kafka import ensure_topics, make_producer
+from monitor.registry import model_files
 from monitor.settings import KafkaSettings, ModelSettings
 from monitor.store.database import init_schema, make_engine
 from monitor.store.schema import ConsumerOffset

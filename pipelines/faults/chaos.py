@@ -32,9 +32,9 @@ import orjson
 import typer
 
 from monitor.core import contract
-from monitor.registry import model_files
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.train import train
+from monitor.registry import model_files
 from monitor.settings import ModelSettings
 from pipelines.faults import kit
 from pipelines.faults.blackhole import BlackholeProxy

@@ -40,10 +40,10 @@ from kafka import KafkaAdminClient
 from sqlalchemy import Engine, select, text
 
 from monitor.core import contract
-from monitor.ingest.kafka import ensure_topics, make_producer
-from monitor.registry import model_files
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.train import train
+from monitor.ingest.kafka import ensure_topics, make_producer
+from monitor.registry import model_files
 from monitor.settings import KafkaSettings, ModelSettings
 from monitor.store.database import init_schema, make_engine
 from monitor.store.schema import Base

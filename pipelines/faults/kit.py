@@ -36,9 +36,9 @@ from monitor.core.engine import Engine as Detector
 from monitor.core.engine import Record
 from monitor.core.incidents import AlertRecord
 from monitor.core.ordering import admit
-from monitor.ingest.kafka import ensure_topics, make_producer
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.scorer import Scorer
+from monitor.ingest.kafka import ensure_topics, make_producer
 from monitor.settings import KafkaSettings, Settings
 from monitor.store.database import init_schema, make_engine
 from pipelines.faults.blackhole import BlackholeProxy
@@ -387,7 +387,7 @@ def read_topic(cfg: KafkaSettings, topic: str) -> list[Any]:
 class PacedProducer(threading.Thread):
     """Sends (key, value) pairs at a steady rate in the background; records which ones were acknowledged."""
 
-    def __init__(self, cfg: KafkaSettings, items: Sequence[tuple[bytes, bytes | None]], rate_per_s: float) -> None:
+    def __init__(self, cfg: KafkaSettings, items: Sequence[tuple[bytes | None, bytes | None]], rate_per_s: float) -> None:
         super().__init__(daemon=True)
         self.cfg, self.items, self.rate = cfg, list(items), rate_per_s
         self.acked: list[tuple[int, int, bytes | None]] = []  # (partition, offset, value)

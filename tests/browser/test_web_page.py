@@ -21,11 +21,11 @@ from sqlalchemy import select
 
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import KafkaSettings
-from monitor.store.database import init_schema, make_engine
 from monitor.store.alerts_api import query_alerts
+from monitor.store.database import init_schema, make_engine
 from monitor.store.schema import AlertEvent, AlertFeedback
-from pipelines.synthetic import make_fleet
 from pipelines.cdp import Browser, free_port
+from pipelines.synthetic import make_fleet
 from tests.integration.api_helpers import api_bundle, api_model_path  # noqa: F401 - fixtures
 from tests.integration.conftest import kafka_bootstrap, kafka_cfg  # noqa: F401 - fixtures
 from tests.integration.helpers import produce_fleet, run_to_end

@@ -20,9 +20,9 @@ import pytest
 from kafka import KafkaAdminClient
 from sqlalchemy import Engine, text
 
-from monitor.ingest.kafka import ensure_topics
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.train import train
+from monitor.ingest.kafka import ensure_topics
 from monitor.settings import KafkaSettings, ModelSettings
 from monitor.store.database import init_schema, make_engine
 from pipelines.synthetic import history_frame

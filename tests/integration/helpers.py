@@ -8,8 +8,8 @@ from sqlalchemy import Engine
 
 from monitor.consumer.runner import RunStats, build_runner
 from monitor.core.scoring.artifact import ModelBundle
-from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.ingest.kafka import make_producer
+from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from pipelines.produce import read_topic, send_windows, topic_end_offsets
 from pipelines.synthetic import Fleet, fleet_windows
 

@@ -12,7 +12,12 @@ from sqlalchemy import Engine
 from monitor.core.contract import encode_values
 from monitor.ingest.kafka import make_producer
 from monitor.settings import (
-    AlertSettings, KafkaSettings, ModelSettings, RegistrySettings, RetrainSettings, ThresholdSettings,
+    AlertSettings,
+    KafkaSettings,
+    ModelSettings,
+    RegistrySettings,
+    RetrainSettings,
+    ThresholdSettings,
 )
 from monitor.store.schema import Alert, utcnow
 from monitor.training.retrain import RetrainConfig

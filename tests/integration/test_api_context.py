@@ -12,8 +12,8 @@ from sqlalchemy import Engine, Text, cast, select
 
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.settings import KafkaSettings
-from monitor.store.feedback import false_positive_ranges
 from monitor.store.alerts_api import query_alerts
+from monitor.store.feedback import false_positive_ranges
 from monitor.store.schema import SensorState
 from pipelines.synthetic import make_fleet
 from tests.integration.api_helpers import api_bundle, api_model_path, client, keys  # noqa: F401 - fixtures

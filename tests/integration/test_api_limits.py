@@ -17,9 +17,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from monitor.api.app import create_app
-from monitor.registry import versions
+from monitor.registry import model_files, versions
 from monitor.registry.versions import _T as MODEL_VERSIONS
-from monitor.registry import model_files
 from monitor.settings import RegistrySettings, Settings
 from tests.integration.api_helpers import alert_row, client, insert_alerts, keys
 from tests.unit.artifacts import crafted, small_bundle

@@ -13,9 +13,9 @@ import numpy as np
 import orjson
 from sqlalchemy import Engine, text
 
+from monitor.consumer.runner import build_runner
 from monitor.core import contract
 from monitor.ingest.kafka import make_producer
-from monitor.consumer.runner import build_runner
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.store.repository import load_offsets
 from tests.integration.helpers import end_offsets, read_all

@@ -14,10 +14,10 @@ import pytest
 from kafka import KafkaAdminClient
 from sqlalchemy import Engine
 
-from monitor.core import contract
-from monitor.ingest.kafka import DeadLetters, ensure_topics, make_producer
 from monitor.consumer.runner import build_runner
+from monitor.core import contract
 from monitor.core.scoring.artifact import ModelBundle
+from monitor.ingest.kafka import DeadLetters, ensure_topics, make_producer
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.store.repository import load_offsets
 from pipelines.synthetic import fleet_windows, make_fleet

@@ -20,17 +20,17 @@ from typing import Any
 
 import pytest
 
+from monitor.core.scoring.train import train
 from monitor.ingest.kafka import make_producer
 from monitor.registry import model_files
-from monitor.core.scoring.train import train
 from monitor.settings import KafkaSettings, ModelSettings
 from pipelines.produce import send_windows
 from pipelines.synthetic import EPOCH, channel_names, history_frame, normal_series
 from tests.deploy_checks import (
     PENDING_COMMANDS,
     PENDING_METRICS,
-    SCHEDULER_METRICS,
     REPO,
+    SCHEDULER_METRICS,
     compose,
     dashboard_metrics,
     exported_samples,

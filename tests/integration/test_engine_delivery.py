@@ -7,13 +7,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from monitor.consumer.runner import build_runner
 from monitor.core import contract
 from monitor.core.engine import Engine as Detector
 from monitor.core.engine import Record
-from monitor.ingest.kafka import make_producer
-from monitor.consumer.runner import build_runner
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.scorer import Scorer
+from monitor.ingest.kafka import make_producer
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.store.alerts_api import query_alerts
 from monitor.store.repository import load_offsets

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor.settings import Settings
+from monitor.ingest.kafka import make_producer
+from monitor.settings import KafkaSettings, Settings
 from pipelines.faults.kit import free_port
 from pipelines.synthetic import make_fleet
-from monitor.ingest.kafka import make_producer
-from monitor.settings import KafkaSettings
 from tests.integration.helpers import produce_fleet
 
 pytestmark = pytest.mark.integration

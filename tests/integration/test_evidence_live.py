@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, delete, update
 
-from monitor.core.engine import BatchOutcome, Record
 from monitor.consumer.runner import build_runner
+from monitor.core.engine import BatchOutcome, Record
 from monitor.core.scoring.artifact import ModelBundle
+from monitor.core.thresholds import Decision
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.store.alerts_api import query_alerts
 from monitor.store.schema import Alert, AlertEvidence
-from monitor.core.thresholds import Decision
 from pipelines.synthetic import make_fleet
 from tests.integration.api_helpers import api_bundle, api_model_path, client, keys  # noqa: F401 - fixtures
 from tests.integration.helpers import produce_fleet

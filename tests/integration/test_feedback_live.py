@@ -7,14 +7,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from monitor.ingest.kafka import make_producer
 from monitor.consumer.runner import RunStats, build_runner
 from monitor.core.scoring.artifact import ModelBundle
+from monitor.ingest.kafka import make_producer
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
-from monitor.store.alerts_api import record_feedback
+from monitor.store.alerts_api import query_alerts, record_feedback
 from monitor.store.database import init_schema, make_engine
 from monitor.store.feedback import apply_false_positive
-from monitor.store.alerts_api import query_alerts
 from monitor.store.repository import load_offsets
 from monitor.store.schema import AlertFeedback, SensorState
 from pipelines.produce import send_windows
@@ -91,10 +90,11 @@ def test_a_batch_never_overwrites_a_state_whose_revision_moved(db: Engine) -> No
     each write moves the revision, and a writer that believed the sensor new cannot overwrite it."""
     from datetime import datetime, timezone
 
-    from monitor.errors import StaleStateError
-    from monitor.core.engine import SensorRow
-    from monitor.store.repository import commit_batch, load_sensor_states
     from sqlalchemy import update
+
+    from monitor.core.engine import SensorRow
+    from monitor.errors import StaleStateError
+    from monitor.store.repository import commit_batch, load_sensor_states
 
     at = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -10,8 +10,8 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,11 +19,11 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
-from monitor.registry import versions
-from monitor.registry.watcher import ModelWatcher
 from monitor.consumer.runner import Runner, build_runner
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.train import train
+from monitor.registry import versions
+from monitor.registry.watcher import ModelWatcher
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
 from monitor.store.alerts_api import query_alerts
 from monitor.store.repository import load_sensor_states

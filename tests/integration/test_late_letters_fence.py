@@ -9,12 +9,12 @@ from sqlalchemy import Engine
 
 from monitor.consumer.batches import Batch, make_durable
 from monitor.core.engine import Engine as Judge
-from monitor.ingest.faults import FaultInjector
-from monitor.ingest.kafka import DeadLetters, make_producer
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.scorer import Scorer
-from monitor.settings import AlertSettings, KafkaSettings, ThresholdSettings
 from monitor.errors import StaleOffsetError
+from monitor.ingest.faults import FaultInjector
+from monitor.ingest.kafka import DeadLetters, make_producer
+from monitor.settings import AlertSettings, KafkaSettings, ThresholdSettings
 from monitor.store.repository import load_offsets
 from pipelines.synthetic import make_fleet
 from tests.integration.helpers import end_offsets, produce_fleet, read_all, run_to_end

@@ -173,8 +173,8 @@ def _monitor(url: str, *args: str, env: dict[str, str] | None = None) -> subproc
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from monitor.registry import model_files
     from monitor.core.scoring.train import train
+    from monitor.registry import model_files
     from monitor.settings import ModelSettings
     from pipelines.synthetic import history_frame
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine, select
 
-from monitor.ingest.kafka import make_producer
 from monitor.core.scoring.artifact import ModelBundle
+from monitor.ingest.kafka import make_producer
 from monitor.settings import KafkaSettings
-from monitor.store.alerts_api import record_feedback
+from monitor.store.alerts_api import query_alerts, record_feedback
 from monitor.store.feedback import apply_new_normal
-from monitor.store.alerts_api import query_alerts
 from monitor.store.schema import AlertFeedback, SensorState
 from monitor.training.exclusion import false_positive_alert_ids
 from pipelines.produce import send_windows

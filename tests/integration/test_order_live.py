@@ -19,15 +19,13 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine, text
 
 from monitor.consumer import batches
-
-from monitor.observe import health
-from monitor.ingest.kafka import make_producer
 from monitor.consumer.runner import build_runner
 from monitor.core.scoring.artifact import ModelBundle
+from monitor.ingest.kafka import make_producer
+from monitor.observe import health
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
-from monitor.store.alerts_api import record_feedback
+from monitor.store.alerts_api import query_alerts, record_feedback
 from monitor.store.feedback import apply_false_positive
-from monitor.store.alerts_api import query_alerts
 from monitor.store.repository import load_offsets, load_sensor_states
 from pipelines.produce import send_windows
 from pipelines.synthetic import fleet_windows, make_fleet

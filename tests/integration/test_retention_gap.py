@@ -10,8 +10,8 @@ from kafka import KafkaAdminClient, TopicPartition
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, select
 
-from monitor.ingest.kafka import make_producer
 from monitor.core.scoring.artifact import ModelBundle
+from monitor.ingest.kafka import make_producer
 from monitor.settings import KafkaSettings
 from monitor.store.repository import load_offsets, load_sensor_states
 from monitor.store.schema import ConsumerOffset

@@ -15,9 +15,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine, select
 
-from monitor.registry import shadow, versions
-from monitor.registry import model_files
 from monitor.core.scoring.train import train
+from monitor.registry import model_files, shadow, versions
 from monitor.settings import AlertSettings, KafkaSettings, ThresholdSettings
 from monitor.store.schema import Alert, AlertFeedback, utcnow
 from monitor.training import reference
@@ -25,7 +24,14 @@ from monitor.training.history import read_history
 from monitor.training.retrain import PROMOTED, REJECTED, SHADOWED, SKIPPED, RetrainRequest, retrain
 from pipelines.synthetic import history_frame
 from tests.integration.retrain_helpers import (
-    TINY, WL, base_time, db_url, insert_alert, produce, retrain_config, sensor_windows,
+    TINY,
+    WL,
+    base_time,
+    db_url,
+    insert_alert,
+    produce,
+    retrain_config,
+    sensor_windows,
 )
 
 pytestmark = pytest.mark.integration

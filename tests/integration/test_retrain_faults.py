@@ -14,7 +14,6 @@ from sqlalchemy import Engine, update
 
 from monitor.errors import BrokerError, StoreError
 from monitor.ingest.kafka import make_consumer
-from monitor.training.scheduler import Schedule, Scheduler
 from monitor.settings import KafkaSettings
 from monitor.store.schema import utcnow
 from monitor.training import history as history_module
@@ -22,6 +21,7 @@ from monitor.training import lease
 from monitor.training.history import read_history
 from monitor.training.lease import _T as JOBS
 from monitor.training.retrain import FAILED, REJECTED, RetrainOutcome
+from monitor.training.scheduler import Schedule, Scheduler
 from tests.integration.retrain_helpers import base_time, produce, sensor_windows
 
 pytestmark = pytest.mark.integration

@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from monitor.registry import versions
-from monitor.training.scheduler import Schedule, Scheduler
 from monitor.settings import KafkaSettings
 from monitor.store.database import make_engine
 from monitor.store.schema import ModelVersion
 from monitor.training import lease
 from monitor.training.retrain import PROMOTED, RetrainOutcome, RetrainRequest, retrain
+from monitor.training.scheduler import Schedule, Scheduler
 from tests.integration.retrain_helpers import base_time, db_url, produce, retrain_config, sensor_windows
 
 pytestmark = pytest.mark.integration

@@ -14,11 +14,10 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
 from monitor.api.app import create_app
-from monitor.registry import versions
-from monitor.registry.serving import serving_model
-from monitor.registry import model_files
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.train import train
+from monitor.registry import model_files, versions
+from monitor.registry.serving import serving_model
 from monitor.settings import KafkaSettings, RegistrySettings, Settings
 from monitor.store.alerts_api import query_alerts
 from pipelines.synthetic import history_frame, make_fleet, normal_series

@@ -22,13 +22,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from monitor.core import contract
-from monitor.ingest.kafka import ensure_topics
 from monitor.core.scoring.artifact import ModelBundle
+from monitor.ingest.kafka import ensure_topics
 from monitor.settings import KafkaSettings
 from monitor.store.database import init_schema, make_engine
 from pipelines.faults import kit
-from pipelines.synthetic import fleet_windows, make_fleet
 from pipelines.faults.blackhole import BlackholeProxy
+from pipelines.synthetic import fleet_windows, make_fleet
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

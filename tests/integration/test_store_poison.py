@@ -9,8 +9,8 @@ from sqlalchemy import Engine, select, text
 from monitor.consumer.batches import isolate
 from monitor.core.engine import Engine as Judge
 from monitor.core.engine import Record
-from monitor.errors import StoreRejectedError
 from monitor.core.scoring.scorer import Scorer
+from monitor.errors import StoreRejectedError
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.store.repository import commit_batch, load_offsets, load_sensor_states, probe_outputs
 from monitor.store.schema import Alert

@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.api.routes.alerts import decode_cursor, encode_cursor
-from monitor.errors import ApiError
 from monitor.core.feedback import forgive_state, levels_from_scores
+from monitor.core.thresholds import SensorThreshold
+from monitor.errors import ApiError
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.store.apikeys import KeyInfo, actor_name, hash_secret
-from monitor.core.thresholds import SensorThreshold
 
 
 def test_cursor_round_trip_and_rejections() -> None:

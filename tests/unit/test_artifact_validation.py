@@ -18,9 +18,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.errors import ArtifactError, MonitorError
 from monitor.core.scoring import artifact
 from monitor.core.scoring.scorer import model_input
+from monitor.errors import ArtifactError, MonitorError
 from monitor.registry import model_files
 from tests.unit.artifacts import CHANNELS, crafted, small_bundle
 

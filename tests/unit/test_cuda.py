@@ -13,11 +13,11 @@ import torch
 
 from monitor.core.contract import SensorWindow
 from monitor.core.engine import Engine, Record
-from monitor.registry import model_files
 from monitor.core.scoring.scorer import Scorer
 from monitor.core.scoring.train import train
-from monitor.settings import AlertSettings, ModelSettings, ThresholdSettings
 from monitor.core.windows import sliding_windows
+from monitor.registry import model_files
+from monitor.settings import AlertSettings, ModelSettings, ThresholdSettings
 from pipelines.synthetic import EPOCH, history_frame, normal_series
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA device here")

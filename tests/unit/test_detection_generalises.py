@@ -15,23 +15,23 @@ from hypothesis.extra.numpy import arrays
 
 from monitor.core.backtest import run_backtest
 from monitor.core.engine import Engine
-from monitor.errors import DataError
 from monitor.core.feedback import adopt_state
+from monitor.core.scoring import seasonal
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.baseline import InputBaseline
 from monitor.core.scoring.scaler import RobustScaler
 from monitor.core.scoring.scorer import Scorer, channel_residuals, normalise
-from monitor.core.scoring import seasonal
 from monitor.core.scoring.seasonal import DAY, fit_seasonality, row_times
 from monitor.core.scoring.train import fit_shape, min_rows, screen_rows, train
-from monitor.settings import AlertSettings, ModelSettings, ThresholdSettings
 from monitor.core.thresholds import SensorThreshold
 from monitor.core.windows import sliding_windows
+from monitor.errors import DataError
 from monitor.ingest.files import read_wide_csv
-from tests.unit.helpers import records_of
-from pipelines.synthetic import normal_series
+from monitor.settings import AlertSettings, ModelSettings, ThresholdSettings
 from pipelines.bench.quality import shorten
 from pipelines.bench.taxonomy import KINDS, generate
+from pipelines.synthetic import normal_series
+from tests.unit.helpers import records_of
 
 ALERT = AlertSettings(min_hits=2, min_normal=3)
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from monitor.core.engine import Engine
-from monitor.errors import ConfigError
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.device import resolve_device
 from monitor.core.scoring.scorer import Scorer
 from monitor.core.scoring.train import train
-from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.core.windows import sliding_windows
+from monitor.errors import ConfigError
+from monitor.settings import AlertSettings, ThresholdSettings
 from tests.unit.conftest import TINY
 
 MISSING = "cuda:99"  # absent with or without CUDA (no machine has 100 GPUs)

@@ -9,8 +9,21 @@ import pytest
 
 from monitor import errors
 from monitor.errors import (
-    ApiError, ArtifactError, BrokerError, ConfigError, ConflictError, DataError, MonitorError, NotFoundError,
-    PromotionConflict, StaleOffsetError, StaleStateError, StoreError, StoreRejectedError, exit_code, http_answer,
+    ApiError,
+    ArtifactError,
+    BrokerError,
+    ConfigError,
+    ConflictError,
+    DataError,
+    MonitorError,
+    NotFoundError,
+    PromotionConflict,
+    StaleOffsetError,
+    StaleStateError,
+    StoreError,
+    StoreRejectedError,
+    exit_code,
+    http_answer,
 )
 
 PACKAGE = Path(errors.__file__).parent

@@ -53,8 +53,8 @@ def test_the_consumer_logs_a_heartbeat_with_throughput_and_lag(caplog) -> None: 
     from types import SimpleNamespace
 
     from monitor.consumer.batches import RunStats
-    from monitor.ingest.membership import Assignment
     from monitor.consumer.runner import Runner
+    from monitor.ingest.membership import Assignment
 
     assignment = Assignment()
     assignment.assign({0, 1, 2})

@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
 
-from monitor.observe import health
 from monitor.core.engine import Engine, Record
 from monitor.core.ordering import Order, WindowMark, admit
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.scorer import Scorer
+from monitor.observe import health
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.store.database import postgres_timeouts
 from monitor.store.repository import is_data_refusal

@@ -11,7 +11,13 @@ import pytest
 
 from pipelines.bench.quality import parse_legs, quality_line
 from pipelines.bench.taxonomy_score import (
-    alert_openings, false_alerts, headline, judge_spans, score_series, summarise, threshold_ratios,
+    alert_openings,
+    false_alerts,
+    headline,
+    judge_spans,
+    score_series,
+    summarise,
+    threshold_ratios,
 )
 
 TIMES = pd.date_range("2026-01-05", periods=40, freq="5min", tz="UTC")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from monitor.registry import model_files
 from monitor.core.scoring.artifact import ModelBundle
+from monitor.registry import model_files
 from monitor.settings import ModelSettings
 from pipelines import replay_csv
 from pipelines.synthetic import history_frame

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.errors import ConfigError
-from monitor.training.scheduler import Schedule
 from monitor.core.scoring.artifact import Calibration, ModelMeta, incompatibility
+from monitor.errors import ConfigError
 from monitor.settings import RetrainSettings
 from monitor.training.exclusion import Interval, exclude
 from monitor.training.gate import Evaluation, decide
 from monitor.training.history import HistoryWindow
 from monitor.training.retrain import RetrainRequest, _file_windows, _split
+from monitor.training.scheduler import Schedule
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from monitor.errors import ArtifactError, DataError
 from monitor.core.scoring import artifact
-from monitor.registry import model_files
 from monitor.core.scoring.artifact import Calibration, ModelBundle, ModelMeta
 from monitor.core.scoring.scorer import Scorer, channel_residuals, normalise
 from monitor.core.scoring.train import calibrate, train
 from monitor.core.windows import sliding_windows
+from monitor.errors import ArtifactError, DataError
+from monitor.registry import model_files
 from tests.unit.conftest import TINY
 
 

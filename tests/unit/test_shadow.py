@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from monitor.commands.app import app
 from monitor.core.engine import Engine
-from monitor.registry import shadow, versions
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.scorer import Scorer
+from monitor.registry import shadow, versions
 from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.store.database import init_schema, make_engine
 from pipelines.synthetic import normal_series

@@ -32,8 +32,8 @@ from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.baseline import InputBaseline
 from monitor.core.scoring.scaler import RobustScaler
 from monitor.core.scoring.scorer import Scorer
-from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.core.thresholds import Decision, SensorThreshold
+from monitor.settings import AlertSettings, ThresholdSettings
 from pipelines.synthetic import normal_series
 from tests.unit.helpers import records_of
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from monitor.core.engine import Engine
 from monitor.core.scoring.artifact import Calibration, ModelBundle
 from monitor.core.scoring.scorer import Scorer
-from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.core.thresholds import SensorThreshold
+from monitor.settings import AlertSettings, ThresholdSettings
 from pipelines.synthetic import normal_series
 from tests.unit.helpers import records_of
 

@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 
 from pipelines.bench.taxonomy import (
-    ANOMALY_KINDS, CLEAN_KINDS, DAY_ROWS, KINDS, Series, generate, layout, taxonomy,
+    ANOMALY_KINDS,
+    CLEAN_KINDS,
+    DAY_ROWS,
+    KINDS,
+    Series,
+    generate,
+    layout,
+    taxonomy,
 )
 
 # The kinds issue 15 asks for, by the name the generator gives them.

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.settings import AlertSettings, ThresholdSettings
 from monitor.core.scoring.artifact import Calibration
 from monitor.core.thresholds import SensorThreshold, fit_level
+from monitor.settings import AlertSettings, ThresholdSettings
 
 CFG = ThresholdSettings(k_enter=4.0, k_exit=2.0, k_instant=20.0, fading=0.05, min_std=0.05, smoothing=1.0,
                         warmup_windows=0)

@@ -145,9 +145,10 @@ def _short(flagged: np.ndarray) -> np.ndarray:
     return out
 
 
-def _explained(distance: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def explained(distance: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """(n, T, C): whether another channel moves off its own neighbourhood at that row (more than ``MOVED`` of its
-    scale, or at all where it has none): a burst beside it is the effect of a change it shows, not a spike."""
+    scale, or at all where it has none; a distance that is not finite moves nothing): a burst beside it is the
+    effect of a change it shows, not a spike. The history screen (train.py ``screen_rows``) asks the same."""
     with np.errstate(all="ignore"):
         moved = np.where(scale > 0, distance > MOVED * scale, distance > 0) & np.isfinite(distance)
     count = moved.sum(axis=-1, keepdims=True)
@@ -168,7 +169,7 @@ def allowance(values: np.ndarray, bound: float, window_len: int, events: list[bo
     with np.errstate(all="ignore"):
         scale = np.nan_to_num(robust_sd(x - both[0]), nan=0.0, posinf=0.0)
         flagged = (distance > bound * scale) & np.isfinite(distance) & (scale > 0)
-    flagged &= ~_explained(distance, scale)
+    flagged &= ~explained(distance, scale)
     share = flagged[0].mean(axis=0)  # spikes are rare: a channel mostly off its neighbourhood has none to allow
     flagged = _short(flagged)
     bursts = count_runs(flagged, axis=1)[0]
@@ -224,7 +225,7 @@ def despike(windows: np.ndarray, spikes: Allowance, dense: bool = True) -> np.nd
     flagged[np.ix_(hit, np.arange(x.shape[1]), allowed)] = found[hit]
     if x.shape[2] > 1:
         everywhere, _ = neighbourhood(x[hit])
-        flagged[hit] &= ~_explained(everywhere, spikes.scale)
+        flagged[hit] &= ~explained(everywhere, spikes.scale)
     flagged = _short(flagged)
     if dense:
         flagged &= (count_runs(flagged, axis=1) <= spikes.runs)[:, None, :]  # spikes grown dense are all left in

@@ -32,7 +32,7 @@ from monitor.core.scoring.scorer import (
     normalise,
 )
 from monitor.core.scoring.seasonal import Seasonality, fit_seasonality, row_times
-from monitor.core.scoring.spikes import HALF, MOVED, ROOM, Allowance, allowance, combine, despike, medians
+from monitor.core.scoring.spikes import HALF, ROOM, Allowance, allowance, combine, despike, explained, medians
 from monitor.core.thresholds import fit_tail
 from monitor.core.windows import sliding_windows, windows_touching
 from monitor.errors import CancelledRunError, DataError
@@ -796,7 +796,6 @@ def _calibrate_linear(
 
 SCREEN_HALF = HALF  # rows on each side of a row that make its neighbourhood (the row itself left out)
 SCREEN_MAX_SHARE = 0.01  # a channel with more bursts (runs of flagged rows) per row than this is not screened
-SCREEN_MOVED = MOVED  # robust SDs off its neighbourhood at which another channel explains a burst beside it
 MAX_SCREENED_SHOWN = 20  # screened rows named in the artifact's training record
 
 
@@ -806,9 +805,9 @@ def screen_rows(values: np.ndarray, bound: float, events: Sequence[bool] | None 
     median of the 5 rows before it and from that of the 5 rows after it: a spike or a burst of a few rows (up to
     3 flagged whole, the edges of one up to 5). A step that lasts is not flagged (the rows after it agree with
     it), nor is a row where another channel (an event channel included) moves off its own neighbourhood too (more
-    than ``SCREEN_MOVED`` robust SDs, or at all for a channel that mostly holds its value): the burst is then
-    explained. A channel with more bursts (runs of flagged rows) than ``SCREEN_MAX_SHARE`` of its rows, an event
-    channel and a channel whose distances have no spread are not screened."""
+    than ``spikes.MOVED`` robust SDs, or at all for a channel that mostly holds its value: ``spikes.explained``):
+    the burst is then explained. A channel with more bursts (runs of flagged rows) than ``SCREEN_MAX_SHARE`` of
+    its rows, an event channel and a channel whose distances have no spread are not screened."""
     v = np.asarray(values, dtype=np.float64)
     out = np.zeros(v.shape, dtype=bool)
     if bound <= 0 or len(v) < 2 * SCREEN_HALF + 1:
@@ -819,10 +818,10 @@ def screen_rows(values: np.ndarray, bound: float, events: Sequence[bool] | None 
         spread = robust_sd(signed)
         # Off both sides: the first row of a step that lasts is off the rows before it, not off those after it.
         dist = np.fmin(np.abs(v - before), np.abs(v - after))
-        # Where a channel moves off its neighbourhood too (a step of a count, a command), a burst beside it is
-        # explained (a pump switched on for a few rows, and its flow with it): only a burst no other channel
-        # shares is screened.
-        moved = np.where(spread > 0, dist > SCREEN_MOVED * spread, dist > 0)
+    # Where a channel moves off its neighbourhood too (a step of a count, a command), a burst beside it is
+    # explained (a pump switched on for a few rows, and its flow with it): only a burst no other channel shares
+    # is screened.
+    others = explained(dist[None], spread)[0]
     for c in range(v.shape[1]):
         if (events is not None and events[c]) or not spread[c] > 0:
             continue
@@ -830,8 +829,7 @@ def screen_rows(values: np.ndarray, bound: float, events: Sequence[bool] | None 
             flagged = dist[:, c] > bound * spread[c]
         bursts = int(count_runs(flagged))  # runs of flagged rows
         if bursts <= SCREEN_MAX_SHARE * len(v):
-            others = np.delete(moved, c, axis=1).any(axis=1) if v.shape[1] > 1 else np.zeros(len(v), dtype=bool)
-            out[:, c] = flagged & ~others
+            out[:, c] = flagged & ~others[:, c]
     return out
 
 
