@@ -155,8 +155,10 @@ class GroupMember:
         deadline = time.monotonic() + timeout_s
         while not coordinator._metadata_snapshot.get(self.topic) and time.monotonic() < deadline:
             time.sleep(0.005)
-        if not coordinator._metadata_snapshot.get(self.topic):
-            log.info("no partition metadata for %s after %.0f s: joining the group anyway", self.topic, timeout_s)
+        if not coordinator._metadata_snapshot.get(self.topic):  # most often: the topic does not exist (yet)
+            log.warning("the broker knows no partitions of topic %s after %.0f s: joining the group, which is "
+                        "assigned them once the topic exists (`monitor topics create` creates it)", self.topic,
+                        timeout_s)
 
     def close(self) -> None:
         if not self.dead:
