@@ -18,6 +18,7 @@ rss_mb=<n>`` (``e2e_share``: one consumer's end-to-end rate / its own scoring-on
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import subprocess
@@ -170,17 +171,16 @@ _LOGS: dict[int, Path] = {}  # a consumer's pid -> its output file (start_consum
 def start_consumers(n: int, env: dict[str, str], log_dir: Path | None = None) -> list[subprocess.Popen[bytes]]:
     """``n`` consumers; with ``log_dir`` each one's output goes to a ``consumer-*.log`` file there (its end is
     printed when the consumer exits early: ``log_tail``)."""
+    command = [sys.executable, "-m", "monitor", "run", "--idle-exit-s", "3600"]
     procs = []
     for _ in range(n):
-        if log_dir is None:
-            procs.append(subprocess.Popen([sys.executable, "-m", "monitor", "run", "--idle-exit-s", "3600"], cwd=ROOT,
-                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            continue
-        path = log_dir / f"consumer-{uuid.uuid4().hex[:8]}.log"
-        with path.open("wb") as out:
-            procs.append(subprocess.Popen([sys.executable, "-m", "monitor", "run", "--idle-exit-s", "3600"], cwd=ROOT,
-                                          env=env, stdout=out, stderr=subprocess.STDOUT))
-        _LOGS[procs[-1].pid] = path
+        path = None if log_dir is None else log_dir / f"consumer-{uuid.uuid4().hex[:8]}.log"
+        with path.open("wb") if path else contextlib.nullcontext(subprocess.DEVNULL) as out:
+            proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT if path else subprocess.DEVNULL)
+        if path:
+            _LOGS[proc.pid] = path
+        procs.append(proc)
     return procs
 
 
@@ -356,10 +356,12 @@ def cleanup(bootstrap: str, pg_url: str, topics: list[str], schemas: list[str]) 
     if schemas and pg_url:
         try:
             admin_db = make_engine(pg_url)
-            with admin_db.begin() as conn:
-                for schema in schemas:
-                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-            admin_db.dispose()
+            try:
+                with admin_db.begin() as conn:
+                    for schema in schemas:
+                        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            finally:
+                admin_db.dispose()
         except Exception as exc:  # noqa: BLE001 - cleanup only
             typer.echo(f"the bench's schemas were not dropped ({exc}): {', '.join(schemas)}", err=True)
 
