@@ -187,8 +187,12 @@ class ModelSettings(BaseModel):
         "channel with more such bursts than 1 % of its rows is not screened (its bursts are its normal behaviour), "
         "nor is an event channel. A channel whose history shows at least 4 such bursts gets a spike allowance: a "
         "later spike no larger than 1.5 times the history's largest, isolated and unexplained by another channel, "
-        "is removed before scoring (monitor/core/scoring/spikes.py). `monitor train` names the rows and the "
-        "channels with an allowance; 0 = off.")
+        "is removed before scoring (monitor/core/scoring/spikes.py). A lasting incident is screened too: a run of "
+        "rows (at most a sixth of the history, not at its ends) in which one channel holds a level it entered and "
+        "left within a few rows, that no stretch of the rest of the history comes near and that no other channel "
+        "moves with; its windows are left out of training, calibration and the training quantile, and its rows, "
+        "less their lift, are what the row statistics see (monitor/core/scoring/excursions.py). `monitor train` "
+        "names the rows, the incidents and the channels with an allowance; 0 = off.")
     stillness: bool = Field(
         True,
         description="Judge a window far calmer than any of the history (a sensor stuck at a value: its rows stop "

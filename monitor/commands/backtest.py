@@ -76,7 +76,7 @@ def backtest(
             with Bar("train", "epoch") as bar:
                 bundle = train(history, cfg, source=str(train_csv or input_csv), version="backtest",
                                on_epoch=bar.epoch)
-            if bundle.meta.training.get("screened_rows"):
+            if bundle.meta.training.get("screened_rows") or bundle.meta.training.get("incidents"):
                 typer.echo(screened_line(bundle.meta.training), err=True)
         with Bar("backtest", "win") as bar:
             result = run_backtest(

@@ -107,5 +107,10 @@ def screened_line(training: dict[str, object]) -> str:
     count = count if isinstance(count, int) else len(rows)
     shown = "; ".join(f"{row['at']} {', '.join(row['channels'])}" for row in rows[:5])
     more = count - min(len(rows), 5)
-    return (f"rows left out of the fit as anomalies of the history (spikes, bursts; model.history_screen): {count}"
+    line = (f"rows left out of the fit as anomalies of the history (spikes, bursts; model.history_screen): {count}"
             + (f": {shown}" if shown else "") + (f" and {more} more" if more > 0 else ""))
+    incidents = training.get("incidents")
+    incidents = incidents if isinstance(incidents, list) else []
+    described = "; ".join(f"{i['channel']} {i['from']} .. {i['to']} ({i['lift']:+.4g})" for i in incidents)
+    return (line + "\nlasting incidents of the history left out of the fit (a level entered and left once that no "
+            f"other channel explains; model.history_screen): {len(incidents)}" + (f": {described}" if described else ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from monitor.commands.app import threads_warning
@@ -105,24 +106,34 @@ def test_train_says_which_event_channels_never_moved_in_the_history(tmp_path) ->
 
 
 def test_train_names_the_rows_its_history_screen_left_out(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """`monitor train` on a history with two spikes names each spiked row and its channel (model.history_screen);
-    with the screen off it says nothing of the kind."""
+    """`monitor train` on a history with two spikes and one lasting incident names each spiked row and its
+    channel, and the incident's channel, rows and lift (model.history_screen); with the screen off it says nothing
+    of the kind."""
     from pipelines.bench.taxonomy import generate
 
     series = generate("clean_noise", 0, quick=True)
     frame = series.frame.iloc[: series.train_rows].copy()
     frame.iloc[200:202, 0] += 30.0
     frame.iloc[700, 0] -= 30.0
+    frame.iloc[400:472, 0] += 5.0  # 6 hours 5 SDs high
     csv = tmp_path / "spiked.csv"
     frame.rename_axis("timestamp").to_csv(csv)
     said = {screen: [line for line in _tiny_train_output(csv, tmp_path / "m.pt",
                                                          {"MONITOR_MODEL__HISTORY_SCREEN": screen})
                      if "history_screen" in line] for screen in ("8", "0")}
     times = [frame.index[i].isoformat() for i in (200, 201, 700)]
-    assert said["8"] == [f"rows left out of the fit as anomalies of the history (spikes, bursts; model.history_screen): "
-                         f"3: {times[0]} value; {times[1]} value; {times[2]} value",
-                         "channels whose recurring spikes are their normal behaviour (removed before scoring, up to "
-                         "the size given; model.history_screen): none"], said  # two bursts: a glitch, not a habit
+    assert said["8"][0] == (f"rows left out of the fit as anomalies of the history (spikes, bursts; "
+                            f"model.history_screen): 3: {times[0]} value; {times[1]} value; {times[2]} value"), said
+    incident = ("lasting incidents of the history left out of the fit (a level entered and left once that no other "
+                "channel explains; model.history_screen): 1: value ")
+    assert said["8"][1].startswith(incident), said
+    span, lift = said["8"][1][len(incident):].rsplit(" (", 1)
+    start, end = (pd.Timestamp(t) for t in span.split(" .. "))
+    assert abs(start - frame.index[400]) <= pd.Timedelta(minutes=50), span
+    assert abs(end - frame.index[471]) <= pd.Timedelta(minutes=50), span
+    assert 4.0 < float(lift.rstrip(")")) < 6.0, lift
+    assert said["8"][2:] == ["channels whose recurring spikes are their normal behaviour (removed before scoring, up "
+                             "to the size given; model.history_screen): none"], said  # two bursts: not a habit
     assert said["0"] == [], said
 
 

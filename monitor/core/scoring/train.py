@@ -17,6 +17,7 @@ from torch import nn
 from monitor.core.scoring.artifact import Calibration, ModelBundle, ModelMeta, build_module
 from monitor.core.scoring.baseline import drift_speeds, drifting_channels, jump_scales, stepping_channels
 from monitor.core.scoring.device import resolve_device
+from monitor.core.scoring.excursions import excursions
 from monitor.core.scoring.linear import Linear
 from monitor.core.scoring.scaler import RobustScaler, count_runs, resolution_floor, robust_sd
 from monitor.core.scoring.scorer import (
@@ -107,20 +108,33 @@ def train(
     on_off = event_channels(values, cfg.event_share)
     flagged = screen_rows(values, cfg.history_screen, on_off)
     spikes = allowance(values, cfg.history_screen, cfg.window_len, on_off)  # spikes.py: what recurs is normal
-    screened: np.ndarray = np.asarray(flagged.any(axis=1))
+    # One lasting incident (a level entered and left once, that no other channel explains: excursions.py): its
+    # windows are left out of every fit and of the training quantile too (it is no behaviour that recurs), and its
+    # rows, less their lift, are what the row statistics see.
+    incidents = excursions(values, on_off) if cfg.history_screen > 0 else []
+    lasting = np.zeros(len(values), dtype=bool)
+    for incident in incidents:
+        lasting[incident.start : incident.end] = True
+    screened: np.ndarray = np.asarray(flagged.any(axis=1)) | lasting
     keep_train = keep_val = None
     raw = values  # as given (the screened rows unfilled)
     if screened.any():
         keep_train = ~windows_touching(screened[:n_train_rows], window_len, stride)
         keep_val = ~windows_touching(screened[n_train_rows:], window_len, _val_stride(window_len, stride))
         if keep_train.sum() >= MIN_TRAIN_WINDOWS and keep_val.sum() >= MIN_VAL_WINDOWS:
-            log.info("history screen: %d row(s) far off their neighbourhood: %d training and %d validation window(s) "
-                     "left out of the fit", int(screened.sum()), int((~keep_train).sum()), int((~keep_val).sum()))
+            log.info("history screen: %d row(s) far off their neighbourhood, %d lasting incident(s) (%d rows): %d "
+                     "training and %d validation window(s) left out of the fit", int(flagged.any(axis=1).sum()),
+                     len(incidents), int(lasting.sum()), int((~keep_train).sum()), int((~keep_val).sum()))
             values = np.where(flagged, medians(values[None])[2][0], values).astype(np.float32)
+            if incidents:
+                values = values.copy()
+                for incident in incidents:
+                    values[incident.start : incident.end, incident.channel] -= np.float32(incident.lift)
         else:
-            log.warning("history screen: %d row(s) far off their neighbourhood, but leaving them out would leave "
-                        "too few windows: they are trained on", int(screened.sum()))
-            flagged[:], keep_train, keep_val = False, None, None
+            log.warning("history screen: %d row(s) far off their neighbourhood or in a lasting incident, but leaving "
+                        "them out would leave too few windows: they are trained on", int(screened.sum()))
+            flagged[:], keep_train, keep_val, incidents = False, None, None, []
+            lasting[:] = False
     if spikes.active:  # the spikes scoring will remove (spikes.py), removed from what every fit sees
         values = despike(values[None], spikes, dense=False)[0]
     times = _epoch_seconds(frame.index) if cfg.seasonal else None
@@ -142,7 +156,10 @@ def train(
     val_windows = sliding_windows(val_rows, cfg.window_len, _val_stride(cfg.window_len, cfg.stride))
     held = None  # the training windows the screen left out, as they were: only the training quantile sees them
     if keep_train is not None and keep_val is not None:
-        held = sliding_windows(raw[:n_train_rows], cfg.window_len, cfg.stride)[~keep_train]
+        # the windows of a lasting incident are not held: the quantile asks how high a history's recurring
+        # behaviour reaches, and an incident seen once is none
+        burst_only = ~keep_train & ~windows_touching(lasting[:n_train_rows], cfg.window_len, cfg.stride)
+        held = sliding_windows(raw[:n_train_rows], cfg.window_len, cfg.stride)[burst_only]
         held = despike(held, spikes)  # scored as scoring will: without the spikes the allowance removes
         train_windows, val_windows = train_windows[keep_train], val_windows[keep_val]
     if len(train_windows) < MIN_TRAIN_WINDOWS or len(val_windows) < MIN_VAL_WINDOWS:
@@ -159,6 +176,9 @@ def train(
         "stride": cfg.stride,
         "seasonal_periods_s": list(seasonality.periods) if seasonality is not None else [],
         "screened_rows": int(flagged.any(axis=1).sum()),
+        "incidents": [{"from": frame.index[i.start].isoformat(), "to": frame.index[i.end - 1].isoformat(),
+                       "channel": str(frame.columns[i.channel]), "lift": float(i.lift)}
+                      for i in incidents[:MAX_SCREENED_SHOWN]],
         "screened": [{"at": frame.index[r].isoformat(), "channels": [str(frame.columns[c])
                                                                      for c in np.flatnonzero(flagged[r])]}
                      for r in np.flatnonzero(flagged.any(axis=1))[:MAX_SCREENED_SHOWN]],
