@@ -113,4 +113,5 @@ def screened_line(training: dict[str, object]) -> str:
     incidents = incidents if isinstance(incidents, list) else []
     described = "; ".join(f"{i['channel']} {i['from']} .. {i['to']} ({i['lift']:+.4g})" for i in incidents)
     return (line + "\nlasting incidents of the history left out of the fit (a level entered and left once that no "
-            f"other channel explains; model.history_screen): {len(incidents)}" + (f": {described}" if described else ""))
+            f"other channel explains; model.history_screen): {len(incidents)}"
+            + (f": {described}" if described else ""))

@@ -134,6 +134,16 @@ def test_a_level_left_for_another_is_no_incident(seed: int) -> None:
     assert excursions(x[:, None]) == []
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_run_that_does_not_hold_its_level_is_not_one_incident(seed: int) -> None:
+    """Two lifts of 25 rows with 40 normal rows between them: the normal rows are no part of an incident (three
+    quarters of a run's rows must hold its level)."""
+    values = _plant(seed)
+    values[500:525, 0] += 10.0
+    values[565:590, 0] += 10.0
+    assert not any(e.start <= 545 < e.end for e in excursions(values)), excursions(values)
+
+
 @settings(max_examples=60, deadline=None)
 @given(values=arrays(np.float64, st.tuples(st.integers(0, 400), st.integers(1, 3)),
                      elements=st.floats(-1e6, 1e6, allow_nan=False)))

@@ -126,10 +126,8 @@ def train(
                      "training and %d validation window(s) left out of the fit", int(flagged.any(axis=1).sum()),
                      len(incidents), int(lasting.sum()), int((~keep_train).sum()), int((~keep_val).sum()))
             values = np.where(flagged, medians(values[None])[2][0], values).astype(np.float32)
-            if incidents:
-                values = values.copy()
-                for incident in incidents:
-                    values[incident.start : incident.end, incident.channel] -= np.float32(incident.lift)
+            for incident in incidents:  # values is a new array here (np.where)
+                values[incident.start : incident.end, incident.channel] -= np.float32(incident.lift)
         else:
             log.warning("history screen: %d row(s) far off their neighbourhood or in a lasting incident, but leaving "
                         "them out would leave too few windows: they are trained on", int(screened.sum()))
