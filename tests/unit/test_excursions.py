@@ -76,6 +76,10 @@ def test_what_recurs_or_another_channel_explains_is_no_incident() -> None:
     commanded[500:572, 0] += 10.0
     commanded[500:572, 3] = 1.0  # a setpoint or a mode held meanwhile (a channel that mostly holds its value)
     assert excursions(commanded) == []
+    started = values.copy()
+    started[500:572, 0] += 10.0
+    started[500:, 2] += 5.0  # another channel steps for good where the run starts: one change of the process
+    assert excursions(started) == []
     alone = values.copy()
     alone[500:572, 0] += 10.0
     assert [e.channel for e in excursions(alone)] == [0], "without them, it is an incident"
