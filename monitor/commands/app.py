@@ -82,7 +82,9 @@ def train(
         f"epochs={bundle.meta.training['epochs']} log_score mean={cal.log_score_mean:.3f} std={cal.log_score_std:.3f}"
     )
     drifting = [c for c, flag in zip(bundle.meta.channels, cal.drifting) if flag]
-    typer.echo(f"drifting channels (level followed, see model.drift_ratio): {', '.join(drifting) or 'none'}")
+    how = ("judged by shape, jumps and the range of levels the history showed; see model.centre_drifting"
+           if cal.centre_drifting else "level followed outside alerts; see model.drift_ratio")
+    typer.echo(f"drifting channels ({how}): {', '.join(drifting) or 'none'}")
     stepping = bundle.meta.training.get("stepping_channels") or []
     typer.echo(f"channels that move by steps (never followed as drifting): {', '.join(stepping) or 'none'}")
     events = [c for c, w in zip(bundle.meta.channels, cal.channel_weight) if w == 0.0]

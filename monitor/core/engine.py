@@ -117,10 +117,14 @@ class Engine:
     def new_baseline(self, data: dict[str, Any] | None) -> InputBaseline:
         """The sensor's input re-centring for the current model (fresh when ``data`` is None)."""
         cfg = self.threshold_cfg
+        cal = self.scorer.bundle.meta.calibration
+        # a model that takes its drifting channels in centred has no centre to learn for them (scorer.py): their
+        # level is judged against the range their history showed, which only an operator's verdict moves
+        follow = 0.0 if cal.centre_drifting else 1.0
         return InputBaseline.restore(
             self.scorer.bundle.scaler, cfg.recentre_rate, cfg.recentre_k, data,
-            drifting=self.scorer.bundle.meta.calibration.drifting, drift_rate=cfg.drift_rate, drift_k=cfg.drift_k,
-            speed=[cfg.drift_pace * v for v in self.scorer.bundle.meta.calibration.drift_speed],
+            drifting=cal.drifting, drift_rate=follow * cfg.drift_rate, drift_k=cfg.drift_k,
+            speed=[follow * cfg.drift_pace * v for v in cal.drift_speed],
         )
 
     def restore_context(

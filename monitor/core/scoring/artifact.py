@@ -58,7 +58,10 @@ class Calibration:
     far calmer than any the history showed (a stuck sensor: scorer.py ``calm_values``; empty: none, as in artifacts
     made before it). ``move_floor`` / ``move_top`` / ``move_ratio``: the move allowance, windows holding a step of
     the kind the history showed recurring scored against such windows (scorer.py ``move_factors``; empty: none, as
-    in artifacts made before it). See monitor/core/scoring/scorer.py and baseline.py.
+    in artifacts made before it). ``range_low`` / ``range_high`` / ``range_scale``: per drifting channel of a model
+    with ``centre_drifting``, the levels its history showed (baseline.py ``level_ranges``): a window level beyond
+    them is judged (scorer.py ``range_values``; empty or scale 0: none, as in artifacts made before it). See
+    monitor/core/scoring/scorer.py and baseline.py.
     """
 
     channel_error: list[float]
@@ -92,6 +95,9 @@ class Calibration:
     move_floor: list[float] = field(default_factory=list)  # per channel, scaler units (scorer.py; empty: none)
     move_top: list[float] = field(default_factory=list)  # per channel, scaler units (scorer.py)
     move_ratio: list[float] = field(default_factory=list)  # per channel (scorer.py; 1: the channel has none)
+    range_low: list[float] = field(default_factory=list)  # per channel, scaler units (scorer.py; empty: none)
+    range_high: list[float] = field(default_factory=list)  # per channel, scaler units (scorer.py)
+    range_scale: list[float] = field(default_factory=list)  # per channel, scaler units (scorer.py; 0: no range term)
 
 
 @dataclass
@@ -355,6 +361,12 @@ def _check_meta(data: dict[str, Any], cal: Calibration) -> None:
         raise ArtifactError("calibration.move_floor, move_top and move_ratio must not be negative")
     if len({len(cal.move_floor), len(cal.move_top), len(cal.move_ratio)}) > 1:
         raise ArtifactError("calibration.move_floor, move_top and move_ratio must be given together")
+    if len({len(cal.range_low), len(cal.range_high), len(cal.range_scale)}) > 1:
+        raise ArtifactError("calibration.range_low, range_high and range_scale must be given together")
+    if any(v < 0 for v in cal.range_scale):
+        raise ArtifactError("calibration.range_scale must not be negative")
+    if any(s > 0 and lo > hi for lo, hi, s in zip(cal.range_low, cal.range_high, cal.range_scale, strict=True)):
+        raise ArtifactError("calibration.range_low must not lie above range_high")
     if len({len(cal.spike_scale), len(cal.spike_limit), len(cal.spike_runs)}) > 1:
         raise ArtifactError("calibration.spike_scale, spike_limit and spike_runs must be given together")
     if not all(0 <= v <= 1 for v in cal.channel_weight) or (cal.channel_weight and not any(cal.channel_weight)):

@@ -24,6 +24,7 @@ channels. Pure: no I/O.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -117,6 +118,38 @@ def _evenly(windows: np.ndarray) -> np.ndarray:
 
 
 MIN_JUMP = 1e-3  # scaler units: the smallest jump scale (a channel whose window means never move)
+RANGE_SDS = 2.0  # see level_ranges: a level beyond the history's range is measured in this many SDs of its levels
+
+
+def level_ranges(scaled_windows: Sequence[np.ndarray], drifting: list[bool]) -> tuple[list[float], list[float],
+                                                                                     list[float]]:
+    """Per drifting channel, the range of levels its history showed: ``(low, high, scale)``, scaler units, where
+    ``low`` / ``high`` are the least and the greatest window mean over every window of ``scaled_windows`` (arrays
+    (n, window_len, n_channels): the training and the validation windows) and ``scale`` is ``RANGE_SDS`` x the SD
+    of those window means (at least ``MIN_JUMP``). 0, 0, 0 for the other channels.
+
+    The range term of a model that takes its drifting channels in centred (``centre_drifting``; scorer.py
+    ``range_values``): such a channel's level is not judged against a centre (none has to be learned, so none is
+    learned during an anomaly, and a slow variable's drift cannot hold an alert open), but a level **beyond any
+    its history showed** still is, by its distance beyond them, for as long as it lasts, and nothing moves them but
+    an operator's verdict; wandering within the levels it held is its normal behaviour.
+    The unit, two SDs of its levels, was chosen on the fault taxonomy (docs/quality.md, round 23): one SD made a
+    slow shared factor that wanders a little past its four days of history alert."""
+    n_channels = len(drifting)
+    zero = [0.0] * n_channels
+    parts = [np.asarray(w, dtype=np.float64).mean(axis=1) for w in scaled_windows
+             if np.asarray(w).ndim == 3 and len(w)]
+    if not parts or not any(drifting):
+        return zero, list(zero), list(zero)
+    means = np.concatenate(parts)
+    low, high, scale = list(zero), list(zero), list(zero)
+    for c in range(n_channels):
+        column = means[:, c]
+        if not drifting[c] or not np.isfinite(column).all():
+            continue
+        low[c], high[c] = float(column.min()), float(column.max())
+        scale[c] = RANGE_SDS * max(float(column.std()), MIN_JUMP)
+    return low, high, scale
 
 
 def jump_scales(scaled_windows: np.ndarray, drifting: list[bool]) -> list[float]:
@@ -238,7 +271,7 @@ class InputBaseline:
         since the new model's training rows, and at offset 0 its distance would open an alert that, learning
         nothing during alerts, never closes (docs/retraining.md, "A defect this leg found"). Steps (outside the gate) and the other channels are left to the usual slow learning."""
         residual = np.asarray(residual_mean, dtype=np.float64)
-        take = self.drifting & np.isfinite(residual) & (np.abs(residual) < self.k)
+        take = self.drifting & (self.rate > 0) & np.isfinite(residual) & (np.abs(residual) < self.k)
         self.offset = np.clip(np.where(take, self.offset + np.where(take, residual, 0.0), self.offset),
                               -MAX_OFFSET, MAX_OFFSET)
         self.settling = False

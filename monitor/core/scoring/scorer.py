@@ -18,7 +18,13 @@ Per window and channel, up to four terms are added:
   so nothing has to be learned for them), the **jump** (weight ``level_weight``): the change of the channel's
   window mean since the sensor's previous window, over its typical change of level within a training window
   (``jump_scale``, baseline.py ``jump_scales``), squared (``jump_values``). Without it a step that starts exactly where a window starts
-  (non-overlapping windows) would never be inside any window, and never seen.
+  (non-overlapping windows) would never be inside any window, and never seen;
+* for the same channels, the **range** (weight ``level_weight``): how far the window's level lies beyond every
+  level the channel's history showed (``range_low`` / ``range_high``: baseline.py ``level_ranges``), over twice
+  the SD of those levels, squared (``range_values``); 0 within them. A slow variable
+  wandering among the levels it held is not judged by its level, so nothing has to be learned for it and its drift
+  cannot hold an alert open; a level it never held is judged for as long as it lasts, so a lasting shift is not
+  accepted at its onset's end.
 
 The model's input is ``model_input``'s (drifting channels centred, event channels muted, where the artifact
 says so). Each channel's value is then weighted (1, unless it is an on/off event channel, not judged: 0, or its
@@ -47,8 +53,9 @@ from monitor.errors import DataError
 class Scores:
     score: np.ndarray  # (batch,), > 0
     contributions: np.ndarray  # (batch, n_channels), rows sum to 1
-    residual_mean: np.ndarray | None = None  # (batch, n_channels) mean of (scaled input - reconstruction)
-    level: np.ndarray | None = None  # (batch, n_channels) raw window means, for a model with a jump term
+    residual_mean: np.ndarray | None = None  # (batch, n_channels) mean of (scaled input - reconstruction); for a
+    # channel with a range term, its level relative to the middle of that range (range_residuals)
+    level: np.ndarray | None = None  # (batch, n_channels) raw window means, for a model with a jump or range term
     moved: np.ndarray | None = None  # (batch,) bool: the window holds a move its model's allowance scored (scorer.py
     # move_factors); such a window teaches the input centres nothing (its mean residual is the step's, not a drift)
 
@@ -120,6 +127,37 @@ def model_input(scaled: np.ndarray, calibration: Calibration) -> np.ndarray:
         out[:, :, flags] -= out[:, :, flags].mean(axis=1, keepdims=True)
     if muted:
         out[:, :, np.asarray(calibration.muted, dtype=bool)] = 0.0
+    return out
+
+
+def range_values(level: np.ndarray, bundle: ModelBundle) -> np.ndarray | None:
+    """Each window's distance beyond its channel's range of history levels (batch, n_channels), in units of the
+    channel's ``range_scale``: 0 within ``[range_low, range_high]`` and for a channel without a range (scale 0); None
+    for a model without one. ``level``: the raw window means (``Scores.level``)."""
+    cal = bundle.meta.calibration
+    if not cal.range_scale or not any(v > 0 for v in cal.range_scale):
+        return None
+    scale = np.asarray(cal.range_scale, dtype=np.float64)
+    z = (np.asarray(level, dtype=np.float64) - np.asarray(bundle.scaler.center, dtype=np.float64)) \
+        / np.asarray(bundle.scaler.scale, dtype=np.float64)
+    beyond = np.maximum(z - np.asarray(cal.range_high), 0.0) + np.maximum(np.asarray(cal.range_low) - z, 0.0)
+    with np.errstate(invalid="ignore"):
+        out = np.where(scale > 0, beyond / np.where(scale > 0, scale, 1.0), 0.0)
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+def range_residuals(residual_mean: np.ndarray, level: np.ndarray, bundle: ModelBundle) -> np.ndarray:
+    """``residual_mean`` with each channel that has a range (``range_scale`` > 0) replaced by its window level
+    relative to the middle of that range (scaler units): where the sensor's level is, for what the input centres do
+    with it (``InputBaseline``: the verdict ``new_normal`` and the explicit horizon move the centre by it, so the
+    adopted level sits in the middle of the range of levels the history showed). A centred channel's own mean
+    residual says nothing of its level."""
+    cal = bundle.meta.calibration
+    has = np.asarray(cal.range_scale, dtype=np.float64) > 0
+    middle = (np.asarray(cal.range_low, dtype=np.float64) + np.asarray(cal.range_high, dtype=np.float64)) / 2
+    z = (np.asarray(level, dtype=np.float64) - np.asarray(bundle.scaler.center, dtype=np.float64)) \
+        / np.asarray(bundle.scaler.scale, dtype=np.float64)
+    out: np.ndarray = np.where(has, z - middle, np.asarray(residual_mean, dtype=np.float64))
     return out
 
 
@@ -197,13 +235,14 @@ def moved_windows(factor: np.ndarray | None) -> np.ndarray | None:
 def channel_values(
     errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None,
     linear: np.ndarray | None = None, jump: np.ndarray | None = None, calm: np.ndarray | None = None,
-    factor: np.ndarray | None = None,
+    factor: np.ndarray | None = None, beyond: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> each channel's value
     (batch, n_channels): its error, linear and level terms with ``calibration``'s scales, before the channel
     weights. The level term needs ``residual_mean``, the linear term ``linear``; without them (or with their weight
     0) the value is the error alone. ``factor`` (``move_factors``, per window and channel): the move allowance, by
-    which the error and level terms of a window holding a step of the kind the history showed are multiplied."""
+    which the error and level terms of a window holding a step of the kind the history showed are multiplied.
+    ``beyond`` (``range_values``): the range term's distances, added squared with the level weight."""
     ref = np.maximum(np.asarray(calibration.channel_error, dtype=np.float64), 1e-9)
     if calibration.resolution:  # an error below the channel's resolution is no error (scaler.py resolution_floor)
         least = np.square(np.asarray(calibration.resolution, dtype=np.float64))
@@ -221,6 +260,8 @@ def channel_values(
         normed = normed + (level if factor is None else level * factor)
     if jump is not None and calibration.level_weight > 0:  # jump_values: a drifting channel's change of level
         normed = normed + calibration.level_weight * jump * jump
+    if beyond is not None and calibration.level_weight > 0:  # range_values: a level its history never showed
+        normed = normed + calibration.level_weight * beyond * beyond
     if calm is not None and calibration.calm_floor:
         # The stillness term: a window whose rows change far less than any window of the history did (a sensor
         # stuck at a value, its noise gone) is judged however well the model reconstructs it. 0 above the floor,
@@ -236,13 +277,13 @@ def channel_values(
 def normalise(
     errors: np.ndarray, calibration: Calibration, residual_mean: np.ndarray | None = None,
     linear: np.ndarray | None = None, jump: np.ndarray | None = None, calm: np.ndarray | None = None,
-    factor: np.ndarray | None = None,
+    factor: np.ndarray | None = None, beyond: np.ndarray | None = None,
 ) -> Scores:
     """Per-channel errors, mean residuals and linear residuals (batch, n_channels) -> Scores, with
     ``calibration``'s scales (``channel_values``) and channel weights (``channel_weight``: an event channel
     weighs 0, not judged, and a channel whose normal values have an event-like tail weighs less, so that
     normal events do not hide a change of another channel; see train.py ``event_channels`` and ``balance_tails``)."""
-    normed = channel_values(errors, calibration, residual_mean, linear, jump, calm, factor)
+    normed = channel_values(errors, calibration, residual_mean, linear, jump, calm, factor, beyond)
     if calibration.channel_weight:
         normed = normed * np.asarray(calibration.channel_weight, dtype=np.float64)
     total = normed.sum(axis=1)
@@ -330,14 +371,22 @@ class Scorer:
         move = move_values(windows, self.bundle, changes) if cal.move_ratio else None
         factor = move_factors(move, cal)
         moved = moved_windows(factor)
-        level = jump = None
-        if self.jumps:
+        level = jump = beyond = None
+        if self.jumps or self.ranges:
             level = np.asarray(windows, dtype=np.float64).mean(axis=1)
-            jump = None if previous is None else jump_values(level, previous, self.bundle)
-        scores = normalise(errors, cal, residual_mean, linear, jump, calm, factor)
+            jump = None if previous is None or not self.jumps else jump_values(level, previous, self.bundle)
+            beyond = range_values(level, self.bundle)
+        scores = normalise(errors, cal, residual_mean, linear, jump, calm, factor, beyond)
         if level is None and moved is None:
             return scores
-        return Scores(scores.score, scores.contributions, scores.residual_mean, level, moved)
+        if beyond is not None and level is not None:
+            residual_mean = range_residuals(residual_mean, level, self.bundle)
+        return Scores(scores.score, scores.contributions, residual_mean, level, moved)
+
+    @property
+    def ranges(self) -> bool:
+        """Whether the model judges its drifting channels' levels beyond the range their history showed."""
+        return any(v > 0 for v in self.bundle.meta.calibration.range_scale)
 
     @property
     def jumps(self) -> bool:

@@ -15,7 +15,13 @@ import torch
 from torch import nn
 
 from monitor.core.scoring.artifact import Calibration, ModelBundle, ModelMeta, build_module
-from monitor.core.scoring.baseline import drift_speeds, drifting_channels, jump_scales, stepping_channels
+from monitor.core.scoring.baseline import (
+    drift_speeds,
+    drifting_channels,
+    jump_scales,
+    level_ranges,
+    stepping_channels,
+)
 from monitor.core.scoring.device import resolve_device
 from monitor.core.scoring.excursions import excursions
 from monitor.core.scoring.linear import Linear
@@ -465,8 +471,11 @@ def _fit(
             meta.calibration.spike_limit = limit
             meta.calibration.spike_runs = [int(v) for v in spikes.runs]
             meta.calibration.spike_bound = spikes.bound
-    if cfg.centre_drifting and cfg.level_weight > 0:  # their level is not judged: their jumps are (scorer.py)
-        meta.calibration.jump_scale = jump_scales(scaled_train, drifting)
+    if cfg.centre_drifting and cfg.level_weight > 0:  # their level is not judged: their jumps are (scorer.py),
+        meta.calibration.jump_scale = jump_scales(scaled_train, drifting)  # and a level beyond their history's
+        low, high, scale = level_ranges([scaled_train, scaler.transform(val_windows)], drifting)
+        if any(scale):
+            meta.calibration.range_low, meta.calibration.range_high, meta.calibration.range_scale = low, high, scale
     if seasonality is not None:
         meta.calibration.seasonal = seasonality.to_dict()
     module.to("cpu")

@@ -1,0 +1,117 @@
+"""The range term of a model that takes its drifting channels in centred (``model.centre_drifting``):
+a slow variable is not judged by its distance from a centre (none is learned for it), but a level beyond every
+level its history showed is judged for as long as it lasts, until an operator's verdict ``new_normal``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitor.core.engine import Engine
+from monitor.core.feedback import adopt_state
+from monitor.core.scoring.artifact import ArtifactError, ModelBundle, ModelMeta
+from monitor.core.scoring.baseline import RANGE_SDS, level_ranges
+from monitor.core.scoring.scorer import Scorer
+from monitor.core.scoring.train import train
+from monitor.settings import AlertSettings, ModelSettings, ThresholdSettings
+from tests.unit.helpers import records_of
+
+PERIOD = 400  # rows: a slow variable, 25 windows of 16 rows per cycle
+
+
+def _rows(start: int, n: int, seed: int) -> np.ndarray:
+    """A slow bounded variable (a cycle of amplitude 10, noise 0.3) beside a noise channel."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(start, start + n, dtype=np.float64)
+    return np.stack([10 * np.sin(2 * np.pi * t / PERIOD) + rng.normal(0, 0.3, n), rng.normal(0, 1, n)], axis=1)
+
+
+def _frame(values: np.ndarray) -> pd.DataFrame:
+    index = pd.date_range("2026-01-05", periods=len(values), freq="s", tz="UTC")
+    return pd.DataFrame(values.astype(np.float32), index=index, columns=["slow", "noise"])
+
+
+@pytest.fixture(scope="module")
+def model() -> ModelBundle:
+    cfg = ModelSettings(window_len=16, stride=2, hidden_size=8, latent_size=4, epochs=12, batch_size=32, seed=0,
+                        seasonal=False, centre_drifting=True)
+    return train(_frame(_rows(0, 2400, seed=1)), cfg, version="range-1")
+
+
+def _without_range(bundle: ModelBundle) -> ModelBundle:
+    cal = dataclasses.replace(bundle.meta.calibration, range_low=[], range_high=[], range_scale=[])
+    return ModelBundle(bundle.module, bundle.scaler, dataclasses.replace(bundle.meta, calibration=cal))
+
+
+def _active(bundle: ModelBundle, values: np.ndarray) -> tuple[np.ndarray, Engine]:
+    engine = Engine(Scorer(bundle), ThresholdSettings(), AlertSettings())
+    outcome = engine.process(records_of(bundle, values.astype(np.float32)))
+    return np.array([d.active for _, d in outcome.decisions]), engine
+
+
+def test_the_slow_channel_has_a_range_and_the_noise_none(model: ModelBundle) -> None:
+    cal = model.meta.calibration
+    assert cal.centre_drifting and cal.drifting == [True, False]
+    assert cal.range_scale[0] > 0 and cal.range_scale[1] == 0
+    low, high = (v * model.scaler.scale[0] + model.scaler.center[0] for v in (cal.range_low[0], cal.range_high[0]))
+    assert -10.5 < low < -8.5 and 8.5 < high < 10.5, (low, high)  # the cycle's window means
+
+
+def test_a_lasting_shift_beyond_the_history_stays_an_alert_and_a_wander_within_it_raises_none(
+    model: ModelBundle,
+) -> None:
+    values = _rows(2400, 160 * 16, seed=2)
+    onset = 60 * 16
+    values[onset:, 0] += 60.0  # 50 above the highest level the history held (7 SDs of its levels), for good
+    active, engine = _active(model, values)
+    assert not active[:60].any(), "the cycle's wander over the levels it held is not judged"
+    held = active[62:].mean()
+    assert held > 0.9, held
+    blind, _ = _active(_without_range(model), values)
+    assert blind[60:].any() and blind[62:].mean() < 0.5, "without the range term the shift is seen at its onset only"
+    # nothing was learned for the slow channel meanwhile: it has no centre to learn
+    assert engine.sensors["s1"].baseline.offset[0] == 0.0  # type: ignore[union-attr]
+
+
+def test_the_verdict_new_normal_makes_the_shifted_level_normal(model: ModelBundle) -> None:
+    values = _rows(2400, 200 * 16, seed=3)
+    values[60 * 16 :, 0] += 60.0
+    wl = model.meta.window_len
+    first = Engine(Scorer(model), ThresholdSettings(), AlertSettings())
+    records = records_of(model, values.astype(np.float32))
+    before = first.process(records[:100])
+    assert before.decisions[-1][1].active
+    state, moved = adopt_state(first.sensors["s1"].snapshot())
+    assert moved
+    second = Engine(Scorer(model), ThresholdSettings(), AlertSettings())
+    second.sensors["s1"] = second.restore_context("s1", 0, state, model.meta.version)
+    after = second.process(records[100:])
+    assert not any(d.active for _, d in after.decisions[-60:]), "the adopted level is judged normal"
+    assert len(values) // wl == 200
+
+
+def test_level_ranges_cover_the_drifting_channels_levels_only() -> None:
+    rng = np.random.default_rng(0)
+    windows = rng.normal(0, 1, size=(50, 8, 2))
+    windows[:, :, 0] += np.linspace(-3, 3, 50)[:, None]
+    low, high, scale = level_ranges([windows[:40], windows[40:]], [True, False])
+    means = windows.mean(axis=1)
+    assert low[0] == pytest.approx(means[:, 0].min()) and high[0] == pytest.approx(means[:, 0].max())
+    assert scale[0] == pytest.approx(RANGE_SDS * means[:, 0].std())
+    assert (low[1], high[1], scale[1]) == (0.0, 0.0, 0.0)
+    assert level_ranges([], [True, False]) == ([0.0, 0.0], [0.0, 0.0], [0.0, 0.0])
+    assert level_ranges([windows], [False, False])[2] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"range_scale": [-1.0, 0.0]}, "must not be negative"),
+    ({"range_low": [2.0, 0.0], "range_high": [1.0, 0.0], "range_scale": [1.0, 0.0]}, "must not lie above"),
+    ({"range_low": [], "range_high": [1.0, 0.0], "range_scale": [1.0, 0.0]}, "given together"),
+])
+def test_a_damaged_range_is_refused(model: ModelBundle, change: dict[str, list[float]], problem: str) -> None:
+    meta = dataclasses.replace(model.meta, calibration=dataclasses.replace(model.meta.calibration, **change))
+    with pytest.raises(ArtifactError, match=problem):
+        ModelMeta.from_json(meta.to_json())
