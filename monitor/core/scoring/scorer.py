@@ -20,8 +20,8 @@ Per window and channel, up to four terms are added:
   (``jump_scale``, baseline.py ``jump_scales``), squared (``jump_values``). Without it a step that starts exactly where a window starts
   (non-overlapping windows) would never be inside any window, and never seen;
 * for the same channels, the **range** (weight ``level_weight``): how far the window's level lies beyond every
-  level the channel's history showed (``range_low`` / ``range_high``: baseline.py ``level_ranges``), over twice
-  the SD of those levels, squared (``range_values``); 0 within them. A slow variable
+  level the channel's history showed (``range_low`` / ``range_high``: baseline.py ``level_ranges``), over the SD
+  of those levels, squared (``range_values``); 0 within them. A slow variable
   wandering among the levels it held is not judged by its level, so nothing has to be learned for it and its drift
   cannot hold an alert open; a level it never held is judged for as long as it lasts, so a lasting shift is not
   accepted at its onset's end.
