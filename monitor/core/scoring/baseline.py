@@ -135,21 +135,17 @@ def level_ranges(scaled_windows: Sequence[np.ndarray], drifting: list[bool]) -> 
     an operator's verdict; wandering within the levels it held is its normal behaviour.
     The unit, one SD of its levels (a z-score beyond the range), measured as two SDs did on the fault taxonomy, and
     holds a lasting shift beyond the range that two SDs let close (docs/quality.md, round 23)."""
-    n_channels = len(drifting)
-    zero = [0.0] * n_channels
     parts = [np.asarray(w, dtype=np.float64).mean(axis=1) for w in scaled_windows
              if np.asarray(w).ndim == 3 and len(w)]
     if not parts or not any(drifting):
+        zero = [0.0] * len(drifting)
         return zero, list(zero), list(zero)
     means = np.concatenate(parts)
-    low, high, scale = list(zero), list(zero), list(zero)
-    for c in range(n_channels):
-        column = means[:, c]
-        if not drifting[c] or not np.isfinite(column).all():
-            continue
-        low[c], high[c] = float(column.min()), float(column.max())
-        scale[c] = RANGE_SDS * max(float(column.std()), MIN_JUMP)
-    return low, high, scale
+    take = np.asarray(drifting, dtype=bool) & np.isfinite(means).all(axis=0)
+    low = np.where(take, means.min(axis=0), 0.0)
+    high = np.where(take, means.max(axis=0), 0.0)
+    scale = np.where(take, RANGE_SDS * np.maximum(means.std(axis=0), MIN_JUMP), 0.0)
+    return low.tolist(), high.tolist(), scale.tolist()
 
 
 def jump_scales(scaled_windows: np.ndarray, drifting: list[bool]) -> list[float]:

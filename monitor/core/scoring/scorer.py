@@ -130,33 +130,25 @@ def model_input(scaled: np.ndarray, calibration: Calibration) -> np.ndarray:
     return out
 
 
-def range_values(level: np.ndarray, bundle: ModelBundle) -> np.ndarray | None:
+def range_values(z: np.ndarray, cal: Calibration) -> np.ndarray:
     """Each window's distance beyond its channel's range of history levels (batch, n_channels), in units of the
-    channel's ``range_scale``: 0 within ``[range_low, range_high]`` and for a channel without a range (scale 0); None
-    for a model without one. ``level``: the raw window means (``Scores.level``)."""
-    cal = bundle.meta.calibration
-    if not cal.range_scale or not any(v > 0 for v in cal.range_scale):
-        return None
+    channel's ``range_scale``: 0 within ``[range_low, range_high]`` and for a channel without a range (scale 0).
+    ``z``: the window levels in scaler units (the scaler's ``transform`` of ``Scores.level``)."""
     scale = np.asarray(cal.range_scale, dtype=np.float64)
-    z = (np.asarray(level, dtype=np.float64) - np.asarray(bundle.scaler.center, dtype=np.float64)) \
-        / np.asarray(bundle.scaler.scale, dtype=np.float64)
     beyond = np.maximum(z - np.asarray(cal.range_high), 0.0) + np.maximum(np.asarray(cal.range_low) - z, 0.0)
     with np.errstate(invalid="ignore"):
         out = np.where(scale > 0, beyond / np.where(scale > 0, scale, 1.0), 0.0)
     return np.where(np.isfinite(out), out, 0.0)
 
 
-def range_residuals(residual_mean: np.ndarray, level: np.ndarray, bundle: ModelBundle) -> np.ndarray:
+def range_residuals(residual_mean: np.ndarray, z: np.ndarray, cal: Calibration) -> np.ndarray:
     """``residual_mean`` with each channel that has a range (``range_scale`` > 0) replaced by its window level
     relative to the middle of that range (scaler units): where the sensor's level is, for what the input centres do
     with it (``InputBaseline``: the verdict ``new_normal`` and the explicit horizon move the centre by it, so the
     adopted level sits in the middle of the range of levels the history showed). A centred channel's own mean
-    residual says nothing of its level."""
-    cal = bundle.meta.calibration
+    residual says nothing of its level. ``z`` as for ``range_values``."""
     has = np.asarray(cal.range_scale, dtype=np.float64) > 0
     middle = (np.asarray(cal.range_low, dtype=np.float64) + np.asarray(cal.range_high, dtype=np.float64)) / 2
-    z = (np.asarray(level, dtype=np.float64) - np.asarray(bundle.scaler.center, dtype=np.float64)) \
-        / np.asarray(bundle.scaler.scale, dtype=np.float64)
     out: np.ndarray = np.where(has, z - middle, np.asarray(residual_mean, dtype=np.float64))
     return out
 
@@ -371,16 +363,18 @@ class Scorer:
         move = move_values(windows, self.bundle, changes) if cal.move_ratio else None
         factor = move_factors(move, cal)
         moved = moved_windows(factor)
-        level = jump = beyond = None
+        level = jump = beyond = z = None
         if self.jumps or self.ranges:
             level = np.asarray(windows, dtype=np.float64).mean(axis=1)
             jump = None if previous is None or not self.jumps else jump_values(level, previous, self.bundle)
-            beyond = range_values(level, self.bundle)
+            if self.ranges:
+                z = self.bundle.scaler.transform(level).astype(np.float64)
+                beyond = range_values(z, cal)
         scores = normalise(errors, cal, residual_mean, linear, jump, calm, factor, beyond)
         if level is None and moved is None:
             return scores
-        if beyond is not None and level is not None:
-            residual_mean = range_residuals(residual_mean, level, self.bundle)
+        if z is not None:
+            residual_mean = range_residuals(residual_mean, z, cal)
         return Scores(scores.score, scores.contributions, residual_mean, level, moved)
 
     @property

@@ -402,7 +402,8 @@ def _fit(
     shape = Calibration([], 0.0, 1.0, drifting=drifting, centre_drifting=cfg.centre_drifting, muted=muted)
     scaled_train = scaler.transform(train_windows)  # also the jump scales' input, below
     x_train = torch.from_numpy(model_input(scaled_train, shape)).to(device)
-    x_val = torch.from_numpy(model_input(scaler.transform(val_windows), shape)).to(device)
+    scaled_val = scaler.transform(val_windows)  # also the level ranges' input, below
+    x_val = torch.from_numpy(model_input(scaled_val, shape)).to(device)
     optimiser = torch.optim.Adam(module.parameters(), lr=cfg.learning_rate)
     loss_fn = nn.MSELoss()
 
@@ -473,7 +474,7 @@ def _fit(
             meta.calibration.spike_bound = spikes.bound
     if cfg.centre_drifting and cfg.level_weight > 0:  # their level is not judged: their jumps are (scorer.py),
         meta.calibration.jump_scale = jump_scales(scaled_train, drifting)  # and a level beyond their history's
-        low, high, scale = level_ranges([scaled_train, scaler.transform(val_windows)], drifting)
+        low, high, scale = level_ranges([scaled_train, scaled_val], drifting)
         if any(scale):
             meta.calibration.range_low, meta.calibration.range_high, meta.calibration.range_scale = low, high, scale
     if seasonality is not None:
