@@ -39,15 +39,29 @@ port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 EXT="${KAFKA_BOOTSTRAP%%,*}"; EXT="${EXT#*://}"
 ext_open() { port_open "${EXT%:*}" "${EXT##*:}"; }
 
-# Pid of our running broker, or nothing (a stale pid file, e.g. after kill -9, is removed).
+# is_broker PID: true when PID is a java process running kafka.Kafka with this state dir's config.
+is_broker() {
+  local cmd; cmd="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmd" == java\ * || "$cmd" == */java\ * ]] && [[ "$cmd" == *" kafka.Kafka $CONF " ]]
+}
+
+# find_broker: pid of the java process running our config, found by command line, or nothing.
+find_broker() {
+  local d
+  for d in /proc/[0-9]*; do
+    if is_broker "${d#/proc/}"; then echo "${d#/proc/}"; return 0; fi
+  done
+}
+
+# Pid of our running broker, or nothing. The pid file is a hint: when it is stale (kill -9) or lost, the broker is
+# looked up by its command line, so a broker whose launcher forked (setsid forks when the shell runs with job
+# control, and $! is then the launcher, not java) is still found, and the pid file is rewritten.
 broker_pid() {
-  [[ -f "$PID_FILE" ]] || return 0
-  local pid; pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-  if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && grep -qa 'kafka\.Kafka' "/proc/$pid/cmdline" 2>/dev/null; then
-    echo "$pid"
-  else
-    rm -f "$PID_FILE"
-  fi
+  local pid=""
+  if [[ -f "$PID_FILE" ]]; then pid="$(cat "$PID_FILE" 2>/dev/null || true)"; fi
+  if [[ "$pid" =~ ^[0-9]+$ ]] && is_broker "$pid"; then echo "$pid"; return 0; fi
+  pid="$(find_broker)"
+  if [[ -n "$pid" ]]; then echo "$pid" >"$PID_FILE"; echo "$pid"; else rm -f "$PID_FILE"; fi
 }
 
 as_root() { if [[ $EUID -eq 0 ]]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -151,13 +165,15 @@ cmd_start() {
     setsid nohup java $KAFKA_HEAP -Djava.awt.headless=true \
       -Dorg.slf4j.simpleLogger.showDateTime=true -Dorg.slf4j.simpleLogger.dateTimeFormat="yyyy-MM-dd HH:mm:ss,SSS" \
       -cp "$LIB_DIR/*" kafka.Kafka "$CONF" >"$LOG" 2>&1 </dev/null &
-    pid=$!
-    echo "$pid" >"$PID_FILE"
-    # the background child is still a copy of this shell until it execs java: wait for that
-    for _ in $(seq 1 50); do
-      grep -qa 'kafka\.Kafka' "/proc/$pid/cmdline" 2>/dev/null || ! kill -0 "$pid" 2>/dev/null && break
+    # $! is a copy of this shell until it execs java, or (under job control) a setsid that forks and exits:
+    # the broker's pid is the java process running our config, looked up by its command line
+    pid=""
+    for _ in $(seq 1 100); do
+      pid="$(find_broker)"; [[ -z "$pid" ]] || break
       sleep 0.1
     done
+    if [[ -z "$pid" ]]; then tail -n 40 "$LOG" >&2 2>/dev/null || true; die "the broker's java process did not start (see $LOG)"; fi
+    echo "$pid" >"$PID_FILE"
     log "started Kafka $KAFKA_VERSION (pid $pid), log: $LOG"
   else
     log "process $pid is up, waiting for its port"
