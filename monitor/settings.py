@@ -342,16 +342,19 @@ class RunSettings(BaseModel):
         description="Longest `monitor run` takes to exit after SIGTERM/SIGINT. Past it (a black-holed database or "
         "broker holds a call that cannot be interrupted) it exits at once, status 0, without committing anything "
         "more: the batch in flight is read again on restart. Keep it under the orchestrator's grace period.")
-    overlap: bool = Field(
-        False,
-        description="Decode the next batch while the current one is scored and committed (a second thread); "
-        "same delivery order and guarantees. Off (default): one batch at a time (measured as fast with packed values).",
+    overlap: bool | Literal["auto"] = Field(
+        "auto",
+        description="Score and commit a batch on a second thread while the loop polls and decodes the next; same "
+        "delivery order and guarantees. auto (default): on exactly when `decode_process` is (a second thread alone "
+        "gains nothing: the loop and the worker share one GIL).",
     )
-    decode_process: bool = Field(
-        False,
+    decode_process: bool | Literal["auto"] = Field(
+        "auto",
         description="Decode each poll's records in a second process (spawned; killed with the consumer), so that "
         "with `overlap` decoding and scoring run on two cores; the same windows, order and guarantees. If the "
-        "child fails, the consumer decodes in its own thread from then on. Off (default): see docs/benchmarks.md.",
+        "child fails, the consumer decodes in its own thread from then on. auto (default): on when each consumer "
+        "of the host has a CPU beyond its scoring threads (usable CPUs, cgroup quota included, / `workers` >= "
+        "`model.threads` + 1), off when every core runs a consumer (there it is slower): docs/benchmarks.md.",
     )
     max_sensors_in_memory: int = Field(
         20_000, ge=0,

@@ -170,7 +170,19 @@ def run(
     settings = load_settings(worker_index)
     port = metrics_port if metrics_port is not None else settings.run.metrics_port
     processes = workers or settings.run.workers
+    from monitor.consumer.parallelism import resolve
+
+    par = resolve(settings.run.decode_process, settings.run.overlap, workers=processes,
+                  threads=settings.model.threads or 1)
+    # resolved once, here, for every consumer of the host (a `--workers` child sees one worker: it gets the
+    # supervisor's answer through the environment)
+    settings.run.decode_process, settings.run.overlap = par.decode_process, par.overlap
+    if worker_index is None:
+        log.info("decode process %s, overlap %s (%s)", "on" if par.decode_process else "off",
+                 "on" if par.overlap else "off", par.reason)
     if processes > 1:
+        os.environ["MONITOR_RUN__DECODE_PROCESS"] = "true" if par.decode_process else "false"
+        os.environ["MONITOR_RUN__OVERLAP"] = "true" if par.overlap else "false"
         _supervise(settings, processes, model=model, idle_exit_s=idle_exit_s, metrics_port=port)
     from monitor.consumer.runner import build_runner
     from monitor.registry.serving import serving_model

@@ -1,5 +1,6 @@
-"""Decoding in a second process (``run.decode_process``, opt-in): the consumer's JSON parsing and validation off
-the scoring process's core and its GIL.
+"""Decoding in a second process (``run.decode_process``; by default on where a consumer has a core to spare:
+``monitor.consumer.parallelism``): the consumer's JSON parsing and validation off the scoring process's core and
+its GIL.
 
 One consumer is bound by its main thread (docs/benchmarks.md, round 7): the model, the decoding of each record's
 value, kafka-python's record parsing and the judging share one core and one GIL, so a decoding thread

@@ -6,10 +6,11 @@ Order of I/O per batch (the delivery guarantee):
   3. flush the dead letters and wait for their acks (durable before the offset moves);
   4. ONE database transaction: alert upserts + their evidence + sensor state + next offset per partition (fenced);
   5. commit the same offsets to Kafka (for lag monitoring only; the database is the source of truth).
-With ``run.overlap`` (opt-in) steps 2-4 of batch N run on a worker thread while the loop polls and decodes
-batch N+1 (torch and the database drivers release the GIL). The loop waits for batch N before it sends N+1's
-dead letters, hands N+1 over, applies a rebalance or a model swap, or exits; if batch N failed, N+1 is
-dropped unsent and re-read after the rewind. So at most one batch is in flight and every step keeps its order.
+With ``run.overlap`` (by default on with the decode process: ``monitor.consumer.parallelism``) steps 2-4 of
+batch N run on a worker thread while the loop polls and decodes batch N+1 (torch and the database drivers
+release the GIL). The loop waits for batch N before it sends N+1's dead letters, hands N+1 over, applies a
+rebalance or a model swap, or exits; if batch N failed, N+1 is dropped unsent and re-read after the rewind.
+So at most one batch is in flight and every step keeps its order.
 A crash anywhere before 4 replays the batch from the stored offsets; a crash after 4 replays nothing,
 because on assignment the consumer seeks to the offsets stored in the database (to the beginning, or the
 end per ``auto_offset_reset``, where the database has none: Kafka's committed offsets are never trusted).
@@ -56,6 +57,7 @@ from sqlalchemy import Engine as DbEngine
 from monitor.consumer import outages
 from monitor.consumer.batches import Batch, RunStats, make_durable
 from monitor.consumer.decoder import DecodeProcess
+from monitor.consumer.parallelism import resolve
 from monitor.consumer.shutdown import ShutdownDeadline
 from monitor.core.contract import decode_batch
 from monitor.core.engine import BatchOutcome, Engine
@@ -101,14 +103,18 @@ class RunnerConfig:
     decode_process: bool = False
 
     @classmethod
-    def of(cls, kafka: KafkaSettings, run: RunSettings, *, idle_exit_s: float | None = None) -> RunnerConfig:
+    def of(cls, kafka: KafkaSettings, run: RunSettings, *, idle_exit_s: float | None = None,
+           threads: int = 1) -> RunnerConfig:
+        """``threads``: the consumer's torch threads, for ``run.decode_process`` / ``run.overlap`` = "auto"
+        (``monitor.consumer.parallelism``; `monitor run` resolves them itself and logs why)."""
+        par = resolve(run.decode_process, run.overlap, workers=run.workers, threads=threads)
         return cls(
             topic=kafka.topic, group_id=kafka.group_id, poll_timeout_ms=kafka.poll_timeout_ms,
             max_poll_records=kafka.max_poll_records, live_poll_records=kafka.live_poll_records,
             max_record_bytes=run.max_record_bytes, idle_exit_s=idle_exit_s if idle_exit_s is not None else
             run.idle_exit_s, auto_offset_reset=kafka.auto_offset_reset, close_timeout_s=run.close_timeout_s,
-            overlap=run.overlap, stall_timeout_s=kafka.stall_timeout_s, max_sensors=run.max_sensors_in_memory,
-            decode_process=run.decode_process)
+            overlap=par.overlap, stall_timeout_s=kafka.stall_timeout_s, max_sensors=run.max_sensors_in_memory,
+            decode_process=par.decode_process)
 
 
 class Runner:

@@ -6,11 +6,13 @@ watches the offsets stored in the database from outside, so nothing here shortcu
 
 Reported in one run (figures are ratios against baselines measured in the same run; absolute times on a
 shared 2-core machine are noisy):
-  * sustained windows/s end to end, on SQLite and on PostgreSQL, with the lag over time;
+  * sustained windows/s end to end, on SQLite and on PostgreSQL, with the lag over time: one consumer as
+    configured by default (``run.decode_process`` = auto: a decode child when it has a core to spare) and the
+    same consumer decoding in its own thread (one core);
   * the same workload through the naive baseline (one window per poll, one transaction per window);
   * p50/p99 latency from produce to durable decision at 50 % of the sustained rate;
   * scoring-only windows/s against the compute ceiling (a matmul measured in this process);
-  * peak RSS of a consumer; scale-out: ``monitor run --workers <cores>`` (one consumer process per core, one
+  * peak RSS of a consumer (with its decode child when it has one); scale-out: ``monitor run --workers <cores>`` (one consumer process per core, one
     group) versus one consumer, on SQLite and PostgreSQL.
 Ends with: ``bench: e2e_wps=<n> naive_wps=<n> scoring_wps=<n> ceiling_wps=<n> e2e_share=<0..1> p99_ms=<n>
 rss_mb=<n>`` (``e2e_share``: one consumer's end-to-end rate / its own scoring-only rate, same run).
@@ -41,6 +43,7 @@ import torch  # noqa: E402
 import typer
 from sqlalchemy import Engine, func, select, text  # noqa: E402
 
+from monitor.consumer.parallelism import resolve
 from monitor.core.contract import encode_values
 from monitor.core.scoring.scorer import Scorer
 from monitor.core.scoring.train import train
@@ -165,6 +168,22 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (a consumer's decode child)."""
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return out
+
+
+def consumer_peak_rss_mb(pid: int) -> float:
+    """Peak RSS of a consumer with its decode child, if it has one (the sum of both peaks: an upper bound)."""
+    return peak_rss_mb(pid) + sum(peak_rss_mb(c) for c in children(pid))
+
+
 _LOGS: dict[int, Path] = {}  # a consumer's pid -> its output file (start_consumers with a log_dir)
 
 
@@ -194,7 +213,8 @@ def log_tail(proc: subprocess.Popen[bytes], lines: int = 15) -> str:
 
 
 def stop(procs: list[subprocess.Popen[bytes]]) -> float:
-    rss = max(peak_rss_mb(p.pid) for p in procs)
+    """Stop the consumers; the largest peak RSS among them (each with its decode child)."""
+    rss = max(consumer_peak_rss_mb(p.pid) for p in procs)
     for p in procs:
         p.terminate()
     for p in procs:
@@ -418,7 +438,11 @@ def _bench(windows: int, sensors: int, window_len: int, n_channels: int, hidden:
     table.append(("produce (kafka-python, acks=all)", f"{produce_wps:,.0f} msg/s"))
 
     results: dict[str, DrainResult] = {}
+    threaded: dict[str, DrainResult] = {}  # one consumer decoding in its own thread: the one-core consumer
     backends = ["sqlite"] + (["postgresql"] if pg_url else [])
+    in_thread = {"MONITOR_RUN__DECODE_PROCESS": "false", "MONITOR_RUN__OVERLAP": "false"}
+    par = resolve("auto", "auto", workers=1, threads=int(os.environ.get("MONITOR_MODEL__THREADS", "0")) or 1)
+    typer.echo(f"one consumer's default here: decode process {'on' if par.decode_process else 'off'} ({par.reason})")
     for kind in backends:
         cfg = backlog.model_copy(update={"group_id": f"{backlog.group_id}-{kind}"})
         url, db = database(kind, f"e2e_{kind}")
@@ -437,23 +461,20 @@ def _bench(windows: int, sensors: int, window_len: int, n_channels: int, hidden:
         table.append((f"end to end, {kind}", f"{res.wps:,.0f} windows/s"))
         marks = res.lag[:: max(1, len(res.lag) // 8)]
         table.append((f"  lag over time ({kind})", ", ".join(f"{t:.0f}s:{lag}" for t, lag in marks)))
-
-    # One consumer with a spare core: decoding in a child process while the batch before is scored (opt-in).
-    cfg = backlog.model_copy(update={"group_id": f"{backlog.group_id}-decode"})
-    url, db = database("sqlite", "e2e_decode")
-    port = free_port()
-    decoded = drain(cfg, env_for(cfg, url, MONITOR_RUN__OVERLAP="true", MONITOR_RUN__DECODE_PROCESS="true",
-                                 MONITOR_RUN__METRICS_PORT=str(port)), db, windows, metrics_port=port,
-                    log_dir=work)
-    typer.echo(f"e2e sqlite, run.decode_process + run.overlap: {decoded.wps:,.0f} windows/s "
-               f"({decoded.wps / results['sqlite'].wps if results['sqlite'].wps else 0:.2f}x the default), "
-               f"peak RSS {decoded.rss_mb:.0f} MB (the consumer; its decoder child apart)")
-    table.append(("end to end, sqlite, run.decode_process + run.overlap (opt-in)",
-                  f"{decoded.wps:,.0f} windows/s ({decoded.wps / results['sqlite'].wps if results['sqlite'].wps else 0:.2f}x)"))
+        # the same consumer decoding in its own thread (run.decode_process and run.overlap off): one core
+        cfg = backlog.model_copy(update={"group_id": f"{backlog.group_id}-{kind}-thread"})
+        url, db = database(kind, f"e2e_{kind}_thread")
+        one = drain(cfg, env_for(cfg, url, **in_thread), db, windows, log_dir=work)
+        threaded[kind] = one
+        ratio = res.wps / one.wps if one.wps else 0
+        typer.echo(f"e2e {kind}, decoding in the consumer's own thread: {one.wps:,.0f} windows/s (the default "
+                   f"{ratio:.2f}x it), peak RSS {one.rss_mb:.0f} MB")
+        table.append((f"end to end, {kind}, decoding in the consumer's thread (decode_process / overlap false)",
+                      f"{one.wps:,.0f} windows/s (default: {ratio:.2f}x)"))
 
     cfg = backlog.model_copy(update={"group_id": f"{backlog.group_id}-naive"})
     url, db = database("sqlite", "naive")
-    naive = drain(cfg, env_for(cfg, url, MONITOR_KAFKA__MAX_POLL_RECORDS="1", MONITOR_RUN__OVERLAP="false"), db, windows,
+    naive = drain(cfg, env_for(cfg, url, MONITOR_KAFKA__MAX_POLL_RECORDS="1", **in_thread), db, windows,
                   stop_after=naive_windows, log_dir=work)
     typer.echo(f"naive (1 window per poll and per transaction, sqlite): {naive.wps:,.0f} windows/s")
     table.append(("naive baseline, sqlite", f"{naive.wps:,.0f} windows/s"))
@@ -466,10 +487,12 @@ def _bench(windows: int, sensors: int, window_len: int, n_channels: int, hidden:
         url, db = database(kind, f"workers_{kind}")
         two = drain(cfg2, env_for(cfg2, url, MONITOR_RUN__WORKERS=str(workers)), db, windows, log_dir=work)
         scale[kind] = two.wps
-        ratio = two.wps / results[kind].wps if results[kind].wps else 0
+        ratio = two.wps / threaded[kind].wps if threaded[kind].wps else 0
+        ratio_default = two.wps / results[kind].wps if results[kind].wps else 0
         typer.echo(f"scale-out {kind}: monitor run --workers {workers}: {two.wps:,.0f} windows/s = {ratio:.2f}x "
-                   "one consumer")
-        table.append((f"monitor run --workers {workers} vs 1 consumer ({kind})", f"{two.wps:,.0f} windows/s ({ratio:.2f}x)"))
+                   f"one single-core consumer, {ratio_default:.2f}x one default consumer")
+        table.append((f"monitor run --workers {workers} vs 1 consumer on one core / default ({kind})",
+                      f"{two.wps:,.0f} windows/s ({ratio:.2f}x / {ratio_default:.2f}x)"))
 
     e2e = min(r.wps for r in results.values())
     lat_cfg = topic_cfg("latency")
@@ -523,9 +546,10 @@ def _bench(windows: int, sensors: int, window_len: int, n_channels: int, hidden:
                f"{gflops / core_gflops:.2f}x)")
     typer.echo("scale-out: " + " ".join(f"workers{workers}_{k}_wps={v:.0f}" for k, v in scale.items()))
     share = e2e / scoring if scoring else 0.0  # one consumer end to end / its own scoring-only rate (1 process)
-    typer.echo(f"e2e_share with run.decode_process + run.overlap (sqlite, opt-in): "
-               f"{decoded.wps / scoring if scoring else 0.0:.2f} (default configuration, sqlite: "
-               f"{results['sqlite'].wps / scoring if scoring else 0.0:.2f})")
+    one_core = min(r.wps for r in threaded.values())
+    typer.echo(f"e2e_share of one consumer decoding in its own thread (one core): "
+               f"{one_core / scoring if scoring else 0.0:.2f}; the default's {share:.2f} uses a second core to decode "
+               f"when it has one ({par.reason})")
     typer.echo(f"bench: e2e_wps={e2e:.0f} naive_wps={naive.wps:.0f} scoring_wps={scoring_wps_:.0f} "
                f"ceiling_wps={ceiling:.0f} e2e_share={share:.2f} p99_ms={p99:.0f} rss_mb={rss:.0f}")
 
