@@ -174,15 +174,11 @@ def run(
 
     par = resolve(settings.run.decode_process, settings.run.overlap, workers=processes,
                   threads=settings.model.threads or 1)
-    # resolved once, here, for every consumer of the host (a `--workers` child sees one worker: it gets the
-    # supervisor's answer through the environment)
-    settings.run.decode_process, settings.run.overlap = par.decode_process, par.overlap
     if worker_index is None:
         log.info("decode process %s, overlap %s (%s)", "on" if par.decode_process else "off",
                  "on" if par.overlap else "off", par.reason)
-    if processes > 1:
-        os.environ["MONITOR_RUN__DECODE_PROCESS"] = "true" if par.decode_process else "false"
-        os.environ["MONITOR_RUN__OVERLAP"] = "true" if par.overlap else "false"
+    if processes > 1:  # a child sees one worker: an auto the supervisor resolved off is passed as off
+        os.environ.update(par.environment())
         _supervise(settings, processes, model=model, idle_exit_s=idle_exit_s, metrics_port=port)
     from monitor.consumer.runner import build_runner
     from monitor.registry.serving import serving_model
@@ -203,7 +199,7 @@ def run(
         gc.set_threshold(50_000, 20, 100)
         runner = build_runner(
             settings.kafka, settings.run, settings.threshold, settings.alert, bundle, db, idle_exit_s=idle_exit_s,
-            device=settings.model.device,
+            device=settings.model.device, parallelism=par,
         )
         runner.watcher = watcher
     except MonitorError as exc:

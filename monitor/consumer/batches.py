@@ -66,6 +66,7 @@ class RunStats:
     db_retries: int = 0
     consumer_replacements: int = 0
     evicted: int = 0  # sensor states dropped from memory (run.max_sensors_in_memory)
+    child_decodes: int = 0  # polls decoded by the decode process (run.decode_process), rewound ones included
     # (partition, first offset, next offset) of every batch made durable by this process, in order
     committed: list[tuple[int, int, int]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)

@@ -1,11 +1,19 @@
 """What ``run.decode_process`` and ``run.overlap`` = ``"auto"`` (the defaults) resolve to on the host at hand.
 
-Decoding in a child process while the batch before is scored (``monitor/consumer/decoder.py``) makes one consumer
-faster when it has a core to spare, and slower when every core already runs a consumer (docs/benchmarks.md,
-rounds 8 and 11). So "auto" turns both on when each consumer of this host has at least one CPU beyond its
-scoring threads: ``usable CPUs / workers >= scoring threads + 1``. Usable CPUs are the process's affinity mask
-bounded by a cgroup CPU quota (a container limited to 1.5 CPUs counts 1.5, whatever the node has). The overlap
-follows the decode process: a second thread alone gains nothing (the loop and the worker share one GIL).
+Decoding in a child process while the batch before is scored (``monitor/consumer/decoder.py``) makes a consumer
+that works through a backlog faster when it has a core to spare, and slower when every core already runs a
+consumer (docs/benchmarks.md, rounds 8 and 11). Caught up, it costs latency: each small batch crosses a pipe to a
+process that competes for the cores, and the batch before must be durable first (round 11: p50 / p99 about twice
+those of decoding in the consumer's thread at half the sustained rate). So "auto":
+
+* is on only where each consumer of this host has a CPU beyond its scoring threads
+  (``usable CPUs / workers >= scoring threads + 1``; usable CPUs are the affinity mask bounded by a cgroup CPU
+  quota: a container limited to 1.5 CPUs counts 1.5, whatever the node has);
+* and then is used only while the consumer is behind (its lag above one full poll, ``kafka.max_poll_records``):
+  a batch at a time, decoded in the consumer's thread, once it has caught up.
+
+The overlap follows the decode process: a second thread alone gains nothing (the loop and the worker share one
+GIL). An explicit true or false is used as set, at every batch.
 """
 
 from __future__ import annotations
@@ -66,11 +74,25 @@ def usable_cpus() -> float:
 
 @dataclass(frozen=True)
 class Parallelism:
-    """The resolved settings, and why (logged by `monitor run`)."""
+    """The resolved settings, and why (logged by `monitor run`). ``*_when_behind``: used only while the consumer
+    is behind (set for an "auto" that resolved on)."""
 
     decode_process: bool
     overlap: bool
     reason: str
+    decode_when_behind: bool = False
+    overlap_when_behind: bool = False
+
+    def environment(self) -> dict[str, str]:
+        """What `--workers` children are given (each sees one worker and would resolve "auto" on its own): an auto
+        that resolved off is passed as false; anything else as set, so that an auto that resolved on stays
+        adaptive."""
+        env = {}
+        if not self.decode_process:
+            env["MONITOR_RUN__DECODE_PROCESS"] = "false"
+        if not self.overlap:
+            env["MONITOR_RUN__OVERLAP"] = "false"
+        return env
 
 
 def resolve(decode_process: Auto, overlap: Auto, *, workers: int, threads: int, cpus: float | None = None
@@ -88,6 +110,7 @@ def resolve(decode_process: Auto, overlap: Auto, *, workers: int, threads: int, 
     both = child if overlap == "auto" else bool(overlap)
     cpus_text = f"{cpus:g}" if not math.isclose(cpus, round(cpus)) else f"{round(cpus)}"
     why = (f"auto: {cpus_text} usable CPU(s) for {workers} consumer(s) scoring on {max(1, threads)} thread(s) each: "
-           + ("a core to spare, decoding in a child process" if spare else "no core to spare, decoding in the "
-              "consumer's own thread"))
-    return Parallelism(child, both, why)
+           + ("a core to spare, decoding in a child process while behind" if spare else "no core to spare, "
+              "decoding in the consumer's own thread"))
+    return Parallelism(child, both, why, decode_when_behind=child and decode_process == "auto",
+                       overlap_when_behind=both and overlap == "auto")

@@ -57,7 +57,7 @@ from sqlalchemy import Engine as DbEngine
 from monitor.consumer import outages
 from monitor.consumer.batches import Batch, RunStats, make_durable
 from monitor.consumer.decoder import DecodeProcess
-from monitor.consumer.parallelism import resolve
+from monitor.consumer.parallelism import Parallelism, resolve
 from monitor.consumer.shutdown import ShutdownDeadline
 from monitor.core.contract import decode_batch
 from monitor.core.engine import BatchOutcome, Engine
@@ -101,20 +101,23 @@ class RunnerConfig:
     stall_timeout_s: float = 60.0
     max_sensors: int = 0
     decode_process: bool = False
+    overlap_when_behind: bool = False  # overlap / decode process only while behind ("auto": parallelism.py)
+    decode_when_behind: bool = False
 
     @classmethod
     def of(cls, kafka: KafkaSettings, run: RunSettings, *, idle_exit_s: float | None = None,
-           threads: int = 1) -> RunnerConfig:
-        """``threads``: the consumer's torch threads, for ``run.decode_process`` / ``run.overlap`` = "auto"
-        (``monitor.consumer.parallelism``; `monitor run` resolves them itself and logs why)."""
-        par = resolve(run.decode_process, run.overlap, workers=run.workers, threads=threads)
+           parallelism: Parallelism | None = None) -> RunnerConfig:
+        """``parallelism``: ``run.decode_process`` / ``run.overlap`` resolved (`monitor run` resolves them for its
+        worker count and logs why); default: resolved here for ``run.workers`` consumers of one scoring thread."""
+        par = parallelism or resolve(run.decode_process, run.overlap, workers=run.workers, threads=1)
         return cls(
             topic=kafka.topic, group_id=kafka.group_id, poll_timeout_ms=kafka.poll_timeout_ms,
             max_poll_records=kafka.max_poll_records, live_poll_records=kafka.live_poll_records,
             max_record_bytes=run.max_record_bytes, idle_exit_s=idle_exit_s if idle_exit_s is not None else
             run.idle_exit_s, auto_offset_reset=kafka.auto_offset_reset, close_timeout_s=run.close_timeout_s,
             overlap=par.overlap, stall_timeout_s=kafka.stall_timeout_s, max_sensors=run.max_sensors_in_memory,
-            decode_process=par.decode_process)
+            decode_process=par.decode_process, overlap_when_behind=par.overlap_when_behind,
+            decode_when_behind=par.decode_when_behind)
 
 
 class Runner:
@@ -170,6 +173,8 @@ class Runner:
         self.shadow_flush_s = 30.0  # how often the shadow's counts are written to `shadow_reports`
         self.overlap = config.overlap
         self.decode_process = config.decode_process
+        self.overlap_when_behind = config.overlap_when_behind
+        self.decode_when_behind = config.decode_when_behind
         self._decoder: DecodeProcess | None = None  # run.decode_process: started by run()
         self.max_sensors = config.max_sensors  # sensors held in memory at most (0: no bound); Engine.evict
         self._pool: ThreadPoolExecutor | None = None
@@ -391,7 +396,11 @@ class Runner:
     # -- one batch ---------------------------------------------------------------------------------------
     def _process(self, raw_records: list[Any]) -> None:
         """Decode a polled batch, wait for the batch in flight, then hand this one over (or run it inline)."""
-        batch = self._prepare(raw_records)
+        # Records still in the broker past this poll and the batch in flight ("auto": the decode process and the
+        # overlap only while at least one more full poll waits; caught up, a batch at a time in this thread)
+        waiting = self._lag - len(raw_records) - (self._pending[0].size if self._pending is not None else 0)
+        behind = waiting >= self.max_poll_records
+        batch = self._prepare(raw_records, self._decoder is not None and (behind or not self.decode_when_behind))
         if not self._settle() or self._stop.is_set():
             return  # the previous batch failed and rewound (these records come again), or shutting down
         try:
@@ -402,7 +411,7 @@ class Runner:
             return
         self.faults.at("mid_batch")
         batch.expected = {p: self.assignment.durable.get(p) for p in batch.next_offsets}
-        if self._pool is not None:
+        if self._pool is not None and (behind or not self.overlap_when_behind):
             self._pending = (batch, self._pool.submit(self._execute, batch))
             return
         future: Future[BatchOutcome] = Future()
@@ -413,14 +422,15 @@ class Runner:
         self._pending = (batch, future)
         self._settle()
 
-    def _prepare(self, raw_records: list[Any]) -> Batch:
-        """Step 1 (loop thread): decode; nothing is sent or scored yet (nor counted: a batch read again after a
-        rewind counts once, when it is durable)."""
+    def _prepare(self, raw_records: list[Any], child: bool) -> Batch:
+        """Step 1 (loop thread): decode (``child``: in the decode process); nothing is sent or scored yet (nor
+        counted: a batch read again after a rewind counts once, when it is durable)."""
         scorer = self.engine.scorer
+        decode = self._decoder.decode if child and self._decoder is not None else decode_batch
+        self.stats.child_decodes += decode is not decode_batch
         with metrics.timed("decode"):
             return Batch.decode(raw_records, window_len=scorer.window_len, channels=scorer.channels,
-                                max_bytes=self.max_record_bytes,
-                                decode=self._decoder.decode if self._decoder is not None else decode_batch)
+                                max_bytes=self.max_record_bytes, decode=decode)
 
     def _execute(self, batch: Batch) -> BatchOutcome:
         """Steps 2-4 (worker thread with ``overlap``): state, scoring, dead-letter flush, one transaction."""
@@ -610,11 +620,12 @@ def build_runner(
     *,
     idle_exit_s: float | None = None,
     device: str = "cpu",
+    parallelism: Parallelism | None = None,
 ) -> Runner:
     """Wire a Runner from settings sections, a loaded model (scored on ``device``: settings model.device) and a
-    database engine."""
+    database engine; ``parallelism``: see ``RunnerConfig.of``."""
     return Runner(
-        RunnerConfig.of(kafka, run, idle_exit_s=idle_exit_s),
+        RunnerConfig.of(kafka, run, idle_exit_s=idle_exit_s, parallelism=parallelism),
         consumer=make_consumer(kafka),
         dead_letters=DeadLetters(make_producer(kafka, max_block_ms=DLQ_MAX_BLOCK_MS), kafka.dlq_topic),
         db=db,

@@ -136,14 +136,17 @@ def test_a_second_run_over_the_same_topic_changes_nothing(
     assert orjson.dumps(before, default=str)  # rows are plain, serialisable values
 
 
-@pytest.mark.parametrize("decode_process", [False, True], ids=["decode-thread", "decode-process"])
+@pytest.mark.parametrize("decode_process", [False, True, "auto"], ids=["decode-thread", "decode-process", "auto"])
 def test_overlapped_batches_with_packed_values_match_one_batch_at_a_time(
-    kafka_cfg: KafkaSettings, db: Engine, e2e_bundle: ModelBundle, decode_process: bool,
+    kafka_cfg: KafkaSettings, db: Engine, e2e_bundle: ModelBundle, decode_process: bool | str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """run.overlap (batch N+1 decoded while N is scored and committed) over packed values_f32 records with
     a malformed one, in small batches; then a synchronous run in another group writes the same alerts. With
-    run.decode_process the overlapped run decodes in a child process (monitor/consumer/decoder.py)."""
+    run.decode_process the overlapped run decodes in a child process (monitor/consumer/decoder.py); with "auto"
+    (resolved for a host with a spare core) it does so only while it is behind, and decodes in its own thread,
+    one batch at a time, once caught up."""
+    from monitor.consumer.parallelism import resolve
     from monitor.consumer.runner import RunStats, build_runner
     from monitor.settings import AlertSettings, RunSettings, ThresholdSettings
     from pipelines.synthetic import fleet_windows
@@ -162,10 +165,24 @@ def test_overlapped_batches_with_packed_values_match_one_batch_at_a_time(
 
     def run(group: str, overlap: bool) -> RunStats:
         cfg = kafka_cfg.model_copy(update={"group_id": group})
-        settings = RunSettings(overlap=overlap, decode_process=decode_process and overlap)
-        runner = build_runner(cfg, settings, ThresholdSettings(), AlertSettings(), e2e_bundle, db, idle_exit_s=4.0)
+        if decode_process == "auto" and overlap:
+            settings = RunSettings(overlap="auto", decode_process="auto")
+            par = resolve("auto", "auto", workers=1, threads=1, cpus=2)
+        else:
+            settings = RunSettings(overlap=overlap, decode_process=bool(decode_process) and overlap)
+            par = None
+        runner = build_runner(cfg, settings, ThresholdSettings(), AlertSettings(), e2e_bundle, db, idle_exit_s=4.0,
+                              parallelism=par)
         runner.max_poll_records = 7
+        if par is not None:  # behind while more than 20 records are not durable: polls of 20, then of 7
+            runner.max_poll_records, runner.live_poll_records = 20, 7
         stats = runner.run()
+        if decode_process is True and overlap:
+            assert stats.child_decodes == stats.batches + stats.stale_batches
+        elif decode_process == "auto" and overlap:  # behind (lag > 7 records) at first, caught up at the end
+            assert 0 < stats.child_decodes < stats.batches, (stats.child_decodes, stats.batches)
+        else:
+            assert stats.child_decodes == 0
         assert runner._decoder is None, "the decode process is stopped when the run ends"
         assert not [r for r in caplog.records if "decode process failed" in r.getMessage()], "fell back"
         return stats

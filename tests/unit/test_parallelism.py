@@ -21,6 +21,7 @@ def test_auto_decodes_in_a_child_exactly_when_each_consumer_has_a_core_to_spare(
     par = resolve("auto", "auto", workers=workers, threads=threads, cpus=cpus)
     assert par.decode_process == (cpus / workers >= threads + 1)
     assert par.overlap == par.decode_process
+    assert par.decode_when_behind == par.overlap_when_behind == par.decode_process  # auto: only while behind
     assert par.reason.startswith("auto: ")
 
 
@@ -30,7 +31,7 @@ def test_an_explicit_value_is_kept(decode: bool | str, overlap: bool | str) -> N
     for cpus in (1.0, 2.0, 16.0):
         par = resolve(decode, overlap, workers=1, threads=1, cpus=cpus)  # type: ignore[arg-type]
         if decode != "auto":
-            assert par.decode_process is decode
+            assert par.decode_process is decode and not par.decode_when_behind  # as set: at every batch
         if overlap != "auto":
             assert par.overlap is overlap
         elif decode != "auto":
@@ -77,3 +78,11 @@ def test_cgroup_v1_quota_and_none(tmp_path: Path) -> None:
     assert cgroup_cpu_quota(tmp_path, self_cgroup) == 0.5
     (tmp_path / "cpu/cpu.cfs_quota_us").write_text("garbage\n")
     assert cgroup_cpu_quota(tmp_path, tmp_path / "missing") is None
+
+
+def test_workers_children_get_an_auto_resolved_off_as_off_and_an_auto_resolved_on_as_auto() -> None:
+    # each child sees one worker: left to itself, it would find a core to spare on 2 CPUs
+    assert resolve("auto", "auto", workers=2, threads=1, cpus=2).environment() == {
+        "MONITOR_RUN__DECODE_PROCESS": "false", "MONITOR_RUN__OVERLAP": "false"}
+    assert resolve("auto", "auto", workers=2, threads=1, cpus=8).environment() == {}
+    assert resolve(True, "auto", workers=2, threads=1, cpus=2).environment() == {}
