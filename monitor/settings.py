@@ -345,8 +345,8 @@ class RunSettings(BaseModel):
     overlap: bool | Literal["auto"] = Field(
         "auto",
         description="Score and commit a batch on a second thread while the loop polls and decodes the next; same "
-        "delivery order and guarantees. auto (default): on exactly when `decode_process` is (a second thread alone "
-        "gains nothing: the loop and the worker share one GIL).",
+        "delivery order and guarantees. auto (default): as `decode_process` resolves, only while behind with "
+        "auto (a second thread alone gains nothing: the loop and the worker share one GIL).",
     )
     decode_process: bool | Literal["auto"] = Field(
         "auto",
@@ -354,7 +354,9 @@ class RunSettings(BaseModel):
         "with `overlap` decoding and scoring run on two cores; the same windows, order and guarantees. If the "
         "child fails, the consumer decodes in its own thread from then on. auto (default): on when each consumer "
         "of the host has a CPU beyond its scoring threads (usable CPUs, cgroup quota included, / `workers` >= "
-        "`model.threads` + 1), off when every core runs a consumer (there it is slower): docs/benchmarks.md.",
+        "`model.threads` + 1), off when every core runs a consumer (there it is slower), and used only while the "
+        "consumer is behind (a full poll waits in the broker): caught up, a batch at a time in the consumer's "
+        "thread (latency). true: at every batch. docs/benchmarks.md, round 11.",
     )
     max_sensors_in_memory: int = Field(
         20_000, ge=0,
