@@ -39,9 +39,13 @@ def load_settings(worker: int | None = None) -> Settings:
 
 
 def configure_logging(settings: Settings, worker: int | None = None) -> None:
-    """Log lines to stderr at ``log_level``, as text or (``log.format`` json) one JSON object per line."""
+    """Log lines to stderr at ``log_level``, as text or (``log.format`` json) one JSON object per line; the Kafka
+    client's repeated lines at most once per 30 s (``monitor.observe.client_logs``)."""
+    from monitor.observe.client_logs import RepeatLimit
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(log_formatter(settings, worker))
+    handler.addFilter(RepeatLimit())  # the Kafka client's lines that repeat at its retry rate
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     logging.getLogger("kafka").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # monitor.store.database logs what it migrates
