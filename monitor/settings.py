@@ -470,8 +470,9 @@ class Settings(BaseSettings):
 def settings_problems(exc: ValidationError) -> list[str]:
     """One line per problem of a settings ValidationError: ``path (ENV_VAR): message (got 'value')``.
 
-    The value is left out for secrets."""
-    lines = []
+    The value is left out for secrets. A value that fits no member of a union (``true``, ``false`` or ``auto``)
+    is one line that names what each member wanted."""
+    lines: dict[str, tuple[list[str], str]] = {}
     for error in exc.errors():
         model: type[BaseModel] | None = Settings
         names: list[str] = []
@@ -487,5 +488,6 @@ def settings_problems(exc: ValidationError) -> list[str]:
         where = f"{'.'.join(names)} ({ENV_PREFIX}{'__'.join(names).upper()})" if names else "settings"
         value = error.get("input")
         got = f" (got {value!r})" if isinstance(value, (str, int, float)) and not secret else ""
-        lines.append(f"{where}: {error['msg']}{got}")
-    return lines
+        msgs, _ = lines.setdefault(where, ([], got))
+        msgs.append(error["msg"])
+    return [f"{where}: {'; or: '.join(msgs)}{got}" for where, (msgs, got) in lines.items()]

@@ -22,6 +22,15 @@ def test_problems_name_the_setting_the_variable_and_the_value(monkeypatch: pytes
     assert problems[1].startswith("run.workers (MONITOR_RUN__WORKERS): ") and "greater than or equal to 1" in problems[1]
 
 
+def test_a_value_that_fits_no_member_of_a_union_is_one_line_naming_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_RUN__DECODE_PROCESS", "maybe")  # true, false or auto
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    (problem,) = settings_problems(caught.value)
+    assert problem.startswith("run.decode_process (MONITOR_RUN__DECODE_PROCESS): ")
+    assert "valid boolean" in problem and "'auto'" in problem and problem.endswith("(got 'maybe')")
+
+
 def test_a_secret_value_is_not_repeated() -> None:
     with pytest.raises(ValidationError) as caught:
         Settings(db={"url": 12345})  # type: ignore[arg-type]
@@ -46,6 +55,7 @@ def test_an_unknown_log_level_is_a_validation_error(monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize("env", [
     {"MONITOR_KAFKA__MAX_POLL_RECORDS": "abc"},
     {"MONITOR_LOG_LEVEL": "verbose"},
+    {"MONITOR_RUN__OVERLAP": "sometimes", "MONITOR_RUN__DECODE_PROCESS": "2"},
     {"MONITOR_KAFKA__MAX_POLL_RECORDS": "abc", "MONITOR_KAFKA__AUTO_OFFSET_RESET": "never"},
 ])
 def test_the_cli_prints_one_line_per_problem_and_exits_2(env: dict[str, str]) -> None:
