@@ -113,4 +113,4 @@ def resolve(decode_process: Auto, overlap: Auto, *, workers: int, threads: int, 
            + ("a core to spare, decoding in a child process while behind" if spare else "no core to spare, "
               "decoding in the consumer's own thread"))
     return Parallelism(child, both, why, decode_when_behind=child and decode_process == "auto",
-                       overlap_when_behind=both and overlap == "auto")
+                       overlap_when_behind=both and overlap == "auto" and decode_process == "auto")

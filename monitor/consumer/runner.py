@@ -400,7 +400,7 @@ class Runner:
         # overlap only while at least one more full poll waits; caught up, a batch at a time in this thread)
         waiting = self._lag - len(raw_records) - (self._pending[0].size if self._pending is not None else 0)
         behind = waiting >= self.max_poll_records
-        batch = self._prepare(raw_records, self._decoder is not None and (behind or not self.decode_when_behind))
+        batch = self._prepare(raw_records, behind or not self.decode_when_behind)
         if not self._settle() or self._stop.is_set():
             return  # the previous batch failed and rewound (these records come again), or shutting down
         try:
@@ -423,7 +423,7 @@ class Runner:
         self._settle()
 
     def _prepare(self, raw_records: list[Any], child: bool) -> Batch:
-        """Step 1 (loop thread): decode (``child``: in the decode process); nothing is sent or scored yet (nor
+        """Step 1 (loop thread): decode (``child``: in the decode process, if there is one); nothing is sent or scored yet (nor
         counted: a batch read again after a rewind counts once, when it is durable)."""
         scorer = self.engine.scorer
         decode = self._decoder.decode if child and self._decoder is not None else decode_batch

@@ -11,15 +11,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from pipelines.faults.kit import free_port
 from tests.deploy_checks import REPO
 
 SCRIPT = REPO / "deploy/local/kafka.sh"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _cmdline(pid: int) -> str:
@@ -27,8 +22,8 @@ def _cmdline(pid: int) -> str:
 
 
 def test_start_under_job_control_finds_the_forked_broker(tmp_path: Path) -> None:
-    env = {**os.environ, "MONITOR_STATE": str(tmp_path / "state"), "KAFKA_PORT": str(_free_port()),
-           "KAFKA_CONTROLLER_PORT": str(_free_port()), "KAFKA_HEAP": "-Xmx256m -Xms128m"}
+    env = {**os.environ, "MONITOR_STATE": str(tmp_path / "state"), "KAFKA_PORT": str(free_port()),
+           "KAFKA_CONTROLLER_PORT": str(free_port()), "KAFKA_HEAP": "-Xmx256m -Xms128m"}
     env.pop("KAFKA_BOOTSTRAP", None)
     pid_file = tmp_path / "state/kafka/kafka.pid"
     # `set -m` with SHELLOPTS exported: the script's own shell runs with job control, so `setsid` forks

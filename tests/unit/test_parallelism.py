@@ -35,7 +35,7 @@ def test_an_explicit_value_is_kept(decode: bool | str, overlap: bool | str) -> N
         if overlap != "auto":
             assert par.overlap is overlap
         elif decode != "auto":
-            assert par.overlap is decode  # auto overlap follows the decode process
+            assert par.overlap is decode and not par.overlap_when_behind  # follows the decode process, every batch
 
 
 def test_the_two_core_cases_of_the_benchmarks() -> None:
