@@ -41,7 +41,8 @@ ext_open() { port_open "${EXT%:*}" "${EXT##*:}"; }
 
 # is_broker PID: true when PID is a java process running kafka.Kafka with this state dir's config.
 is_broker() {
-  local cmd; cmd="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" || return 1
+  # stderr is redirected before the input, or a process that ends mid-scan prints "No such file or directory".
+  local cmd; cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline")" || return 1
   [[ "$cmd" == java\ * || "$cmd" == */java\ * ]] && [[ "$cmd" == *" kafka.Kafka $CONF " ]]
 }
 
