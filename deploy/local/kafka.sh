@@ -135,6 +135,9 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
+# the log cleaner allocates its dedupe buffer (default 128 MiB) at start: with a small KAFKA_HEAP (256 MB) the
+# broker sometimes died there with OutOfMemoryError; a dev broker's compacted topics need far less
+log.cleaner.dedupe.buffer.size=33554432
 # after a kill -9 the restarted node waits out its own old registration (default 9 s)
 broker.session.timeout.ms=4000
 broker.heartbeat.interval.ms=1000
