@@ -356,7 +356,8 @@ class RunSettings(BaseModel):
         "of the host has a CPU beyond its scoring threads (usable CPUs, cgroup quota included, / `workers` >= "
         "`model.threads` + 1), off when every core runs a consumer (there it is slower), and used only while the "
         "consumer is behind (a full poll waits in the broker): caught up, a batch at a time in the consumer's "
-        "thread (latency). true: at every batch. docs/benchmarks.md, round 11.",
+        "thread (latency). The child starts with the first batch that uses it: a consumer that is never behind "
+        "never starts one. true: at every batch. docs/benchmarks.md, rounds 11 and 13.",
     )
     max_sensors_in_memory: int = Field(
         20_000, ge=0,

@@ -175,7 +175,10 @@ class Runner:
         self.decode_process = config.decode_process
         self.overlap_when_behind = config.overlap_when_behind
         self.decode_when_behind = config.decode_when_behind
-        self._decoder: DecodeProcess | None = None  # run.decode_process: started by run()
+        # run.decode_process: started by the first batch that asks for it (with "auto", the first one read while
+        # behind: a consumer that is never behind never starts it); tried once, then None for good if it fails
+        self._decoder: DecodeProcess | None = None
+        self._decoder_tried = False
         self.max_sensors = config.max_sensors  # sensors held in memory at most (0: no bound); Engine.evict
         self._pool: ThreadPoolExecutor | None = None
         self._pending: tuple[Batch, Future[BatchOutcome]] | None = None  # the batch in flight
@@ -219,11 +222,6 @@ class Runner:
             # could interrupt a driver's system call mid-transaction).
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="monitor-batch", initializer=signal.pthread_sigmask,
                                             initargs=(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT}))
-        if self.decode_process:
-            try:
-                self._decoder = DecodeProcess()
-            except RuntimeError as exc:  # a helper never stops the consumer
-                log.error("%s; decoding in the consumer's own thread", exc)
         try:
             while not self._stop.is_set():
                 health.beat()
@@ -426,11 +424,25 @@ class Runner:
         """Step 1 (loop thread): decode (``child``: in the decode process, if there is one); nothing is sent or scored yet (nor
         counted: a batch read again after a rewind counts once, when it is durable)."""
         scorer = self.engine.scorer
-        decode = self._decoder.decode if child and self._decoder is not None else decode_batch
-        self.stats.child_decodes += decode is not decode_batch
+        decoder = self._start_decoder() if child else None
         with metrics.timed("decode"):
-            return Batch.decode(raw_records, window_len=scorer.window_len, channels=scorer.channels,
-                                max_bytes=self.max_record_bytes, decode=decode)
+            batch = Batch.decode(raw_records, window_len=scorer.window_len, channels=scorer.channels,
+                                 max_bytes=self.max_record_bytes, decode=decoder.decode if decoder else decode_batch)
+        self.stats.child_decodes += decoder is not None and decoder.alive  # not a poll it failed on (decoded here)
+        return batch
+
+    def _start_decoder(self) -> DecodeProcess | None:
+        """The decode process, started on first use (``run.decode_process``); None when it is off, or failed."""
+        if self._decoder is None and self.decode_process and not self._decoder_tried:
+            self._decoder_tried = True
+            try:
+                self._decoder = DecodeProcess()
+            except RuntimeError as exc:  # a helper never stops the consumer
+                log.error("%s; decoding in the consumer's own thread", exc)
+            else:
+                log.info("decode process started (pid %d)%s", self._decoder.pid,
+                         f": {self._lag} records behind" if self.decode_when_behind else "")
+        return self._decoder if self._decoder is not None and self._decoder.alive else None
 
     def _execute(self, batch: Batch) -> BatchOutcome:
         """Steps 2-4 (worker thread with ``overlap``): state, scoring, dead-letter flush, one transaction."""

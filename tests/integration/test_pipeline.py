@@ -163,7 +163,7 @@ def test_overlapped_batches_with_packed_values_match_one_batch_at_a_time(
     producer.flush()
     producer.close()
 
-    def run(group: str, overlap: bool) -> RunStats:
+    def run(group: str, overlap: bool, caught_up: bool = False) -> RunStats:
         cfg = kafka_cfg.model_copy(update={"group_id": group})
         if decode_process == "auto" and overlap:
             settings = RunSettings(overlap="auto", decode_process="auto")
@@ -179,11 +179,12 @@ def test_overlapped_batches_with_packed_values_match_one_batch_at_a_time(
         stats = runner.run()
         if decode_process is True and overlap:
             assert stats.child_decodes == stats.batches + stats.stale_batches
-        elif decode_process == "auto" and overlap:  # behind (lag > 7 records) at first, caught up at the end
+        elif decode_process == "auto" and overlap and not caught_up:  # behind (lag > 7) at first, then caught up
             assert 0 < stats.child_decodes < stats.batches, (stats.child_decodes, stats.batches)
         else:
             assert stats.child_decodes == 0
         assert runner._decoder is None, "the decode process is stopped when the run ends"
+        assert runner._decoder_tried == (stats.child_decodes > 0), "started by the first batch that used it"
         assert not [r for r in caplog.records if "decode process failed" in r.getMessage()], "fell back"
         return stats
 
@@ -206,3 +207,6 @@ def test_overlapped_batches_with_packed_values_match_one_batch_at_a_time(
     assert overlapped, "the fleet's injected anomalies raised no alert"
     run(f"{kafka_cfg.group_id}-sync", overlap=False)  # upserts the same alerts when the decisions are equal
     assert decided() == overlapped
+    if decode_process == "auto":  # a consumer that is never behind never starts the decode process
+        again = run(kafka_cfg.group_id, overlap=True, caught_up=True)
+        assert again.scored == 0 and again.child_decodes == 0
