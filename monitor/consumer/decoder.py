@@ -129,9 +129,12 @@ class DecodeProcess:
     """The child; ``decode`` has ``decode_batch``'s signature and results."""
 
     def __init__(self) -> None:
-        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, "-m", "monitor.consumer.decoder"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            close_fds=True)
+        try:
+            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [sys.executable, "-m", "monitor.consumer.decoder"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                close_fds=True)
+        except OSError as exc:  # no process or pipe to be had (limits, memory): the consumer decodes itself
+            raise RuntimeError(f"the decode process could not be spawned: {exc}") from exc
         assert self._proc.stdin is not None and self._proc.stdout is not None
         os.set_blocking(self._proc.stdin.fileno(), False)  # requests go through _send, replies through _reply
         os.set_blocking(self._proc.stdout.fileno(), False)

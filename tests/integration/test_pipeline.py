@@ -210,3 +210,26 @@ def test_overlapped_batches_with_packed_values_match_one_batch_at_a_time(
     if decode_process == "auto":  # a consumer that is never behind never starts the decode process
         again = run(kafka_cfg.group_id, overlap=True, caught_up=True)
         assert again.scored == 0 and again.child_decodes == 0
+
+
+def test_a_decode_process_that_cannot_be_spawned_leaves_the_consumer_decoding_itself(
+    kafka_cfg: KafkaSettings, db: Engine, e2e_bundle: ModelBundle, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """run.decode_process on, but the child cannot be spawned (here: no such interpreter) when the first batch
+    asks for it: the consumer logs it once, decodes every batch in its own thread and scores every window."""
+    import sys
+
+    from monitor.consumer.runner import build_runner
+    from monitor.settings import AlertSettings, RunSettings, ThresholdSettings
+
+    wl = e2e_bundle.meta.window_len
+    sent = produce_fleet(kafka_cfg, make_fleet(2, wl * 20, seed=12, anomalous=0), wl)
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    runner = build_runner(kafka_cfg, RunSettings(overlap=True, decode_process=True), ThresholdSettings(),
+                          AlertSettings(), e2e_bundle, db, idle_exit_s=3.0)
+    runner.max_poll_records = runner.live_poll_records = 7  # several batches: the child is tried once
+    stats = runner.run()
+    assert stats.scored == sent and stats.batches > 1 and stats.child_decodes == 0
+    spawned = [r.getMessage() for r in caplog.records if "could not be spawned" in r.getMessage()]
+    assert len(spawned) == 1, spawned

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
 import pytest
@@ -122,3 +123,14 @@ def test_a_child_that_stops_answering_is_given_up_after_the_reply_timeout(monkey
         assert not decoder.alive and time.monotonic() - started < 10
     finally:
         decoder.close()
+
+
+def test_a_child_that_cannot_be_spawned_is_a_runtime_error_the_consumer_survives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runner catches RuntimeError from a decode process that does not start and decodes in its own thread; a
+    spawn that fails in the OS (no such interpreter, process or memory limits) must be one too, not an OSError
+    that would end the consumer at its first batch read while behind."""
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    with pytest.raises(RuntimeError, match="could not be spawned"):
+        DecodeProcess()
