@@ -176,9 +176,8 @@ class Runner:
         self.overlap_when_behind = config.overlap_when_behind
         self.decode_when_behind = config.decode_when_behind
         # run.decode_process: started by the first batch that asks for it (with "auto", the first one read while
-        # behind: a consumer that is never behind never starts it); tried once, then None for good if it fails
+        # behind: a consumer that is never behind never starts it); a start that fails turns decode_process off
         self._decoder: DecodeProcess | None = None
-        self._decoder_tried = False
         self.max_sensors = config.max_sensors  # sensors held in memory at most (0: no bound); Engine.evict
         self._pool: ThreadPoolExecutor | None = None
         self._pending: tuple[Batch, Future[BatchOutcome]] | None = None  # the batch in flight
@@ -433,11 +432,11 @@ class Runner:
 
     def _start_decoder(self) -> DecodeProcess | None:
         """The decode process, started on first use (``run.decode_process``); None when it is off, or failed."""
-        if self._decoder is None and self.decode_process and not self._decoder_tried:
-            self._decoder_tried = True
+        if self._decoder is None and self.decode_process:
             try:
                 self._decoder = DecodeProcess()
             except RuntimeError as exc:  # a helper never stops the consumer
+                self.decode_process = False  # tried once
                 log.error("%s; decoding in the consumer's own thread", exc)
             else:
                 log.info("decode process started (pid %d)%s", self._decoder.pid,
