@@ -12,12 +12,14 @@ rebuilds the ``SensorWindow``s as views of it. Nothing about delivery changes: t
 the order, the dead letters and the commits; the child only turns bytes into windows.
 
 The child is ``python -m monitor.consumer.decoder`` (a fresh interpreter that imports the contract only: never a
-fork of a process that runs torch's and kafka-python's threads, nor a re-import of the CLI), fed length-framed
-pickles over its stdin and answering on its stdout. It ignores SIGINT/SIGTERM (the consumer's process group gets
-them; the consumer decides when to stop, and closes its stdin), and it ends when its stdin closes, so it never
-outlives its consumer (a ``kill -9`` of the consumer closes the pipe too). If it fails, dies or takes longer than
-``REPLY_TIMEOUT_S`` for a batch, the batch is decoded in the loop thread and the consumer goes on without it
-(logged once): a helper never stops the consumer.
+fork of a process that runs torch's and kafka-python's threads, nor a re-import of the CLI), fed framed pickles
+over its stdin and answering on its stdout. The records and the values cross the pipes out of band (``_frame``):
+the consumer neither copies a batch into a pickle nor holds the GIL while it crosses (docs/benchmarks.md, round
+14). It ignores SIGINT/SIGTERM (the consumer's process group gets them; the consumer decides when to stop, and
+closes its stdin), and it ends when its stdin closes, so it never outlives its consumer (a ``kill -9`` of the
+consumer closes the pipe too). If it fails, dies or takes longer than ``REPLY_TIMEOUT_S`` for a batch, the batch
+is decoded in the loop thread and the consumer goes on without it (logged once): a helper never stops the
+consumer.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import IO, Any
 
@@ -47,7 +49,9 @@ Packed = tuple[list[Head], np.ndarray | None, list[SensorWindow]]
 
 START_TIMEOUT_S = 60.0
 REPLY_TIMEOUT_S = 60.0  # one batch of at most max_poll_records: decoded in well under a second
-_FRAME = struct.Struct("<Q")
+_HEAD = struct.Struct("<QQ")  # a frame's pickle size and out-of-band buffer count (``_frame``)
+_IOV_MAX = 512  # buffers per os.writev call (the system's limit is 1024)
+PIPE_BYTES = 1 << 20  # the pipes' buffer asked for (``_widen``)
 
 
 def decode_packed(raws: Sequence[bytes | None], window_len: int | None, channels: tuple[str, ...] | None,
@@ -92,22 +96,74 @@ def unpack(packed: Packed) -> list[SensorWindow | DecodeFailure]:
     return out
 
 
+def _frame(obj: object) -> list[memoryview]:
+    """``obj`` as one frame's parts, for ``os.writev``: its pickle (protocol 5) with every large buffer (the raw
+    records, wrapped in ``pickle.PickleBuffer``; a packed reply's values) left out of band, so that neither side
+    copies them into the pickle, nor holds the GIL while they cross the pipe. The frame: ``_HEAD`` (the pickle's
+    size, the buffers' count), each buffer's size, the pickle, the buffers."""
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    views = [b.raw() for b in buffers]
+    sizes = struct.pack(f"<{len(views)}Q", *(v.nbytes for v in views))
+    return [memoryview(_HEAD.pack(len(data), len(views))), memoryview(sizes), memoryview(data), *views]
+
+
+def _written(parts: list[memoryview], n: int) -> list[memoryview]:
+    """What is left of ``parts`` once ``n`` bytes of them were written."""
+    while n and parts:
+        if n >= parts[0].nbytes:
+            n -= parts[0].nbytes
+            parts = parts[1:]
+        else:
+            parts = [parts[0][n:], *parts[1:]]
+            n = 0
+    return [p for p in parts if p.nbytes]
+
+
+def _widen(fd: int) -> None:
+    """A larger pipe buffer (Linux, up to ``/proc/sys/fs/pipe-max-size``): fewer system calls per batch."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):  # not Linux, or above the system's bound: the default buffer
+        pass
+
+
 def _write(stream: IO[bytes], obj: object) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_FRAME.pack(len(data)))
-    stream.write(data)
-    stream.flush()
+    """The child's side (blocking)."""
+    fd = stream.fileno()
+    parts = _frame(obj)
+    while parts:
+        parts = _written(parts, os.writev(fd, parts[:_IOV_MAX]))
+
+
+def _fill(stream: IO[bytes], view: memoryview) -> None:
+    while view.nbytes:
+        n = stream.readinto(view)  # type: ignore[attr-defined]
+        if not n:
+            raise EOFError("the consumer closed its pipe")
+        view = view[n:]
 
 
 def _read(stream: IO[bytes]) -> Any:
-    head = stream.read(_FRAME.size)
-    if len(head) < _FRAME.size:
-        raise EOFError("the decode process closed its pipe")
-    (size,) = _FRAME.unpack(head)
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError("the decode process closed its pipe mid-reply")
-    return pickle.loads(data)  # noqa: S301 - our own child's reply, over a private pipe
+    """The child's side (blocking); EOFError when the consumer closed the pipe."""
+    return _read_frame(lambda view: _fill(stream, view))
+
+
+def _read_frame(fill: Callable[[memoryview], None]) -> Any:
+    """One frame (``_frame``), each part read by ``fill`` straight into the memory it ends up in."""
+    head = bytearray(_HEAD.size)
+    fill(memoryview(head))
+    size, count = _HEAD.unpack(head)
+    sizes = bytearray(8 * count)
+    fill(memoryview(sizes))
+    data = bytearray(size)
+    fill(memoryview(data))
+    buffers = [bytearray(n) for n in struct.unpack(f"<{count}Q", sizes)]
+    for buffer in buffers:
+        fill(memoryview(buffer))
+    return pickle.loads(data, buffers=buffers)  # noqa: S301 - our own process's frame, over a private pipe
 
 
 def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
@@ -118,7 +174,8 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
             raws, window_len, channels, max_bytes = _read(requests)
         except EOFError:
             return
-        try:
+        try:  # the records came out of band, as bytearrays
+            raws = [None if raw is None else bytes(raw) for raw in raws]
             reply: object = ("ok", decode_packed(raws, window_len, channels, max_bytes))
         except Exception as exc:  # noqa: BLE001 - decode_batch never raises; anything else goes back as text
             reply = ("error", f"{type(exc).__name__}: {exc}")
@@ -136,8 +193,9 @@ class DecodeProcess:
         except OSError as exc:  # no process or pipe to be had (limits, memory): the consumer decodes itself
             raise RuntimeError(f"the decode process could not be spawned: {exc}") from exc
         assert self._proc.stdin is not None and self._proc.stdout is not None
-        os.set_blocking(self._proc.stdin.fileno(), False)  # requests go through _send, replies through _reply
-        os.set_blocking(self._proc.stdout.fileno(), False)
+        for fd in (self._proc.stdin.fileno(), self._proc.stdout.fileno()):
+            os.set_blocking(fd, False)  # requests go through _send, replies through _reply
+            _widen(fd)
         try:
             kind, pid = self._reply(START_TIMEOUT_S)
             if kind != "ready":
@@ -152,43 +210,41 @@ class DecodeProcess:
         return self._proc is not None
 
     def _reply(self, timeout_s: float) -> Any:
-        """One whole reply within ``timeout_s`` (a child stopped mid-reply cannot hold the consumer either)."""
+        """One whole reply within ``timeout_s`` (a child stopped mid-reply cannot hold the consumer either). Its
+        buffers are read straight into their own memory, without the GIL (``os.readv``)."""
         assert self._proc is not None and self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
         deadline = time.monotonic() + timeout_s
-        buf = bytearray()
-        need = _FRAME.size
-        while len(buf) < need:
+        return _read_frame(lambda view: self._fill(fd, view, deadline, timeout_s))
+
+    @staticmethod
+    def _fill(fd: int, view: memoryview, deadline: float, timeout_s: float) -> None:
+        while view.nbytes:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
                 raise TimeoutError(f"no whole reply in {timeout_s:g} s")
             try:
-                chunk = os.read(fd, max(need - len(buf), 1 << 16))
+                n = os.readv(fd, [view])
             except BlockingIOError:
                 continue
-            if not chunk:
+            if not n:
                 raise EOFError("the decode process closed its pipe")
-            buf += chunk
-            if need == _FRAME.size and len(buf) >= _FRAME.size:
-                need += _FRAME.unpack_from(buf)[0]
-        if len(buf) > need:
-            raise EOFError("the decode process sent more than one reply")
-        return pickle.loads(memoryview(buf)[_FRAME.size:])  # noqa: S301 - our own child's reply, private pipe
+            view = view[n:]
 
     def _send(self, obj: object, timeout_s: float) -> None:
         """One request, written without blocking past ``timeout_s``: a batch is larger than the pipe's buffer,
-        and a stuck child would otherwise hold the consumer in the write."""
+        and a stuck child would otherwise hold the consumer in the write. The records go from their own memory
+        to the pipe without the GIL (``os.writev``)."""
         assert self._proc is not None and self._proc.stdin is not None
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        view = memoryview(_FRAME.pack(len(data)) + data)
+        parts = _frame(obj)
         fd = self._proc.stdin.fileno()
         deadline = time.monotonic() + timeout_s
-        while view:
+        while parts:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
                 raise TimeoutError(f"the request was not taken in {timeout_s:g} s")
             try:
-                view = view[os.write(fd, view):]
+                parts = _written(parts, os.writev(fd, parts[:_IOV_MAX]))
             except BlockingIOError:
                 continue
 
@@ -196,7 +252,8 @@ class DecodeProcess:
                channels: tuple[str, ...] | None = None, max_bytes: int = 1_000_000) -> list[SensorWindow | DecodeFailure]:
         if self._proc is not None:
             try:
-                self._send((list(raws), window_len, channels, max_bytes), REPLY_TIMEOUT_S)
+                self._send(([None if raw is None else pickle.PickleBuffer(raw) for raw in raws], window_len, channels,
+                            max_bytes), REPLY_TIMEOUT_S)
                 kind, body = self._reply(REPLY_TIMEOUT_S)
                 if kind != "ok":
                     raise RuntimeError(body)

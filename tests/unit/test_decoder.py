@@ -3,17 +3,19 @@ child that dies leaves the consumer decoding in its own thread."""
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
 import signal
 import sys
 import time
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from monitor.consumer import decoder as decoder_module
-from monitor.consumer.decoder import DecodeProcess, decode_packed, unpack
+from monitor.consumer.decoder import DecodeProcess, _frame, _read, _written, decode_packed, unpack
 from monitor.core.contract import DecodeFailure, SensorWindow, decode_batch
 from tests.unit.test_contract_fuzz import FUZZ, MAX_BYTES, dump, mutated, same, valid_docs
 
@@ -108,21 +110,61 @@ def test_the_child_dies_with_a_consumer_that_is_killed() -> None:
     raise AssertionError(f"decoder child {child} outlived its killed consumer")
 
 
-def test_a_child_that_stops_answering_is_given_up_after_the_reply_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_child_that_stops_answering_is_given_up_after_the_reply_timeout(monkeypatch: pytest.MonkeyPatch,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
     """A stuck child (stopped here with SIGSTOP) must not stall the consumer, neither in the write of a batch
     larger than the pipe's buffer nor in waiting for the reply: past REPLY_TIMEOUT_S the batch is decoded in the
     loop thread, the child is stopped, and the consumer goes on without it."""
     monkeypatch.setattr(decoder_module, "REPLY_TIMEOUT_S", 0.5)
-    decoder = DecodeProcess()
-    try:
-        os.kill(decoder.pid, signal.SIGSTOP)
-        raws: list[bytes | None] = [_window(f"s{i}", 4) for i in range(2000)]  # far more than a pipe's buffer
-        started = time.monotonic()
-        _agree(decoder.decode(raws, window_len=4, channels=("a", "b"), max_bytes=MAX_BYTES),
-               decode_batch(raws, window_len=4, channels=("a", "b"), max_bytes=MAX_BYTES))
-        assert not decoder.alive and time.monotonic() - started < 10
-    finally:
-        decoder.close()
+    for request, stuck in ((8000, "the request was not taken"), (10, "no whole reply")):
+        decoder = DecodeProcess()
+        try:
+            os.kill(decoder.pid, signal.SIGSTOP)
+            raws: list[bytes | None] = [_window(f"s{i}", 4) for i in range(request)]
+            assert (sum(len(r) for r in raws if r) > decoder_module.PIPE_BYTES) == (request == 8000)  # the write waits
+            started = time.monotonic()
+            with caplog.at_level("ERROR", logger="monitor.consumer.decoder"):
+                _agree(decoder.decode(raws, window_len=4, channels=("a", "b"), max_bytes=MAX_BYTES),
+                       decode_batch(raws, window_len=4, channels=("a", "b"), max_bytes=MAX_BYTES))
+            assert not decoder.alive and time.monotonic() - started < 10
+            assert stuck in caplog.text
+            caplog.clear()
+        finally:
+            decoder.close()
+
+
+@FUZZ
+@given(parts=st.lists(st.binary(max_size=40), max_size=8), data=st.data())
+def test_what_is_left_of_a_partial_write_is_the_rest_of_the_frame(parts: list[bytes], data: st.DataObject) -> None:
+    whole = b"".join(parts)
+    n = data.draw(st.integers(0, len(whole)), label="written")
+    left = _written([memoryview(p) for p in parts], n)
+    assert b"".join(bytes(v) for v in left) == whole[n:]
+    assert all(v.nbytes for v in left)  # no empty part is handed to writev again
+
+
+@FUZZ
+@given(raws=st.lists(st.binary(max_size=3000) | st.none(), max_size=20))
+@example(raws=[b"x" * 3000] * 5 + [None, b""])
+def test_a_request_frame_carries_the_records_out_of_band_and_reads_back_whole(raws: list[bytes | None]) -> None:
+    """The records travel beside the pickle, not in it (no copy of a batch under the GIL), and come back as
+    they were."""
+    request = ([None if r is None else pickle.PickleBuffer(r) for r in raws], 4, ("a", "b"), MAX_BYTES)
+    parts = _frame(request)
+    assert parts[2].nbytes < 200 + 16 * len(raws)  # the pickle: the records' places only
+    back, window_len, channels, max_bytes = _read(io.BufferedReader(io.BytesIO(b"".join(bytes(p) for p in parts))))
+    assert [None if r is None else bytes(r) for r in back] == raws
+    assert (window_len, channels, max_bytes) == (4, ("a", "b"), MAX_BYTES)
+
+
+def test_a_reply_frame_carries_the_values_out_of_band() -> None:
+    raws: list[bytes | None] = [_window(f"s{i}", 4) for i in range(300)] + [b"{", None]
+    packed = decode_packed(raws, 4, ("a", "b"), MAX_BYTES)
+    parts = _frame(("ok", packed))
+    assert packed[1] is not None and sum(p.nbytes for p in parts[3:]) == packed[1].nbytes  # the block, beside
+    kind, back = _read(io.BufferedReader(io.BytesIO(b"".join(bytes(p) for p in parts))))
+    assert kind == "ok"
+    _agree(unpack(back), decode_batch(raws, window_len=4, channels=("a", "b"), max_bytes=MAX_BYTES))
 
 
 def test_a_child_that_cannot_be_spawned_is_a_runtime_error_the_consumer_survives(
