@@ -15,6 +15,9 @@ its liveness endpoint polled; a producer sending for ``--duration-s`` seconds. T
   consumer's per-sensor order): a re-sent window is skipped, a late one is a dead letter ``out_of_order``;
 - no non-finite number anywhere in the database.
 
+``--decode-process true`` decodes every batch in the consumer's child process (``run.decode_process``), so the
+poison crosses its pipes, and also asserts that the child started and never gave up on a batch.
+
 Last line: ``fuzz: records=<n> bad=<n> dead_letters=<n> crashes=0 stalls=0 nonfinite=0``; exit 1 on any violation.
 """
 
@@ -172,7 +175,7 @@ def _finite(value: object) -> bool:
 
 
 def fuzz_one(kind: str, bundle: ModelBundle, model_path: Path, work: Path, *, bootstrap: str, pg_url: str,
-             duration_s: float, rate_per_s: float, seed: int) -> Outcome:
+             duration_s: float, rate_per_s: float, seed: int, decode_process: bool | None = None) -> Outcome:
     out = Outcome(kind)
     tag = f"fuzz-{kind}-{uuid.uuid4().hex[:6]}"
     cfg = KafkaSettings(bootstrap_servers=bootstrap, topic=f"{tag}.windows", dlq_topic=f"{tag}.dlq",
@@ -180,6 +183,9 @@ def fuzz_one(kind: str, bundle: ModelBundle, model_path: Path, work: Path, *, bo
     ensure_topics(cfg, [cfg.topic, cfg.dlq_topic], partitions=3)
     url, db, schema = open_database(kind, work, pg_url)
     case = FuzzCase(tag, cfg, url, db, metrics_port=kit.free_port())
+    if decode_process is not None:  # at every batch (true), or never: the default uses it only while behind
+        flag = "true" if decode_process else "false"
+        case.extra_env.update({"MONITOR_RUN__DECODE_PROCESS": flag, "MONITOR_RUN__OVERLAP": flag})
     consumer = kit.Consumer(case, model_path, work, "consumer", max_poll_records=200)
     probe = kit.HealthProbe(case.metrics_port)
     try:
@@ -212,6 +218,12 @@ def fuzz_one(kind: str, bundle: ModelBundle, model_path: Path, work: Path, *, bo
                                 f"client replacements={len(replacements)} {replacements[:2]} "
                                 f"batches not durable={len(not_durable)} {not_durable[:2]} caught up={caught_up}")
         out.facts.update(health_samples=probe.samples, log=str(consumer.log_path))
+        if decode_process:  # every batch crossed the child's pipes, and the child never gave up on one
+            started = [line for _, line in consumer.lines if "decode process started" in line]
+            failed = [line for _, line in consumer.lines if "decode process failed" in line]
+            out.facts["decode_process"] = "started" if started else "not started"
+            if not started or failed:
+                out.failures.append(f"decode process: {'not started' if not started else failed[0]}")
     finally:
         probe.stop.set()
         if consumer.proc.poll() is None:
@@ -310,8 +322,9 @@ def _cleanup(cfg: KafkaSettings, pg_url: str, schema: str | None) -> None:
 
 
 def run(databases: list[str], *, duration_s: float, rate_per_s: float, seed: int, bootstrap: str, pg_url: str,
-        model: Path | None, workdir: Path | None) -> list[Outcome]:
-    """Every database in turn; the outcomes (also printed)."""
+        model: Path | None, workdir: Path | None, decode_process: bool | None = None) -> list[Outcome]:
+    """Every database in turn; the outcomes (also printed). ``decode_process``: the consumer's
+    ``run.decode_process`` and ``run.overlap`` (None: the product's default, ``auto``)."""
     work = workdir or Path(tempfile.mkdtemp(prefix="monitor-fuzz-"))
     work.mkdir(parents=True, exist_ok=True)
     if model is None:
@@ -322,7 +335,7 @@ def run(databases: list[str], *, duration_s: float, rate_per_s: float, seed: int
     outcomes = []
     for i, kind in enumerate(databases):
         outcome = fuzz_one(kind, bundle, model, work, bootstrap=bootstrap, pg_url=pg_url,
-                           duration_s=duration_s, rate_per_s=rate_per_s, seed=seed + i)
+                           duration_s=duration_s, rate_per_s=rate_per_s, seed=seed + i, decode_process=decode_process)
         status = "passed" if not outcome.failures else "FAILED"
         say(f"{kind}: {status}: records={outcome.records} bad={outcome.bad} dead_letters={outcome.dead_letters} "
             f"crashes={outcome.crashes} stalls={outcome.stalls} nonfinite={outcome.nonfinite} {outcome.facts}")
@@ -349,14 +362,20 @@ def main(
         "MONITOR_TEST_PG_URL", DEFAULT_PG_URL),
     model: Annotated[Path | None, typer.Option(help="Model artifact (window 16 or any); default: train one.")] = None,
     workdir: Annotated[Path | None, typer.Option(help="Keep logs and SQLite files here.")] = None,
+    decode_process: Annotated[str, typer.Option(
+        help="The consumer's run.decode_process and run.overlap: auto (the default: a child only while behind, "
+        "which a fuzzed consumer rarely is), true (every batch through the child's pipes) or false.")] = "auto",
 ) -> None:
     """Fuzz the live consumer on the real broker and databases; print one summary line."""
     kinds = [k.strip() for k in db.split(",") if k.strip()]
     unknown = set(kinds) - {"sqlite", "postgresql"}
     if unknown or not kinds:
         raise typer.BadParameter(f"--db: sqlite and/or postgresql, not {sorted(unknown) or db!r}")
+    if decode_process not in ("auto", "true", "false"):
+        raise typer.BadParameter(f"--decode-process: auto, true or false, not {decode_process!r}")
     outcomes = run(kinds, duration_s=duration_s, rate_per_s=rate, seed=seed, bootstrap=bootstrap, pg_url=pg_url,
-                   model=model, workdir=workdir)
+                   model=model, workdir=workdir,
+                   decode_process=None if decode_process == "auto" else decode_process == "true")
     print(summary_line(outcomes), flush=True)
     if any(o.failures for o in outcomes):
         raise typer.Exit(1)

@@ -36,3 +36,17 @@ def test_fuzz_short_form_on_both_databases(kafka_bootstrap: str, pg_url: str, ap
         assert o.facts["health_samples"] >= 5, "the consumer's /healthz was not watched"
     line = summary_line(outcomes)
     assert re.fullmatch(r"fuzz: records=\d+ bad=\d+ dead_letters=\d+ crashes=0 stalls=0 nonfinite=0", line), line
+
+
+def test_fuzz_short_form_through_the_decode_process(kafka_bootstrap: str, pg_url: str, api_model_path: Path,
+                                                    tmp_path: Path) -> None:
+    """The same stream with every batch decoded in the child process (run.decode_process true): the poison corpus
+    and the mutations cross its pipes, and the outcome is the same as decoding in the consumer's thread. The
+    default uses the child only while the consumer is behind, which the test above's consumer never is."""
+    [o] = run(["sqlite"], duration_s=12, rate_per_s=60, seed=17, bootstrap=kafka_bootstrap, pg_url=pg_url,
+              model=api_model_path, workdir=tmp_path, decode_process=True)
+    assert o.failures == [], (o.failures, o.facts.get("log"))
+    assert o.facts["decode_process"] == "started"
+    assert o.records >= 300 and o.bad >= 50 and o.dead_letters == o.bad, (o.records, o.bad, o.dead_letters)
+    assert (o.crashes, o.stalls, o.nonfinite) == (0, 0, 0)
+    assert set(o.facts["reasons"]) == {*contract.REASONS, contract.OUT_OF_ORDER}, o.facts["reasons"]
