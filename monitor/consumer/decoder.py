@@ -34,9 +34,9 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -130,29 +130,46 @@ def _widen(fd: int) -> None:
         pass
 
 
-def _write(stream: IO[bytes], obj: object) -> None:
-    """The child's side (blocking)."""
-    fd = stream.fileno()
+def _wait(fd: int, writing: bool, deadline: float | None, timeout_s: float) -> None:
+    """Until ``fd`` is ready (no ``deadline``: a blocking pipe, the child's side); TimeoutError past it."""
+    if deadline is None:
+        return
+    remaining = deadline - time.monotonic()
+    ready = remaining > 0 and any(select.select([], [fd], [], remaining)[1] if writing else
+                                  select.select([fd], [], [], remaining)[0])
+    if not ready:
+        raise TimeoutError(f"{'the request was not taken' if writing else 'no whole reply'} in {timeout_s:g} s")
+
+
+def _write_frame(fd: int, obj: object, deadline: float | None = None, timeout_s: float = 0.0) -> None:
+    """``obj`` as one frame (``_frame``), the buffers written from their own memory without the GIL
+    (``os.writev``); past ``deadline`` (the consumer's non-blocking side) TimeoutError: a batch is larger than
+    the pipe's buffer, and a stuck child would otherwise hold the consumer in the write."""
     parts = _frame(obj)
     while parts:
-        parts = _written(parts, os.writev(fd, parts[:_IOV_MAX]))
+        _wait(fd, True, deadline, timeout_s)
+        try:
+            parts = _written(parts, os.writev(fd, parts[:_IOV_MAX]))
+        except BlockingIOError:
+            continue
 
 
-def _fill(stream: IO[bytes], view: memoryview) -> None:
-    while view.nbytes:
-        n = stream.readinto(view)  # type: ignore[attr-defined]
-        if not n:
-            raise EOFError("the consumer closed its pipe")
-        view = view[n:]
+def _read_frame(fd: int, deadline: float | None = None, timeout_s: float = 0.0) -> Any:
+    """One whole frame (``_frame``), each part read straight into the memory it ends up in, without the GIL
+    (``os.readv``); EOFError when the other end closed the pipe, TimeoutError past ``deadline`` (a child stopped
+    mid-reply cannot hold the consumer either)."""
 
+    def fill(view: memoryview) -> None:
+        while view.nbytes:
+            _wait(fd, False, deadline, timeout_s)
+            try:
+                n = os.readv(fd, [view])
+            except BlockingIOError:
+                continue
+            if not n:
+                raise EOFError("the other end closed the pipe")
+            view = view[n:]
 
-def _read(stream: IO[bytes]) -> Any:
-    """The child's side (blocking); EOFError when the consumer closed the pipe."""
-    return _read_frame(lambda view: _fill(stream, view))
-
-
-def _read_frame(fill: Callable[[memoryview], None]) -> Any:
-    """One frame (``_frame``), each part read by ``fill`` straight into the memory it ends up in."""
     head = bytearray(_HEAD.size)
     fill(memoryview(head))
     size, count = _HEAD.unpack(head)
@@ -166,12 +183,12 @@ def _read_frame(fill: Callable[[memoryview], None]) -> Any:
     return pickle.loads(data, buffers=buffers)  # noqa: S301 - our own process's frame, over a private pipe
 
 
-def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
-    """The child's loop: one reply per request until the requests' pipe closes."""
-    _write(replies, ("ready", os.getpid()))
+def serve(requests: int, replies: int) -> None:
+    """The child's loop over its pipes' file descriptors: one reply per request until the requests' pipe closes."""
+    _write_frame(replies, ("ready", os.getpid()))
     while True:
         try:
-            raws, window_len, channels, max_bytes = _read(requests)
+            raws, window_len, channels, max_bytes = _read_frame(requests)
         except EOFError:
             return
         try:  # the records came out of band, as bytearrays
@@ -179,7 +196,7 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
             reply: object = ("ok", decode_packed(raws, window_len, channels, max_bytes))
         except Exception as exc:  # noqa: BLE001 - decode_batch never raises; anything else goes back as text
             reply = ("error", f"{type(exc).__name__}: {exc}")
-        _write(replies, reply)
+        _write_frame(replies, reply)
 
 
 class DecodeProcess:
@@ -210,43 +227,12 @@ class DecodeProcess:
         return self._proc is not None
 
     def _reply(self, timeout_s: float) -> Any:
-        """One whole reply within ``timeout_s`` (a child stopped mid-reply cannot hold the consumer either). Its
-        buffers are read straight into their own memory, without the GIL (``os.readv``)."""
         assert self._proc is not None and self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        deadline = time.monotonic() + timeout_s
-        return _read_frame(lambda view: self._fill(fd, view, deadline, timeout_s))
-
-    @staticmethod
-    def _fill(fd: int, view: memoryview, deadline: float, timeout_s: float) -> None:
-        while view.nbytes:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-                raise TimeoutError(f"no whole reply in {timeout_s:g} s")
-            try:
-                n = os.readv(fd, [view])
-            except BlockingIOError:
-                continue
-            if not n:
-                raise EOFError("the decode process closed its pipe")
-            view = view[n:]
+        return _read_frame(self._proc.stdout.fileno(), time.monotonic() + timeout_s, timeout_s)
 
     def _send(self, obj: object, timeout_s: float) -> None:
-        """One request, written without blocking past ``timeout_s``: a batch is larger than the pipe's buffer,
-        and a stuck child would otherwise hold the consumer in the write. The records go from their own memory
-        to the pipe without the GIL (``os.writev``)."""
         assert self._proc is not None and self._proc.stdin is not None
-        parts = _frame(obj)
-        fd = self._proc.stdin.fileno()
-        deadline = time.monotonic() + timeout_s
-        while parts:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
-                raise TimeoutError(f"the request was not taken in {timeout_s:g} s")
-            try:
-                parts = _written(parts, os.writev(fd, parts[:_IOV_MAX]))
-            except BlockingIOError:
-                continue
+        _write_frame(self._proc.stdin.fileno(), obj, time.monotonic() + timeout_s, timeout_s)
 
     def decode(self, raws: Sequence[bytes | None], *, window_len: int | None = None,
                channels: tuple[str, ...] | None = None, max_bytes: int = 1_000_000) -> list[SensorWindow | DecodeFailure]:
@@ -286,9 +272,8 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     gc.disable()  # a batch's lists hold no reference cycles (as in the loop thread's decode)
-    requests, replies = os.fdopen(0, "rb"), os.fdopen(1, "wb")
-    sys.stdout = sys.stderr  # nothing else may write to the replies' pipe
-    serve(requests, replies)
+    sys.stdout = sys.stderr  # nothing else may write to the replies' pipe (file descriptor 1)
+    serve(0, 1)
 
 
 if __name__ == "__main__":

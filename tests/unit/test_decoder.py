@@ -3,19 +3,20 @@ child that dies leaves the consumer decoding in its own thread."""
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import signal
 import sys
+import threading
 import time
+from typing import Any
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from monitor.consumer import decoder as decoder_module
-from monitor.consumer.decoder import DecodeProcess, _frame, _read, _written, decode_packed, unpack
+from monitor.consumer.decoder import DecodeProcess, _frame, _read_frame, _write_frame, _written, decode_packed, unpack
 from monitor.core.contract import DecodeFailure, SensorWindow, decode_batch
 from tests.unit.test_contract_fuzz import FUZZ, MAX_BYTES, dump, mutated, same, valid_docs
 
@@ -143,6 +144,21 @@ def test_what_is_left_of_a_partial_write_is_the_rest_of_the_frame(parts: list[by
     assert all(v.nbytes for v in left)  # no empty part is handed to writev again
 
 
+def _through_a_pipe(obj: object) -> Any:
+    """``obj`` written as one frame into a real pipe (the child's blocking side, on a thread: a frame may be larger
+    than the pipe's buffer) and read back by the consumer's side, under its deadline."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    writer = threading.Thread(target=_write_frame, args=(write_fd, obj))
+    writer.start()
+    try:
+        return _read_frame(read_fd, time.monotonic() + 10, 10)
+    finally:
+        writer.join(timeout=10)
+        os.close(read_fd)
+        os.close(write_fd)
+
+
 @FUZZ
 @given(raws=st.lists(st.binary(max_size=3000) | st.none(), max_size=20))
 @example(raws=[b"x" * 3000] * 5 + [None, b""])
@@ -152,7 +168,7 @@ def test_a_request_frame_carries_the_records_out_of_band_and_reads_back_whole(ra
     request = ([None if r is None else pickle.PickleBuffer(r) for r in raws], 4, ("a", "b"), MAX_BYTES)
     parts = _frame(request)
     assert parts[2].nbytes < 200 + 16 * len(raws)  # the pickle: the records' places only
-    back, window_len, channels, max_bytes = _read(io.BufferedReader(io.BytesIO(b"".join(bytes(p) for p in parts))))
+    back, window_len, channels, max_bytes = _through_a_pipe(request)
     assert [None if r is None else bytes(r) for r in back] == raws
     assert (window_len, channels, max_bytes) == (4, ("a", "b"), MAX_BYTES)
 
@@ -162,7 +178,7 @@ def test_a_reply_frame_carries_the_values_out_of_band() -> None:
     packed = decode_packed(raws, 4, ("a", "b"), MAX_BYTES)
     parts = _frame(("ok", packed))
     assert packed[1] is not None and sum(p.nbytes for p in parts[3:]) == packed[1].nbytes  # the block, beside
-    kind, back = _read(io.BufferedReader(io.BytesIO(b"".join(bytes(p) for p in parts))))
+    kind, back = _through_a_pipe(("ok", packed))
     assert kind == "ok"
     _agree(unpack(back), decode_batch(raws, window_len=4, channels=("a", "b"), max_bytes=MAX_BYTES))
 
