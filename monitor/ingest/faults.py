@@ -9,7 +9,8 @@ Off unless ``run.fault`` is set (``MONITOR_RUN__FAULT``). The spec is one or mor
   durable in the database, Kafka offsets not committed), ``after_kafka_commit``, or ``any``;
 * ``probability``: chance per batch and point (0..1);
 * ``action``: ``kill`` (SIGKILL this process, the default), ``term`` (SIGTERM this process, which asks for a
-  clean shutdown and carries on with the batch) or ``stop`` (SIGSTOP this process: a zombie, until the suite
+  clean shutdown and carries on with the batch) or ``stop`` (SIGSTOP, taken by the thread at the point before it
+  goes a step further, and by the rest of the process with it: a zombie, until the suite
   sends SIGCONT; fires once per process, so the resumed zombie carries on with the batch it held);
 * ``seed``: seeds the draws (default: the process id);
 * ``break_fence``: the suite's self-test only. The batch commit takes the offsets and sensor revisions stored at
@@ -25,6 +26,7 @@ import logging
 import os
 import random
 import signal
+import threading
 
 from monitor.errors import ConfigError
 
@@ -81,4 +83,11 @@ class FaultInjector:
         log.warning("FAULT %s at %s", action, point)
         for handler in logging.getLogger().handlers:
             handler.flush()
-        os.kill(os.getpid(), ACTIONS[action])
+        if action == "stop":
+            # Directed at this thread: it takes the stop itself on leaving the call, and the rest of the process
+            # with it. Sent to the process (os.kill), the stop is taken by the main thread, and this one runs on
+            # until that has happened: into the transaction the point is before (a SQLite zombie holding the
+            # write lock, its heir locked out for as long as it stays paused).
+            signal.pthread_kill(threading.get_ident(), ACTIONS[action])
+        else:
+            os.kill(os.getpid(), ACTIONS[action])

@@ -224,6 +224,10 @@ class Consumer:
         self.label = label
         self.lines: list[tuple[float, str]] = []
         self.log_path = log_dir / f"{case.name}-{label}.log"
+        again = 1
+        while self.log_path.exists():  # a scenario run again (the self-test) keeps the first run's logs
+            again += 1
+            self.log_path = log_dir / f"{case.name}-{label}-{again}.log"
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**case.env(model_path, max_poll_records, fault), **(env or {})},
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)

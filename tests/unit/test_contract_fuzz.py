@@ -66,11 +66,11 @@ def same(a: object, b: object) -> bool:
 def without_fast_path(read: Callable[[], list[Any]]) -> list[Any]:
     """``read()`` with the simdjson fast path of plain windows switched off: every record read by orjson."""
     fast = contract._plain_window
-    contract._plain_window = lambda raw: None  # type: ignore[assignment]
+    contract._plain_window = lambda raw: None
     try:
         return read()
     finally:
-        contract._plain_window = fast  # type: ignore[assignment]
+        contract._plain_window = fast
 
 
 def check_all(raws: list[bytes | None], *, window_len: int | None, channels: tuple[str, ...] | None,

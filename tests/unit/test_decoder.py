@@ -53,7 +53,7 @@ def _window(sid: str, rows: int) -> bytes:
 
 
 def test_the_child_decodes_as_the_thread_does_and_a_dead_child_leaves_the_thread_decoding() -> None:
-    raws: list[bytes | None] = [_window(f"s{i}", 4) for i in range(50)] + [b"{", None, _window("short", 3)]
+    raws: list[bytes | None] = [*(_window(f"s{i}", 4) for i in range(50)), b"{", None, _window("short", 3)]
     decoder = DecodeProcess()
     try:
         _agree(decoder.decode(raws, window_len=4, channels=("a", "b"), max_bytes=MAX_BYTES),
@@ -174,7 +174,7 @@ def test_a_request_frame_carries_the_records_out_of_band_and_reads_back_whole(ra
 
 
 def test_a_reply_frame_carries_the_values_out_of_band() -> None:
-    raws: list[bytes | None] = [_window(f"s{i}", 4) for i in range(300)] + [b"{", None]
+    raws: list[bytes | None] = [*(_window(f"s{i}", 4) for i in range(300)), b"{", None]
     packed = decode_packed(raws, 4, ("a", "b"), MAX_BYTES)
     parts = _frame(("ok", packed))
     assert packed[1] is not None and sum(p.nbytes for p in parts[3:]) == packed[1].nbytes  # the block, beside
