@@ -135,8 +135,10 @@ def _wait(fd: int, writing: bool, deadline: float | None, timeout_s: float) -> N
     if deadline is None:
         return
     remaining = deadline - time.monotonic()
-    ready = remaining > 0 and any(select.select([], [fd], [], remaining)[1] if writing else
-                                  select.select([fd], [], [], remaining)[0])
+    # the lists of ready descriptors, tested for being non-empty (not ``any``: a pipe may be descriptor 0 in a
+    # consumer started with its standard input closed)
+    ready = remaining > 0 and bool(select.select([], [fd], [], remaining)[1] if writing else
+                                   select.select([fd], [], [], remaining)[0])
     if not ready:
         raise TimeoutError(f"{'the request was not taken' if writing else 'no whole reply'} in {timeout_s:g} s")
 

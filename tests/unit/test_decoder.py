@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -157,6 +159,24 @@ def _through_a_pipe(obj: object) -> Any:
         writer.join(timeout=10)
         os.close(read_fd)
         os.close(write_fd)
+
+
+_READ_FROM_STDIN = """
+import os, sys, time
+from monitor.consumer.decoder import _read_frame
+os.set_blocking(0, False)
+print(_read_frame(0, time.monotonic() + 20, 20))
+"""
+
+
+def test_the_consumers_side_reads_a_pipe_that_is_file_descriptor_0() -> None:
+    """A consumer started with its standard input closed gets 0 for one of its pipes: ready means a non-empty
+    list of descriptors, not a true one (descriptor 0 read as "not ready": a timeout at once, every batch)."""
+    frame = b"".join(bytes(p) for p in _frame(("ok", [1, 2, 3])))
+    proc = subprocess.run([sys.executable, "-c", _READ_FROM_STDIN], input=frame, capture_output=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert proc.stdout.decode().strip() == "('ok', [1, 2, 3])"
 
 
 @FUZZ
