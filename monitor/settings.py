@@ -164,15 +164,19 @@ class ModelSettings(BaseModel):
         "0 = none. Stored in the artifact.",
     )
     drift_span: int = Field(20, ge=2, description="Rows of the moving average that tells drifting channels apart.")
-    centre_drifting: bool = Field(
-        False,
+    centre_drifting: Literal["auto"] | bool = Field(
+        "auto",
         description="Drifting channels enter the model without their window mean: judged by their short-term shape, "
         "their relation to the others, their jumps between windows (the change of the window mean since the "
         "sensor's previous window) and by how far their level lies beyond every level the history showed (the range "
         "term: k SDs of those levels beyond adds level_weight x k^2), never by their distance from a centre: no "
-        "offset to learn, no alert held open by a slow variable wandering among levels it held. Off by default: a "
-        "lasting shift of such a channel that stays within, or near, the levels its history held is then seen at "
-        "its onset only (docs/quality.md, rounds 8 and 23). Stored in the artifact.")
+        "offset to learn, no alert held open by a slow variable wandering among levels it held. false: their level "
+        "is judged against a centre that follows each sensor outside alerts (threshold.drift_rate). auto (default): "
+        "true for a model trained on one sensor's history (`monitor train` on a CSV, backtest, retraining from a "
+        "file), false for one trained on several sensors' windows (retraining from the topic), whose levels span "
+        "every sensor's, so that a sensor's shift to a level another sensor holds would be seen at its onset only. "
+        "Set false when one CSV concatenates several sensors' histories (docs/quality.md, rounds 23 and 26). The "
+        "choice is stored in the artifact.")
     mute_events: bool = Field(
         True,
         description="On/off event channels (event_share: not judged) are not fed to the model either (0, their "

@@ -83,6 +83,9 @@ def main(
         "MONITOR_KAFKA__DLQ_TOPIC": f"demo-{run_id}.windows.dlq",
         "MONITOR_KAFKA__GROUP_ID": f"demo-{run_id}",
         "MONITOR_MODEL__PATH": str(workdir / "model.pt"),
+        # history.csv is 16 sensors' histories end to end: a fleet's, whose levels span every sensor's, so a
+        # sensor's level is judged against a centre that follows it, not the fleet's range (model.centre_drifting)
+        "MONITOR_MODEL__CENTRE_DRIFTING": "false",
     }
     kafka_cfg = base.kafka.model_copy(
         update={"topic": env["MONITOR_KAFKA__TOPIC"], "dlq_topic": env["MONITOR_KAFKA__DLQ_TOPIC"]}

@@ -9,14 +9,15 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from monitor.core.engine import Engine
 from monitor.core.feedback import adopt_state
 from monitor.core.scoring.artifact import ArtifactError, ModelBundle, ModelMeta
 from monitor.core.scoring.baseline import RANGE_SDS, level_ranges
 from monitor.core.scoring.scorer import Scorer
-from monitor.core.scoring.train import train
-from monitor.settings import AlertSettings, ModelSettings, ThresholdSettings
+from monitor.core.scoring.train import centring, train, train_on_windows
+from monitor.settings import AlertSettings, ModelSettings, Settings, ThresholdSettings
 from tests.unit.helpers import records_of
 
 PERIOD = 400  # rows: a slow variable, 25 windows of 16 rows per cycle
@@ -130,3 +131,36 @@ def test_a_swap_settles_no_centre_for_a_centred_channel(model: ModelBundle) -> N
     assert baseline is not None and baseline.settling  # the noise channel re-centres, so a swap settles
     engine.process(records[30:])
     assert not baseline.settling and baseline.offset[0] == 0.0, baseline.offset
+
+
+def test_auto_centres_one_sensors_history_and_follows_a_fleets() -> None:
+    """``model.centre_drifting`` ``auto``: the range of levels is a property of one sensor's history, so a model
+    trained on one series (or on the windows of one sensor) takes its drifting channels in centred; one trained on
+    several sensors' windows, whose levels span every sensor's, judges their level against a centre that follows
+    each sensor. An explicit true / false wins, and a warm start keeps its model's choice."""
+    cfg = ModelSettings(window_len=16, stride=16, hidden_size=8, latent_size=4, epochs=2, batch_size=32, seed=0,
+                        seasonal=False)
+    assert cfg.centre_drifting == "auto"
+    values = _rows(0, 2400, seed=1).astype(np.float32)
+    windows = values.reshape(-1, 16, 2)
+    one = train_on_windows(windows, ["slow", "noise"], cfg, groups=["a"] * len(windows))
+    fleet = train_on_windows(windows, ["slow", "noise"], cfg, groups=["a", "b"] * (len(windows) // 2))
+    assert one.meta.calibration.centre_drifting and one.meta.training["sensors"] == 1
+    assert any(one.meta.calibration.range_scale)
+    assert not fleet.meta.calibration.centre_drifting and fleet.meta.training["sensors"] == 2
+    assert not any(fleet.meta.calibration.range_scale)
+    assert train(_frame(values), cfg).meta.calibration.centre_drifting  # one series
+    assert not train(_frame(values), cfg.model_copy(update={"centre_drifting": False})).meta.calibration.centre_drifting
+    assert centring(True, 5) and not centring(False, 1) and centring("auto", 1) and not centring("auto", 2)
+    assert not centring("auto", 1, warm_start=fleet) and centring("auto", 2, warm_start=one)
+
+
+@pytest.mark.parametrize(("text", "value"), [("auto", "auto"), ("true", True), ("false", False)])
+def test_the_setting_reads_auto_or_a_boolean_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, text: str, value: object
+) -> None:
+    monkeypatch.setenv("MONITOR_MODEL__CENTRE_DRIFTING", text)
+    assert Settings().model.centre_drifting == value
+    monkeypatch.setenv("MONITOR_MODEL__CENTRE_DRIFTING", "sometimes")
+    with pytest.raises(ValidationError):
+        Settings()

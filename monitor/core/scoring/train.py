@@ -301,7 +301,22 @@ def train_on_windows(
     drift_rows = None if groups is None else _drift_rows(train_windows, list(groups)[: len(train_windows)])
     return _fit(train_windows, val_windows, train_windows.reshape(-1, arr.shape[2]), [str(c) for c in channels],
                 cfg, training, device, drift_rows=drift_rows, event_rows=arr.reshape(-1, arr.shape[2]),
-                seasonality=seasonality, scale_floor=floor, spikes=spikes, **options)
+                seasonality=seasonality, scale_floor=floor, spikes=spikes,
+                sensors=1 if groups is None else max(1, len(set(groups))), **options)
+
+
+def centring(setting: bool | str, sensors: int, warm_start: ModelBundle | None = None) -> bool:
+    """Whether the model takes its drifting channels in centred (``model.centre_drifting``), judging their level
+    by the range of levels its history showed (scorer.py ``range_values``). ``"auto"``: yes for the history of ONE
+    sensor (``train``; ``train_on_windows`` with one group or none), whose range is that sensor's own; no for a
+    fleet's (windows of several sensors), whose levels span every sensor's: a sensor's shift to a level another
+    sensor holds would stay unseen (docs/quality.md, round 26). A warm start keeps its model's choice (its weights
+    were fitted on that input)."""
+    if isinstance(setting, bool):
+        return setting
+    if warm_start is not None:
+        return bool(warm_start.meta.calibration.centre_drifting)
+    return sensors <= 1
 
 
 def _fleet_allowance(windows: np.ndarray, groups: list[str], starts: np.ndarray, ends: np.ndarray,
@@ -361,6 +376,7 @@ def _fit(
     held_windows: np.ndarray | None = None,
     scale_floor: np.ndarray | None = None,
     spikes: Allowance | None = None,
+    sensors: int = 1,
 ) -> ModelBundle:
     """The training loop: windows (n, window_len, n_channels); ``train_rows`` (n_rows, n_channels) fit the scaler.
     With ``seasonality`` the windows and rows are given without their profile, which the artifact stores.
@@ -370,7 +386,10 @@ def _fit(
     scoring ten times the threshold (docs/quality.md, round 9). Not the validation windows' rows: they overlap,
     and would count each of their rows several times. ``held_windows``: training windows the history screen left
     out (``screen_rows``), as they were; nothing is fitted on them, only the training quantile counts their scores
-    (``calibrate``)."""
+    (``calibrate``). ``sensors``: how many sensors' histories the windows come from (``centring``)."""
+    centred = centring(cfg.centre_drifting, sensors, warm_start)
+    cfg = cfg.model_copy(update={"centre_drifting": centred})
+    training = {**training, "centre_drifting": centred, "sensors": sensors}
     generator = _seed_everything(cfg.seed)
     scaler = warm_start.scaler if warm_start else RobustScaler.fit(train_rows, scale_floor)
     if warm_start is not None:
@@ -399,7 +418,7 @@ def _fit(
                 "constant_channels": [c for c, k in zip(channels, constant, strict=True) if k]}
     events = [e and not y for e, y in zip(event_channels(history, cfg.event_share), cycled, strict=True)]
     muted = list(events) if cfg.mute_events and any(events) else []
-    shape = Calibration([], 0.0, 1.0, drifting=drifting, centre_drifting=cfg.centre_drifting, muted=muted)
+    shape = Calibration([], 0.0, 1.0, drifting=drifting, centre_drifting=centred, muted=muted)
     scaled_train = scaler.transform(train_windows)  # also the jump scales' input, below
     x_train = torch.from_numpy(model_input(scaled_train, shape)).to(device)
     scaled_val = scaler.transform(val_windows)  # also the level ranges' input, below
@@ -457,7 +476,7 @@ def _fit(
     bundle = ModelBundle(module, scaler, meta)
     meta.calibration = calibrate(
         bundle, val_windows, error_floor=cfg.error_floor, level_weight=cfg.level_weight, fit_windows=train_windows,
-        drifting=drifting, centre_drifting=cfg.centre_drifting, combine=cfg.combine,
+        drifting=drifting, centre_drifting=centred, combine=cfg.combine,
         linear_weight=cfg.linear_weight, linear_variance=cfg.linear_variance, tail_balance=cfg.tail_balance,
         events=events, muted=muted, held_windows=held_windows,
         resolution=None if scale_floor is None else np.asarray(scale_floor) / scaler.scale.astype(np.float64),
@@ -472,7 +491,7 @@ def _fit(
             meta.calibration.spike_limit = limit
             meta.calibration.spike_runs = [int(v) for v in spikes.runs]
             meta.calibration.spike_bound = spikes.bound
-    if cfg.centre_drifting and cfg.level_weight > 0:  # their level is not judged: their jumps are (scorer.py),
+    if centred and cfg.level_weight > 0:  # their level is not judged: their jumps are (scorer.py),
         meta.calibration.jump_scale = jump_scales(scaled_train, drifting)  # and a level beyond their history's
         low, high, scale = level_ranges([scaled_train, scaled_val], drifting)
         if any(scale):
