@@ -83,22 +83,21 @@ def main(
         "MONITOR_KAFKA__DLQ_TOPIC": f"demo-{run_id}.windows.dlq",
         "MONITOR_KAFKA__GROUP_ID": f"demo-{run_id}",
         "MONITOR_MODEL__PATH": str(workdir / "model.pt"),
-        # history.csv is 16 sensors' histories end to end: a fleet's, whose levels span every sensor's, so a
-        # sensor's level is judged against a centre that follows it, not the fleet's range (model.centre_drifting)
-        "MONITOR_MODEL__CENTRE_DRIFTING": "false",
     }
     kafka_cfg = base.kafka.model_copy(
         update={"topic": env["MONITOR_KAFKA__TOPIC"], "dlq_topic": env["MONITOR_KAFKA__DLQ_TOPIC"]}
     )
 
     _drop_old_demo_topics(kafka_cfg.bootstrap_servers)
-    _step(f"1/5 synthetic normal history: {history_rows} rows x 8 channels -> {workdir}/history.csv")
-    history_frame(history_rows, sensors=16).to_csv(workdir / "history.csv")
+    fleet_sensors = 16
+    _step(f"1/5 synthetic normal history of {fleet_sensors} sensors: {history_rows} rows x 8 channels -> "
+          f"{workdir}/history.csv")
+    history_frame(history_rows, sensors=fleet_sensors).to_csv(workdir / "history.csv")
 
     _step("2/5 monitor train")
     subprocess.run(
         [sys.executable, "-m", "monitor", "train", str(workdir / "history.csv"), "--out", str(workdir / "model.pt"),
-         "--epochs", str(epochs)],
+         "--epochs", str(epochs), "--sensors", str(fleet_sensors)],
         check=True, env=env,
     )
 

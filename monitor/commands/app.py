@@ -57,6 +57,10 @@ def train(
     window_len: Annotated[Optional[int], typer.Option(help="Rows per window.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs at most.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    sensors: Annotated[int, typer.Option(
+        min=1, help="How many sensors' histories the CSV holds, end to end in time (one model for a fleet). With "
+        "model.centre_drifting auto, a fleet's model judges each drifting channel against a centre that follows "
+        "each sensor, not against the range of levels the history showed, which spans every sensor's.")] = 1,
 ) -> None:
     """Fit an LSTM autoencoder on normal data and write a model artifact."""
     from monitor.core.scoring.train import train as fit
@@ -72,7 +76,7 @@ def train(
         frame = read_wide_csv(csv_path, sep=sep, time_column=time_column or None, ignore=ignore or [])
         typer.echo(f"training on {len(frame)} rows x {frame.shape[1]} channels from {csv_path}", err=True)
         with Bar("train", "epoch") as bar:
-            bundle = fit(frame, cfg, source=str(csv_path), on_epoch=bar.epoch)
+            bundle = fit(frame, cfg, source=str(csv_path), sensors=sensors, on_epoch=bar.epoch)
         model_files.save(bundle, out)
     except MonitorError as exc:
         fail(exc)
@@ -83,7 +87,7 @@ def train(
     )
     drifting = [c for c, flag in zip(bundle.meta.channels, cal.drifting) if flag]
     how = ("judged by shape, jumps and the range of levels the history showed; see model.centre_drifting"
-           if cal.centre_drifting else "level followed outside alerts; see model.drift_ratio")
+           if cal.centre_drifting else "level followed outside alerts; see model.drift_ratio, model.centre_drifting")
     typer.echo(f"drifting channels ({how}): {', '.join(drifting) or 'none'}")
     stepping = bundle.meta.training.get("stepping_channels") or []
     typer.echo(f"channels that move by steps (never followed as drifting): {', '.join(stepping) or 'none'}")

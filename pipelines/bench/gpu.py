@@ -53,7 +53,7 @@ def main(
     bundles = {}
     for device in ("cpu", "cuda"):
         started = time.perf_counter()
-        bundles[device] = train(frame, cfg.model_copy(update={"device": device}))
+        bundles[device] = train(frame, cfg.model_copy(update={"device": device}), sensors=8)
         took[device] = time.perf_counter() - started
         typer.echo(f"train on {device}: {took[device]:.1f} s, val_loss {bundles[device].meta.metrics['val_loss']:.4f}")
     sample = sliding_windows(frame.to_numpy(dtype=np.float32), 64, 8)

@@ -69,7 +69,7 @@ def main(
         raise typer.BadParameter("py-spy is not installed (pip install -e '.[dev]')")
     work = Path(tempfile.mkdtemp(prefix="monitor-profile-"))
     model_cfg = ModelSettings(window_len=64, hidden_size=64, stride=8, epochs=1, batch_size=128)
-    bundle = train(history_frame(4000, n_channels=8, sensors=4), model_cfg, version="prof-1")
+    bundle = train(history_frame(4000, n_channels=8, sensors=4), model_cfg, version="prof-1", sensors=4)
     model_path = model_files.save(bundle, work / "model.pt")
     run_id = uuid.uuid4().hex[:8]
     cfg = KafkaSettings(bootstrap_servers=bootstrap, topic=f"prof-{run_id}", dlq_topic=f"prof-{run_id}.dlq",

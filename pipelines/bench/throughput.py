@@ -396,7 +396,7 @@ def _bench(windows: int, sensors: int, window_len: int, n_channels: int, hidden:
     typer.echo(f"bench: {windows} windows of {window_len} x {n_channels} from {sensors} sensors; "
                f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}; work dir {work}")
     bundle = train(history_frame(8000, n_channels=n_channels, sensors=8), model_cfg,
-                   version="bench-1")
+                   version="bench-1", sensors=8)
     model_path = model_files.save(bundle, work / "model.pt")
     load = make_workload(sensors, windows, window_len, n_channels)
     load.packed = packed

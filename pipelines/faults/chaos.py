@@ -806,7 +806,7 @@ def main(
         # trained well enough (~10 s) to find every anomaly of the synthetic fleets: the ground-truth check
         model_cfg = ModelSettings(window_len=16, hidden_size=32, latent_size=16, epochs=25, batch_size=64, seed=3,
                                   learning_rate=3e-3)
-        bundle = train(history_frame(8000, sensors=8), model_cfg, version="chaos-1")
+        bundle = train(history_frame(8000, sensors=8), model_cfg, version="chaos-1", sensors=8)
         model_path = model_files.save(bundle, work / "model.pt")
         bundle = model_files.load(model_path)
         suite = Suite(services, bundle, model_path, work / "logs", quick, random.Random(seed), break_fence)

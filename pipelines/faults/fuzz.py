@@ -329,7 +329,7 @@ def run(databases: list[str], *, duration_s: float, rate_per_s: float, seed: int
     work.mkdir(parents=True, exist_ok=True)
     if model is None:
         say("training a small model (window 16, 8 channels)")
-        bundle = train(history_frame(4000, sensors=4), FUZZ_MODEL, version="fuzz-1")
+        bundle = train(history_frame(4000, sensors=4), FUZZ_MODEL, version="fuzz-1", sensors=4)
         model = model_files.save(bundle, work / "model.pt")
     bundle = model_files.load(model)
     outcomes = []

@@ -61,7 +61,7 @@ API_MODEL = ModelSettings(window_len=16, stride=4, hidden_size=16, latent_size=8
 @pytest.fixture(scope="session")
 def api_bundle() -> ModelBundle:
     """A small model (about half a minute to train on 2 busy cores) for the API's context tests."""
-    return train(history_frame(4000, sensors=4), API_MODEL, version="api-1")
+    return train(history_frame(4000, sensors=4), API_MODEL, version="api-1", sensors=4)
 
 
 @pytest.fixture(scope="session")

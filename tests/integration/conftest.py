@@ -124,7 +124,7 @@ def history() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def e2e_bundle(history: pd.DataFrame) -> ModelBundle:
-    return train(history, E2E_MODEL, version="e2e-1")
+    return train(history, E2E_MODEL, version="e2e-1", sensors=12)
 
 
 @pytest.fixture(scope="session")

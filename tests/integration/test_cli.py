@@ -44,7 +44,7 @@ def test_train_replay_run_and_query_through_the_cli(tmp_path: Path, kafka_cfg: K
     history["label"] = 0
     history.to_csv(tmp_path / "history.csv", sep=";", index_label="datetime")
     trained = cli("-m", "monitor", "train", str(tmp_path / "history.csv"), "--out", str(tmp_path / "model.pt"),
-                  "--sep", ";", "--time-column", "datetime", "--ignore", "label", "--epochs", "25", env=env)
+                  "--sep", ";", "--time-column", "datetime", "--ignore", "label", "--epochs", "25", "--sensors", "6", env=env)
     assert trained.returncode == 0, trained.stderr
     assert "written to" in trained.stdout and (tmp_path / "model.pt").is_file()
 

@@ -102,7 +102,7 @@ def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    bundle = train(history_frame(1200, sensors=2), TINY, version="deploy-tiny")
+    bundle = train(history_frame(1200, sensors=2), TINY, version="deploy-tiny", sensors=2)
     return model_files.save(bundle, tmp_path_factory.mktemp("tiny") / "model.pt")
 
 

@@ -179,7 +179,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pipelines.synthetic import history_frame
 
     cfg = ModelSettings(window_len=8, hidden_size=4, latent_size=2, epochs=1, batch_size=32, seed=1)
-    return model_files.save(train(history_frame(600, sensors=2), cfg, version="tiny"),
+    return model_files.save(train(history_frame(600, sensors=2), cfg, version="tiny", sensors=2),
                          tmp_path_factory.mktemp("tiny") / "model.pt")
 
 

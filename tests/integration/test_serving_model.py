@@ -90,7 +90,7 @@ def test_api_serves_the_registry_model_and_follows_a_promotion(
 ) -> None:
     # The model file the settings name is an older model; the registry promotes api-1 while the API runs.
     old = train(history_frame(1200, sensors=2), API_MODEL.model_copy(update={"epochs": 1}),
-                version="old-file")
+                version="old-file", sensors=2)
     path = model_files.save(old, tmp_path / "model.pt")
     wl = api_bundle.meta.window_len
     fleet = make_fleet(3, wl * 120, seed=11, anomalous=0)

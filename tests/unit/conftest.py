@@ -23,15 +23,7 @@ def tiny_history() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_history: pd.DataFrame) -> ModelBundle:
-    return train(tiny_history, TINY, version="tiny-1")
-
-
-@pytest.fixture(scope="session")
-def tiny_following_bundle(tiny_history: pd.DataFrame) -> ModelBundle:
-    """``tiny_bundle`` with ``model.centre_drifting`` false: its drifting channels' level is judged against an input
-    centre that follows each sensor outside alerts (the re-centring the tests using it pin). ``auto`` would take
-    them in centred, the history being one series."""
-    return train(tiny_history, TINY.model_copy(update={"centre_drifting": False}), version="tiny-following-1")
+    return train(tiny_history, TINY, version="tiny-1", sensors=2)
 
 
 @pytest.fixture()

@@ -64,33 +64,33 @@ def _drifting(bundle: ModelBundle, n: int = 80) -> list[Record]:
     return records_of(bundle, values)
 
 
-def test_engine_persists_the_baseline_and_resumes_identically(tiny_following_bundle: ModelBundle) -> None:
+def test_engine_persists_the_baseline_and_resumes_identically(tiny_bundle: ModelBundle) -> None:
     thresh, alert = ThresholdSettings(recentre_rate=0.05), AlertSettings()
-    recs = _drifting(tiny_following_bundle)
-    whole = Engine(Scorer(tiny_following_bundle), thresh, alert).process(recs)
-    first = Engine(Scorer(tiny_following_bundle), thresh, alert)
+    recs = _drifting(tiny_bundle)
+    whole = Engine(Scorer(tiny_bundle), thresh, alert).process(recs)
+    first = Engine(Scorer(tiny_bundle), thresh, alert)
     a = first.process(recs[:40])
     snap = first.sensors["s1"].snapshot()
     assert "baseline" in snap and snap["baseline"]["offset"][0] != 0.0
-    second = Engine(Scorer(tiny_following_bundle), thresh, alert)
-    second.sensors["s1"] = second.restore_context("s1", 0, snap, tiny_following_bundle.meta.version)
+    second = Engine(Scorer(tiny_bundle), thresh, alert)
+    second.sensors["s1"] = second.restore_context("s1", 0, snap, tiny_bundle.meta.version)
     b = second.process(recs[40:])
     assert [d.score for _, d in whole.decisions] == [d.score for _, d in a.decisions + b.decisions]
     # batching does not matter: one window at a time decides exactly like one batch
-    single = Engine(Scorer(tiny_following_bundle), thresh, alert)
+    single = Engine(Scorer(tiny_bundle), thresh, alert)
     one_by_one = [d.score for r in recs for _, d in single.process([r]).decisions]
     assert one_by_one == [d.score for _, d in whole.decisions]
     # an old state without a baseline (before this feature) still restores, at the model's centre
     old = {k: v for k, v in snap.items() if k != "baseline"}
-    ctx = Engine(Scorer(tiny_following_bundle), thresh, alert).restore_context("s1", 0, old, tiny_following_bundle.meta.version)
+    ctx = Engine(Scorer(tiny_bundle), thresh, alert).restore_context("s1", 0, old, tiny_bundle.meta.version)
     assert ctx.baseline is not None and np.all(ctx.baseline.offset == 0.0)
 
 
-def test_recentring_lowers_scores_of_a_drifting_sensor(tiny_following_bundle: ModelBundle) -> None:
-    recs = _drifting(tiny_following_bundle)
+def test_recentring_lowers_scores_of_a_drifting_sensor(tiny_bundle: ModelBundle) -> None:
+    recs = _drifting(tiny_bundle)
     fixed = ThresholdSettings(recentre_rate=0.0, drift_rate=0.0)
-    off = Engine(Scorer(tiny_following_bundle), fixed, AlertSettings()).process(recs)
-    on = Engine(Scorer(tiny_following_bundle), ThresholdSettings(recentre_rate=0.05), AlertSettings()).process(recs)
+    off = Engine(Scorer(tiny_bundle), fixed, AlertSettings()).process(recs)
+    on = Engine(Scorer(tiny_bundle), ThresholdSettings(recentre_rate=0.05), AlertSettings()).process(recs)
     tail_off = np.mean([d.score for _, d in off.decisions[-20:]])
     tail_on = np.mean([d.score for _, d in on.decisions[-20:]])
     assert tail_on < tail_off

@@ -32,7 +32,7 @@ def history() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def cuda_artifact(history: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    bundle = train(history, CFG.model_copy(update={"device": "cuda"}), version="cuda-1")
+    bundle = train(history, CFG.model_copy(update={"device": "cuda"}), version="cuda-1", sensors=2)
     path = tmp_path_factory.mktemp("cuda") / "model.pt"
     model_files.save(bundle, path)
     return path

@@ -17,6 +17,7 @@ from monitor.core.scoring.artifact import ArtifactError, ModelBundle, ModelMeta
 from monitor.core.scoring.baseline import RANGE_SDS, level_ranges
 from monitor.core.scoring.scorer import Scorer
 from monitor.core.scoring.train import centring, train, train_on_windows
+from monitor.errors import DataError
 from monitor.settings import AlertSettings, ModelSettings, Settings, ThresholdSettings
 from tests.unit.helpers import records_of
 
@@ -136,7 +137,7 @@ def test_a_swap_settles_no_centre_for_a_centred_channel(model: ModelBundle) -> N
 def test_auto_centres_one_sensors_history_and_follows_a_fleets() -> None:
     """``model.centre_drifting`` ``auto``: the range of levels is a property of one sensor's history, so a model
     trained on one series (or on the windows of one sensor) takes its drifting channels in centred; one trained on
-    several sensors' windows, whose levels span every sensor's, judges their level against a centre that follows
+    several sensors' histories (end to end, or their windows), whose levels span every sensor's, judges their level against a centre that follows
     each sensor. An explicit true / false wins, and a warm start keeps its model's choice."""
     cfg = ModelSettings(window_len=16, stride=16, hidden_size=8, latent_size=4, epochs=2, batch_size=32, seed=0,
                         seasonal=False)
@@ -150,6 +151,9 @@ def test_auto_centres_one_sensors_history_and_follows_a_fleets() -> None:
     assert not fleet.meta.calibration.centre_drifting and fleet.meta.training["sensors"] == 2
     assert not any(fleet.meta.calibration.range_scale)
     assert train(_frame(values), cfg).meta.calibration.centre_drifting  # one series
+    assert not train(_frame(values), cfg, sensors=2).meta.calibration.centre_drifting  # two sensors' end to end
+    with pytest.raises(DataError, match="at least one sensor"):
+        train(_frame(values), cfg, sensors=0)
     assert not train(_frame(values), cfg.model_copy(update={"centre_drifting": False})).meta.calibration.centre_drifting
     assert centring(True, 5) and not centring(False, 1) and centring("auto", 1) and not centring("auto", 2)
     assert not centring("auto", 1, warm_start=fleet) and centring("auto", 2, warm_start=one)

@@ -145,14 +145,14 @@ def _wandering(bundle: ModelBundle, windows: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("settle", [True, False])
 def test_a_swap_does_not_alert_on_a_drifting_channels_wander_the_old_model_had_followed(
-    tiny_following_bundle: ModelBundle, settle: bool
+    tiny_bundle: ModelBundle, settle: bool
 ) -> None:
     """A hot swap while a sensor is normal: the new model's input centres start at its training level, and a
     drifting channel that wandered since (followed by the old model's re-centring) must not open an alert that,
     learning nothing while open, never closes. ``settle=False`` is the behaviour before: it alerts."""
-    n = len(tiny_following_bundle.meta.channels)
-    cal = dataclasses.replace(tiny_following_bundle.meta.calibration, drifting=[True] + [False] * (n - 1))
-    a = ModelBundle(tiny_following_bundle.module, tiny_following_bundle.scaler, dataclasses.replace(tiny_following_bundle.meta, calibration=cal))
+    n = len(tiny_bundle.meta.channels)
+    cal = dataclasses.replace(tiny_bundle.meta.calibration, drifting=[True] + [False] * (n - 1))
+    a = ModelBundle(tiny_bundle.module, tiny_bundle.scaler, dataclasses.replace(tiny_bundle.meta, calibration=cal))
     history = records_of(a, _wandering(a, 240, seed=5), sensor_id="s1")
     engine = Engine(Scorer(a), CFG, ALERT)
     before = engine.process(history[:200])

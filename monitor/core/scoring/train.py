@@ -86,9 +86,12 @@ def train(
     cfg: ModelSettings,
     *,
     source: str = "",
+    sensors: int = 1,
     **options: Unpack[FitOptions],
 ) -> ModelBundle:
     """Fit a model on ``frame`` (time-indexed, numeric channels only, ONE continuous series) and calibrate it.
+    ``sensors``: how many sensors' histories the frame holds end to end (one model for a fleet); with
+    ``model.centre_drifting`` ``auto`` it decides how drifting channels are judged (``centring``).
 
     Windows are cut every ``cfg.stride`` rows. The last ``val_fraction`` of the rows (in time) is the
     validation part; windows never straddle the split. Data that is not one continuous series (several
@@ -97,6 +100,8 @@ def train(
     for the window length, ``ConfigError`` when the device is not available, ``CancelledRunError`` when
     ``cancel`` is set (checked between epochs).
     """
+    if sensors < 1:
+        raise DataError(f"a history holds at least one sensor's rows, not {sensors}")
     device = resolve_device(cfg.device)
     values = frame.to_numpy(dtype=np.float32)
     _check_finite(values)
@@ -189,7 +194,7 @@ def train(
     }
     return _fit(train_windows, val_windows, train_rows, [str(c) for c in frame.columns], cfg, training, device,
                 seasonality=seasonality, event_rows=values, held_windows=held, scale_floor=floor, spikes=spikes,
-                **options)
+                sensors=sensors, **options)
 
 
 def fit_shape(n_train_rows: int, cfg: ModelSettings) -> tuple[int, int]:
@@ -308,8 +313,9 @@ def train_on_windows(
 def centring(setting: bool | str, sensors: int, warm_start: ModelBundle | None = None) -> bool:
     """Whether the model takes its drifting channels in centred (``model.centre_drifting``), judging their level
     by the range of levels its history showed (scorer.py ``range_values``). ``"auto"``: yes for the history of ONE
-    sensor (``train``; ``train_on_windows`` with one group or none), whose range is that sensor's own; no for a
-    fleet's (windows of several sensors), whose levels span every sensor's: a sensor's shift to a level another
+    sensor (``train`` with ``sensors=1``; ``train_on_windows`` with one group or none), whose range is that sensor's
+    own; no for a fleet's (several sensors' histories end to end, or windows of several sensors), whose levels span
+    every sensor's: a sensor's shift to a level another
     sensor holds would stay unseen (docs/quality.md, round 26). A warm start keeps its model's choice (its weights
     were fitted on that input)."""
     if isinstance(setting, bool):
