@@ -25,6 +25,9 @@ def retrain_command(
     sep: Annotated[str, typer.Option(help="CSV separator (--from-file).")] = ",",
     time_column: Annotated[str, typer.Option(help="Time column (--from-file; '' for none).")] = "timestamp",
     ignore: Annotated[Optional[list[str]], typer.Option(help="Columns to drop (--from-file, repeatable).")] = None,
+    sensors: Annotated[int, typer.Option(
+        min=1, help="How many sensors' histories the file holds, end to end in time (--from-file; see `monitor "
+        "train --sensors`).")] = 1,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs at most.")] = None,
     warm_start: Annotated[Optional[bool], typer.Option("--warm-start/--no-warm-start",
                                                        help="Start from the active model's weights.")] = None,
@@ -46,7 +49,7 @@ def retrain_command(
     request = RetrainRequest(
         start=parse_time_option(start, "--start"), end=parse_time_option(end, "--end"), path=from_file, sep=sep,
         time_column=time_column or None, ignore=tuple(ignore or ()), triggered_by="cli", reason=reason,
-        force=force,
+        force=force, sensors=sensors,
     )
     try:
         db = open_db(settings)

@@ -38,8 +38,8 @@ def main(
 ) -> None:
     torch.set_num_threads(1)
     bundle = train(history_frame(3000, n_channels=n_channels, sensors=2),
-                   ModelSettings(window_len=window_len, hidden_size=64, stride=8, epochs=1, batch_size=128), version="memory",
-                   sensors=2)
+                   ModelSettings(window_len=window_len, hidden_size=64, stride=8, epochs=1, batch_size=128),
+                   version="memory", sensors=2)
     engine = Engine(Scorer(bundle), ThresholdSettings(), AlertSettings())
     rng = np.random.default_rng(0)
     names = [f"sensor-{i:06d}" for i in range(sensors)]

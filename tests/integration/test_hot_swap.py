@@ -161,13 +161,14 @@ def test_by_default_a_candidate_serves_after_a_shadow_period_and_keeps_each_sens
 
     cfg = retrain_config(kafka_cfg, max_error_ratio=100.0)
     frame = _history().rename_axis("timestamp")
-    frame.iloc[:2000].to_csv(tmp_path / "first.csv")
-    frame.iloc[2000:].to_csv(tmp_path / "later.csv")
-    first = retrain(db, cfg, RetrainRequest(path=tmp_path / "first.csv"))
-    second = retrain(db, cfg, RetrainRequest(path=tmp_path / "later.csv"))
+    frame.iloc[:2000].to_csv(tmp_path / "first.csv")  # two sensors' histories end to end (1500 rows each), as is
+    frame.iloc[2000:].to_csv(tmp_path / "later.csv")  # this: one model for the fleet (model.centre_drifting auto)
+    first = retrain(db, cfg, RetrainRequest(path=tmp_path / "first.csv", sensors=2))
+    second = retrain(db, cfg, RetrainRequest(path=tmp_path / "later.csv", sensors=2))
     assert (first.outcome, second.outcome) == (PROMOTED, SHADOWED), (first.reason, second.reason)
     a_version, b_version = first.version or "", second.version or ""
     a = versions.load_bundle(db, "test", a_version)
+    assert a.meta.training["sensors"] == 2 and not a.meta.calibration.centre_drifting  # a fleet's model
     runner = build_runner(kafka_cfg, RunSettings(), ThresholdSettings(), AlertSettings(), a, db)
     runner.watcher = ModelWatcher(db, "test", a_version, serving=a.meta, check_interval_s=0.3)
     runner.shadow_flush_s = 0.3

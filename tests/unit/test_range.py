@@ -137,8 +137,9 @@ def test_a_swap_settles_no_centre_for_a_centred_channel(model: ModelBundle) -> N
 def test_auto_centres_one_sensors_history_and_follows_a_fleets() -> None:
     """``model.centre_drifting`` ``auto``: the range of levels is a property of one sensor's history, so a model
     trained on one series (or on the windows of one sensor) takes its drifting channels in centred; one trained on
-    several sensors' histories (end to end, or their windows), whose levels span every sensor's, judges their level against a centre that follows
-    each sensor. An explicit true / false wins, and a warm start keeps its model's choice."""
+    several sensors' histories (end to end, or their windows), whose levels span every sensor's, judges their level
+    against a centre that follows each sensor. An explicit true / false wins, and a warm start keeps its model's
+    choice."""
     cfg = ModelSettings(window_len=16, stride=16, hidden_size=8, latent_size=4, epochs=2, batch_size=32, seed=0,
                         seasonal=False)
     assert cfg.centre_drifting == "auto"

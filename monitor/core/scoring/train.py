@@ -315,9 +315,8 @@ def centring(setting: bool | str, sensors: int, warm_start: ModelBundle | None =
     by the range of levels its history showed (scorer.py ``range_values``). ``"auto"``: yes for the history of ONE
     sensor (``train`` with ``sensors=1``; ``train_on_windows`` with one group or none), whose range is that sensor's
     own; no for a fleet's (several sensors' histories end to end, or windows of several sensors), whose levels span
-    every sensor's: a sensor's shift to a level another
-    sensor holds would stay unseen (docs/quality.md, round 26). A warm start keeps its model's choice (its weights
-    were fitted on that input)."""
+    every sensor's, so that a sensor's shift to a level another sensor holds would be seen at its ends only
+    (docs/quality.md, round 26). A warm start keeps its model's choice (its weights were fitted on that input)."""
     if isinstance(setting, bool):
         return setting
     if warm_start is not None:
