@@ -86,7 +86,8 @@ def train(
         f"epochs={bundle.meta.training['epochs']} log_score mean={cal.log_score_mean:.3f} std={cal.log_score_std:.3f}"
     )
     drifting = [c for c, flag in zip(bundle.meta.channels, cal.drifting) if flag]
-    how = ("judged by shape, jumps and the range of levels the history showed; see model.centre_drifting"
+    how = ("judged by shape, jumps and the range of levels the history showed, one sensor's (several sensors' "
+           "histories end to end: --sensors N); see model.centre_drifting"
            if cal.centre_drifting else "level followed outside alerts; see model.drift_ratio, model.centre_drifting")
     typer.echo(f"drifting channels ({how}): {', '.join(drifting) or 'none'}")
     stepping = bundle.meta.training.get("stepping_channels") or []

@@ -49,7 +49,7 @@ def retrain_command(
     request = RetrainRequest(
         start=parse_time_option(start, "--start"), end=parse_time_option(end, "--end"), path=from_file, sep=sep,
         time_column=time_column or None, ignore=tuple(ignore or ()), triggered_by="cli", reason=reason,
-        force=force, sensors=sensors,
+        force=force, sensor_count=sensors,
     )
     try:
         db = open_db(settings)

@@ -78,7 +78,7 @@ class RetrainRequest:
     triggered_by: str = "cli"
     reason: str = "manual"
     force: bool = False  # train even when too few windows are newer than the active model's training range
-    sensors: int = 1  # with ``path``: how many sensors' histories the file holds end to end (train ``sensors``)
+    sensor_count: int = 1  # with ``path``: how many sensors' histories the file holds end to end (train ``sensors``)
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ def _run(
             on_epoch = bar.epoch if progress_bars else _epoch_lines(progress)
             if request.path is not None:  # one pseudo-sensor's consecutive windows: one continuous series
                 candidate = train(_frame(train_part, channels), model_cfg, source=str(request.path), version=version,
-                                  sensors=request.sensors, warm_start=warm, on_epoch=on_epoch, cancel=cancel,
+                                  sensors=request.sensor_count, warm_start=warm, on_epoch=on_epoch, cancel=cancel,
                                   clock=clock)
             else:
                 ordered = sorted(train_part, key=lambda w: (w.window_start, w.sensor_id))

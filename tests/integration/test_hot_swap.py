@@ -163,8 +163,8 @@ def test_by_default_a_candidate_serves_after_a_shadow_period_and_keeps_each_sens
     frame = _history().rename_axis("timestamp")
     frame.iloc[:2000].to_csv(tmp_path / "first.csv")  # two sensors' histories end to end (1500 rows each), as is
     frame.iloc[2000:].to_csv(tmp_path / "later.csv")  # this: one model for the fleet (model.centre_drifting auto)
-    first = retrain(db, cfg, RetrainRequest(path=tmp_path / "first.csv", sensors=2))
-    second = retrain(db, cfg, RetrainRequest(path=tmp_path / "later.csv", sensors=2))
+    first = retrain(db, cfg, RetrainRequest(path=tmp_path / "first.csv", sensor_count=2))
+    second = retrain(db, cfg, RetrainRequest(path=tmp_path / "later.csv", sensor_count=2))
     assert (first.outcome, second.outcome) == (PROMOTED, SHADOWED), (first.reason, second.reason)
     a_version, b_version = first.version or "", second.version or ""
     a = versions.load_bundle(db, "test", a_version)
