@@ -393,7 +393,6 @@ def _fit(
     out (``screen_rows``), as they were; nothing is fitted on them, only the training quantile counts their scores
     (``calibrate``). ``sensors``: how many sensors' histories the windows come from (``centring``)."""
     centred = centring(cfg.centre_drifting, sensors, warm_start)
-    cfg = cfg.model_copy(update={"centre_drifting": centred})
     training = {**training, "centre_drifting": centred, "sensors": sensors}
     generator = _seed_everything(cfg.seed)
     scaler = warm_start.scaler if warm_start else RobustScaler.fit(train_rows, scale_floor)
