@@ -173,8 +173,8 @@ class ModelSettings(BaseModel):
         "offset to learn, no alert held open by a slow variable wandering among levels it held. false: their level "
         "is judged against a centre that follows each sensor outside alerts (threshold.drift_rate). auto (default): "
         "true for a model trained on one sensor's history (`monitor train` on a CSV, backtest, retraining from a "
-        "file), false for one trained on several sensors' histories (`monitor train --sensors N` with N > 1, "
-        "retraining from the topic), whose levels span every sensor's, so that a sensor's shift to a level another "
+        "file), false for one trained on several sensors' histories (`monitor train --sensor-column C`, "
+        "`--sensors N` with N > 1, retraining from the topic), whose levels span every sensor's, so that a sensor's shift to a level another "
         "sensor holds would be seen at its onset only (docs/quality.md, rounds 23 and 26). The choice is stored in "
         "the artifact.")
     mute_events: bool = Field(

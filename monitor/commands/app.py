@@ -22,7 +22,7 @@ from monitor.commands.db import db_app
 from monitor.commands.models import models_app
 from monitor.commands.retrain import retrain_command, scheduler_command
 from monitor.commands.serve import apikey_app, serve
-from monitor.errors import MonitorError
+from monitor.errors import DataError, MonitorError
 from monitor.settings import Settings
 
 app = typer.Typer(help="Streaming anomaly monitor for sensor fleets.", no_args_is_help=True, add_completion=False)
@@ -61,6 +61,10 @@ def train(
         min=1, help="How many sensors' histories the CSV holds, end to end in time (one model for a fleet). With "
         "model.centre_drifting auto, a fleet's model judges each drifting channel against a centre that follows "
         "each sensor, not against the range of levels the history showed, which spans every sensor's.")] = 1,
+    sensor_column: Annotated[Optional[str], typer.Option(
+        help="The column that names each row's sensor: the CSV holds a fleet's rows, in any interleaving. Each "
+        "sensor's rows are its history (in time order on their own); one model is trained on them all, no window "
+        "mixes two sensors, and --sensors is the number of sensors found.")] = None,
 ) -> None:
     """Fit an LSTM autoencoder on normal data and write a model artifact."""
     from monitor.core.scoring.train import train as fit
@@ -73,10 +77,21 @@ def train(
     updates = {k: v for k, v in {"window_len": window_len, "epochs": epochs, "seed": seed}.items() if v is not None}
     cfg = settings.model.model_copy(update=updates)
     try:
-        frame = read_wide_csv(csv_path, sep=sep, time_column=time_column or None, ignore=ignore or [])
-        typer.echo(f"training on {len(frame)} rows x {frame.shape[1]} channels from {csv_path}", err=True)
+        frame = read_wide_csv(csv_path, sep=sep, time_column=time_column or None, ignore=ignore or [],
+                              sensor_column=sensor_column or None)
+        seams: list[int] = list(frame.attrs.get("seams") or [])
+        if sensor_column:
+            found = len(frame.attrs["sensors"])
+            if sensors not in (1, found):
+                raise DataError(f"--sensors {sensors}, but {csv_path} names {found} sensors in {sensor_column!r}")
+            sensors = found
+            typer.echo(f"training on {len(frame)} rows x {frame.shape[1]} channels of {found} sensor(s) "
+                       f"({sensor_column!r}) from {csv_path}", err=True)
+        else:
+            _refuse_interleaved(csv_path, frame, time_column)
+            typer.echo(f"training on {len(frame)} rows x {frame.shape[1]} channels from {csv_path}", err=True)
         with Bar("train", "epoch") as bar:
-            bundle = fit(frame, cfg, source=str(csv_path), sensors=sensors, on_epoch=bar.epoch)
+            bundle = fit(frame, cfg, source=str(csv_path), sensors=sensors, seams=seams, on_epoch=bar.epoch)
         model_files.save(bundle, out)
     except MonitorError as exc:
         fail(exc)
@@ -114,6 +129,26 @@ def train(
         typer.echo("channels whose recurring steps are scored against the history's steps (model.move_allowance): "
                    + moves_line(bundle.meta.channels, cal.move_floor, cal.move_top, cal.move_ratio,
                                 [float(v) for v in bundle.scaler.scale]))
+
+
+REPEATED_SHARE = 0.5  # see _refuse_interleaved
+
+
+def _refuse_interleaved(path: Path, frame: Any, time_column: str) -> None:
+    """A DataError when more than half the rows repeat the time of the row before (``REPEATED_SHARE``): rows of
+    several sensors interleaved in time, with the column that tells them apart dropped, would be trained on as
+    one sensor's rows, each window a mix of sensors."""
+    import numpy as np
+
+    if not time_column or len(frame) < 4:
+        return
+    stamps = frame.index.to_numpy()
+    repeated = stamps[1:] == stamps[:-1]
+    if repeated.mean() > REPEATED_SHARE:
+        raise DataError(
+            f"{path}: {int(repeated.sum())} of {len(frame)} rows repeat the time of the row before (first at line "
+            f"{int(np.flatnonzero(repeated)[0]) + 3}): rows of several sensors? Name the column that tells them "
+            f"apart with --sensor-column; a clock coarser than the rows: --time-column ''")
 
 
 def spikes_line(channels: list[str], limits: list[float]) -> str:

@@ -28,6 +28,9 @@ def retrain_command(
     sensors: Annotated[int, typer.Option(
         min=1, help="How many sensors' histories the file holds, end to end in time (--from-file; see `monitor "
         "train --sensors`).")] = 1,
+    sensor_column: Annotated[Optional[str], typer.Option(
+        help="The CSV column that names each row's sensor (--from-file; see `monitor train --sensor-column`): each "
+        "sensor's rows are cut into its own windows, none mixes two sensors.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs at most.")] = None,
     warm_start: Annotated[Optional[bool], typer.Option("--warm-start/--no-warm-start",
                                                        help="Start from the active model's weights.")] = None,
@@ -40,16 +43,18 @@ def retrain_command(
     the shadow (registry.shadow_min_windows; 0: promoted at once), a failing one is rejected. A complete shadow
     period is ended first."""
     from monitor.commands.common import apply_threads, fail, load_settings, open_db, parse_time_option
-    from monitor.errors import MonitorError
+    from monitor.errors import DataError, MonitorError
     from monitor.training.retrain import FAILED, RetrainRequest, retrain
 
+    if sensor_column and sensors > 1:
+        fail(DataError("--sensor-column counts the sensors itself: give it or --sensors, not both"))
     settings = load_settings()
     if warm_start is not None:
         settings.retrain = settings.retrain.model_copy(update={"warm_start": warm_start})
     request = RetrainRequest(
         start=parse_time_option(start, "--start"), end=parse_time_option(end, "--end"), path=from_file, sep=sep,
         time_column=time_column or None, ignore=tuple(ignore or ()), triggered_by="cli", reason=reason,
-        force=force, sensor_count=sensors,
+        force=force, sensor_count=sensors, sensor_column=sensor_column or None,
     )
     try:
         db = open_db(settings)

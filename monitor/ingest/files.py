@@ -23,6 +23,7 @@ def read_wide_csv(
     ignore: Sequence[str] = (),
     ignore_missing_ok: bool = False,
     unordered: Unordered = "stop",
+    sensor_column: str | None = None,
 ) -> pd.DataFrame:
     """Read a wide CSV (a timestamp column + numeric channels) into a frame indexed by aware UTC time.
 
@@ -36,26 +37,67 @@ def read_wide_csv(
     it. The frame's ``attrs["unordered"]`` holds how many rows were moved or dropped. Equal timestamps are
     allowed and keep their file order.
     Without a time column, a 1 s clock from the Unix epoch is used.
+
+    ``sensor_column``: the file holds several sensors' rows (in any interleaving), and this column names each
+    row's sensor. Each sensor's rows are taken in file order and checked (``unordered``) on their own; the frame
+    holds the sensors' histories end to end, in the order the sensors first appear, with ``attrs["sensors"]``
+    (their names) and ``attrs["seams"]`` (the row where each history after the first begins). A row without a
+    sensor is an error naming its line.
     """
     try:
-        frame = pd.read_csv(path, sep=sep)
+        frame = pd.read_csv(path, sep=sep, dtype=None if sensor_column is None else {sensor_column: str})
     except FileNotFoundError as exc:
         raise DataError(f"{path}: no such file") from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from exc
+    except ValueError as exc:  # a dtype for a column the header lacks
         raise DataError(f"{path}: not a readable CSV ({exc})") from exc
     missing = [c for c in ignore if c not in frame.columns]
     if missing and not ignore_missing_ok:
         raise DataError(f"{path}: --ignore names columns that do not exist: {missing}; columns are {list(frame.columns)}")
     frame = frame.drop(columns=[c for c in dict.fromkeys(ignore) if c in frame.columns])
+    if sensor_column is None:
+        return _timed(path, frame, np.arange(len(frame)) + 2, time_column, unordered)
+    if sensor_column not in frame.columns:
+        raise DataError(f"{path}: no sensor column {sensor_column!r}; columns are {list(frame.columns)}")
+    if sensor_column == time_column:
+        raise DataError(f"{path}: {sensor_column!r} cannot be both the time and the sensor column")
+    sensors = frame.pop(sensor_column)
+    blank = sensors.isna() | (sensors.astype(str).str.strip() == "")
+    if blank.any():
+        row = int(np.flatnonzero(blank.to_numpy())[0])
+        raise DataError(f"{path}: line {row + 2} names no sensor in {sensor_column!r} ({int(blank.sum())} such rows)")
+    names = list(dict.fromkeys(sensors.astype(str).str.strip()))
+    labels = sensors.astype(str).str.strip().to_numpy()
+    parts: list[pd.DataFrame] = []
+    seams: list[int] = []
+    moved = 0
+    for name in names:
+        rows = np.flatnonzero(labels == name)
+        part = _timed(path, frame.iloc[rows].reset_index(drop=True), rows + 2, time_column, unordered,
+                      f" (sensor {name!r})")
+        if parts:
+            seams.append(int(sum(len(p) for p in parts)))
+        moved += int(part.attrs.get("unordered", 0))
+        parts.append(part)
+    out = pd.concat(parts)
+    out.attrs.update(unordered=moved, sensors=names, seams=seams)
+    return out
+
+
+def _timed(path: Path | str, frame: pd.DataFrame, lines: np.ndarray, time_column: str | None,
+           unordered: Unordered, whose: str = "") -> pd.DataFrame:
+    """``frame`` (as read; ``lines``: each row's line in the file) indexed by its time column, as
+    ``read_wide_csv`` describes."""
     if time_column:
         if time_column not in frame.columns:
             raise DataError(f"{path}: no time column {time_column!r}; columns are {list(frame.columns)}")
         index = pd.to_datetime(frame.pop(time_column), utc=True, errors="coerce")
         if index.isna().any():
-            raise DataError(f"{path}: {int(index.isna().sum())} unparseable timestamps in {time_column!r}")
+            raise DataError(f"{path}: {int(index.isna().sum())} unparseable timestamps in {time_column!r}{whose}")
         backwards = int((index.to_numpy()[1:] < np.maximum.accumulate(index.to_numpy())[:-1]).sum())
         if unordered == "stop":
-            _check_time_order(path, time_column, index)
+            _check_time_order(path, time_column, index, lines, whose)
         elif backwards and unordered == "sort":
             order = np.argsort(index.to_numpy(), kind="stable")
             frame, index = frame.iloc[order], index.iloc[order]
@@ -72,7 +114,8 @@ def read_wide_csv(
         index = pd.to_datetime(np.arange(len(frame)), unit="s", utc=True)
     bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if bad:
-        raise DataError(f"{path}: non-numeric columns {bad}; drop them with --ignore")
+        raise DataError(f"{path}: non-numeric columns {bad}; drop them with --ignore" + (
+            "" if whose else ", or, where one names each row's sensor, say so with --sensor-column (monitor train)"))
     if frame.shape[1] == 0:
         raise DataError(f"{path}: no numeric channels")
     frame.index = pd.DatetimeIndex(index, name="timestamp")
@@ -81,13 +124,16 @@ def read_wide_csv(
     return out
 
 
-def _check_time_order(path: Path | str, time_column: str, index: pd.Series) -> None:
-    """DataError at the first row whose timestamp is earlier than the previous row's (ties are allowed)."""
+def _check_time_order(path: Path | str, time_column: str, index: pd.Series, lines: np.ndarray,
+                      whose: str = "") -> None:
+    """DataError at the first row whose timestamp is earlier than the previous row's (ties are allowed);
+    ``lines``: each row's line in the file (the header is line 1)."""
     stamps = index.to_numpy()
     backwards = np.flatnonzero(stamps[1:] < stamps[:-1])
     if backwards.size:
-        row = int(backwards[0]) + 1  # 0-based data row; its line counts the header as line 1
+        row = int(backwards[0]) + 1  # 0-based data row
         raise DataError(
-            f"{path}: {time_column!r} goes backwards at line {row + 2} ({index.iloc[row].isoformat()} after "
-            f"{index.iloc[row - 1].isoformat()} on line {row + 1}); rows must be in time order: sort the file, or choose --unordered sort|drop"
+            f"{path}: {time_column!r} goes backwards at line {int(lines[row])}{whose} ({index.iloc[row].isoformat()} "
+            f"after {index.iloc[row - 1].isoformat()} on line {int(lines[row - 1])}); rows must be in time order: sort "
+            "the file, or choose --unordered sort|drop"
         )

@@ -79,6 +79,7 @@ class RetrainRequest:
     reason: str = "manual"
     force: bool = False  # train even when too few windows are newer than the active model's training range
     sensor_count: int = 1  # with ``path``: how many sensors' histories the file holds end to end (train ``sensors``)
+    sensor_column: str | None = None  # with a CSV ``path``: the column naming each row's sensor (read_wide_csv)
 
 
 @dataclass(frozen=True)
@@ -201,14 +202,15 @@ def _run(
                  f"{' warm-started from ' + warm.meta.version if warm else ''}")
         with Bar("train", "epoch", enabled=progress_bars) as bar:
             on_epoch = bar.epoch if progress_bars else _epoch_lines(progress)
-            if request.path is not None:  # one pseudo-sensor's consecutive windows: one continuous series
+            if request.path is not None and not request.sensor_column:  # one continuous series
                 candidate = train(_frame(train_part, channels), model_cfg, source=str(request.path), version=version,
                                   sensors=request.sensor_count, warm_start=warm, on_epoch=on_epoch, cancel=cancel,
                                   clock=clock)
             else:
                 ordered = sorted(train_part, key=lambda w: (w.window_start, w.sensor_id))
                 candidate = train_on_windows(
-                    np.stack([w.values for w in ordered]), channels, model_cfg, source=sources.get("topic", ""),
+                    np.stack([w.values for w in ordered]), channels, model_cfg,
+                    source=str(sources.get("topic") or sources.get("path") or ""),
                     start=ordered[0].window_start, end=max(w.window_end for w in ordered),
                     groups=[w.sensor_id for w in ordered], version=version,
                     times=([w.window_start for w in ordered], [w.window_end for w in ordered]),
@@ -343,7 +345,9 @@ def _load(
         windows, channels, start, end = _file_windows(request, cfg.model.window_len)
         read.extend(windows)
         counts.update(windows=len(windows))
-        progress(f"read {len(windows)} windows of {cfg.model.window_len} rows from {request.path}")
+        fleet = len({w.sensor_id for w in windows}) if request.sensor_column else 0
+        progress(f"read {len(windows)} windows of {cfg.model.window_len} rows from {request.path}"
+                 + (f" ({fleet} sensors, {request.sensor_column!r})" if request.sensor_column else ""))
         return windows, channels, cfg.model.window_len, {"kind": "file", "path": str(request.path)}, start, end
     end = request.end or clock()
     start = request.start or end - timedelta(seconds=cfg.retrain.lookback_s)
@@ -377,10 +381,25 @@ def _load(
 
 def _file_windows(request: RetrainRequest, window_len: int) -> tuple[list[HistoryWindow], tuple[str, ...],
                                                                        datetime, datetime]:
-    """A wide CSV/Parquet file -> consecutive non-overlapping windows of one pseudo-sensor."""
+    """A wide CSV/Parquet file -> consecutive non-overlapping windows of one pseudo-sensor (the file's name), or,
+    with ``request.sensor_column`` (CSV), of each sensor the column names: no window mixes two sensors."""
     from monitor.ingest.files import read_wide_csv
 
     path = Path(request.path or "")
+    if request.sensor_column:
+        if path.suffix == ".parquet":
+            raise DataError(f"{path}: --sensor-column reads a CSV file; write the Parquet file as CSV, or train on it "
+                            "with one sensor's rows")
+        fleet = read_wide_csv(path, sep=request.sep, time_column=request.time_column, ignore=request.ignore,
+                              sensor_column=request.sensor_column)
+        bounds = [0, *fleet.attrs["seams"], len(fleet)]
+        windows: list[HistoryWindow] = []
+        for name, a, b in zip(fleet.attrs["sensors"], bounds[:-1], bounds[1:], strict=True):
+            windows += _cut(name, _in_range(fleet.iloc[a:b], request), window_len)
+        if not windows:
+            raise DataError(f"{path}: no sensor has {window_len} rows in range (one window)")
+        return (windows, tuple(str(c) for c in fleet.columns), min(w.window_start for w in windows),
+                max(w.window_end for w in windows))
     if path.suffix == ".parquet":
         try:
             frame = pd.read_parquet(path)
@@ -393,19 +412,31 @@ def _file_windows(request: RetrainRequest, window_len: int) -> tuple[list[Histor
         frame = frame.drop(columns=[c for c in request.ignore if c in frame.columns]).astype(np.float32)
     else:
         frame = read_wide_csv(path, sep=request.sep, time_column=request.time_column, ignore=request.ignore)
+    frame = _in_range(frame, request)
+    if len(frame) < window_len:
+        raise DataError(f"{path}: {len(frame)} rows in range, fewer than one window of {window_len}")
+    times = frame.index
+    return (_cut(path.name, frame, window_len), tuple(str(c) for c in frame.columns), times[0].to_pydatetime(),
+            times[-1].to_pydatetime())
+
+
+def _in_range(frame: pd.DataFrame, request: RetrainRequest) -> pd.DataFrame:
     if request.start is not None:
         frame = frame[frame.index >= request.start]
     if request.end is not None:
         frame = frame[frame.index < request.end]
-    if len(frame) < window_len:
-        raise DataError(f"{path}: {len(frame)} rows in range, fewer than one window of {window_len}")
+    return frame
+
+
+def _cut(sensor_id: str, frame: pd.DataFrame, window_len: int) -> list[HistoryWindow]:
+    """One sensor's rows -> its consecutive non-overlapping windows (a short rest is left out)."""
     values = frame.to_numpy(dtype=np.float32)
     times = frame.index
     windows = []
     for i in range(0, len(values) - window_len + 1, window_len):
         ws, we = times[i].to_pydatetime(), times[i + window_len - 1].to_pydatetime()
-        windows.append(HistoryWindow(path.name, ws, we, values[i : i + window_len], int(ws.timestamp() * 1000), 0, i))
-    return windows, tuple(str(c) for c in frame.columns), times[0].to_pydatetime(), times[-1].to_pydatetime()
+        windows.append(HistoryWindow(sensor_id, ws, we, values[i : i + window_len], int(ws.timestamp() * 1000), 0, i))
+    return windows
 
 
 def _split(windows: list[HistoryWindow], holdout_fraction: float) -> tuple[list[HistoryWindow], list[HistoryWindow]]:

@@ -61,10 +61,8 @@ def sqlite_db(tmp_path: Path) -> Any:
     engine.dispose()
 
 
-def test_retrain_from_topic_windows_never_trains_on_a_window_mixing_two_sensors(
-    sqlite_db: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(retrain_module, "read_history", lambda *a, **k: _two_sensor_history())
+def _spy_on_fit(monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
+    """The training and validation windows the next fit gets, under ``"train"`` and ``"val"``."""
     seen: dict[str, np.ndarray] = {}
     real_fit = train_module._fit
 
@@ -73,6 +71,14 @@ def test_retrain_from_topic_windows_never_trains_on_a_window_mixing_two_sensors(
         return real_fit(train_windows, val_windows, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "_fit", spy)
+    return seen
+
+
+def test_retrain_from_topic_windows_never_trains_on_a_window_mixing_two_sensors(
+    sqlite_db: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(retrain_module, "read_history", lambda *a, **k: _two_sensor_history())
+    seen = _spy_on_fit(monkeypatch)
     with caplog.at_level(logging.INFO, logger="monitor.training.retrain"):
         outcome = retrain(sqlite_db, _config(), RetrainRequest(start=T0, end=T0 + timedelta(hours=1)))
 
@@ -85,6 +91,35 @@ def test_retrain_from_topic_windows_never_trains_on_a_window_mixing_two_sensors(
     epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert epoch_lines and epoch_lines[0].startswith(f"epoch 1/{MODEL.epochs}: train_loss=")
     assert "val_loss=" in epoch_lines[0]
+
+
+def test_retrain_from_a_fleet_csv_with_a_sensor_column_cuts_each_sensors_own_windows(
+    sqlite_db: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The same two sensors as a CSV whose rows alternate between them (`monitor retrain --from-file F
+    --sensor-column sensor`): no training or validation window mixes them, and the candidate is a fleet's."""
+    lines = ["timestamp,sensor,a,b"]
+    for w in sorted(_two_sensor_history().windows, key=lambda w: w.window_start):
+        for i, row in enumerate(w.values):
+            lines.append(f"{(w.window_start + timedelta(seconds=i)).isoformat()},{w.sensor_id},{row[0]},{row[1]}")
+    lines[1:] = sorted(lines[1:], key=lambda line: line.split(",")[0])  # every second: one row of each sensor
+    csv = tmp_path / "fleet.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    seen = _spy_on_fit(monkeypatch)
+    outcome = retrain(sqlite_db, _config(), RetrainRequest(path=csv, sensor_column="sensor"))
+    assert outcome.outcome == PROMOTED, outcome.reason
+    windows = np.concatenate([seen["train"], seen["val"]])
+    one_level = [(w < 50).all() or (w > 50).all() for w in windows]
+    assert all(one_level), f"{one_level.count(False)} training windows mix the two sensors"
+    assert outcome.counts["windows"] == 80, "each sensor's 320 rows: 40 windows of 8"
+    from monitor.registry import versions
+
+    candidate = versions.load_bundle(sqlite_db, "t", outcome.version or "")
+    assert candidate.meta.training["sensors"] == 2 and not candidate.meta.calibration.centre_drifting
+    with pytest.raises(DataError, match="no sensor column 'unit'"):
+        retrain_module._file_windows(RetrainRequest(path=csv, sensor_column="unit"), WL)
+    with pytest.raises(DataError, match="--sensor-column reads a CSV file"):
+        retrain_module._file_windows(RetrainRequest(path=tmp_path / "fleet.parquet", sensor_column="sensor"), WL)
 
 
 def test_training_on_windows_validates_on_the_latest_windows_and_is_reproducible(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -41,7 +42,7 @@ from monitor.core.scoring.scorer import (
 from monitor.core.scoring.seasonal import Seasonality, fit_seasonality, row_times
 from monitor.core.scoring.spikes import HALF, ROOM, Allowance, allowance, combine, despike, explained, medians
 from monitor.core.thresholds import fit_tail
-from monitor.core.windows import sliding_windows, windows_touching
+from monitor.core.windows import sliding_windows, window_starts, windows_touching
 from monitor.errors import CancelledRunError, DataError
 from monitor.settings import ModelSettings
 
@@ -87,11 +88,16 @@ def train(
     *,
     source: str = "",
     sensors: int = 1,
+    seams: Sequence[int] = (),
     **options: Unpack[FitOptions],
 ) -> ModelBundle:
     """Fit a model on ``frame`` (time-indexed, numeric channels only, ONE continuous series) and calibrate it.
     ``sensors``: how many sensors' histories the frame holds end to end (one model for a fleet); with
-    ``model.centre_drifting`` ``auto`` it decides how drifting channels are judged (``centring``).
+    ``model.centre_drifting`` ``auto`` it decides how drifting channels are judged (``centring``). ``seams``: where
+    they meet, when known (the row where each history after the first begins: ``read_wide_csv``'s
+    ``attrs["seams"]``; then ``sensors`` is at least one more than their number): no window is cut across a seam,
+    the history screen reads each history on its own, and the daily / weekly profile is fitted on the rows in
+    time order.
 
     Windows are cut every ``cfg.stride`` rows. The last ``val_fraction`` of the rows (in time) is the
     validation part; windows never straddle the split. Data that is not one continuous series (several
@@ -103,8 +109,14 @@ def train(
     if sensors < 1:
         raise DataError(f"a history holds at least one sensor's rows, not {sensors}")
     device = resolve_device(cfg.device)
+    seams = sorted({int(b) for b in seams})
+    if seams and (seams[0] <= 0 or seams[-1] >= len(frame) or sensors < len(seams) + 1):
+        raise DataError(f"seams {seams} do not split {len(frame)} rows into {sensors} sensors' histories")
+    if seams:
+        frame, seams = _validation_last(frame, seams, cfg.val_fraction)
     values = frame.to_numpy(dtype=np.float32)
     _check_finite(values)
+    blocks = list(zip([0, *seams], [*seams, len(values)]))  # each sensor's rows (one block without seams)
     n_val_rows = int(len(values) * cfg.val_fraction)
     n_train_rows = len(values) - n_val_rows
     window_len, stride = fit_shape(n_train_rows, cfg)
@@ -117,12 +129,13 @@ def train(
     # what is fitted on rows (the daily profile, the scaler, which channels drift) and the windows around them are
     # left out of training and calibration, so they are never learned as normal (``screen_rows``).
     on_off = event_channels(values, cfg.event_share)
-    flagged = screen_rows(values, cfg.history_screen, on_off)
+    flagged = np.concatenate([screen_rows(values[a:b], cfg.history_screen, on_off) for a, b in blocks])
     spikes = allowance(values, cfg.history_screen, cfg.window_len, on_off)  # spikes.py: what recurs is normal
     # One lasting incident (a level entered and left once, that no other channel explains: excursions.py): its
     # windows are left out of every fit and of the training quantile too (it is no behaviour that recurs), and its
     # rows, less their lift, are what the row statistics see.
-    incidents = excursions(values, on_off) if cfg.history_screen > 0 else []
+    incidents = [dataclasses.replace(i, start=i.start + a, end=i.end + a) for a, b in blocks
+                 for i in excursions(values[a:b], on_off)] if cfg.history_screen > 0 else []
     lasting = np.zeros(len(values), dtype=bool)
     for incident in incidents:
         lasting[incident.start : incident.end] = True
@@ -153,7 +166,11 @@ def train(
     # coefficients per channel cannot learn the validation windows' short-term behaviour, which calibrates the
     # scores (docs/quality.md, round 9: 2 days of training, taxonomy recall 0.79 -> 0.93).
     floor = resolution_floor(values[:n_train_rows])
-    seasonality = fit_seasonality(times, values) if times is not None else None
+    if times is not None and seams:  # several sensors' rows: fitted in time order (their times overlap)
+        order = np.argsort(times, kind="stable")
+        seasonality = fit_seasonality(times[order], values[order])
+    else:
+        seasonality = fit_seasonality(times, values) if times is not None else None
     if seasonality is not None:
         assert times is not None
         profile = seasonality.component(times)
@@ -163,14 +180,20 @@ def train(
     train_rows, val_rows = values[:n_train_rows], values[n_train_rows:]
     train_windows = sliding_windows(train_rows, cfg.window_len, cfg.stride)
     val_windows = sliding_windows(val_rows, cfg.window_len, _val_stride(cfg.window_len, cfg.stride))
+    # windows cut across a seam hold two sensors' rows: never trained, calibrated or held
+    whole_train = ~_straddling(n_train_rows, seams, cfg.window_len, cfg.stride)
+    whole_val = ~_straddling(len(values) - n_train_rows, [b - n_train_rows for b in seams], cfg.window_len,
+                             _val_stride(cfg.window_len, cfg.stride))
     held = None  # the training windows the screen left out, as they were: only the training quantile sees them
     if keep_train is not None and keep_val is not None:
         # the windows of a lasting incident are not held: the quantile asks how high a history's recurring
         # behaviour reaches, and an incident seen once is none
-        burst_only = ~keep_train & ~windows_touching(lasting[:n_train_rows], cfg.window_len, cfg.stride)
+        burst_only = ~keep_train & ~windows_touching(lasting[:n_train_rows], cfg.window_len, cfg.stride) & whole_train
         held = sliding_windows(raw[:n_train_rows], cfg.window_len, cfg.stride)[burst_only]
         held = despike(held, spikes)  # scored as scoring will: without the spikes the allowance removes
-        train_windows, val_windows = train_windows[keep_train], val_windows[keep_val]
+        train_windows, val_windows = train_windows[keep_train & whole_train], val_windows[keep_val & whole_val]
+    elif seams:
+        train_windows, val_windows = train_windows[whole_train], val_windows[whole_val]
     if len(train_windows) < MIN_TRAIN_WINDOWS or len(val_windows) < MIN_VAL_WINDOWS:
         raise DataError(
             f"too little data: {len(values)} rows give {len(train_windows)} training and {len(val_windows)} "
@@ -180,9 +203,10 @@ def train(
     training = {
         "source": source,
         "rows": int(len(values)),
-        "start": frame.index[0].isoformat() if len(frame) else None,
-        "end": frame.index[-1].isoformat() if len(frame) else None,
+        "start": (frame.index.min() if seams else frame.index[0]).isoformat() if len(frame) else None,
+        "end": (frame.index.max() if seams else frame.index[-1]).isoformat() if len(frame) else None,
         "stride": cfg.stride,
+        "windows": int(len(train_windows) + len(val_windows)),
         "seasonal_periods_s": list(seasonality.periods) if seasonality is not None else [],
         "screened_rows": int(flagged.any(axis=1).sum()),
         "incidents": [{"from": frame.index[i.start].isoformat(), "to": frame.index[i.end - 1].isoformat(),
@@ -195,6 +219,31 @@ def train(
     return _fit(train_windows, val_windows, train_rows, [str(c) for c in frame.columns], cfg, training, device,
                 seasonality=seasonality, event_rows=values, held_windows=held, scale_floor=floor, spikes=spikes,
                 sensors=sensors, **options)
+
+
+def _validation_last(frame: pd.DataFrame, seams: list[int], val_fraction: float) -> tuple[pd.DataFrame, list[int]]:
+    """Several sensors' histories end to end (``seams``: where each after the first begins) reordered so that the
+    last ``val_fraction`` of EVERY sensor's rows comes after all the training parts: the validation windows, which
+    calibrate the thresholds, are each sensor's latest rows, not the last sensor's alone. Returns the frame and
+    the seams between its parts (each sensor's training part, then each one's validation part)."""
+    bounds = list(zip([0, *seams], [*seams, len(frame)]))
+    splits = [b - int((b - a) * val_fraction) for a, b in bounds]
+    parts = [np.arange(a, m) for (a, _), m in zip(bounds, splits, strict=True)]
+    parts += [np.arange(m, b) for (_, b), m in zip(bounds, splits, strict=True)]
+    parts = [p for p in parts if len(p)]
+    lengths = np.cumsum([len(p) for p in parts])[:-1]
+    return frame.iloc[np.concatenate(parts)], [int(v) for v in lengths]
+
+
+def _straddling(n_rows: int, seams: Sequence[int], window_len: int, stride: int) -> np.ndarray:
+    """For the windows ``sliding_windows`` cuts from ``n_rows`` rows, whether each holds the rows on both sides of
+    one of ``seams`` (a row where another sensor's history begins)."""
+    starts = window_starts(n_rows, window_len, stride)
+    out = np.zeros(len(starts), dtype=bool)
+    for seam in seams:
+        if 0 < seam < n_rows:
+            out |= (starts < seam) & (starts + window_len > seam)
+    return out
 
 
 def fit_shape(n_train_rows: int, cfg: ModelSettings) -> tuple[int, int]:
