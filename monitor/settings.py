@@ -174,9 +174,9 @@ class ModelSettings(BaseModel):
         "is judged against a centre that follows each sensor outside alerts (threshold.drift_rate). auto (default): "
         "true for a model trained on one sensor's history (`monitor train` on a CSV, backtest, retraining from a "
         "file), false for one trained on several sensors' histories (`monitor train --sensor-column C`, "
-        "`--sensors N` with N > 1, retraining from the topic), whose levels span every sensor's, so that a sensor's shift to a level another "
-        "sensor holds would be seen at its onset only (docs/quality.md, rounds 23 and 26). The choice is stored in "
-        "the artifact.")
+        "`--sensors N` with N > 1, retraining from the topic), whose levels span every sensor's, so that a sensor's "
+        "shift to a level another sensor holds would be seen at its onset only (docs/quality.md, rounds 23 and 26). "
+        "The choice is stored in the artifact.")
     mute_events: bool = Field(
         True,
         description="On/off event channels (event_share: not judged) are not fed to the model either (0, their "

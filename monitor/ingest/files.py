@@ -50,7 +50,7 @@ def read_wide_csv(
         raise DataError(f"{path}: no such file") from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV ({exc})") from exc
-    except ValueError as exc:  # a dtype for a column the header lacks
+    except ValueError as exc:  # an argument pandas refuses for this file (a separator it cannot use)
         raise DataError(f"{path}: not a readable CSV ({exc})") from exc
     missing = [c for c in ignore if c not in frame.columns]
     if missing and not ignore_missing_ok:
