@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import numpy as np
 import typer
 
 from monitor.errors import DataError, MonitorError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import pandas as pd
+
+    from monitor.core.backtest import BacktestResult
 
 
 def backtest(
@@ -30,12 +37,18 @@ def backtest(
         help="Rows whose time is earlier than a row before them (a clock stepped back): 'stop' (an error naming "
         "the line), 'sort' (sort the rows by time; the output is in time order) or 'drop' (drop them; they get no "
         "output row).")] = "stop",
+    sensor_column: Annotated[Optional[str], typer.Option(
+        help="The column that names each row's sensor: INPUT (and --train FILE) hold a fleet's rows, in any "
+        "interleaving. One model (a fleet's: --train-rows N takes each sensor's first N rows) judges each sensor's "
+        "rows on their own; the output keeps the column, one sensor's rows after another's.")] = None,
 ) -> None:
     """Score every row of INPUT with the streaming path's scorer, thresholds and alert state machine.
 
     A row's score is the score of the window ending at that row; rows before the first full window get an
     empty score and is_anomaly 0. Prints a summary of the alerts found.
     """
+    import pandas as pd
+
     from monitor.commands.common import fail, load_settings, screened_line
     from monitor.core.backtest import run_backtest
     from monitor.core.scoring.train import train
@@ -51,8 +64,11 @@ def backtest(
     try:
         if unordered not in ("stop", "sort", "drop"):
             raise DataError(f"--unordered {unordered!r}: one of stop, sort, drop")
+        if sensor_column and retrain_every is not None:
+            raise DataError("--retrain-every retrains on one sensor's rows: not with --sensor-column")
         frame = read_wide_csv(input_csv, sep=sep, time_column=time_column or None, ignore=ignore or [],
-                              unordered=unordered)  # type: ignore[arg-type]
+                              unordered=unordered, sensor_column=sensor_column or None)  # type: ignore[arg-type]
+        parts = _per_sensor(frame)
         if frame.attrs.get("unordered"):
             verb = "sorted into place" if unordered == "sort" else "dropped"
             typer.echo(f"{frame.attrs['unordered']} rows earlier than a row before them: {verb} (--unordered)",
@@ -63,46 +79,77 @@ def backtest(
             if train_csv is not None:
                 # --ignore names were checked against INPUT; a clean training file may lack the label columns.
                 history = read_wide_csv(train_csv, sep=sep, time_column=time_column or None, ignore=ignore or [],
-                                        ignore_missing_ok=True, unordered=unordered)  # type: ignore[arg-type]
+                                        ignore_missing_ok=True, unordered=unordered,  # type: ignore[arg-type]
+                                        sensor_column=sensor_column or None)
+                seams = list(history.attrs.get("seams") or [])
+                sensors = len(history.attrs.get("sensors") or [None])
                 history = history[[c for c in frame.columns if c in history.columns]]
                 if list(history.columns) != list(frame.columns):
                     raise DataError(f"{train_csv} lacks channels of {input_csv}: {list(frame.columns)}")
             else:
                 assert train_rows is not None
-                if not 0 < train_rows < len(frame):
-                    raise DataError(f"--train-rows {train_rows}: the input has {len(frame)} rows")
-                history = frame.iloc[:train_rows]
-            typer.echo(f"training on {len(history)} rows x {history.shape[1]} channels", err=True)
+                short = [(name, len(part)) for name, part in parts if not 0 < train_rows < len(part)]
+                if short:
+                    name, n = short[0]
+                    raise DataError(f"--train-rows {train_rows}: the input has {n} rows"
+                                    + (f" of sensor {name!r}" if sensor_column else ""))
+                firsts = [part.iloc[:train_rows] for _, part in parts]
+                history = pd.concat(firsts)
+                seams = [train_rows * k for k in range(1, len(firsts))]
+                sensors = len(firsts)
+            typer.echo(f"training on {len(history)} rows x {history.shape[1]} channels"
+                       + (f" of {sensors} sensor(s)" if sensor_column else ""), err=True)
             with Bar("train", "epoch") as bar:
                 bundle = train(history, cfg, source=str(train_csv or input_csv), version="backtest",
-                               on_epoch=bar.epoch)
+                               sensors=sensors, seams=seams, on_epoch=bar.epoch)
             if bundle.meta.training.get("screened_rows") or bundle.meta.training.get("incidents"):
                 typer.echo(screened_line(bundle.meta.training), err=True)
+        wl = bundle.meta.window_len
+        total = sum(max(0, (len(part) - wl) // stride + 1) for _, part in parts)
+        results = []
+        done = 0
         with Bar("backtest", "win") as bar:
-            result = run_backtest(
-                frame, bundle, settings.threshold, settings.alert, stride=stride, retrain_every=retrain_every,
-                model_cfg=cfg, progress=bar.count,
-            )
+            for name, part in parts:
+                results.append((name, run_backtest(
+                    part, bundle, settings.threshold, settings.alert, stride=stride, retrain_every=retrain_every,
+                    model_cfg=cfg, progress=lambda d, _t, before=done: bar.count(before + d, total),  # type: ignore[misc]
+                )))
+                done += max(0, (len(part) - wl) // stride + 1)
     except MonitorError as exc:
         fail(exc)
-    table = result.table.copy()
-    table.index = table.index.map(lambda t: t.isoformat())
-    table["score"] = table["score"].map(lambda v: "" if np.isnan(v) else f"{v:.6g}")
-    table["threshold"] = table["threshold"].map(lambda v: "" if np.isnan(v) else f"{v:.6g}")
+    tables = []
+    for name, result in results:
+        table = result.table.copy()
+        table.index = table.index.map(lambda t: t.isoformat())
+        table["score"] = table["score"].map(lambda v: "" if np.isnan(v) else f"{v:.6g}")
+        table["threshold"] = table["threshold"].map(lambda v: "" if np.isnan(v) else f"{v:.6g}")
+        if sensor_column:
+            table.insert(0, sensor_column, name)
+        tables.append(table)
     out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index_label="timestamp")
-    _summary(result, len(table), out)
+    pd.concat(tables).to_csv(out, index_label="timestamp")
+    _summary(results, sensor_column or None, out)
 
 
-def _summary(result: object, n_rows: int, out: Path) -> None:
-    from monitor.core.backtest import BacktestResult
+def _per_sensor(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """``read_wide_csv``'s frame as (sensor, its rows) pairs: one pair ("", frame) without a sensor column."""
+    names = frame.attrs.get("sensors")
+    if not names:
+        return [("", frame)]
+    bounds = [0, *frame.attrs["seams"], len(frame)]
+    return [(name, frame.iloc[a:b]) for name, a, b in zip(names, bounds[:-1], bounds[1:], strict=True)]
 
-    assert isinstance(result, BacktestResult)
-    typer.echo(f"{n_rows} rows, {result.flagged_rows} flagged, {len(result.alerts)} alerts "
-               f"(models: {', '.join(result.models)}); rows written to {out}")
-    for a in result.alerts:
-        closed = a.closed_at.isoformat() if a.closed_at else "still open"
-        typer.echo(f"  alert {a.opened_at.isoformat()} -> {closed}  windows={a.window_count} "
-                   f"severity={a.severity} peak={a.peak_score:.3g} (threshold {a.threshold_at_peak:.3g}) "
-                   f"channels={','.join(a.top_channels)}")
+
+def _summary(results: Sequence[tuple[str, BacktestResult]], sensor_column: str | None, out: Path) -> None:
+    for name, result in results:
+        whose = f"sensor {name!r}: " if sensor_column else ""
+        typer.echo(f"{whose}{len(result.table)} rows, {result.flagged_rows} flagged, {len(result.alerts)} alerts "
+                   f"(models: {', '.join(result.models)})" + ("" if sensor_column else f"; rows written to {out}"))
+        for a in result.alerts:
+            closed = a.closed_at.isoformat() if a.closed_at else "still open"
+            typer.echo(f"  alert {a.opened_at.isoformat()} -> {closed}  windows={a.window_count} "
+                       f"severity={a.severity} peak={a.peak_score:.3g} (threshold {a.threshold_at_peak:.3g}) "
+                       f"channels={','.join(a.top_channels)}")
+    if sensor_column:
+        typer.echo(f"rows of {len(results)} sensors written to {out} (column {sensor_column!r})")
     sys.stdout.flush()

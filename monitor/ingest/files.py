@@ -115,7 +115,8 @@ def _timed(path: Path | str, frame: pd.DataFrame, lines: np.ndarray, time_column
     bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if bad:
         raise DataError(f"{path}: non-numeric columns {bad}; drop them with --ignore" + (
-            "" if whose else ", or, where one names each row's sensor, say so with --sensor-column (monitor train)"))
+            "" if whose else ", or, where one names each row's sensor, say so with --sensor-column (train, backtest, "
+            "retrain --from-file)"))
     if frame.shape[1] == 0:
         raise DataError(f"{path}: no numeric channels")
     frame.index = pd.DatetimeIndex(index, name="timestamp")

@@ -150,3 +150,39 @@ def test_monitor_train_takes_a_fleets_csv_by_its_sensor_column_and_refuses_it_wi
     both = runner.invoke(app, ["retrain", "--from-file", str(csv), "--sensor-column", "sensor", "--sensors", "3"],
                          env=env)
     assert both.exit_code != 0 and "give it or --sensors, not both" in both.output, both.output
+
+
+def test_monitor_backtest_judges_each_sensors_rows_on_their_own_and_keeps_the_column(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from monitor.commands.app import app
+
+    rng = np.random.default_rng(6)
+    sensors = {name: rng.normal(size=(n, 2)).round(3) for name, n in (("north", 400), ("south", 300))}
+    sensors["south"][200:240, 0] += 30.0  # a lasting shift of one sensor only
+    order = [name for name, values in sensors.items() for _ in range(len(values))]
+    np.random.default_rng(7).shuffle(order)
+    csv = fleet_csv(tmp_path / "fleet.csv", sensors, order)
+    env = {"MONITOR_MODEL__HIDDEN_SIZE": "8", "MONITOR_MODEL__LATENT_SIZE": "4", "MONITOR_MODEL__THREADS": "1",
+           "MONITOR_MODEL__WINDOW_LEN": "8", "MONITOR_MODEL__EPOCHS": "2"}
+    runner = CliRunner()
+    out = tmp_path / "bt.csv"
+    result = runner.invoke(app, ["backtest", str(csv), "--out", str(out), "--sensor-column", "sensor",
+                                 "--train-rows", "150"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "training on 300 rows x 2 channels of 2 sensor(s)" in result.output
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["timestamp", "sensor", "score", "threshold", "is_anomaly"]
+    first = order[0]
+    other = next(name for name in sensors if name != first)
+    assert list(dict.fromkeys(table["sensor"])) == [first, other], "one sensor's rows after another's"
+    assert table.groupby("sensor").size().to_dict() == {name: len(v) for name, v in sensors.items()}
+    south = table[table["sensor"] == "south"].reset_index(drop=True)
+    assert south.loc[200:247, "is_anomaly"].any(), "the shift of sensor south is found in its own rows"
+    assert "sensor 'south': 300 rows" in result.output and "rows of 2 sensors written to" in result.output
+    too_few = runner.invoke(app, ["backtest", str(csv), "--out", str(out), "--sensor-column", "sensor",
+                                  "--train-rows", "350"], env=env)
+    assert too_few.exit_code != 0 and "the input has 300 rows of sensor 'south'" in too_few.output, too_few.output
+    refused = runner.invoke(app, ["backtest", str(csv), "--out", str(out), "--sensor-column", "sensor",
+                                  "--train-rows", "150", "--retrain-every", "50"], env=env)
+    assert refused.exit_code != 0 and "not with --sensor-column" in refused.output
