@@ -68,7 +68,7 @@ def train(
 ) -> None:
     """Fit an LSTM autoencoder on normal data and write a model artifact."""
     from monitor.core.scoring.train import train as fit
-    from monitor.ingest.files import read_wide_csv
+    from monitor.ingest.files import read_wide_csv, refuse_interleaved
     from monitor.observe.progress import Bar
     from monitor.registry import model_files
 
@@ -88,7 +88,7 @@ def train(
             typer.echo(f"training on {len(frame)} rows x {frame.shape[1]} channels of {found} sensor(s) "
                        f"({sensor_column!r}) from {csv_path}", err=True)
         else:
-            _refuse_interleaved(csv_path, frame, time_column)
+            refuse_interleaved(csv_path, frame)
             typer.echo(f"training on {len(frame)} rows x {frame.shape[1]} channels from {csv_path}", err=True)
         with Bar("train", "epoch") as bar:
             bundle = fit(frame, cfg, source=str(csv_path), sensors=sensors, seams=seams, on_epoch=bar.epoch)
@@ -129,26 +129,6 @@ def train(
         typer.echo("channels whose recurring steps are scored against the history's steps (model.move_allowance): "
                    + moves_line(bundle.meta.channels, cal.move_floor, cal.move_top, cal.move_ratio,
                                 [float(v) for v in bundle.scaler.scale]))
-
-
-REPEATED_SHARE = 0.5  # see _refuse_interleaved
-
-
-def _refuse_interleaved(path: Path, frame: Any, time_column: str) -> None:
-    """A DataError when more than half the rows repeat the time of the row before (``REPEATED_SHARE``): rows of
-    several sensors interleaved in time, with the column that tells them apart dropped, would be trained on as
-    one sensor's rows, each window a mix of sensors."""
-    import numpy as np
-
-    if not time_column or len(frame) < 4:
-        return
-    stamps = frame.index.to_numpy()
-    repeated = stamps[1:] == stamps[:-1]
-    if repeated.mean() > REPEATED_SHARE:
-        raise DataError(
-            f"{path}: {int(repeated.sum())} of {len(frame)} rows repeat the time of the row before (first at line "
-            f"{int(np.flatnonzero(repeated)[0]) + 3}): rows of several sensors? Name the column that tells them "
-            f"apart with --sensor-column; a clock coarser than the rows: --time-column ''")
 
 
 def spikes_line(channels: list[str], limits: list[float]) -> str:

@@ -14,8 +14,6 @@ from monitor.errors import DataError, MonitorError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    import pandas as pd
-
     from monitor.core.backtest import BacktestResult
 
 
@@ -52,7 +50,7 @@ def backtest(
     from monitor.commands.common import fail, load_settings, screened_line
     from monitor.core.backtest import run_backtest
     from monitor.core.scoring.train import train
-    from monitor.ingest.files import read_wide_csv
+    from monitor.ingest.files import read_wide_csv, refuse_interleaved, sensor_parts
     from monitor.observe.progress import Bar
     from monitor.registry import model_files
 
@@ -68,7 +66,8 @@ def backtest(
             raise DataError("--retrain-every retrains on one sensor's rows: not with --sensor-column")
         frame = read_wide_csv(input_csv, sep=sep, time_column=time_column or None, ignore=ignore or [],
                               unordered=unordered, sensor_column=sensor_column or None)  # type: ignore[arg-type]
-        parts = _per_sensor(frame)
+        refuse_interleaved(input_csv, frame)
+        parts = sensor_parts(frame)
         if frame.attrs.get("unordered"):
             verb = "sorted into place" if unordered == "sort" else "dropped"
             typer.echo(f"{frame.attrs['unordered']} rows earlier than a row before them: {verb} (--unordered)",
@@ -104,17 +103,14 @@ def backtest(
                                sensors=sensors, seams=seams, on_epoch=bar.epoch)
             if bundle.meta.training.get("screened_rows") or bundle.meta.training.get("incidents"):
                 typer.echo(screened_line(bundle.meta.training), err=True)
-        wl = bundle.meta.window_len
-        total = sum(max(0, (len(part) - wl) // stride + 1) for _, part in parts)
+        windows = [max(0, (len(part) - bundle.meta.window_len) // stride + 1) for _, part in parts]
         results = []
-        done = 0
-        with Bar("backtest", "win") as bar:
-            for name, part in parts:
+        with Bar("backtest", "win") as bar:  # one bar over every sensor's windows
+            for k, (name, part) in enumerate(parts):
                 results.append((name, run_backtest(
                     part, bundle, settings.threshold, settings.alert, stride=stride, retrain_every=retrain_every,
-                    model_cfg=cfg, progress=lambda d, _t, before=done: bar.count(before + d, total),  # type: ignore[misc]
+                    model_cfg=cfg, progress=lambda d, _n, before=sum(windows[:k]): bar.count(before + d, sum(windows)),  # type: ignore[misc]
                 )))
-                done += max(0, (len(part) - wl) // stride + 1)
     except MonitorError as exc:
         fail(exc)
     tables = []
@@ -129,15 +125,6 @@ def backtest(
     out.parent.mkdir(parents=True, exist_ok=True)
     pd.concat(tables).to_csv(out, index_label="timestamp")
     _summary(results, sensor_column or None, out)
-
-
-def _per_sensor(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """``read_wide_csv``'s frame as (sensor, its rows) pairs: one pair ("", frame) without a sensor column."""
-    names = frame.attrs.get("sensors")
-    if not names:
-        return [("", frame)]
-    bounds = [0, *frame.attrs["seams"], len(frame)]
-    return [(name, frame.iloc[a:b]) for name, a, b in zip(names, bounds[:-1], bounds[1:], strict=True)]
 
 
 def _summary(results: Sequence[tuple[str, BacktestResult]], sensor_column: str | None, out: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -25,6 +27,17 @@ def windows_touching(rows: np.ndarray, window_len: int, stride: int) -> np.ndarr
     starts = window_starts(len(rows), window_len, stride)
     csum = np.concatenate([[0], np.cumsum(rows.astype(np.int64))])
     return np.asarray((csum[starts + window_len] - csum[starts]) > 0)
+
+
+def windows_straddling(n_rows: int, seams: Sequence[int], window_len: int, stride: int) -> np.ndarray:
+    """For the windows ``sliding_windows`` cuts from ``n_rows`` rows, whether each holds the rows on both sides of
+    one of ``seams`` (a row where another sensor's history begins)."""
+    starts = window_starts(n_rows, window_len, stride)
+    out = np.zeros(len(starts), dtype=bool)
+    for seam in seams:
+        if 0 < seam < n_rows:
+            out |= (starts < seam) & (starts + window_len > seam)
+    return out
 
 
 HISTORY_PARTS = 6  # see without_any_episode

@@ -67,22 +67,51 @@ def read_wide_csv(
     if blank.any():
         row = int(np.flatnonzero(blank.to_numpy())[0])
         raise DataError(f"{path}: line {row + 2} names no sensor in {sensor_column!r} ({int(blank.sum())} such rows)")
-    names = list(dict.fromkeys(sensors.astype(str).str.strip()))
-    labels = sensors.astype(str).str.strip().to_numpy()
+    codes, names = pd.factorize(sensors.astype(str).str.strip())  # names in the order they first appear
+    order = np.argsort(codes, kind="stable")  # each sensor's rows together, in file order: O(n log n)
     parts: list[pd.DataFrame] = []
     seams: list[int] = []
-    moved = 0
-    for name in names:
-        rows = np.flatnonzero(labels == name)
+    rows_so_far = moved = 0
+    for name, rows in zip(names, np.split(order, np.flatnonzero(np.diff(codes[order])) + 1), strict=True):
         part = _timed(path, frame.iloc[rows].reset_index(drop=True), rows + 2, time_column, unordered,
                       f" (sensor {name!r})")
         if parts:
-            seams.append(int(sum(len(p) for p in parts)))
+            seams.append(rows_so_far)
+        rows_so_far += len(part)
         moved += int(part.attrs.get("unordered", 0))
         parts.append(part)
     out = pd.concat(parts)
-    out.attrs.update(unordered=moved, sensors=names, seams=seams)
+    out.attrs.update(unordered=moved, sensors=[str(n) for n in names], seams=seams)
     return out
+
+
+def sensor_parts(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """A frame of ``read_wide_csv`` as (sensor, its rows) pairs, from its ``attrs["sensors"]`` and
+    ``attrs["seams"]``; one pair ``("", frame)`` for a frame read without a sensor column."""
+    names = frame.attrs.get("sensors")
+    if not names:
+        return [("", frame)]
+    bounds = [0, *frame.attrs["seams"], len(frame)]
+    return [(name, frame.iloc[a:b]) for name, a, b in zip(names, bounds[:-1], bounds[1:], strict=True)]
+
+
+REPEATED_SHARE = 0.5  # see refuse_interleaved
+
+
+def refuse_interleaved(path: Path | str, frame: pd.DataFrame) -> None:
+    """A DataError when more than half the rows of a frame read without a sensor column repeat the time of the
+    row before (``REPEATED_SHARE``): rows of several sensors interleaved in time, the column that tells them apart
+    dropped, would be judged or trained on as one sensor's rows, each window a mix of sensors. For the commands
+    that train or judge a file (a frame read without a time column has a made-up clock, one second a row)."""
+    if frame.attrs.get("sensors") or len(frame) < 4:
+        return
+    stamps = frame.index.to_numpy()
+    repeated = stamps[1:] == stamps[:-1]
+    if repeated.mean() > REPEATED_SHARE:
+        raise DataError(
+            f"{path}: {int(repeated.sum())} of {len(frame)} rows repeat the time of the row before (first at line "
+            f"{int(np.flatnonzero(repeated)[0]) + 3}): rows of several sensors? Name the column that tells them "
+            "apart with --sensor-column; a clock coarser than the rows: --time-column ''")
 
 
 def _timed(path: Path | str, frame: pd.DataFrame, lines: np.ndarray, time_column: str | None,

@@ -383,7 +383,7 @@ def _file_windows(request: RetrainRequest, window_len: int) -> tuple[list[Histor
                                                                        datetime, datetime]:
     """A wide CSV/Parquet file -> consecutive non-overlapping windows of one pseudo-sensor (the file's name), or,
     with ``request.sensor_column`` (CSV), of each sensor the column names: no window mixes two sensors."""
-    from monitor.ingest.files import read_wide_csv
+    from monitor.ingest.files import read_wide_csv, refuse_interleaved, sensor_parts
 
     path = Path(request.path or "")
     if request.sensor_column:
@@ -392,10 +392,7 @@ def _file_windows(request: RetrainRequest, window_len: int) -> tuple[list[Histor
                             "with one sensor's rows")
         fleet = read_wide_csv(path, sep=request.sep, time_column=request.time_column, ignore=request.ignore,
                               sensor_column=request.sensor_column)
-        bounds = [0, *fleet.attrs["seams"], len(fleet)]
-        windows: list[HistoryWindow] = []
-        for name, a, b in zip(fleet.attrs["sensors"], bounds[:-1], bounds[1:], strict=True):
-            windows += _cut(name, _in_range(fleet.iloc[a:b], request), window_len)
+        windows = [w for name, part in sensor_parts(fleet) for w in _cut(name, _in_range(part, request), window_len)]
         if not windows:
             raise DataError(f"{path}: no sensor has {window_len} rows in range (one window)")
         return (windows, tuple(str(c) for c in fleet.columns), min(w.window_start for w in windows),
@@ -412,6 +409,7 @@ def _file_windows(request: RetrainRequest, window_len: int) -> tuple[list[Histor
         frame = frame.drop(columns=[c for c in request.ignore if c in frame.columns]).astype(np.float32)
     else:
         frame = read_wide_csv(path, sep=request.sep, time_column=request.time_column, ignore=request.ignore)
+        refuse_interleaved(path, frame)
     frame = _in_range(frame, request)
     if len(frame) < window_len:
         raise DataError(f"{path}: {len(frame)} rows in range, fewer than one window of {window_len}")

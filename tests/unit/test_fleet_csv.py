@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.core.scoring.train import _straddling, _validation_last, train
-from monitor.core.windows import sliding_windows, window_starts
+from monitor.core.scoring.train import _validation_last, train
+from monitor.core.windows import sliding_windows, window_starts, windows_straddling
 from monitor.errors import DataError
 from monitor.ingest.files import read_wide_csv
 from monitor.settings import ModelSettings
@@ -89,7 +89,7 @@ def test_a_window_straddles_a_seam_exactly_when_it_holds_rows_of_both_sides(
     windows = sliding_windows(owner[:, None].astype(np.float64), window_len, stride)
     mixed = np.array([len(np.unique(w)) > 1 for w in windows], dtype=bool)
     assert len(window_starts(n_rows, window_len, stride)) == len(mixed)
-    np.testing.assert_array_equal(_straddling(n_rows, seams, window_len, stride), mixed)
+    np.testing.assert_array_equal(windows_straddling(n_rows, seams, window_len, stride), mixed)
 
 
 def test_every_sensors_latest_rows_are_the_validation_part() -> None:
@@ -144,6 +144,9 @@ def test_monitor_train_takes_a_fleets_csv_by_its_sensor_column_and_refuses_it_wi
     assert refused.exit_code != 0 and "600 of 900 rows repeat the time of the row before (first at line 3)" in \
         refused.output and "--sensor-column" in refused.output, refused.output
     assert not (tmp_path / "x.pt").exists()
+    unnamed = runner.invoke(app, ["backtest", str(csv), "--out", str(tmp_path / "bt.csv"), "--ignore", "sensor",
+                                  "--train-rows", "150"], env=env)  # backtest refuses it alike
+    assert unnamed.exit_code != 0 and "600 of 900 rows repeat the time" in unnamed.output, unnamed.output
     wrong = runner.invoke(app, ["train", str(csv), "--out", str(tmp_path / "y.pt"), "--sensor-column", "sensor",
                                 "--sensors", "2"], env=env)
     assert wrong.exit_code != 0 and "--sensors 2, but" in wrong.output and "names 3 sensors" in wrong.output

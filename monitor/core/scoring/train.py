@@ -42,7 +42,7 @@ from monitor.core.scoring.scorer import (
 from monitor.core.scoring.seasonal import Seasonality, fit_seasonality, row_times
 from monitor.core.scoring.spikes import HALF, ROOM, Allowance, allowance, combine, despike, explained, medians
 from monitor.core.thresholds import fit_tail
-from monitor.core.windows import sliding_windows, window_starts, windows_touching
+from monitor.core.windows import sliding_windows, windows_straddling, windows_touching
 from monitor.errors import CancelledRunError, DataError
 from monitor.settings import ModelSettings
 
@@ -181,8 +181,8 @@ def train(
     train_windows = sliding_windows(train_rows, cfg.window_len, cfg.stride)
     val_windows = sliding_windows(val_rows, cfg.window_len, _val_stride(cfg.window_len, cfg.stride))
     # windows cut across a seam hold two sensors' rows: never trained, calibrated or held
-    whole_train = ~_straddling(n_train_rows, seams, cfg.window_len, cfg.stride)
-    whole_val = ~_straddling(len(values) - n_train_rows, [b - n_train_rows for b in seams], cfg.window_len,
+    whole_train = ~windows_straddling(n_train_rows, seams, cfg.window_len, cfg.stride)
+    whole_val = ~windows_straddling(len(values) - n_train_rows, [b - n_train_rows for b in seams], cfg.window_len,
                              _val_stride(cfg.window_len, cfg.stride))
     held = None  # the training windows the screen left out, as they were: only the training quantile sees them
     if keep_train is not None and keep_val is not None:
@@ -233,17 +233,6 @@ def _validation_last(frame: pd.DataFrame, seams: list[int], val_fraction: float)
     parts = [p for p in parts if len(p)]
     lengths = np.cumsum([len(p) for p in parts])[:-1]
     return frame.iloc[np.concatenate(parts)], [int(v) for v in lengths]
-
-
-def _straddling(n_rows: int, seams: Sequence[int], window_len: int, stride: int) -> np.ndarray:
-    """For the windows ``sliding_windows`` cuts from ``n_rows`` rows, whether each holds the rows on both sides of
-    one of ``seams`` (a row where another sensor's history begins)."""
-    starts = window_starts(n_rows, window_len, stride)
-    out = np.zeros(len(starts), dtype=bool)
-    for seam in seams:
-        if 0 < seam < n_rows:
-            out |= (starts < seam) & (starts + window_len > seam)
-    return out
 
 
 def fit_shape(n_train_rows: int, cfg: ModelSettings) -> tuple[int, int]:
