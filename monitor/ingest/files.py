@@ -96,22 +96,35 @@ def sensor_parts(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 REPEATED_SHARE = 0.5  # see refuse_interleaved
+NEAR_STEP = 0.1  # see refuse_interleaved: a step this share of the mean step or less is "the same time"
+NEAR_MIN_ROWS = 20  # see refuse_interleaved: fewer rows are judged by equal times only (a few random gaps could be short)
 
 
 def refuse_interleaved(path: Path | str, frame: pd.DataFrame) -> None:
     """A DataError when more than half the rows of a frame read without a sensor column repeat the time of the
-    row before (``REPEATED_SHARE``): rows of several sensors interleaved in time, the column that tells them apart
-    dropped, would be judged or trained on as one sensor's rows, each window a mix of sensors. For the commands
-    that train or judge a file (a frame read without a time column has a made-up clock, one second a row)."""
+    row before (``REPEATED_SHARE``), or come so soon after it (within ``NEAR_STEP`` of the file's mean step, in a
+    file of ``NEAR_MIN_ROWS`` rows or more: each sensor's clock a few milliseconds off the others', as a historian
+    exports them): rows of several sensors
+    interleaved in time, the column that tells them apart dropped, would be judged or trained on as one sensor's
+    rows, each window a mix of sensors. Regular or randomly spaced rows of one sensor have next to no such steps.
+    For the commands that train or judge a file (a frame read without a time column has a made-up clock, one
+    second a row)."""
     if frame.attrs.get("sensors") or len(frame) < 4:
         return
-    stamps = frame.index.to_numpy()
-    repeated = stamps[1:] == stamps[:-1]
-    if repeated.mean() > REPEATED_SHARE:
-        raise DataError(
-            f"{path}: {int(repeated.sum())} of {len(frame)} rows repeat the time of the row before (first at line "
-            f"{int(np.flatnonzero(repeated)[0]) + 3}): rows of several sensors? Name the column that tells them "
-            "apart with --sensor-column; a clock coarser than the rows: --time-column ''")
+    seconds = np.asarray((frame.index - frame.index[0]).total_seconds(), dtype=np.float64)
+    steps = np.diff(seconds)
+    mean = float(seconds[-1]) / (len(seconds) - 1)
+    close = steps <= mean * NEAR_STEP if len(frame) >= NEAR_MIN_ROWS else steps == 0
+    if close.mean() <= REPEATED_SHARE:
+        return
+    first = int(np.flatnonzero(close)[0]) + 3
+    repeated = int((steps == 0).sum())
+    what = (f"{repeated} of {len(frame)} rows repeat the time of the row before" if repeated == close.sum() else
+            f"{int(close.sum())} of {len(frame)} rows follow the row before within {NEAR_STEP:.0%} of the file's mean "
+            f"step of {mean:.3g} s" + (f" ({repeated} at the same time)" if repeated else ""))
+    raise DataError(
+        f"{path}: {what} (first at line {first}): rows of several sensors? Name the column that tells them apart "
+        "with --sensor-column; a clock coarser than the rows: --time-column ''")
 
 
 def _timed(path: Path | str, frame: pd.DataFrame, lines: np.ndarray, time_column: str | None,

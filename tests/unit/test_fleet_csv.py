@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from monitor.core.scoring.train import _validation_last, train
 from monitor.core.windows import sliding_windows, window_starts, windows_straddling
 from monitor.errors import DataError
-from monitor.ingest.files import read_wide_csv
+from monitor.ingest.files import read_wide_csv, refuse_interleaved
 from monitor.settings import ModelSettings
 
 EPOCH = pd.Timestamp("2026-01-01", tz="UTC")
@@ -153,6 +153,34 @@ def test_monitor_train_takes_a_fleets_csv_by_its_sensor_column_and_refuses_it_wi
     both = runner.invoke(app, ["retrain", "--from-file", str(csv), "--sensor-column", "sensor", "--sensors", "3"],
                          env=env)
     assert both.exit_code != 0 and "give it or --sensors, not both" in both.output, both.output
+
+
+def _one_column(stamps: pd.DatetimeIndex) -> pd.DataFrame:
+    return pd.DataFrame({"a": np.arange(len(stamps), dtype=float)}, index=stamps)
+
+
+@pytest.mark.parametrize("sensors", [2, 3, 5])
+def test_rows_of_sensors_whose_clocks_are_milliseconds_apart_are_refused_without_the_sensor_column(
+    sensors: int,
+) -> None:
+    """A historian's export: each sensor's rows a second apart, each sensor's clock a few milliseconds off the
+    others'. No two rows share a time, yet most follow the row before within milliseconds."""
+    second = pd.date_range(EPOCH, periods=200, freq="s")
+    stamps = pd.DatetimeIndex(np.concatenate([second + pd.Timedelta(milliseconds=7 * k) for k in range(sensors)]))
+    with pytest.raises(DataError, match=rf"{199 * sensors + sensors - 1 - 199} of {200 * sensors} rows follow the "
+                       r"row before within 10% of the file's mean step of .* \(first at line 3\).*--sensor-column"):
+        refuse_interleaved("fleet.csv", _one_column(stamps.sort_values()))
+
+
+@settings(max_examples=50, deadline=None)
+@given(rows=st.integers(4, 400), seed=st.integers(0, 2**16), regular=st.booleans())
+def test_one_sensors_regular_or_randomly_spaced_rows_are_never_refused(rows: int, seed: int, regular: bool) -> None:
+    """Rows a period apart, or apart by exponential (Poisson) gaps: about a tenth of the steps are within a tenth
+    of the mean step, never more than half in 20 rows or more (fewer are judged by equal times only)."""
+    gaps = np.ones(rows) if regular else np.random.default_rng(seed).exponential(1.0, rows)
+    gaps[0] = 0.0
+    stamps = pd.DatetimeIndex(EPOCH + pd.to_timedelta(np.cumsum(gaps), unit="s"))
+    refuse_interleaved("one.csv", _one_column(stamps))
 
 
 def test_monitor_backtest_judges_each_sensors_rows_on_their_own_and_keeps_the_column(tmp_path: Path) -> None:
