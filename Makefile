@@ -50,7 +50,7 @@ tools:
 
 test: install services tools
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m mypy monitor pipelines
+	$(PYTHON) -m mypy monitor pipelines tests
 	$(PYTHON) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test-unit: install
@@ -94,4 +94,4 @@ chaos: install
 
 lint:
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m mypy monitor pipelines
+	$(PYTHON) -m mypy monitor pipelines tests

@@ -46,7 +46,8 @@ class ContainerCommand:
 
 
 def compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    document: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    return document
 
 
 def k8s_documents(recursive: bool = False) -> list[tuple[str, dict[str, Any]]]:
@@ -88,11 +89,12 @@ def secret_references(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, set[s
 
 def pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
     kind = doc.get("kind")
+    spec: dict[str, Any] | None = None
     if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
-        return doc["spec"]["template"]["spec"]
-    if kind == "CronJob":
-        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    return None
+        spec = doc["spec"]["template"]["spec"]
+    elif kind == "CronJob":
+        spec = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return spec
 
 
 def k8s_containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:

@@ -15,6 +15,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -35,7 +36,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def served(tmp_path: Path, kafka_cfg: KafkaSettings, api_bundle: ModelBundle, api_model_path: Path) -> Iterator[dict]:
+def served(tmp_path: Path, kafka_cfg: KafkaSettings, api_bundle: ModelBundle,
+           api_model_path: Path) -> Iterator[dict[str, Any]]:
     """Demo data (a fleet with one strong anomaly through the real consumer) behind a `monitor serve` process."""
     wl = api_bundle.meta.window_len
     fleet = make_fleet(3, wl * 100, seed=3, anomalous=0)
@@ -73,7 +75,7 @@ def served(tmp_path: Path, kafka_cfg: KafkaSettings, api_bundle: ModelBundle, ap
         db.dispose()
 
 
-def test_alert_page_plots_and_acknowledges(served: dict, tmp_path: Path) -> None:
+def test_alert_page_plots_and_acknowledges(served: dict[str, Any], tmp_path: Path) -> None:
     alerts = served["alerts"]
     assert alerts, "the demo data raised no alert on the anomalous sensor"
     open_alerts = [a for a in alerts if a["status"] == "open"]
@@ -156,7 +158,7 @@ def test_alert_page_plots_and_acknowledges(served: dict, tmp_path: Path) -> None
         browser.close()
 
 
-def test_on_call_view_fits_the_screen_and_plots_what_fired(served: dict, tmp_path: Path) -> None:
+def test_on_call_view_fits_the_screen_and_plots_what_fired(served: dict[str, Any], tmp_path: Path) -> None:
     """What a person sees at 1280 x 800 and on a phone: every list column, the fleet overview naming the alerting
     sensor, status chips, and an alert's plots: the threshold in the legend, dated time ticks, the stored peak
     plotted, top channels first, one time axis with a synced hover read-out, the evidence of the decision."""

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table
 
 from monitor.api.app import create_app
 from monitor.core.scoring.artifact import ModelBundle
@@ -36,7 +36,8 @@ def alert_row(i: int, **overrides: Any) -> dict[str, Any]:
 
 def insert_alerts(db: Engine, rows: list[dict[str, Any]]) -> list[int]:
     with db.begin() as conn:
-        return [conn.execute(Alert.__table__.insert().values(r).returning(Alert.id)).scalar_one() for r in rows]
+        return [conn.execute(cast(Table, Alert.__table__).insert().values(r).returning(Alert.id)).scalar_one()
+                for r in rows]
 
 
 def client(db: Engine, model_path: Path | None = None, kafka: KafkaSettings | None = None) -> TestClient:

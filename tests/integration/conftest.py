@@ -77,7 +77,7 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def kafka_cfg(kafka_bootstrap: str) -> KafkaSettings:
+def kafka_cfg(kafka_bootstrap: str) -> Iterator[KafkaSettings]:
     """A fresh topic, dead-letter topic and consumer group per test."""
     name = f"test-{uuid.uuid4().hex[:10]}"
     cfg = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=f"{name}.windows", dlq_topic=f"{name}.dlq",

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import cast
 
 import numpy as np
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table
 
 from monitor.core.contract import encode_values
 from monitor.ingest.kafka import make_producer
@@ -86,7 +87,7 @@ def produce(cfg: KafkaSettings, windows: list[tuple[str, datetime, datetime, np.
 
 def retrain_config(kafka: KafkaSettings, model_path: Path | None = None, **retrain: object) -> RetrainConfig:
     """``model_path``: the file consumers serve (imported into an empty registry first); default: none."""
-    settings = RetrainSettings(min_windows=16, min_holdout_windows=8, **retrain)  # type: ignore[arg-type]
+    settings = RetrainSettings(min_windows=16, min_holdout_windows=8, **retrain)
     model = TINY.model_copy(update={"path": model_path or Path("/nonexistent/serving-model.pt")})
     return RetrainConfig(kafka, model, ThresholdSettings(), AlertSettings(), settings,
                          RegistrySettings(model_name="test", check_interval_s=0.5))
@@ -94,7 +95,7 @@ def retrain_config(kafka: KafkaSettings, model_path: Path | None = None, **retra
 
 def insert_alert(db: Engine, sensor_id: str, opened_at: datetime, closed_at: datetime, version: str = "x") -> None:
     with db.begin() as conn:
-        conn.execute(Alert.__table__.insert().values(
+        conn.execute(cast(Table, Alert.__table__).insert().values(
             sensor_id=sensor_id, opened_at=opened_at, closed_at=closed_at, last_window_end=closed_at,
             status="resolved", severity="major", peak_score=10.0, threshold_at_peak=2.0, window_count=3,
             top_channels=["ch0"], model_version=version, partition=0, first_offset=0, last_offset=1,

@@ -7,12 +7,14 @@ import json
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Table, select
 
 from monitor.store.apikeys import create_key, revoke_key
 from monitor.store.feedback import false_positive_ranges
@@ -98,7 +100,7 @@ def test_filters_match_between_api_and_cli(db: Engine, tmp_path: Path) -> None:
         assert r.status_code == 200, r.text
         return [a["id"] for a in r.json()["items"]]
 
-    def expect(pred) -> list[int]:  # newest first, like the API's default sort
+    def expect(pred: Callable[[dict[str, Any]], bool]) -> list[int]:  # newest first, like the API's default sort
         return [i for i, r in sorted(zip(ids, rows), key=lambda x: x[1]["opened_at"], reverse=True) if pred(r)]
 
     assert api_ids("sensor=s-1") == expect(lambda r: r["sensor_id"] == "s-1")
@@ -212,7 +214,7 @@ def test_sensors_and_models(db: Engine) -> None:
     insert_alerts(db, [alert_row(2, sensor_id="pump-2", status="resolved")])
     with db.begin() as conn:
         for sid in ("pump-1", "pump-2"):
-            conn.execute(SensorState.__table__.insert().values(
+            conn.execute(cast(Table, SensorState.__table__).insert().values(
                 sensor_id=sid, partition=0, state={}, last_score=1.5, last_threshold=4.0,
                 last_window_end=T0, model_version="m1", updated_at=T0))
     read, _ = keys(db)
@@ -233,7 +235,10 @@ def test_since_and_until_take_relative_times_and_an_unencoded_plus(db: Engine) -
     old_id, recent_id = insert_alerts(db, [old, recent])
     read, _ = keys(db)
     api = client(db)
-    ids = lambda q: [a["id"] for a in api.get(f"/alerts?{q}", headers=read).json()["items"]]  # noqa: E731
+
+    def ids(q: str) -> list[int]:
+        return [a["id"] for a in api.get(f"/alerts?{q}", headers=read).json()["items"]]
+
     assert ids("since=1h") == [recent_id]
     assert ids("since=4d") == [recent_id, old_id]
     assert ids("since=4d&until=1d") == [old_id]

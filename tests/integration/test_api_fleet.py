@@ -4,9 +4,10 @@ fleet overview (GET /fleet: sensors alerting now, alerts opened per hour)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import cast
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table
 
 from monitor.store.schema import SensorState
 from tests.integration.api_helpers import T0, alert_row, client, insert_alerts, keys
@@ -31,7 +32,8 @@ def test_alerts_name_who_acknowledged_and_who_resolved(db: Engine) -> None:
     from monitor.store.schema import Alert
 
     with db.begin() as conn:  # the detector closes it: status resolved, closed_at set, no audit event
-        conn.execute(Alert.__table__.update().where(Alert.id == ids[3]).values(status="resolved", closed_at=closed))
+        conn.execute(cast(Table, Alert.__table__).update().where(Alert.id == ids[3])
+                     .values(status="resolved", closed_at=closed))
     listed = {a["id"]: a for a in api.get("/alerts?limit=500", headers=read).json()["items"]}
     who = {i: (listed[i]["status"], listed[i]["acknowledged_by"], listed[i]["resolved_by"], listed[i]["closed_at"])
            for i in ids}
@@ -50,10 +52,13 @@ def test_fleet_overview_counts_hours_and_names_the_alerting_sensors(db: Engine) 
     latest = T0 + timedelta(hours=30, minutes=20)  # event time of the newest scored window
     with db.begin() as conn:
         for sid in ("pump-1", "pump-2", "pump-3"):
-            conn.execute(SensorState.__table__.insert().values(
+            conn.execute(cast(Table, SensorState.__table__).insert().values(
                 sensor_id=sid, partition=0, state={}, last_score=1.0, last_threshold=4.0,
                 last_window_end=latest if sid == "pump-1" else T0, model_version="m1", updated_at=T0))
-    at = lambda h, m=0: T0 + timedelta(hours=h, minutes=m)  # noqa: E731
+
+    def at(h: int, m: int = 0) -> datetime:
+        return T0 + timedelta(hours=h, minutes=m)
+
     ids = insert_alerts(db, [
         alert_row(1, sensor_id="pump-1", opened_at=at(29, 10), severity="minor", status="acknowledged"),
         alert_row(2, sensor_id="pump-1", opened_at=at(30, 5), severity="critical"),

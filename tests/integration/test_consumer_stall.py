@@ -59,7 +59,7 @@ def test_a_stalled_consumer_is_replaced_and_resumes_from_the_stored_offsets(
     assert not io_thread.is_alive(), "the replaced client's network thread is still running"
     assert stats.consumer_replacements == 1
     assert stats.scored == sent and stats.failed_batches == 0
-    spans = {}
+    spans: dict[int, list[tuple[int, int]]] = {}
     for p, a, b in stats.committed:
         spans.setdefault(p, []).append((a, b))
     for p, ranges in spans.items():  # durable ranges tile each partition from 0: nothing twice or missed

@@ -93,8 +93,8 @@ def test_secrets_never_reach_logs_or_errors(kafka_cfg: KafkaSettings, tmp_path: 
     env = _env(kafka_cfg, tmp_path, e2e_model_path, MONITOR_LOG_LEVEL="DEBUG",
                MONITOR_KAFKA__SECURITY_PROTOCOL="SASL_PLAINTEXT", MONITOR_KAFKA__SASL_MECHANISM="PLAIN",
                MONITOR_KAFKA__SASL_USERNAME="monitor", MONITOR_KAFKA__SASL_PASSWORD=kafka_secret)
-    settings = Settings(_env_file=None, **{"kafka": {"sasl_mechanism": "PLAIN", "sasl_password": kafka_secret},
-                                           "db": {"url": f"postgresql+psycopg://u:{db_secret}@h/db"}})
+    settings = Settings(_env_file=None, kafka={"sasl_mechanism": "PLAIN", "sasl_password": kafka_secret},
+                        db={"url": f"postgresql+psycopg://u:{db_secret}@h/db"})
     assert kafka_secret not in repr(settings) and db_secret not in repr(settings)
     assert kafka_secret not in settings.model_dump_json() and db_secret not in str(settings.model_dump())
     assert settings.kafka.client_options()["sasl_plain_password"] == kafka_secret, "passed through to the client"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -23,7 +24,7 @@ from tests.integration.helpers import end_offsets, run_to_end
 pytestmark = pytest.mark.integration
 
 
-def _state(db: Engine, sensor_id: str) -> tuple[dict, int]:
+def _state(db: Engine, sensor_id: str) -> tuple[dict[str, Any], int]:
     with db.connect() as conn:
         row = conn.execute(select(SensorState.state, SensorState.revision).where(SensorState.sensor_id == sensor_id)).one()
     return row.state, row.revision
@@ -98,7 +99,8 @@ def test_a_batch_never_overwrites_a_state_whose_revision_moved(db: Engine) -> No
 
     at = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
-    def write(state: dict, revision: int | None, offsets: dict[int, int], expected: dict[int, int | None]) -> None:
+    def write(state: dict[str, Any], revision: int | None, offsets: dict[int, int],
+              expected: dict[int, int | None]) -> None:
         commit_batch(db, group_id="g", topic="t", alerts=[], offsets=offsets, expected=expected,
                      sensors=[SensorRow("s1", 0, state, 1.0, 2.0, at, "m1", revision)])
 

@@ -4,6 +4,8 @@ member that read a newer owner's state lettered windows that owner had applied).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import Engine
 
@@ -22,7 +24,8 @@ from tests.integration.helpers import end_offsets, produce_fleet, read_all, run_
 pytestmark = pytest.mark.integration
 
 
-def _replay(kafka_cfg: KafkaSettings, db: Engine, bundle: ModelBundle, raw: list, expected: dict) -> int:
+def _replay(kafka_cfg: KafkaSettings, db: Engine, bundle: ModelBundle, raw: list[Any],
+            expected: dict[int, int | None]) -> int:
     """make_durable on ``raw`` as a member that believes the partitions start at ``expected``; returns the number of
     dead letters that reached the topic meanwhile (the StaleOffsetError is the caller's to expect)."""
     scorer = Scorer(bundle)

@@ -10,12 +10,13 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import cast
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, Table, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from monitor.errors import ConfigError
@@ -96,7 +97,7 @@ def test_upgrade_from_baseline_to_head_keeps_data(empty_db: tuple[Engine, str]) 
     engine, _ = empty_db
     assert upgrade(engine, BASELINE_REVISION).current == BASELINE_REVISION
     with engine.begin() as conn:  # a row written by a monitor of the baseline era
-        conn.execute(insert(Alert.__table__).values(**_sample_alert()))
+        conn.execute(insert(cast(Table, Alert.__table__)).values(**_sample_alert()))
     if head_revision() != BASELINE_REVISION:  # behind head: services refuse until the upgrade
         with pytest.raises(ConfigError, match="run `monitor db upgrade`"):
             require_current_schema(engine)
@@ -108,7 +109,7 @@ def test_upgrade_from_baseline_to_head_keeps_data(empty_db: tuple[Engine, str]) 
     # head constrains status and severity to their values; on PostgreSQL the channels are jsonb (queryable)
     for bad in ({"severity": "high"}, {"status": "closed"}):
         with pytest.raises(IntegrityError), engine.begin() as conn:
-            conn.execute(insert(Alert.__table__).values(**{**_sample_alert(), "sensor_id": "s-2", **bad}))
+            conn.execute(insert(cast(Table, Alert.__table__)).values(**{**_sample_alert(), "sensor_id": "s-2", **bad}))
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM alerts WHERE top_channels ? 'c1'")).scalar_one() == 1
@@ -127,7 +128,7 @@ def test_pre_migration_database_is_stamped_and_upgraded(empty_db: tuple[Engine, 
     engine, _ = empty_db
     upgrade(engine, BASELINE_REVISION)
     with engine.begin() as conn:
-        conn.execute(insert(Alert.__table__).values(**_sample_alert()))
+        conn.execute(insert(cast(Table, Alert.__table__)).values(**_sample_alert()))
         conn.execute(text("DROP TABLE alembic_version"))
     status = schema_status(engine)
     assert status.legacy and status.current is None

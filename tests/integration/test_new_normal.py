@@ -8,6 +8,8 @@ the alert; the shifted level opens no new alert.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import Engine, select
 
@@ -25,7 +27,7 @@ from tests.integration.helpers import run_to_end
 pytestmark = pytest.mark.integration
 
 
-def _alerts(db: Engine, sensor_id: str) -> list[dict]:
+def _alerts(db: Engine, sensor_id: str) -> list[dict[str, Any]]:
     return sorted((a for a in query_alerts(db, limit=1000) if a["sensor_id"] == sensor_id), key=lambda a: a["opened_at"])
 
 

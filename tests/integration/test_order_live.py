@@ -12,18 +12,18 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, text
 
-from monitor.consumer import batches
 from monitor.consumer.runner import build_runner
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.ingest.kafka import make_producer
 from monitor.observe import health
 from monitor.settings import AlertSettings, KafkaSettings, RunSettings, ThresholdSettings
+from monitor.store import repository
 from monitor.store.alerts_api import query_alerts, record_feedback
 from monitor.store.feedback import apply_false_positive
 from monitor.store.repository import load_offsets, load_sensor_states
@@ -45,7 +45,8 @@ def refuse(db: Engine, table: str, sql_condition: str, pg_check: str) -> None:
 
 
 def header(record: Any, name: str) -> str:
-    return dict(record.headers)[name].decode()
+    value: bytes = dict(record.headers)[name]
+    return value.decode()
 
 
 def counter(name: str, labels: dict[str, str] | None = None) -> float:
@@ -164,16 +165,17 @@ def test_feedback_while_a_consumer_drains_applies_every_window_exactly_once(
     finally:
         producer.close()
     assert len({a["sensor_id"] for a in alerts}) == 3, alerts
-    first_revision = {sid: row.revision for sid, row in load_sensor_states(db, list(per_sensor)).items()}
+    first_revision = {sid: cast(int, row.revision)  # a stored row has its revision
+                      for sid, row in load_sensor_states(db, list(per_sensor)).items()}
 
     written: Counter[str] = Counter()  # the consumers' durable state writes per sensor (each moves the revision)
-    real_commit = batches.repository.commit_batch
+    real_commit = repository.commit_batch  # what monitor.consumer.batches calls (its module attribute)
 
     def counting_commit(*args: Any, **kwargs: Any) -> None:
         real_commit(*args, **kwargs)
         written.update(row.sensor_id for row in kwargs["sensors"])
 
-    monkeypatch.setattr(batches.repository, "commit_batch", counting_commit)
+    monkeypatch.setattr(repository, "commit_batch", counting_commit)
     runner = build_runner(kafka_cfg, RunSettings(), ThresholdSettings(), AlertSettings(), e2e_bundle, db,
                           idle_exit_s=10.0)
     runner.max_poll_records = runner.live_poll_records = 12  # many small batches: feedback lands between them

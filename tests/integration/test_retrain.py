@@ -8,13 +8,14 @@ import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Table, select
 
 from monitor.core.scoring.train import train
 from monitor.registry import model_files, shadow, versions
@@ -184,7 +185,7 @@ def test_a_run_without_new_data_is_skipped_and_force_trains_anyway(db: Engine, t
         again = retrain(db, cfg, RetrainRequest(path=tmp_path / "history.csv", reason=f"unchanged {run}"),
                         clock=lambda run=run: utcnow() + timedelta(seconds=run + 1))  # type: ignore[misc]
         assert again.outcome == SKIPPED and again.version is None
-        assert "min_new_windows" in again.reason and first.version in again.reason
+        assert "min_new_windows" in again.reason and cast(str, first.version) in again.reason
     assert [v.version for v in versions.list_versions(db, "test")] == [first.version]
     assert versions.active_version(db, "test") == first.version
     forced = retrain(db, cfg, RetrainRequest(path=tmp_path / "history.csv", reason="forced", force=True),
@@ -205,7 +206,7 @@ def _confirm(db: Engine, sensor_id: str, start: datetime, end: datetime, verdict
     with db.begin() as conn:
         alert_id = conn.execute(select(Alert.id).where(Alert.sensor_id == sensor_id, Alert.opened_at == start)
                                 ).scalar_one()
-        conn.execute(AlertFeedback.__table__.insert().values(
+        conn.execute(cast(Table, AlertFeedback.__table__).insert().values(
             alert_id=alert_id, verdict=verdict, note=None, actor="ops", sensor_id=sensor_id, window_start=start,
             window_end=end, threshold_applied=False, threshold_note=None, updated_at=utcnow()))
     return int(alert_id)
@@ -249,13 +250,13 @@ def test_a_candidate_that_misses_a_confirmed_true_positive_is_rejected(db: Engin
     assert len(stored[0].values) > 16  # the context before the alert and its windows, kept beyond the feed
     # the operator changes the verdict: the reference follows it, and leaves the set as a new normal
     with db.begin() as conn:
-        conn.execute(AlertFeedback.__table__.update().where(AlertFeedback.alert_id == alert_id)
+        conn.execute(cast(Table, AlertFeedback.__table__).update().where(AlertFeedback.alert_id == alert_id)
                      .values(verdict="false_positive"))
     assert reference.harvest(db, "test", [], [f"ch{i}" for i in range(4)], TINY.window_len, 16) == 0
     assert [r.kind for r in reference.load(db, "test", [f"ch{i}" for i in range(4)], TINY.window_len)] == [
         "false_positive"]
     with db.begin() as conn:
-        conn.execute(AlertFeedback.__table__.update().where(AlertFeedback.alert_id == alert_id)
+        conn.execute(cast(Table, AlertFeedback.__table__).update().where(AlertFeedback.alert_id == alert_id)
                      .values(verdict="new_normal"))
     reference.harvest(db, "test", [], [f"ch{i}" for i in range(4)], TINY.window_len, 16)
     assert reference.load(db, "test", [f"ch{i}" for i in range(4)], TINY.window_len) == []

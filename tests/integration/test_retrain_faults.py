@@ -54,7 +54,7 @@ def test_history_read_that_stops_progressing_raises_broker_error_naming_the_part
         def end_offsets(tps: list[TopicPartition]) -> dict[TopicPartition, int]:
             return {tp: off + (5 if tp.partition == partition else 0) for tp, off in real(tps).items()}
 
-        consumer.end_offsets = end_offsets  # type: ignore[method-assign]
+        consumer.end_offsets = end_offsets
         return consumer
 
     monkeypatch.setattr(history_module, "make_consumer", consumer_expecting_more)
@@ -91,7 +91,12 @@ def test_a_failing_release_neither_loses_the_outcome_nor_makes_the_replica_run_a
     db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs: list[str] = []
-    scheduler = Scheduler(db, lambda t, r, c: runs.append(t) or RetrainOutcome(REJECTED, "v1", "ok"), name="test",
+
+    def job(trigger: str, reason: str, cancel: threading.Event) -> RetrainOutcome:
+        runs.append(trigger)
+        return RetrainOutcome(REJECTED, "v1", "ok")
+
+    scheduler = Scheduler(db, job, name="test",
                           schedule=Schedule("3600"), lease_s=30, tick_s=0.01, drift=None, owner="me")
     lease.ensure_job(db, "retrain:test", utcnow() - timedelta(seconds=1))
     real_release = lease.release

@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table
 
 from monitor.api.schemas import AlertOut
 from monitor.core.incidents import SEVERITIES, STATUSES, AlertRecord, Severity, Status, severity_of
@@ -40,13 +41,14 @@ def test_one_mapping_between_the_record_and_the_row() -> None:
 
 def test_the_cli_short_form_and_the_api_filter_select_the_same_alerts(sqlite_db: Engine) -> None:
     now = utcnow().replace(microsecond=0)
+    rows: list[dict[str, object]]
     rows = [dict(sensor_id=f"s{i % 3}", opened_at=now - timedelta(minutes=i), closed_at=None,
                  last_window_end=now - timedelta(minutes=i) + timedelta(seconds=30), status=STATUSES[i % 3],
                  severity=SEVERITIES[i % 2], peak_score=1.0, threshold_at_peak=1.0, window_count=1, top_channels=[],
                  model_version=f"v{i % 2}", partition=0, first_offset=i, last_offset=i, created_at=now, updated_at=now)
             for i in range(30)]
     with sqlite_db.begin() as conn:
-        conn.execute(Alert.__table__.insert(), rows)
+        conn.execute(cast(Table, Alert.__table__).insert(), rows)
     since, until = now - timedelta(minutes=20), now - timedelta(minutes=5)
     short = query_alerts(sqlite_db, sensor_id="s1", status="acknowledged", since=since, until=until)
     flt = AlertFilter(sensor_ids=["s1"], statuses=[Status.ACKNOWLEDGED], since=since, until=until)

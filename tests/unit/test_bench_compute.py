@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.core.scoring.artifact import ModelBundle
-from monitor.core.scoring.scorer import Scorer
+from monitor.core.scoring.scorer import Scorer, Scores
 from monitor.core.windows import sliding_windows
 from pipelines.bench.compute import bf16_check
 
@@ -17,10 +17,11 @@ ONEDNN = "could not create a primitive descriptor for the LSTM forward propagati
 class _NoBf16Scorer(Scorer):
     """A scorer on a CPU whose oneDNN has no bf16 LSTM: its forward raises what torch raises there."""
 
-    def score(self, windows: np.ndarray):  # type: ignore[no-untyped-def]
+    def score(self, windows: np.ndarray, starts: np.ndarray | None = None, ends: np.ndarray | None = None,
+              previous: np.ndarray | None = None) -> Scores:
         if self.bf16:
             raise RuntimeError(ONEDNN)
-        return super().score(windows)
+        return super().score(windows, starts, ends, previous)
 
 
 def _sample(history: pd.DataFrame) -> np.ndarray:

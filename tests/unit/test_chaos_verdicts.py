@@ -3,13 +3,16 @@ what it reports, so that a verdict of 'same state' means it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pipelines.faults.kit import state_differences
 
-STATE = {"threshold": {"mean": 0.5, "sq": 0.3, "seen": 40, "warm": None},
-         "baseline": {"offset": [0.1, -2.0], "settling": True}, "incidents": {"current": {"windows": 3}}}
+STATE: dict[str, Any] = {"threshold": {"mean": 0.5, "sq": 0.3, "seen": 40, "warm": None},
+                         "baseline": {"offset": [0.1, -2.0], "settling": True},
+                         "incidents": {"current": {"windows": 3}}}
 
 
 def test_equal_states_and_last_bit_float_differences_pass() -> None:

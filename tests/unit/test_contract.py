@@ -120,16 +120,16 @@ def _mixed_batch() -> list[bytes | None]:
         None, b"\xff\xfe", b"{nope", json.dumps(good(values=[[1, None]] * 4)).encode(),
         json.dumps(good(values=[[1, float("nan")]] * 4)).encode(), json.dumps(good(channels=["a", "c"])).encode(),
     ]
-    packs = [encode_values(f"p{i}", START, END, ["a", "b"], [[i, 2], [3, 4], [5, 6], [7, 8]], packed=True)
+    packs = [encode_values(f"p{i}", START, END, ["a", "b"], np.array([[i, 2], [3, 4], [5, 6], [7, 8]]), packed=True)
              for i in range(3)]
-    nan_pack = encode_values("pn", START, END, ["a", "b"], [[np.nan, 2]] * 4, packed=True)
+    nan_pack = encode_values("pn", START, END, ["a", "b"], np.array([[np.nan, 2]] * 4), packed=True)
     return [ok[0], bad[0], packs[0], ok[1], bad[1], bad[2], ok[2], packs[1], bad[3], nan_pack, bad[4], ok[3],
             bad[5], ok[4], packs[2]]
 
 
 @pytest.mark.parametrize("extra", [[], [json.dumps(good(values=[[1, 2]] * 3)).encode()],
                                    [json.dumps(good(values=[[1, "x"]] * 4)).encode()],
-                                   [encode_values("p", START, END, ["a", "b"], [[1, 2]] * 3, packed=True)]])
+                                   [encode_values("p", START, END, ["a", "b"], np.array([[1, 2]] * 3), packed=True)]])
 def test_decode_batch_equals_decode_record_by_record(extra: list[bytes]) -> None:
     # extra: a ragged or non-numeric window forces the window-by-window fallback
     raws = _mixed_batch() + extra

@@ -8,13 +8,13 @@ from prometheus_client import REGISTRY
 
 from monitor.core.contract import SensorWindow
 from monitor.core.engine import Engine, Record
-from monitor.core.incidents import RESOLVED, IncidentTracker
+from monitor.core.incidents import RESOLVED, SEVERITIES, IncidentTracker
 from monitor.core.scoring.artifact import ModelBundle
 from monitor.core.scoring.scorer import Scorer
 from monitor.observe import metrics
 from monitor.settings import AlertSettings, ThresholdSettings
-from pipelines.synthetic import normal_series
-from tests.unit.helpers import EPOCH, records_of
+from pipelines.synthetic import EPOCH, normal_series
+from tests.unit.helpers import records_of
 
 THRESH = ThresholdSettings()
 ALERT = AlertSettings(min_hits=2, min_normal=2)
@@ -102,7 +102,7 @@ def test_dead_letters_are_logged_at_most_once_per_reason_and_interval(caplog) ->
     from monitor.core.contract import DecodeFailure
     from monitor.ingest.kafka import DeadLetters
 
-    letters = DeadLetters(None, "dlq")  # type: ignore[arg-type]  # only the log is exercised
+    letters = DeadLetters(None, "dlq")  # only the log is exercised
     record = SimpleNamespace(topic="windows", partition=2, offset=7)
     with caplog.at_level(logging.INFO, logger="monitor.ingest.kafka"):
         for i, now in enumerate([0.0, 1.0, 2.0, 11.0]):
@@ -151,7 +151,7 @@ def test_open_alerts_by_severity_and_event_time_lag_are_gauged_after_a_batch(tin
     assert current is not None
     ends: dict[int, float] = {}
     metrics.observe_alerts(engine.sensors.values(), outcome.decisions, ends)
-    for severity in metrics.SEVERITIES:
+    for severity in SEVERITIES:
         expected = 1.0 if severity == current.severity else 0.0
         assert REGISTRY.get_sample_value("monitor_open_alerts", {"severity": severity}) == expected
     lag = REGISTRY.get_sample_value("monitor_event_lag_seconds", {"partition": str(recs[-1].partition)})

@@ -8,6 +8,9 @@ import random
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import cast
+
+from sqlalchemy import Table
 
 from monitor.core import contract
 from monitor.core.contract import SensorWindow, decode
@@ -75,15 +78,15 @@ def test_the_nonfinite_scan_finds_nan_and_inf_in_columns_and_json(tmp_path: Path
     init_schema(db)
     now = datetime(2026, 1, 1, tzinfo=timezone.utc)
     with db.begin() as conn:
-        conn.execute(Alert.__table__.insert().values(
+        conn.execute(cast(Table, Alert.__table__).insert().values(
             sensor_id="s", opened_at=now, closed_at=None, last_window_end=now, status="open", severity="minor",
             peak_score=1.0, threshold_at_peak=2.0, window_count=1, top_channels=["a"], model_version="m",
             partition=0, first_offset=0, last_offset=0))
-        conn.execute(SensorState.__table__.insert().values(
+        conn.execute(cast(Table, SensorState.__table__).insert().values(
             sensor_id="s", partition=0, state={"threshold": {"mean": 1.0}}, last_score=1.0, model_version="m"))
     assert nonfinite_numbers(db) == []
     with db.begin() as conn:
-        conn.execute(Alert.__table__.update().values(peak_score=float("inf")))
-        conn.execute(SensorState.__table__.update().values(state={"threshold": {"mean": float("nan")}}))
+        conn.execute(cast(Table, Alert.__table__).update().values(peak_score=float("inf")))
+        conn.execute(cast(Table, SensorState.__table__).update().values(state={"threshold": {"mean": float("nan")}}))
     assert sorted(nonfinite_numbers(db)) == ["alerts.peak_score", "sensor_state.state"]
     db.dispose()

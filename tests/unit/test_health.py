@@ -6,6 +6,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from typing import cast
 
 import pytest
 
@@ -40,7 +41,8 @@ def test_the_endpoint_serves_metrics_and_answers_503_when_the_loop_stalls(monkey
         assert status == 200 and json.loads(body)["status"] == "ok"
         status, body = _get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200 and b"monitor_loop_heartbeat_timestamp_seconds" in body
-        monkeypatch.setattr(health, "_last_beat", health._last_beat - 31.0)  # the loop has been silent 31 s
+        last_beat = cast(float, health._last_beat)  # set by the beat above
+        monkeypatch.setattr(health, "_last_beat", last_beat - 31.0)  # the loop has been silent 31 s
         status, body = _get(f"http://127.0.0.1:{port}/healthz")
         assert status == 503 and json.loads(body)["status"] == "stalled"
     finally:

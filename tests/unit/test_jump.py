@@ -61,7 +61,8 @@ def test_a_step_of_a_centred_drifting_channel_at_a_window_boundary_is_seen_by_it
 
     def alerted(model: object) -> np.ndarray:
         result = run_backtest(frame, model, ThresholdSettings(), AlertSettings(), stride=WINDOW)  # type: ignore[arg-type]
-        return result.table["is_anomaly"].to_numpy()
+        flags: np.ndarray = result.table["is_anomaly"].to_numpy()
+        return flags
 
     with_jump, without = alerted(bundle), alerted(blind)
     after = slice(STEP_AT, STEP_AT + 3 * WINDOW)
@@ -104,5 +105,6 @@ def test_jump_scales_are_one_finite_non_negative_number_per_channel(case: tuple[
                        | st.lists(st.floats() | st.integers() | st.text(max_size=2), max_size=3)))
 def test_a_stored_state_of_any_shape_restores_without_raising(data: dict[str, object]) -> None:
     baseline = InputBaseline.restore(RobustScaler(center=np.zeros(2), scale=np.ones(2)), 0.0, 1.0, data)
-    assert baseline.level.shape == (2,)
+    level: np.ndarray = baseline.level  # numpy's stubs give InputBaseline.level (an np.full) a 0-d shape
+    assert level.shape == (2,)
     assert np.isnan(baseline.level).all() or (np.isfinite(baseline.level).all() and np.isfinite(baseline.level_end))

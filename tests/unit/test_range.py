@@ -5,6 +5,7 @@ level its history showed is judged for as long as it lasts, until an operator's 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,11 +14,11 @@ from pydantic import ValidationError
 
 from monitor.core.engine import Engine
 from monitor.core.feedback import adopt_state
-from monitor.core.scoring.artifact import ArtifactError, ModelBundle, ModelMeta
+from monitor.core.scoring.artifact import ModelBundle, ModelMeta
 from monitor.core.scoring.baseline import RANGE_SDS, level_ranges
 from monitor.core.scoring.scorer import Scorer
 from monitor.core.scoring.train import centring, train, train_on_windows
-from monitor.errors import DataError
+from monitor.errors import ArtifactError, DataError
 from monitor.settings import AlertSettings, ModelSettings, Settings, ThresholdSettings
 from tests.unit.helpers import records_of
 
@@ -111,7 +112,7 @@ def test_level_ranges_cover_the_drifting_channels_levels_only() -> None:
     ({"range_low": [2.0, 0.0], "range_high": [1.0, 0.0], "range_scale": [1.0, 0.0]}, "must not lie above"),
     ({"range_low": [], "range_high": [1.0, 0.0], "range_scale": [1.0, 0.0]}, "given together"),
 ])
-def test_a_damaged_range_is_refused(model: ModelBundle, change: dict[str, list[float]], problem: str) -> None:
+def test_a_damaged_range_is_refused(model: ModelBundle, change: dict[str, Any], problem: str) -> None:
     meta = dataclasses.replace(model.meta, calibration=dataclasses.replace(model.meta.calibration, **change))
     with pytest.raises(ArtifactError, match=problem):
         ModelMeta.from_json(meta.to_json())

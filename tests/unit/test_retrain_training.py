@@ -38,7 +38,7 @@ CHANNELS = ("a", "b")
 def _two_sensor_history(n_windows: int = 40) -> History:
     """Sensor ``low`` sits near 0, sensor ``high`` near 100, over the same time span (1 s per row)."""
     rng = np.random.default_rng(0)
-    windows = []
+    windows: list[HistoryWindow] = []
     for sensor, level in (("low", 0.0), ("high", 100.0)):
         for i in range(n_windows):
             ws = T0 + timedelta(seconds=i * WL)
@@ -191,7 +191,8 @@ def _daily_fleet(days: int = 4, sensors: int = 3) -> History:
     """Three sensors of 5-minute rows over ``days`` days, windows of WL rows back to back: channel ``a`` carries a
     daily cycle of amplitude 10 (noise 1) at a level of its own per sensor, ``b`` is noise."""
     rng = np.random.default_rng(5)
-    step, windows = 300.0, []
+    step = 300.0
+    windows: list[HistoryWindow] = []
     for i in range(days * 288 // WL):
         for s in range(sensors):
             ws = T0 + timedelta(seconds=i * WL * step)

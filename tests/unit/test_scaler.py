@@ -15,7 +15,8 @@ from monitor.core.scoring.scaler import RobustScaler
 
 def _iqr_scale(values: np.ndarray) -> np.ndarray:
     q75, q25 = np.percentile(values, [75, 25], axis=0)
-    return (q75 - q25) / 1.349
+    scale: np.ndarray = (q75 - q25) / 1.349
+    return scale
 
 
 def test_gaussian_laplace_and_uniform_channels_keep_the_iqr_scale() -> None:

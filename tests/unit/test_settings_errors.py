@@ -33,7 +33,7 @@ def test_a_value_that_fits_no_member_of_a_union_is_one_line_naming_each(monkeypa
 
 def test_a_secret_value_is_not_repeated() -> None:
     with pytest.raises(ValidationError) as caught:
-        Settings(db={"url": 12345})  # type: ignore[arg-type]
+        Settings(db={"url": 12345})
     (problem,) = settings_problems(caught.value)
     assert problem.startswith("db.url (MONITOR_DB__URL): ") and "12345" not in problem
 

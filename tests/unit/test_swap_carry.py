@@ -55,7 +55,10 @@ def test_carrying_keeps_every_learned_level_at_the_same_standard_score(
     for level in levels:
         old.update(math.exp(level))
     new = SensorThreshold.carried(CFG, ALERT, old.snapshot(), _cal(m1, s1))
-    clamp = lambda v: min(max(v, CFG.min_std), CFG.max_std)  # noqa: E731
+
+    def clamp(v: float) -> float:
+        return min(max(v, CFG.min_std), CFG.max_std)
+
     z_old = (old._mean.get() - m0) / clamp(s0)
     z_new = (new._mean.get() - m1) / clamp(s1)
     assert math.isclose(z_old, z_new, rel_tol=1e-6, abs_tol=1e-6)

@@ -185,12 +185,12 @@ def test_a_second_mode_of_training_scores_within_reach_lifts_the_open_level_abov
 def test_the_lift_stops_at_the_instant_level_and_ignores_modes_beyond_reach_or_absent() -> None:
     cfg, alert = ThresholdSettings(), AlertSettings()
     capped = SensorThreshold.from_calibration(cfg, alert, _calibration(2.9))  # within reach (3.0), above 2.0
-    assert (capped.lift, capped.enter) == (pytest.approx(2.0), pytest.approx(2.0)), "k_instant - k_enter stds at most"
+    assert capped.lift == pytest.approx(2.0) and capped.enter == pytest.approx(2.0), "k_instant - k_enter stds at most"
     for q99 in (3.5, None):  # a setpoint switch's windows (far beyond exp(3) times typical), an old model
         t = SensorThreshold.from_calibration(cfg, alert, _calibration(q99))
-        assert (t.lift, t.enter) == (0.0, pytest.approx(1.2)), q99
+        assert t.lift == 0.0 and t.enter == pytest.approx(1.2), q99
     restored = SensorThreshold.restore(cfg, alert, capped.snapshot())
-    assert (restored.lift, restored.enter) == (capped.lift, pytest.approx(capped.enter))
+    assert restored.lift == capped.lift and restored.enter == pytest.approx(capped.enter)
 
 
 @settings(max_examples=200, deadline=None)
