@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ LIFECYCLE = ("sensor_id", "opened_at", "closed_at", "status", "severity", "windo
              "model_version", "partition", "first_offset", "last_offset")
 
 
-def _send(cfg: KafkaSettings, items: list[tuple[bytes, bytes | None]]) -> list[Any]:
+def _send(cfg: KafkaSettings, items: Sequence[tuple[bytes, bytes | None]]) -> list[Any]:
     producer = make_producer(cfg)
     try:
         futures = [producer.send(cfg.topic, key=k, value=v) for k, v in items]
@@ -42,7 +43,7 @@ def _lifecycles(alerts: dict[Any, dict[str, Any]]) -> dict[Any, tuple[Any, ...]]
     return {k: tuple(a[f] for f in LIFECYCLE) for k, a in alerts.items()}
 
 
-def _offline_lifecycles(bundle: ModelBundle, sent: list[Any], items: list[tuple[bytes, bytes | None]]
+def _offline_lifecycles(bundle: ModelBundle, sent: list[Any], items: Sequence[tuple[bytes, bytes | None]]
                         ) -> dict[Any, tuple[Any, ...]]:
     """The alerts of one offline pass of the pure engine over what was sent, partition by partition."""
     detector = Detector(Scorer(bundle), ThresholdSettings(), AlertSettings())
@@ -144,7 +145,7 @@ def test_a_failed_kafka_offset_commit_is_made_good_once_idle(
             raise CommitFailedError("injected: group rebalancing")
         return real_commit(offsets, **kwargs)
 
-    runner.consumer.commit = commit  # type: ignore[method-assign]
+    runner.consumer.commit = commit
     runner.run()
 
     assert len(refused) == 3, "the injected refusals fired"
@@ -152,6 +153,48 @@ def test_a_failed_kafka_offset_commit_is_made_good_once_idle(
     assert load_offsets(db, kafka_cfg.group_id, kafka_cfg.topic) == ends
     committed = group_committed(kafka_cfg)
     assert {p: committed[p] for p in ends} == ends, "Kafka lag back to 0"
+
+
+def test_a_retriable_error_escaping_the_clients_poll_is_an_empty_poll(
+    kafka_cfg: KafkaSettings, db: Engine, e2e_bundle: ModelBundle
+) -> None:
+    """kafka-python 3.0.12 lets KafkaConnectionError escape poll() while the broker is down (the coordinator lookup
+    fails, then the metadata refresh it asks for). The fault suite's broker kill (scenario 2, seed 3838) ended the
+    consumer that way. A retriable error is now an empty poll after a pause; any other Kafka error still ends the
+    run."""
+    from kafka.errors import KafkaConnectionError, UnsupportedVersionError
+
+    wl = e2e_bundle.meta.window_len
+    fleet = make_fleet(3, wl * 20, seed=15, per_sensor=1, length=4 * wl)
+    items = [(s.encode(), contract.encode_values(s, a, b, fleet.channels, v)) for s, a, b, v in fleet_windows(fleet, wl)]
+    _send(kafka_cfg, items)
+    kafka = kafka_cfg.model_copy(update={"max_poll_records": 10, "live_poll_records": 10})
+    runner = build_runner(kafka, RunSettings(), ThresholdSettings(), AlertSettings(), e2e_bundle, db, idle_exit_s=3.0)
+    real_poll = runner.consumer.poll
+    calls: list[int] = []
+
+    def poll(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) in (3, 4, 7):  # mid-stream, twice in a row, and again
+            raise KafkaConnectionError("injected: 111 ECONNREFUSED")
+        return real_poll(*args, **kwargs)
+
+    runner.consumer.poll = poll  # the real client's poll, wrapped
+    stats = runner.run()
+
+    assert len(calls) > 7, "the injected errors fired"
+    assert stats.consumed == len(items), "every window consumed: the run went on"
+    ends = {p: o for p, o in end_offsets(kafka_cfg).items() if o > 0}
+    assert load_offsets(db, kafka_cfg.group_id, kafka_cfg.topic) == ends, "and is durable to the end"
+
+    fatal = build_runner(kafka, RunSettings(), ThresholdSettings(), AlertSettings(), e2e_bundle, db, idle_exit_s=3.0)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise UnsupportedVersionError("injected: not retriable")
+
+    fatal.consumer.poll = refuse
+    with pytest.raises(UnsupportedVersionError):
+        fatal.run()
 
 
 def test_a_bounded_sensor_memory_reads_dropped_states_back_and_decides_the_same(
