@@ -6,8 +6,9 @@
 
 With ``--sensor-column`` each sensor's rows (in any interleaving in the file) are cut into that sensor's own
 windows, keyed by its name, and the fleet's windows are sent in the order of their last row's time, as the sensors
-would have sent them. Without it, a file whose rows mostly repeat the time of the row before (several sensors'
-rows with the column that names them dropped) is refused: its windows would mix sensors.
+would have sent them. Without it, a file whose rows mostly repeat the time of the row before, or nearly (several
+sensors' rows with the column that names them dropped, their clocks the same or milliseconds apart), is refused:
+its windows would mix sensors.
 
 Without ``--window-len`` the windows have the length the monitor scores: that of the model artifact at
 settings ``model.path`` when it exists, else settings ``model.window_len`` (windows of another length are

@@ -104,11 +104,10 @@ def refuse_interleaved(path: Path | str, frame: pd.DataFrame) -> None:
     """A DataError when more than half the rows of a frame read without a sensor column repeat the time of the
     row before (``REPEATED_SHARE``), or come so soon after it (within ``NEAR_STEP`` of the file's mean step, in a
     file of ``NEAR_MIN_ROWS`` rows or more: each sensor's clock a few milliseconds off the others', as a historian
-    exports them): rows of several sensors
-    interleaved in time, the column that tells them apart dropped, would be judged or trained on as one sensor's
-    rows, each window a mix of sensors. Regular or randomly spaced rows of one sensor have next to no such steps.
-    For the commands that train or judge a file (a frame read without a time column has a made-up clock, one
-    second a row)."""
+    exports them): rows of several sensors interleaved in time, the column that tells them apart dropped, would be
+    judged or trained on as one sensor's rows, each window a mix of sensors. One sensor's rows, regular or randomly
+    spaced, have few such steps (Poisson arrivals: about a tenth). For the commands that train, judge or replay a
+    file (a frame read without a time column has a made-up clock, one second a row)."""
     if frame.attrs.get("sensors") or len(frame) < 4:
         return
     seconds = np.asarray((frame.index - frame.index[0]).total_seconds(), dtype=np.float64)
