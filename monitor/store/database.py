@@ -29,7 +29,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError as AlembicError
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -169,28 +169,47 @@ class SchemaStatus:
             return False
 
 
+PG_LOCK_KEY = 0x6D6F6E69746F72  # "monitor": one advisory-lock id for schema upgrades (also taken in migrations/env.py)
+
+
+def lock_schema(conn: Connection) -> None:
+    """On PostgreSQL, take the transaction-scoped advisory lock that serialises schema upgrades across processes
+    (re-entrant: migrations/env.py takes it again on the same connection); nothing on other databases."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
+
+
+def _status(conn: Connection) -> SchemaStatus:
+    return SchemaStatus(current=MigrationContext.configure(conn).get_current_revision(), head=head_revision(),
+                        tables=frozenset(inspect(conn).get_table_names()))
+
+
 def schema_status(engine: Engine) -> SchemaStatus:
     """Where the database's schema stands relative to this code's migrations."""
     try:
         with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
-            tables = frozenset(inspect(conn).get_table_names())
+            return _status(conn)
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read the database schema: {exc.__class__.__name__}: {exc}") from exc
-    return SchemaStatus(current=current, head=head_revision(), tables=tables)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
-    """Apply migrations up to ``revision`` (stamping a pre-migration database at the baseline first)."""
-    status = schema_status(engine)
-    if not status.known:
-        raise ConfigError(
-            f"database schema is at revision {status.current}, which this monitor does not know "
-            f"(newest here: {status.head}); upgrade the monitor instead"
-        )
+    """Apply migrations up to ``revision`` (stamping a pre-migration database at the baseline first).
+
+    Where the schema stands is read under the upgrade lock, in the upgrade's own transaction: read before it, a
+    concurrent upgrade could commit between the two reads (the version after, the tables before, or the reverse),
+    and a database another process had just migrated looked like a pre-migration one, stamped at the baseline and
+    migrated again (CI, `test_concurrent_upgrades_are_serialised`: a table created twice)."""
     config = alembic_config()
     try:
         with _ALEMBIC_LOCK, engine.begin() as conn:
+            lock_schema(conn)
+            status = _status(conn)
+            if not status.known:
+                raise ConfigError(
+                    f"database schema is at revision {status.current}, which this monitor does not know "
+                    f"(newest here: {status.head}); upgrade the monitor instead"
+                )
             config.attributes["connection"] = conn
             if status.legacy:
                 log.info("database predates migrations: stamping revision %s", BASELINE_REVISION)

@@ -11,12 +11,10 @@ from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from monitor.store.database import lock_schema
 from monitor.store.schema import Base, UTCDateTime
-
-PG_LOCK_KEY = 0x6D6F6E69746F72  # "monitor": one advisory-lock id for schema upgrades
 
 
 def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
@@ -35,8 +33,7 @@ def run_migrations(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
+        lock_schema(connection)  # held already when monitor.store.database.upgrade runs it (re-entrant)
         context.run_migrations()
 
 
